@@ -8,4 +8,7 @@
 //! `kafka-protocol` is still used, as a test oracle for round-trip tests.
 
 pub mod codec;
+pub mod compression;
+pub mod messages;
+pub mod metadata_records;
 pub mod records;

@@ -1,0 +1,288 @@
+//! CreateTopics (API 19): creates topics through the metadata store, like Kafka's controller.
+//!
+//! `num_partitions` / `replication_factor` of -1 take the broker's `num.partitions` /
+//! `default.replication.factor`. A manual assignment is accepted when it is well formed and names
+//! registered brokers; it then only fixes the partition count and replication factor (replicas are
+//! placed by the metadata store). `timeout_ms` is moot: creation completes before the response.
+//! From v5 the result carries the topic's partition count, replication factor and effective configs.
+
+use std::collections::{BTreeMap, HashSet};
+
+use strom_metadata::error::codes;
+use strom_metadata::{MetadataError, MetadataImage, TopicSummary};
+use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use strom_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+
+use super::describe_configs::topic_config_entries;
+use crate::state::Broker;
+
+/// Kafka's INVALID_REPLICA_ASSIGNMENT error code.
+pub(super) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+
+fn replica_assignment_error(message: String) -> MetadataError {
+    MetadataError::new(INVALID_REPLICA_ASSIGNMENT, message)
+}
+
+/// Checks one partition's replica list of a manual assignment: not empty, no broker twice, every
+/// broker registered.
+pub(super) fn check_replica_list(
+    image: &MetadataImage,
+    broker_ids: &[i32],
+) -> Result<(), MetadataError> {
+    if broker_ids.is_empty() {
+        return Err(replica_assignment_error(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for broker_id in broker_ids {
+        if !seen.insert(broker_id) {
+            return Err(replica_assignment_error(format!(
+                "The manual partition assignment includes the broker {broker_id} more than once."
+            )));
+        }
+        if !image.brokers.contains_key(broker_id) {
+            return Err(replica_assignment_error(format!(
+                "The manual partition assignment includes broker {broker_id}, but no such broker is registered."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The partition count and replication factor a manual assignment implies, checked like Kafka's
+/// `ReplicationControlManager` does.
+fn manual_assignment_shape(
+    topic: &CreatableTopic,
+    image: &MetadataImage,
+) -> Result<(i32, i16), MetadataError> {
+    for (field, value) in [
+        ("numPartitions", topic.num_partitions),
+        ("replicationFactor", i32::from(topic.replication_factor)),
+    ] {
+        if value != -1 {
+            return Err(MetadataError::new(
+                codes::INVALID_REQUEST,
+                format!(
+                    "A manual partition assignment was specified, but {field} was not set to -1."
+                ),
+            ));
+        }
+    }
+    let mut indexes: Vec<i32> = topic
+        .assignments
+        .iter()
+        .map(|a| a.partition_index)
+        .collect();
+    indexes.sort_unstable();
+    if indexes
+        .iter()
+        .zip(0..)
+        .any(|(index, expected)| *index != expected)
+    {
+        return Err(replica_assignment_error(
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    let replicas = topic.assignments.first().map_or(0, |a| a.broker_ids.len());
+    for assignment in &topic.assignments {
+        if assignment.broker_ids.len() != replicas {
+            return Err(replica_assignment_error(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not \
+                 consistent with previous partitions, which have {replicas} replica(s).",
+                assignment.broker_ids.len()
+            )));
+        }
+        check_replica_list(image, &assignment.broker_ids)?;
+    }
+    Ok((
+        i32::try_from(indexes.len()).unwrap_or(i32::MAX),
+        i16::try_from(replicas).unwrap_or(i16::MAX),
+    ))
+}
+
+/// Validates one topic and, unless `validate_only`, creates it.
+fn create_topic(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> Result<TopicSummary, MetadataError> {
+    let (num_partitions, replication_factor) = if topic.assignments.is_empty() {
+        (
+            if topic.num_partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                topic.num_partitions
+            },
+            if topic.replication_factor == -1 {
+                broker.config.default_replication_factor
+            } else {
+                topic.replication_factor
+            },
+        )
+    } else {
+        manual_assignment_shape(topic, image)?
+    };
+    let null_valued: Vec<&str> = topic
+        .configs
+        .iter()
+        .filter(|config| config.value.is_none())
+        .map(|config| config.name.as_str())
+        .collect();
+    if !null_valued.is_empty() {
+        return Err(MetadataError::invalid_config(format!(
+            "Null value not supported for topic configs: {}",
+            null_valued.join(",")
+        )));
+    }
+    let configs: Vec<(String, String)> = topic
+        .configs
+        .iter()
+        .filter_map(|config| Some((config.name.clone(), config.value.clone()?)))
+        .collect();
+    broker.metadata.create_topic(
+        &topic.name,
+        num_partitions,
+        replication_factor,
+        &configs,
+        validate_only,
+    )
+}
+
+/// The v5+ result of a created (or validated) topic.
+fn success(broker: &Broker, image: &MetadataImage, summary: TopicSummary) -> CreatableTopicResult {
+    let configs = topic_config_entries(&broker.config, image, broker.node_id, &summary.configs)
+        .into_iter()
+        .map(|entry| CreatableTopicConfigs {
+            name: entry.name,
+            value: entry.value,
+            read_only: entry.read_only,
+            config_source: entry.source,
+            is_sensitive: false,
+        })
+        .collect();
+    CreatableTopicResult {
+        name: summary.name,
+        topic_id: summary.topic_id,
+        error_code: 0,
+        error_message: None,
+        topic_config_error_code: 0,
+        num_partitions: summary.num_partitions,
+        replication_factor: summary.replication_factor,
+        configs: Some(configs),
+    }
+}
+
+fn failure(name: String, error: MetadataError) -> CreatableTopicResult {
+    CreatableTopicResult {
+        name,
+        error_code: error.code,
+        error_message: Some(error.message),
+        ..CreatableTopicResult::default()
+    }
+}
+
+pub fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
+    let mut occurrences: BTreeMap<&str, usize> = BTreeMap::new();
+    for topic in &request.topics {
+        *occurrences.entry(topic.name.as_str()).or_default() += 1;
+    }
+    let mut reported = HashSet::new();
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut created_any = false;
+    for topic in &request.topics {
+        if !reported.insert(topic.name.as_str()) {
+            continue;
+        }
+        if occurrences[topic.name.as_str()] > 1 {
+            let error = MetadataError::new(codes::INVALID_REQUEST, "Duplicate topic name.");
+            results.push(failure(topic.name.clone(), error));
+            continue;
+        }
+        let image = broker.image();
+        let result = match create_topic(broker, &image, topic, request.validate_only) {
+            Ok(summary) => {
+                created_any |= !request.validate_only;
+                success(broker, &broker.image(), summary)
+            }
+            Err(error) => failure(topic.name.clone(), error),
+        };
+        results.push(result);
+    }
+    if created_any {
+        broker.sync_partitions();
+    }
+    CreateTopicsResponse {
+        throttle_time_ms: 0,
+        topics: results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_metadata::BrokerRegistration;
+    use strom_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+
+    fn image_with_broker(id: i32) -> MetadataImage {
+        let mut image = MetadataImage::empty("cluster".into());
+        image.brokers.insert(
+            id,
+            BrokerRegistration {
+                id,
+                epoch: 0,
+                host: "localhost".into(),
+                port: 9092,
+                rack: None,
+            },
+        );
+        image
+    }
+
+    fn manual(assignments: &[(i32, &[i32])]) -> CreatableTopic {
+        CreatableTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: assignments
+                .iter()
+                .map(|(index, brokers)| CreatableReplicaAssignment {
+                    partition_index: *index,
+                    broker_ids: brokers.to_vec(),
+                })
+                .collect(),
+            configs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn manual_assignment_gives_partition_count_and_replication_factor() {
+        let image = image_with_broker(1);
+        let shape = manual_assignment_shape(&manual(&[(1, &[1]), (0, &[1])]), &image);
+        assert_eq!(shape, Ok((2, 1)));
+    }
+
+    #[test]
+    fn manual_assignment_errors() {
+        let image = image_with_broker(1);
+        let code =
+            |topic: &CreatableTopic| manual_assignment_shape(topic, &image).map_err(|e| e.code);
+        assert_eq!(code(&manual(&[(1, &[1])])), Err(INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(code(&manual(&[(0, &[2])])), Err(INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(
+            code(&manual(&[(0, &[1, 1])])),
+            Err(INVALID_REPLICA_ASSIGNMENT)
+        );
+        assert_eq!(code(&manual(&[(0, &[])])), Err(INVALID_REPLICA_ASSIGNMENT));
+        let mut with_count = manual(&[(0, &[1])]);
+        with_count.num_partitions = 1;
+        assert_eq!(code(&with_count), Err(codes::INVALID_REQUEST));
+    }
+}

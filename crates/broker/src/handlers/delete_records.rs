@@ -1,0 +1,78 @@
+//! DeleteRecords (API 21): moves partitions' log start offsets forward, deleting the segments that
+//! fall wholly below them, and reports each partition's new low watermark.
+//!
+//! Offset -1 means the high watermark, which on a single node is the log end offset. An offset
+//! beyond it (or otherwise negative) is OFFSET_OUT_OF_RANGE; a partition this broker does not host
+//! is UNKNOWN_TOPIC_OR_PARTITION; a topic whose `cleanup.policy` lacks `delete` refuses with
+//! POLICY_VIOLATION, as in Kafka. Failed partitions report a low watermark of -1.
+
+use strom_metadata::error::codes;
+use strom_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsRequest,
+};
+use strom_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+};
+use strom_storage::StorageError;
+
+use crate::state::Broker;
+
+/// The request offset meaning "up to the high watermark".
+const HIGH_WATERMARK: i64 = -1;
+const POLICY_VIOLATION: i16 = 44;
+
+/// Deletes the records of one partition below the requested offset: `(low watermark, error code)`.
+fn delete_partition(broker: &Broker, topic: &str, request: &DeleteRecordsPartition) -> (i64, i16) {
+    let Some(partition) = broker.partitions.get(topic, request.partition_index) else {
+        return (-1, codes::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let mut log = partition.log();
+    if !log.config().cleanup_policy_delete {
+        return (-1, POLICY_VIOLATION);
+    }
+    let offset = if request.offset == HIGH_WATERMARK {
+        log.log_end_offset()
+    } else {
+        request.offset
+    };
+    match log.delete_records_before(offset) {
+        Ok(low_watermark) => (low_watermark, 0),
+        Err(error) => {
+            if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
+                tracing::warn!(topic, partition = request.partition_index, offset, %error, "DeleteRecords failed");
+            }
+            (-1, error.kafka_error_code())
+        }
+    }
+}
+
+pub fn handle(
+    broker: &Broker,
+    request: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| DeleteRecordsTopicResult {
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let (low_watermark, error_code) =
+                        delete_partition(broker, &topic.name, partition);
+                    DeleteRecordsPartitionResult {
+                        partition_index: partition.partition_index,
+                        low_watermark,
+                        error_code,
+                    }
+                })
+                .collect(),
+            name: topic.name,
+        })
+        .collect();
+    DeleteRecordsResponse {
+        throttle_time_ms: 0,
+        topics,
+    }
+}

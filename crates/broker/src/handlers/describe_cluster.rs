@@ -1,0 +1,77 @@
+//! DescribeCluster (API 60): the cluster id, this node as the controller, and the registered
+//! brokers from the metadata image.
+//!
+//! A broker endpoint answers only for `endpoint_type` 1 (brokers); asking it about controllers is
+//! MISMATCHED_ENDPOINT_TYPE, as in Kafka. Without an authorizer every cluster operation is allowed,
+//! so the requested authorized-operations bit field holds all operations Kafka defines on a cluster.
+
+use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use strom_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+
+use crate::state::Broker;
+
+/// `EndpointType.BROKER`.
+const ENDPOINT_TYPE_BROKER: i8 = 1;
+const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+/// The schema's "not requested" value of `cluster_authorized_operations`.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Bits of Kafka's `AclOperation` codes supported on the CLUSTER resource: CREATE (5), ALTER (7),
+/// DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11),
+/// IDEMPOTENT_WRITE (12).
+const CLUSTER_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
+
+pub fn handle(
+    broker: &Broker,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let image = broker.image();
+    let mut response = DescribeClusterResponse {
+        throttle_time_ms: 0,
+        error_code: 0,
+        error_message: None,
+        endpoint_type: ENDPOINT_TYPE_BROKER,
+        cluster_id: image.cluster_id.clone(),
+        controller_id: broker.node_id,
+        brokers: Vec::new(),
+        cluster_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+    };
+    if version >= 1 && request.endpoint_type != ENDPOINT_TYPE_BROKER {
+        let wanted = if request.endpoint_type == 2 {
+            "CONTROLLER"
+        } else {
+            "UNKNOWN"
+        };
+        response.error_code = MISMATCHED_ENDPOINT_TYPE;
+        response.error_message = Some(format!(
+            "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type {wanted}"
+        ));
+        return response;
+    }
+    response.brokers = image
+        .brokers
+        .values()
+        .map(|registration| DescribeClusterBroker {
+            broker_id: registration.id,
+            host: registration.host.clone(),
+            port: registration.port,
+            rack: registration.rack.clone(),
+        })
+        .collect();
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_operations_bit_field_matches_kafka() {
+        assert_eq!(CLUSTER_OPERATIONS, 8096);
+    }
+}

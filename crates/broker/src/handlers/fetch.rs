@@ -1,0 +1,132 @@
+//! Fetch (key 1): reads record batches from partition logs, with long polling.
+//!
+//! Data path: for each requested partition the log returns whole batches, starting with the batch
+//! that contains the fetch offset and ending before the high watermark, as one `Bytes` read from the
+//! segment file; the response encoder carries those bytes to the socket without copying them. Limits
+//! follow Kafka: `max_bytes` for the response and `partition_max_bytes` per partition, except that
+//! the first batch found is always returned whole (KIP-74) so a large record can never stall a
+//! consumer. If fewer than `min_bytes` are available the request waits (up to `max_wait_ms`) for
+//! appends, woken by the partition registry's `data_arrived` signal.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
+//! to send full fetch requests. With no transactions yet, the last stable offset is the high
+//! watermark for both isolation levels.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_protocol::messages::fetch_request::FetchRequest;
+use strom_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use tokio::time::Instant;
+
+use crate::state::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+const READ_COMMITTED: i8 = 1;
+/// Fetch v13 and later name topics by id.
+const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    loop {
+        let mut woken = pin!(broker.partitions.data_arrived.notified());
+        woken.as_mut().enable();
+        let (response, bytes, has_error) = read_once(broker, &request, version);
+        if bytes >= min_bytes || has_error || Instant::now() >= deadline {
+            return response;
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return read_once(broker, &request, version).0;
+        }
+    }
+}
+
+/// One pass over the requested partitions: the response, the record bytes in it, and whether any
+/// partition reported an error (which makes the fetch return at once, as in Kafka).
+fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    let image = broker.image();
+    let mut remaining = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        0
+    };
+    let mut total = 0usize;
+    let mut has_error = false;
+    let read_committed = request.isolation_level == READ_COMMITTED;
+
+    let responses = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+            } else {
+                Some(topic.topic.clone())
+            };
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let mut data = PartitionData {
+                        partition_index: wanted.partition,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        aborted_transactions: read_committed.then(Vec::new),
+                        records: Some(Bytes::new()),
+                        ..Default::default()
+                    };
+                    let partition = name.as_deref().and_then(|n| broker.partitions.get(n, wanted.partition));
+                    let Some(partition) = partition else {
+                        data.error_code = if name.is_none() {
+                            UNKNOWN_TOPIC_ID
+                        } else {
+                            UNKNOWN_TOPIC_OR_PARTITION
+                        };
+                        has_error = true;
+                        return data;
+                    };
+                    let log = partition.log();
+                    let high_watermark = log.log_end_offset();
+                    data.high_watermark = high_watermark;
+                    data.last_stable_offset = high_watermark;
+                    data.log_start_offset = log.log_start_offset();
+                    let limit = remaining.min(wanted.partition_max_bytes.max(0) as usize);
+                    let min_one_message = total == 0;
+                    if limit == 0 && !min_one_message {
+                        return data;
+                    }
+                    match log.read(wanted.fetch_offset, limit, high_watermark, min_one_message) {
+                        Ok(records) => {
+                            remaining = remaining.saturating_sub(records.len());
+                            total += records.len();
+                            data.records = Some(records);
+                        }
+                        Err(error) => {
+                            data.error_code = error.kafka_error_code();
+                            has_error = true;
+                        }
+                    }
+                    data
+                })
+                .collect();
+            FetchableTopicResponse {
+                topic: topic.topic.clone(),
+                topic_id: topic.topic_id,
+                partitions,
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    let response = FetchResponse {
+        error_code: 0,
+        session_id: 0,
+        responses,
+        ..Default::default()
+    };
+    (response, total, has_error)
+}

@@ -1,0 +1,86 @@
+//! ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups.
+//!
+//! Special timestamps, as in Kafka: -2 earliest (log start), -1 latest (high watermark, or the last
+//! stable offset for read_committed: the same here until transactions exist), -3 the record with the
+//! largest timestamp (KIP-734), -4 earliest local (KIP-1005: the log start, as nothing is tiered),
+//! -5 earliest pending upload (KIP-1023: nothing is tiered, so none). A timestamp >= 0 finds the
+//! first record whose timestamp is at least that; none gives offset -1.
+
+use strom_protocol::messages::list_offsets_request::ListOffsetsRequest;
+use strom_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+
+use crate::state::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const EARLIEST_PENDING_UPLOAD: i64 = -5;
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let image = broker.image();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let leader_epoch = |index: i32| {
+                image
+                    .topic(&topic.name)
+                    .and_then(|t| t.partitions.get(&index))
+                    .map(|p| p.leader_epoch)
+                    .unwrap_or(-1)
+            };
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let mut answer = ListOffsetsPartitionResponse {
+                        partition_index: wanted.partition_index,
+                        timestamp: -1,
+                        offset: -1,
+                        leader_epoch: leader_epoch(wanted.partition_index),
+                        ..Default::default()
+                    };
+                    let Some(partition) = broker.partitions.get(&topic.name, wanted.partition_index) else {
+                        answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                        return answer;
+                    };
+                    let log = partition.log();
+                    let found = match wanted.timestamp {
+                        LATEST => Ok(Some((-1, log.log_end_offset()))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
+                        MAX_TIMESTAMP => Ok(log.max_timestamp()),
+                        EARLIEST_PENDING_UPLOAD => Ok(None),
+                        timestamp => log
+                            .offset_for_timestamp(timestamp)
+                            .map(|found| found.map(|(offset, ts)| (ts, offset))),
+                    };
+                    match found {
+                        Ok(Some((timestamp, offset))) => {
+                            answer.timestamp = timestamp;
+                            answer.offset = offset;
+                        }
+                        Ok(None) => {}
+                        Err(error) => answer.error_code = error.kafka_error_code(),
+                    }
+                    if version == 0 && answer.offset >= 0 {
+                        answer.old_style_offsets = vec![answer.offset];
+                    }
+                    answer
+                })
+                .collect();
+            ListOffsetsTopicResponse {
+                name: topic.name,
+                partitions,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ListOffsetsResponse {
+        topics,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,133 @@
+//! Metadata (key 3): brokers, controller, cluster id, and topics with their partitions' leaders,
+//! replicas and ISR. Unknown topics are created here when `auto.create.topics.enable` is on and the
+//! client allows it (v4+), as Kafka does; the new topic is returned at once since creation is
+//! synchronous on this node.
+
+use strom_protocol::messages::metadata_request::MetadataRequest;
+use strom_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use strom_metadata::TopicImage;
+
+use crate::state::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// Topics Kafka treats as internal.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let requested = match request.topics {
+        None => None,
+        // In v0 an empty list means "all topics".
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(topics),
+    };
+
+    let topics = match requested {
+        None => {
+            let image = broker.image();
+            image.topics.values().map(|topic| describe_topic(topic)).collect()
+        }
+        Some(requested) => requested
+            .into_iter()
+            .map(|wanted| match wanted.name {
+                Some(name) => lookup_or_create(broker, &name, request.allow_auto_topic_creation),
+                None => {
+                    let image = broker.image();
+                    match image.topic_by_id(&wanted.topic_id) {
+                        Some(topic) => describe_topic(topic),
+                        None => MetadataResponseTopic {
+                            error_code: UNKNOWN_TOPIC_ID,
+                            topic_id: wanted.topic_id,
+                            ..Default::default()
+                        },
+                    }
+                }
+            })
+            .collect(),
+    };
+
+    let image = broker.image();
+    MetadataResponse {
+        brokers: image
+            .brokers
+            .values()
+            .map(|b| MetadataResponseBroker {
+                node_id: b.id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        cluster_id: Some(image.cluster_id.clone()),
+        controller_id: broker.node_id,
+        topics,
+        ..Default::default()
+    }
+}
+
+fn lookup_or_create(broker: &Broker, name: &str, client_allows_creation: bool) -> MetadataResponseTopic {
+    if let Some(topic) = broker.image().topic(name) {
+        return describe_topic(topic);
+    }
+    let unknown = |error_code| MetadataResponseTopic {
+        error_code,
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    if !(broker.config.auto_create_topics_enable && client_allows_creation) {
+        return unknown(UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let created = broker.metadata.create_topic(
+        name,
+        broker.config.num_partitions,
+        broker.config.default_replication_factor,
+        &[],
+        false,
+    );
+    match created {
+        Ok(_) => {
+            tracing::info!(topic = name, "auto-created topic");
+            broker.sync_partitions();
+        }
+        // Another connection created it first: fine.
+        Err(error) if error.code == TOPIC_ALREADY_EXISTS => {}
+        Err(error) => {
+            tracing::warn!(topic = name, message = %error.message, "auto-create failed");
+            return unknown(error.code);
+        }
+    }
+    match broker.image().topic(name) {
+        Some(topic) => describe_topic(topic),
+        None => unknown(UNKNOWN_TOPIC_OR_PARTITION),
+    }
+}
+
+fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+    MetadataResponseTopic {
+        error_code: 0,
+        name: Some(topic.name.clone()),
+        topic_id: topic.id,
+        is_internal: is_internal_topic(&topic.name),
+        partitions: topic
+            .partitions
+            .iter()
+            .map(|(&partition_index, p)| MetadataResponsePartition {
+                error_code: 0,
+                partition_index,
+                leader_id: p.leader,
+                leader_epoch: p.leader_epoch,
+                replica_nodes: p.replicas.clone(),
+                isr_nodes: p.isr.clone(),
+                offline_replicas: Vec::new(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

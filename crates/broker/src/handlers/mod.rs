@@ -1,0 +1,105 @@
+//! Request handlers, one module per Kafka API, and the table of API versions this broker serves.
+//!
+//! Each handler takes the decoded request and returns the response body; the connection encodes it
+//! at the request's version. Version ranges: the minimum is what we choose to serve (record batches
+//! are magic v2 only, so Produce starts at v3 and Fetch at v4, as in Kafka 4.0), the maximum is the
+//! newest stable version in the schemas the codec was generated from.
+
+pub mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod alter_configs;
+mod fetch;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use strom_protocol::messages::{api_info, stable_max_version, RequestBody, ResponseBody};
+
+use crate::state::Broker;
+
+/// What a handler knows about the request besides its body.
+pub struct RequestContext {
+    pub api_version: i16,
+}
+
+/// The APIs we serve, with the lowest version of each.
+const SERVED_APIS: &[(i16, i16)] = &[
+    (0, 3),  // Produce
+    (1, 4),  // Fetch
+    (2, 1),  // ListOffsets
+    (3, 0),  // Metadata
+    (18, 0), // ApiVersions
+    (19, 0), // CreateTopics
+    (20, 0), // DeleteTopics
+    (21, 0), // DeleteRecords
+    (22, 0), // InitProducerId
+    (32, 0), // DescribeConfigs
+    (33, 0), // AlterConfigs
+    (37, 0), // CreatePartitions
+    (44, 0), // IncrementalAlterConfigs
+    (60, 0), // DescribeCluster
+];
+
+/// The (min, max) versions served for an API key, or `None` if the API is not served.
+pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
+    let (_, min) = SERVED_APIS.iter().find(|(key, _)| *key == api_key)?;
+    let info = api_info(api_key)?;
+    Some((*min.max(&info.min_version), stable_max_version(api_key)?))
+}
+
+/// Every served API with its version range, sorted by key.
+pub fn served_apis() -> impl Iterator<Item = (i16, i16, i16)> {
+    SERVED_APIS
+        .iter()
+        .filter_map(|(key, _)| supported_versions(*key).map(|(min, max)| (*key, min, max)))
+}
+
+/// Runs the handler for one request. `None` means no response is sent (produce with acks=0).
+pub async fn handle(
+    broker: &Broker,
+    context: &RequestContext,
+    request: RequestBody,
+) -> Option<ResponseBody> {
+    let version = context.api_version;
+    let response = match request {
+        RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
+        RequestBody::Metadata(r) => ResponseBody::Metadata(metadata::handle(broker, r, version)),
+        RequestBody::Produce(r) => return produce::handle(broker, r, version).map(ResponseBody::Produce),
+        RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
+        RequestBody::ListOffsets(r) => ResponseBody::ListOffsets(list_offsets::handle(broker, r, version)),
+        RequestBody::CreateTopics(r) => ResponseBody::CreateTopics(create_topics::handle(broker, r, version)),
+        RequestBody::DeleteTopics(r) => ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version)),
+        RequestBody::DeleteRecords(r) => {
+            ResponseBody::DeleteRecords(delete_records::handle(broker, r, version))
+        }
+        RequestBody::InitProducerId(r) => {
+            ResponseBody::InitProducerId(init_producer_id::handle(broker, r, version))
+        }
+        RequestBody::DescribeConfigs(r) => {
+            ResponseBody::DescribeConfigs(describe_configs::handle(broker, r, version))
+        }
+        RequestBody::AlterConfigs(r) => ResponseBody::AlterConfigs(alter_configs::handle(broker, r, version)),
+        RequestBody::CreatePartitions(r) => {
+            ResponseBody::CreatePartitions(create_partitions::handle(broker, r, version))
+        }
+        RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, r, version),
+        ),
+        RequestBody::DescribeCluster(r) => {
+            ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
+        }
+        other => {
+            // The connection only dispatches APIs listed in SERVED_APIS.
+            tracing::warn!(api_key = other.api_key(), "request for an API without a handler");
+            return None;
+        }
+    };
+    Some(response)
+}

@@ -1,0 +1,118 @@
+//! Produce (key 0): appends record batches to partition logs.
+//!
+//! Data path: the request's `records` field arrives as a `Bytes` slice of the network frame; the
+//! storage engine validates each batch (magic v2, sizes, CRC-32C), checks idempotent-producer
+//! sequences, patches the base offset and leader epoch in place and writes the batch as received.
+//! On this single-node broker the leader is the only in-sync replica, so once the append returns the
+//! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
+//! `min.insync.replicas`). With `acks=0` no response is sent.
+
+use strom_protocol::messages::produce_request::ProduceRequest;
+use strom_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+
+use crate::state::{now_ms, Broker};
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const CORRUPT_MESSAGE: i16 = 2;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let request_error = if !matches!(acks, -1..=1) {
+        Some(INVALID_REQUIRED_ACKS)
+    } else if request.transactional_id.is_some() {
+        Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    let image = broker.image();
+    let now = now_ms();
+    let mut appended = false;
+
+    let responses = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let topic_image = image.topic(&topic.name);
+            let partition_responses = topic
+                .partition_data
+                .into_iter()
+                .map(|data| {
+                    let failed = |error_code| PartitionProduceResponse {
+                        index: data.index,
+                        error_code,
+                        base_offset: -1,
+                        ..Default::default()
+                    };
+                    if let Some(code) = request_error {
+                        return failed(code);
+                    }
+                    let Some(partition) = broker.partitions.get(&topic.name, data.index) else {
+                        return failed(UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    let leader_epoch = topic_image
+                        .and_then(|t| t.partitions.get(&data.index))
+                        .map(|p| p.leader_epoch)
+                        .unwrap_or(0);
+                    if acks == -1 {
+                        let isr = topic_image
+                            .and_then(|t| t.partitions.get(&data.index))
+                            .map(|p| p.isr.len())
+                            .unwrap_or(0);
+                        let min_isr = topic_image
+                            .and_then(|t| t.configs.get("min.insync.replicas"))
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(broker.config.min_insync_replicas as usize);
+                        if isr < min_isr {
+                            return failed(NOT_ENOUGH_REPLICAS);
+                        }
+                    }
+                    let Some(records) = data.records else {
+                        return failed(CORRUPT_MESSAGE);
+                    };
+                    let mut log = partition.log();
+                    match log.append(&records, leader_epoch, now) {
+                        Ok(outcome) => {
+                            appended |= !outcome.duplicate;
+                            PartitionProduceResponse {
+                                index: data.index,
+                                error_code: 0,
+                                base_offset: outcome.base_offset,
+                                log_append_time_ms: outcome.log_append_time,
+                                log_start_offset: log.log_start_offset(),
+                                ..Default::default()
+                            }
+                        }
+                        Err(error) => {
+                            tracing::debug!(topic = %topic.name, partition = data.index, %error, "append refused");
+                            PartitionProduceResponse {
+                                log_start_offset: log.log_start_offset(),
+                                ..failed(error.kafka_error_code())
+                            }
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse {
+                name: topic.name,
+                partition_responses,
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    if appended {
+        broker.partitions.data_arrived.notify_waiters();
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse {
+        responses,
+        ..Default::default()
+    })
+}

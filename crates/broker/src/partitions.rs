@@ -1,0 +1,182 @@
+//! The partition registry: one open [`PartitionLog`] per partition this broker hosts, kept in line
+//! with the metadata image (logs are created when a topic or partition appears and deleted when its
+//! topic is deleted), plus the wake-up signal that long-polling fetches wait on.
+//!
+//! Directory layout follows Kafka: `<log.dirs>/<topic>-<partition>/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use strom_metadata::MetadataImage;
+use strom_storage::{LogConfig, PartitionLog, StorageError};
+use tokio::sync::Notify;
+
+/// One hosted partition: its log behind a lock, and what it was opened with.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub topic_id: [u8; 16],
+    log: Mutex<PartitionLog>,
+}
+
+impl Partition {
+    /// Locks the partition's log. A poisoned lock (a panic while appending) is recovered: the log's
+    /// own invariants are re-established by its next append or by recovery at restart.
+    pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
+        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+type PartitionKey = (String, i32);
+
+/// All partitions hosted here, by topic name and index.
+pub struct PartitionRegistry {
+    log_dir: PathBuf,
+    broker_log_defaults: LogConfig,
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// The metadata image version the registry last synced with.
+    synced_version: Mutex<u64>,
+    /// Woken on every append, so that waiting fetches can look again.
+    pub data_arrived: Notify,
+}
+
+impl PartitionRegistry {
+    pub fn new(log_dir: &Path, broker_log_defaults: LogConfig) -> Self {
+        Self {
+            log_dir: log_dir.to_path_buf(),
+            broker_log_defaults,
+            partitions: RwLock::new(HashMap::new()),
+            synced_version: Mutex::new(u64::MAX),
+            data_arrived: Notify::new(),
+        }
+    }
+
+    pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        partitions.get(&(topic.to_string(), index)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        partitions.values().cloned().collect()
+    }
+
+    /// The log configuration of a topic: broker defaults overlaid with the topic's overrides.
+    pub fn topic_log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
+        let overrides: Vec<(String, String)> = image
+            .topic(topic)
+            .map(|t| t.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        match self.broker_log_defaults.with_overrides(&overrides) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(topic, %error, "ignoring invalid topic config overrides");
+                self.broker_log_defaults.clone()
+            }
+        }
+    }
+
+    /// Opens logs for partitions that appeared, applies changed configs, and deletes the logs of
+    /// topics that are gone. Idempotent; cheap when the image has not changed.
+    pub fn sync_with_image(&self, image: &MetadataImage) {
+        let mut synced = self.synced_version.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced == image.version {
+            return;
+        }
+        let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+
+        let mut wanted: HashMap<PartitionKey, [u8; 16]> = HashMap::new();
+        for topic in image.topics.values() {
+            for &index in topic.partitions.keys() {
+                wanted.insert((topic.name.clone(), index), topic.id);
+            }
+        }
+
+        let removed: Vec<PartitionKey> = partitions
+            .iter()
+            .filter(|(key, partition)| wanted.get(*key) != Some(&partition.topic_id))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in removed {
+            if partitions.remove(&key).is_some() {
+                let dir = self.partition_dir(&key.0, key.1);
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "could not delete partition directory");
+                } else {
+                    tracing::info!(topic = %key.0, partition = key.1, "deleted partition log");
+                }
+            }
+        }
+
+        for ((topic, index), topic_id) in wanted {
+            let config = self.topic_log_config(image, &topic);
+            if let Some(existing) = partitions.get(&(topic.clone(), index)) {
+                existing.log().set_config(config);
+                continue;
+            }
+            let dir = self.partition_dir(&topic, index);
+            match PartitionLog::open(&dir, config) {
+                Ok(log) => {
+                    partitions.insert(
+                        (topic.clone(), index),
+                        Arc::new(Partition {
+                            topic,
+                            index,
+                            topic_id,
+                            log: Mutex::new(log),
+                        }),
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(dir = %dir.display(), %error, "could not open partition log");
+                }
+            }
+        }
+        *synced = image.version;
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.log_dir.join(format!("{topic}-{index}"))
+    }
+
+    /// Runs time-based segment rolls, `flush.ms` flushes and retention on every partition.
+    pub fn run_housekeeping(&self, now_ms: i64, apply_retention: bool) {
+        for partition in self.all() {
+            let mut log = partition.log();
+            if let Err(error) = log.maybe_roll_and_flush(now_ms) {
+                report(&partition, "roll/flush", &error);
+            }
+            if apply_retention {
+                match log.apply_retention(now_ms) {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        deleted,
+                        "retention deleted segments"
+                    ),
+                    Err(error) => report(&partition, "retention", &error),
+                }
+            }
+        }
+    }
+
+    /// Flushes every log to disk (clean shutdown).
+    pub fn flush_all(&self) {
+        for partition in self.all() {
+            if let Err(error) = partition.log().flush() {
+                report(&partition, "flush", &error);
+            }
+        }
+    }
+}
+
+fn report(partition: &Partition, what: &str, error: &StorageError) {
+    tracing::error!(
+        topic = %partition.topic,
+        partition = partition.index,
+        %error,
+        "{what} failed"
+    );
+}

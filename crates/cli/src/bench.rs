@@ -1,0 +1,643 @@
+//! `strom bench`: throughput and latency measurements over the Kafka protocol.
+//!
+//! * `produce`: N records of S bytes with acks=1 and batching tuned for throughput; prints MB/s
+//!   (MB = 2^20 bytes, like Kafka's perf tools) and records/s.
+//! * `consume`: reads a topic from the start with large fetches; prints MB/s and records/s.
+//! * `latency`: produces at a fixed rate with acks=all and records each record's delivery
+//!   latency (send -> delivery report) in an HDR histogram; with `--end-to-end` a consumer in
+//!   the same process also measures send -> consumed, using a send time carried in the payload.
+//!
+//! Output lines look like `produce: 1000000 records, 1024 B, 612.3 MB/s, 598000 rec/s`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::client::{create_client, topic_error_message, ClientArgs, CliContext, METADATA_TIMEOUT};
+
+/// Bytes in the "MB" of the MB/s figures.
+const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
+/// A benchmark gives up when no record arrives (or is delivered) for this long.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// Largest latency the histograms track, in microseconds (longer ones saturate).
+const MAX_LATENCY_MICROS: u64 = 60_000_000;
+
+/// Options of `strom bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// The `strom bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Producer throughput.
+    Produce(ProduceBench),
+    /// Consumer throughput (reads what is in the topic).
+    Consume(ConsumeBench),
+    /// Per-record latency at a fixed rate.
+    Latency(LatencyBench),
+}
+
+/// Options of `strom bench produce`.
+#[derive(Debug, Clone, Args)]
+pub struct ProduceBench {
+    /// Topic (created with --partitions if missing).
+    #[arg(long, default_value = "strom-bench")]
+    pub topic: String,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Number of records.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Acknowledgements required.
+    #[arg(long, default_value = "1", value_parser = ["all", "-1", "0", "1"])]
+    pub acks: String,
+    /// librdkafka linger.ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// librdkafka batch.size in bytes.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub batch_size: u64,
+    /// Compression codec.
+    #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    pub compression: String,
+}
+
+/// Options of `strom bench consume`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeBench {
+    /// Topic to read from its start.
+    #[arg(long, default_value = "strom-bench")]
+    pub topic: String,
+    /// Stop after this many records (default: everything present when the run starts).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// librdkafka fetch.max.bytes.
+    #[arg(long, default_value_t = 52_428_800)]
+    pub fetch_max_bytes: u64,
+}
+
+/// Options of `strom bench latency`.
+#[derive(Debug, Clone, Args)]
+pub struct LatencyBench {
+    /// Topic (created with --partitions if missing).
+    #[arg(long, default_value = "strom-bench-latency")]
+    pub topic: String,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Number of records.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Target send rate in records per second.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: u64,
+    /// Value size in bytes (at least 8: the payload carries the send time).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(8..))]
+    pub record_size: u64,
+    /// Also measure produce -> consume latency with a consumer in this process.
+    #[arg(long)]
+    pub end_to_end: bool,
+}
+
+/// Runs `strom bench ...`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let client = args.client;
+    match args.command {
+        BenchCommand::Produce(bench) => {
+            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            let report = tokio::task::spawn_blocking(move || produce_throughput(&client, &bench))
+                .await
+                .context("benchmark thread failed")??;
+            println!("{report}");
+        }
+        BenchCommand::Consume(bench) => {
+            let report = tokio::task::spawn_blocking(move || consume_throughput(&client, &bench))
+                .await
+                .context("benchmark thread failed")??;
+            println!("{report}");
+        }
+        BenchCommand::Latency(bench) => {
+            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            let lines = tokio::task::spawn_blocking(move || latency(&client, &bench))
+                .await
+                .context("benchmark thread failed")??;
+            for line in lines {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists, then waits (bounded) until
+/// its metadata shows a leader for every partition.
+async fn ensure_topic(client: &ClientArgs, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let (admin, context): (AdminClient<CliContext>, _) = create_client(&client.client_config())?;
+    let metadata = client.fetch_metadata(admin.inner(), &context, None)?;
+    if metadata.topics().iter().any(|t| t.name() == topic) {
+        return Ok(());
+    }
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|error| client.unreachable(&context, &error))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create topic: {}", topic_error_message(&name, code)),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = client.fetch_metadata(admin.inner(), &context, Some(topic))?;
+        let ready = metadata.topics().iter().any(|t| {
+            t.name() == topic
+                && t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("topic '{topic}' was created but has no leaders after 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Producer context of the benchmarks: counts deliveries and failures and, when asked, records
+/// each record's send -> delivery latency.
+struct BenchProducerContext {
+    cli: CliContext,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    latencies: Option<Mutex<Histogram<u64>>>,
+}
+
+impl BenchProducerContext {
+    fn new(cli: CliContext, measure_latency: bool) -> anyhow::Result<Self> {
+        Ok(BenchProducerContext {
+            cli,
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_failure: Mutex::new(None),
+            latencies: if measure_latency {
+                Some(Mutex::new(new_histogram()?))
+            } else {
+                None
+            },
+        })
+    }
+
+    fn completed(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Fails with the first delivery error if any record was not delivered.
+    fn check_failures(&self) -> anyhow::Result<()> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let first = self
+            .first_failure
+            .lock()
+            .ok()
+            .and_then(|guard| guard.clone())
+            .unwrap_or_default();
+        bail!("{failed} records were not delivered (first error: {first})")
+    }
+}
+
+impl ClientContext for BenchProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.cli.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cli.error(error, reason);
+    }
+}
+
+impl ProducerContext for BenchProducerContext {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Box<Instant>) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(latencies) = &self.latencies {
+                    if let Ok(mut histogram) = latencies.lock() {
+                        histogram.saturating_record(micros(sent_at.elapsed()));
+                    }
+                }
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_failure.lock() {
+                    first.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3).context("cannot create histogram")
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Creates a threaded producer (its own thread serves delivery reports).
+fn bench_producer(
+    config: &ClientConfig,
+    measure_latency: bool,
+) -> anyhow::Result<ThreadedProducer<BenchProducerContext>> {
+    let context = BenchProducerContext::new(CliContext::default(), measure_latency)?;
+    config
+        .create_with_context(context)
+        .context("cannot create Kafka producer")
+}
+
+/// Enqueues one record, waiting while librdkafka's queue is full.
+fn send_paced(
+    producer: &ThreadedProducer<BenchProducerContext>,
+    topic: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
+        topic,
+        Box::new(Instant::now()),
+    )
+    .payload(payload);
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > IDLE_LIMIT {
+                    bail!("the producer queue stayed full for {IDLE_LIMIT:?}");
+                }
+                record = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => bail!("cannot send: {error}"),
+        }
+    }
+}
+
+/// Waits until every sent record is delivered or failed; errors when nothing completes for
+/// [`IDLE_LIMIT`].
+fn await_deliveries(
+    client: &ClientArgs,
+    producer: &ThreadedProducer<BenchProducerContext>,
+    sent: u64,
+) -> anyhow::Result<()> {
+    let context = producer.context();
+    let mut last_progress = (context.completed(), Instant::now());
+    while context.completed() < sent {
+        let completed = context.completed();
+        if completed != last_progress.0 {
+            last_progress = (completed, Instant::now());
+        } else if last_progress.1.elapsed() > IDLE_LIMIT {
+            let error = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+            return Err(client.unreachable(&context.cli, &error))
+                .context(format!("{} of {sent} records still undelivered", sent - completed));
+        }
+        // Flush drives delivery reports; its own timeout is only a polling interval here.
+        let _ = producer.flush(Duration::from_millis(100));
+    }
+    context.check_failures()
+}
+
+fn produce_throughput(client: &ClientArgs, bench: &ProduceBench) -> anyhow::Result<String> {
+    let mut config = client.client_config();
+    config
+        .set("acks", &bench.acks)
+        .set("linger.ms", bench.linger_ms.to_string())
+        .set("batch.size", bench.batch_size.to_string())
+        .set("compression.type", &bench.compression)
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "60000");
+    let producer = bench_producer(&config, false)?;
+    let payload = vec![b'x'; bench.record_size];
+    let start = Instant::now();
+    for _ in 0..bench.records {
+        send_paced(&producer, &bench.topic, &payload)?;
+    }
+    await_deliveries(client, &producer, bench.records)?;
+    let elapsed = start.elapsed();
+    Ok(throughput_line(
+        "produce",
+        bench.records,
+        bench.records.saturating_mul(bench.record_size as u64),
+        elapsed,
+        Some(bench.record_size as u64),
+    ))
+}
+
+/// Formats `<label>: N records[, S B], X MB/s, Y rec/s`.
+fn throughput_line(
+    label: &str,
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    record_size: Option<u64>,
+) -> String {
+    let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+    let size = record_size.map_or(String::new(), |size| format!(", {size} B"));
+    format!(
+        "{label}: {records} records{size}, {:.1} MB/s, {:.0} rec/s",
+        bytes as f64 / BYTES_PER_MB / seconds,
+        records as f64 / seconds
+    )
+}
+
+/// A consumer assigned to every partition of `topic` at the given offsets.
+fn assigned_consumer(
+    client: &ClientArgs,
+    topic: &str,
+    extra: &[(&str, String)],
+    start_at_end: bool,
+) -> anyhow::Result<(BaseConsumer<CliContext>, u64)> {
+    let mut config = client.client_config();
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    for (key, value) in extra {
+        config.set(*key, value);
+    }
+    let (consumer, context): (BaseConsumer<CliContext>, _) = create_client(&config)?;
+    let metadata = client.fetch_metadata(consumer.client(), &context, Some(topic))?;
+    let topic_metadata = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| anyhow!("topic '{topic}' does not exist"))?;
+    if let Some(code) = topic_metadata.error() {
+        bail!(topic_error_message(topic, code.into()));
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut available = 0u64;
+    for partition in topic_metadata.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), METADATA_TIMEOUT)
+            .map_err(|error| client.unreachable(&context, &error))?;
+        available += u64::try_from(high - low).unwrap_or(0);
+        let start = if start_at_end { high } else { low };
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Offset(start))
+            .context("cannot build the partition assignment")?;
+    }
+    consumer
+        .assign(&assignment)
+        .context("cannot assign partitions")?;
+    Ok((consumer, available))
+}
+
+fn consume_throughput(client: &ClientArgs, bench: &ConsumeBench) -> anyhow::Result<String> {
+    let extra = [
+        ("fetch.max.bytes", bench.fetch_max_bytes.to_string()),
+        ("max.partition.fetch.bytes", bench.fetch_max_bytes.to_string()),
+        ("queued.max.messages.kbytes", "1048576".to_string()),
+        ("fetch.wait.max.ms", "100".to_string()),
+    ];
+    let (consumer, available) = assigned_consumer(client, &bench.topic, &extra, false)?;
+    let target = bench.records.map_or(available, |records| records.min(available));
+    if target == 0 {
+        bail!(
+            "topic '{}' is empty; run `strom bench produce --topic {}` first",
+            bench.topic,
+            bench.topic
+        );
+    }
+    let start = Instant::now();
+    let mut last_record = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while records < target {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                records += 1;
+                bytes += message.payload_len() as u64;
+                last_record = Instant::now();
+            }
+            Some(Err(error)) => bail!("consume failed: {error}"),
+            None if last_record.elapsed() > IDLE_LIMIT => {
+                bail!("no record for {IDLE_LIMIT:?} after {records} of {target} records")
+            }
+            None => {}
+        }
+    }
+    Ok(throughput_line("consume", records, bytes, start.elapsed(), None))
+}
+
+/// Formats the percentiles of a latency histogram (microseconds) in milliseconds.
+fn latency_summary(histogram: &Histogram<u64>) -> String {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+        ms(histogram.value_at_quantile(0.50)),
+        ms(histogram.value_at_quantile(0.99)),
+        ms(histogram.value_at_quantile(0.999)),
+        ms(histogram.max())
+    )
+}
+
+/// The end-to-end half of the latency benchmark: consumes `expected` records and records
+/// now - (send time in the payload) for each.
+fn end_to_end_consumer(
+    consumer: BaseConsumer<CliContext>,
+    origin: Instant,
+    expected: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut histogram = new_histogram()?;
+    let mut received = 0u64;
+    let mut last_record = Instant::now();
+    while received < expected {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let now = micros(origin.elapsed());
+                let sent = message
+                    .payload()
+                    .and_then(|payload| payload.get(..8))
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .map(u64::from_le_bytes)
+                    .ok_or_else(|| anyhow!("record without a send time at offset {}", message.offset()))?;
+                histogram.saturating_record(now.saturating_sub(sent).max(1));
+                received += 1;
+                last_record = Instant::now();
+            }
+            Some(Err(error)) => bail!("consume failed: {error}"),
+            None if last_record.elapsed() > IDLE_LIMIT => {
+                bail!("end-to-end consumer saw {received} of {expected} records")
+            }
+            None => {}
+        }
+    }
+    Ok(histogram)
+}
+
+fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<String>> {
+    let origin = Instant::now();
+    let e2e_consumer = if bench.end_to_end {
+        let extra = [("fetch.wait.max.ms", "1".to_string())];
+        let (consumer, _) = assigned_consumer(client, &bench.topic, &extra, true)?;
+        let expected = bench.records;
+        Some(std::thread::spawn(move || {
+            end_to_end_consumer(consumer, origin, expected)
+        }))
+    } else {
+        None
+    };
+
+    let mut config = client.client_config();
+    config
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "60000");
+    let producer = bench_producer(&config, true)?;
+    let mut payload = vec![b'x'; usize::try_from(bench.record_size).unwrap_or(8)];
+    let interval = Duration::from_secs_f64(1.0 / bench.rate as f64);
+    let start = Instant::now();
+    for index in 0..bench.records {
+        let due = start + interval.mul_f64(index as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        payload[..8].copy_from_slice(&micros(origin.elapsed()).to_le_bytes());
+        send_paced(&producer, &bench.topic, &payload)?;
+    }
+    let send_seconds = start.elapsed().as_secs_f64().max(f64::EPSILON);
+    await_deliveries(client, &producer, bench.records)?;
+
+    let mut lines = vec![format!(
+        "latency: {} records, {} B, target {} rec/s, actual {:.0} rec/s",
+        bench.records,
+        bench.record_size,
+        bench.rate,
+        bench.records as f64 / send_seconds
+    )];
+    let delivery = producer
+        .context()
+        .latencies
+        .as_ref()
+        .and_then(|latencies| latencies.lock().ok().map(|histogram| histogram.clone()))
+        .ok_or_else(|| anyhow!("delivery latencies were not recorded"))?;
+    lines.push(format!("delivery latency: {}", latency_summary(&delivery)));
+    if let Some(consumer_thread) = e2e_consumer {
+        let histogram = consumer_thread
+            .join()
+            .map_err(|_| anyhow!("end-to-end consumer thread panicked"))??;
+        lines.push(format!("end-to-end latency: {}", latency_summary(&histogram)));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn bench_command(argv: &[&str]) -> anyhow::Result<BenchCommand> {
+        let mut full = vec!["strom", "bench"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full)? {
+            Cli {
+                command: Command::Bench(args),
+            } => Ok(args.command),
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn produce_defaults() {
+        let BenchCommand::Produce(bench) = bench_command(&["produce"]).unwrap() else {
+            panic!("expected produce");
+        };
+        assert_eq!(bench.records, 1_000_000);
+        assert_eq!(bench.record_size, 1024);
+        assert_eq!(bench.acks, "1");
+        assert_eq!(bench.linger_ms, 5);
+        assert_eq!(bench.batch_size, 1_048_576);
+        assert_eq!(bench.compression, "none");
+    }
+
+    #[test]
+    fn latency_options() {
+        let BenchCommand::Latency(bench) =
+            bench_command(&["latency", "--rate", "500", "--end-to-end", "--records", "10"]).unwrap()
+        else {
+            panic!("expected latency");
+        };
+        assert_eq!(bench.rate, 500);
+        assert!(bench.end_to_end);
+        assert_eq!(bench.records, 10);
+        assert!(bench_command(&["latency", "--rate", "0"]).is_err());
+        assert!(bench_command(&["latency", "--record-size", "4"]).is_err());
+    }
+
+    #[test]
+    fn consume_options() {
+        let BenchCommand::Consume(bench) =
+            bench_command(&["consume", "--topic", "x", "--records", "5"]).unwrap()
+        else {
+            panic!("expected consume");
+        };
+        assert_eq!(bench.topic, "x");
+        assert_eq!(bench.records, Some(5));
+    }
+
+    #[test]
+    fn throughput_line_format() {
+        let line = throughput_line(
+            "produce",
+            1000,
+            1000 * 1024,
+            Duration::from_secs(1),
+            Some(1024),
+        );
+        assert_eq!(line, "produce: 1000 records, 1024 B, 1.0 MB/s, 1000 rec/s");
+    }
+
+    #[test]
+    fn latency_summary_format() {
+        let mut histogram = new_histogram().unwrap();
+        for micros in 1..=1000 {
+            histogram.saturating_record(micros);
+        }
+        let summary = latency_summary(&histogram);
+        assert!(summary.starts_with("p50 0.500 ms, p99 0.990 ms"), "{summary}");
+        assert!(summary.ends_with("max 1.000 ms"), "{summary}");
+    }
+}

@@ -1,0 +1,534 @@
+//! Test harness for end-to-end tests of the `strom` binary: starts a broker process on a free port
+//! with its own data directory, waits until it accepts connections, and builds rdkafka clients
+//! pointed at it. The child process is always killed and reaped on drop.
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a broker gets to start accepting TCP connections.
+pub const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
+/// Default bound for a single client operation (metadata, admin request, ...).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound for waiting on a condition in a test.
+pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
+/// Interval between two checks of a polled condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A running `strom server` child process with its own temporary data directory.
+pub struct StromProcess {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl StromProcess {
+    /// Starts a broker with default test settings, overridden/extended by `extra_props`
+    /// (server.properties keys), and waits until it accepts TCP connections.
+    pub fn start(extra_props: &[(&str, &str)]) -> StromProcess {
+        StromProcess::start_with_args(extra_props, &[])
+    }
+
+    /// Like `start`, with extra command-line arguments after `server --config FILE`.
+    pub fn start_with_args(extra_props: &[(&str, &str)], extra_args: &[&str]) -> StromProcess {
+        let mut process = StromProcess::prepare(extra_props, extra_args);
+        process.spawn_and_wait_ready();
+        process
+    }
+
+    /// Runs the broker with a configuration it must refuse: waits (bounded) for it to exit and
+    /// returns whether it exited successfully plus its log.
+    pub fn run_expecting_exit(extra_props: &[(&str, &str)], extra_args: &[&str]) -> (bool, String) {
+        let mut process = StromProcess::prepare(extra_props, extra_args);
+        process.spawn();
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let child = process.child.as_mut().expect("spawned");
+            if let Some(status) = child.try_wait().expect("try_wait on broker") {
+                process.child = None;
+                return (status.success(), process.log_contents());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker kept running with an invalid configuration\n--- broker log ---\n{}",
+                process.log_contents()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn prepare(extra_props: &[(&str, &str)], extra_args: &[&str]) -> StromProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("strom-it-")
+            .tempdir()
+            .expect("create temp dir");
+        let port = free_port();
+        let data_dir = dir.path().join("data");
+        let mut props: Vec<(String, String)> = vec![
+            ("node.id".into(), "1".into()),
+            ("listeners".into(), format!("PLAINTEXT://127.0.0.1:{port}")),
+            (
+                "advertised.listeners".into(),
+                format!("PLAINTEXT://127.0.0.1:{port}"),
+            ),
+            ("log.dirs".into(), data_dir.display().to_string()),
+            ("num.partitions".into(), "1".into()),
+        ];
+        for (key, value) in extra_props {
+            match props.iter_mut().find(|(k, _)| k == key) {
+                Some(entry) => entry.1 = (*value).to_string(),
+                None => props.push(((*key).to_string(), (*value).to_string())),
+            }
+        }
+        let config_path = dir.path().join("server.properties");
+        let mut config = String::new();
+        for (key, value) in &props {
+            config.push_str(&format!("{key}={value}\n"));
+        }
+        std::fs::write(&config_path, config).expect("write server.properties");
+        let log_path = dir.path().join("strom.log");
+        StromProcess {
+            child: None,
+            port,
+            dir,
+            config_path,
+            log_path,
+            extra_args: extra_args.iter().map(|a| (*a).to_string()).collect(),
+        }
+    }
+
+    /// `host:port` for rdkafka's `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The listener port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket address of the listener.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The broker's `log.dirs` directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Process id of the running broker. Panics if it is not running.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is not running").id()
+    }
+
+    /// Everything the broker wrote to stdout/stderr so far (across restarts).
+    pub fn log_contents(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("<no log: {e}>"))
+    }
+
+    /// Panics (printing the broker log) if the broker process has exited.
+    pub fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("broker was stopped by the test");
+        if let Some(status) = child.try_wait().expect("try_wait on broker") {
+            panic!(
+                "broker exited unexpectedly with {status}\n--- broker log ---\n{}",
+                self.log_contents()
+            );
+        }
+    }
+
+    /// Sends SIGKILL to the broker and reaps it.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            child.wait().expect("reap killed broker");
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; falls back to SIGKILL.
+    pub fn terminate(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + STARTUP_DEADLINE;
+            while Instant::now() < deadline {
+                if child.try_wait().expect("try_wait on broker").is_some() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(POLL_INTERVAL);
+            }
+            panic!(
+                "broker did not exit within {STARTUP_DEADLINE:?} after SIGTERM\n--- broker log ---\n{}",
+                self.log_contents()
+            );
+        }
+    }
+
+    /// Restarts the broker on the same port and data directory (SIGKILLs it first if it is
+    /// still running) and waits until it accepts connections again.
+    pub fn restart(&mut self) {
+        self.kill_9();
+        self.spawn_and_wait_ready();
+    }
+
+    fn spawn_and_wait_ready(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open broker log file");
+        writeln!(log, "=== starting strom on port {} ===", self.port).expect("write log");
+        let stderr_log = log.try_clone().expect("clone log file handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .arg("server")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&self.extra_args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr_log))
+            .spawn()
+            .expect("spawn strom binary");
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let addr = self.addr();
+        loop {
+            self.assert_running();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "broker did not accept connections on {addr} within {STARTUP_DEADLINE:?}\n--- broker log ---\n{}",
+                    self.log_contents()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn base_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap())
+            .set("log_level", "3")
+            .set("socket.timeout.ms", "10000");
+        config
+    }
+
+    /// A FutureProducer with `extra` client settings applied on top of test defaults.
+    pub fn producer(&self, extra: &[(&str, &str)]) -> FutureProducer {
+        let mut config = self.base_config();
+        config
+            .set("message.timeout.ms", "15000")
+            .set("linger.ms", "5");
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config.create().expect("create producer")
+    }
+
+    /// A consumer. `group` of `None` means no group.id (use assign() only).
+    pub fn consumer(&self, group: Option<&str>, extra: &[(&str, &str)]) -> BaseConsumer {
+        let mut config = self.base_config();
+        config
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false")
+            .set("fetch.wait.max.ms", "100");
+        if let Some(group) = group {
+            config.set("group.id", group);
+        }
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config.create().expect("create consumer")
+    }
+
+    /// An AdminClient.
+    pub fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.base_config().create().expect("create admin client")
+    }
+
+    /// Number of partitions of `topic` as reported by metadata, waiting until it is known.
+    pub fn partition_count(&self, topic: &str) -> usize {
+        let consumer = self.consumer(None, &[]);
+        let deadline = Instant::now() + WAIT_DEADLINE;
+        loop {
+            if let Ok(metadata) = consumer.fetch_metadata(Some(topic), OP_TIMEOUT) {
+                if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
+                    if t.error().is_none() && !t.partitions().is_empty() {
+                        return t.partitions().len();
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} never appeared in metadata\n--- broker log ---\n{}",
+                self.log_contents()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Names of all topics in a full metadata response.
+    pub fn topic_names(&self) -> HashSet<String> {
+        let consumer = self.consumer(None, &[]);
+        let metadata = consumer
+            .fetch_metadata(None, OP_TIMEOUT)
+            .expect("fetch full metadata");
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
+    /// Consumes `n` messages from all partitions of `topic`, starting at the beginning of each
+    /// partition (assign(), no group). Panics (with the broker log) if fewer arrive by `deadline`.
+    pub fn consume_n(&self, topic: &str, n: usize, deadline: Duration) -> Vec<OwnedMessage> {
+        let partitions = self.partition_count(topic);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let partition = i32::try_from(partition).expect("partition fits i32");
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("add partition");
+        }
+        self.consume_assignment(&assignment, n, deadline)
+    }
+
+    /// Consumes `n` messages from one partition starting at `offset`.
+    pub fn consume_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        n: usize,
+        deadline: Duration,
+    ) -> Vec<OwnedMessage> {
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, offset)
+            .expect("add partition");
+        self.consume_assignment(&assignment, n, deadline)
+    }
+
+    fn consume_assignment(
+        &self,
+        assignment: &TopicPartitionList,
+        n: usize,
+        deadline: Duration,
+    ) -> Vec<OwnedMessage> {
+        let consumer = self.consumer(None, &[]);
+        consumer.assign(assignment).expect("assign");
+        let until = Instant::now() + deadline;
+        let mut messages = Vec::with_capacity(n);
+        let mut last_error = None;
+        while messages.len() < n {
+            let remaining = until.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                panic!(
+                    "consumed only {} of {n} messages within {deadline:?} (last error: {last_error:?})\n--- broker log ---\n{}",
+                    messages.len(),
+                    self.log_contents()
+                );
+            }
+            match consumer.poll(remaining.min(Duration::from_millis(200))) {
+                Some(Ok(message)) => messages.push(message.detach()),
+                Some(Err(error)) => last_error = Some(error),
+                None => {}
+            }
+        }
+        messages
+    }
+
+    /// Consumes from the beginning of `topic` until `quiet` passes without new messages, with an
+    /// overall bound of `deadline`; used where the exact count is unknown.
+    pub fn consume_all(
+        &self,
+        topic: &str,
+        quiet: Duration,
+        deadline: Duration,
+    ) -> Vec<OwnedMessage> {
+        let consumer = self.consumer(None, &[]);
+        let partitions = self.partition_count(topic);
+        let mut assignment = TopicPartitionList::new();
+        let mut high_watermarks = Vec::new();
+        for partition in 0..partitions {
+            let partition = i32::try_from(partition).expect("partition fits i32");
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("add partition");
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, OP_TIMEOUT)
+                .expect("fetch watermarks");
+            high_watermarks.push(high);
+        }
+        consumer.assign(&assignment).expect("assign");
+        let until = Instant::now() + deadline;
+        let mut last_message_at = Instant::now();
+        let mut messages: Vec<OwnedMessage> = Vec::new();
+        loop {
+            let done = high_watermarks.iter().enumerate().all(|(p, high)| {
+                messages
+                    .iter()
+                    .filter(|m| m.partition() as usize == p)
+                    .map(|m| m.offset() + 1)
+                    .max()
+                    .unwrap_or(0)
+                    >= *high
+            });
+            if done && last_message_at.elapsed() >= quiet {
+                return messages;
+            }
+            assert!(
+                Instant::now() < until,
+                "consume_all did not finish within {deadline:?}; got {} messages, high watermarks {high_watermarks:?}\n--- broker log ---\n{}",
+                messages.len(),
+                self.log_contents()
+            );
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                messages.push(message.detach());
+                last_message_at = Instant::now();
+            }
+        }
+    }
+
+    /// Low and high watermark of a partition.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
+        self.consumer(None, &[])
+            .fetch_watermarks(topic, partition, OP_TIMEOUT)
+            .expect("fetch watermarks")
+    }
+
+    /// Polls `condition` until it is true, panicking with `what` and the broker log at `deadline`.
+    pub fn wait_until(&self, what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+        let until = Instant::now() + deadline;
+        while !condition() {
+            assert!(
+                Instant::now() < until,
+                "timed out after {deadline:?} waiting for: {what}\n--- broker log ---\n{}",
+                self.log_contents()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Admin options with bounded timeouts.
+    pub fn admin_options() -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(OP_TIMEOUT))
+            .operation_timeout(Some(OP_TIMEOUT))
+    }
+
+    /// Path of the partition directory `<topic>-<partition>` under the data dir (searched
+    /// recursively so the exact layout below `log.dirs` does not matter).
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        let name = format!("{topic}-{partition}");
+        find_dir(&self.data_dir(), &name).unwrap_or_else(|| {
+            panic!(
+                "no directory {name} under {}\n--- broker log ---\n{}",
+                self.data_dir().display(),
+                self.log_contents()
+            )
+        })
+    }
+}
+
+impl Drop for StromProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- broker log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log_contents()
+            );
+        }
+    }
+}
+
+/// Picks a currently unused TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(root).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == name) {
+                return Some(path);
+            }
+            if let Some(found) = find_dir(&path, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Opens a file for appending (used to damage segment files).
+pub fn open_append(path: &Path) -> File {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {} for append: {e}", path.display()))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after epoch");
+    i64::try_from(since_epoch.as_millis()).expect("millis fit i64")
+}
+
+/// Headers of a message as (key, value) pairs, comparable across produced and consumed messages.
+pub fn header_pairs(message: &OwnedMessage) -> Vec<(String, Option<Vec<u8>>)> {
+    match message.headers() {
+        None => Vec::new(),
+        Some(headers) => headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect(),
+    }
+}

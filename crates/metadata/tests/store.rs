@@ -1,0 +1,539 @@
+//! End-to-end tests of the metadata store: operations, validation codes, and replay after reopen.
+
+use std::fs;
+use std::path::Path;
+
+use strom_metadata::error::codes;
+use strom_metadata::{ConfigOp, ConfigOpType, MetadataStore};
+
+fn open(dir: &Path) -> MetadataStore {
+    MetadataStore::open(dir, 1, None).unwrap()
+}
+
+fn store_with_brokers(dir: &Path, brokers: i32) -> MetadataStore {
+    let store = open(dir);
+    for id in 1..=brokers {
+        store
+            .register_broker(id, "localhost", 9091 + id, None)
+            .unwrap();
+    }
+    store
+}
+
+fn configs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn new_cluster_gets_kafka_style_id_that_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_id = open(dir.path()).image().cluster_id.clone();
+    assert_eq!(cluster_id.len(), 22);
+    assert!(cluster_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let reopened = MetadataStore::open(dir.path(), 1, Some("ignored".into())).unwrap();
+    assert_eq!(reopened.image().cluster_id, cluster_id);
+    let properties = fs::read_to_string(dir.path().join("meta.properties")).unwrap();
+    assert!(properties.contains(&format!("cluster.id={cluster_id}")));
+    assert!(properties.contains("node.id=1"));
+
+    let other = tempfile::tempdir().unwrap();
+    let given =
+        MetadataStore::open(other.path(), 1, Some("MkU3OEVBNTcwNTJENDM2Qg".into())).unwrap();
+    assert_eq!(given.image().cluster_id, "MkU3OEVBNTcwNTJENDM2Qg");
+    assert!(MetadataStore::open(other.path(), 2, None).is_err());
+}
+
+#[test]
+fn create_topic_assigns_replicas_round_robin() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 3);
+    let version_before = store.image().version;
+    let summary = store
+        .create_topic("orders", 4, 2, &configs(&[("retention.ms", "1000")]), false)
+        .unwrap();
+    assert_eq!(summary.num_partitions, 4);
+    assert_eq!(summary.replication_factor, 2);
+    let image = store.image();
+    assert!(image.version > version_before);
+    let topic = image.topic("orders").unwrap();
+    assert_eq!(topic.id, summary.topic_id);
+    assert_eq!(image.topic_by_id(&summary.topic_id).unwrap().name, "orders");
+    assert_eq!(
+        topic.configs.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
+    assert_eq!(topic.partitions.len(), 4);
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .values()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(
+        replicas,
+        vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]
+    );
+    for partition in topic.partitions.values() {
+        assert_eq!(partition.leader, partition.replicas[0]);
+        assert_eq!(partition.isr, partition.replicas);
+        assert_eq!(partition.leader_epoch, 0);
+    }
+}
+
+#[test]
+fn validate_only_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    let before = store.image();
+    store.create_topic("t", 3, 1, &[], true).unwrap();
+    assert!(store.image().topic("t").is_none());
+    store.create_topic("t", 3, 1, &[], false).unwrap();
+    store.create_partitions("t", 5, true).unwrap();
+    store
+        .alter_topic_configs("t", &[ConfigOp::set("retention.ms", "5")], true)
+        .unwrap();
+    let topic = store.image().topic("t").unwrap().clone();
+    assert_eq!(topic.partitions.len(), 3);
+    assert!(topic.configs.is_empty());
+    assert!(before.topics.is_empty());
+}
+
+#[test]
+fn validation_errors_carry_kafka_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 2);
+    let code = |r: Result<strom_metadata::TopicSummary, strom_metadata::MetadataError>| {
+        r.unwrap_err().code
+    };
+    for bad in ["", ".", "..", "has space", "ümlaut", &"x".repeat(250)] {
+        assert_eq!(
+            code(store.create_topic(bad, 1, 1, &[], false)),
+            codes::INVALID_TOPIC_EXCEPTION,
+            "{bad:?}"
+        );
+    }
+    assert!(store
+        .create_topic(&"x".repeat(249), 1, 1, &[], false)
+        .is_ok());
+    store.create_topic("a.b", 1, 1, &[], false).unwrap();
+    assert_eq!(
+        code(store.create_topic("a.b", 1, 1, &[], false)),
+        codes::TOPIC_ALREADY_EXISTS
+    );
+    assert_eq!(
+        code(store.create_topic("a_b", 1, 1, &[], false)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(
+        code(store.create_topic("p", 0, 1, &[], false)),
+        codes::INVALID_PARTITIONS
+    );
+    assert_eq!(
+        code(store.create_topic("p", -3, 1, &[], false)),
+        codes::INVALID_PARTITIONS
+    );
+    assert_eq!(
+        code(store.create_topic("p", 1, 3, &[], false)),
+        codes::INVALID_REPLICATION_FACTOR
+    );
+    assert_eq!(
+        code(store.create_topic("p", 1, 0, &[], false)),
+        codes::INVALID_REPLICATION_FACTOR
+    );
+    let err = store
+        .create_topic("p", 1, 1, &configs(&[("no.such.config", "1")]), false)
+        .unwrap_err();
+    assert_eq!(err.code, codes::INVALID_CONFIG);
+    assert!(err.message.contains("no.such.config"));
+    let err = store
+        .create_topic("p", 1, 1, &configs(&[("retention.ms", "forever")]), false)
+        .unwrap_err();
+    assert_eq!(err.code, codes::INVALID_CONFIG);
+    assert!(err.message.contains("retention.ms"));
+    assert_eq!(
+        code(store.create_topic("p", 1, 1, &configs(&[("cleanup.policy", "shred")]), false)),
+        codes::INVALID_CONFIG
+    );
+    assert!(store.image().topic("p").is_none());
+
+    assert_eq!(
+        store.delete_topic("missing").unwrap_err().code,
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        store
+            .create_partitions("missing", 3, false)
+            .unwrap_err()
+            .code,
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        store
+            .alter_topic_configs("missing", &[], false)
+            .unwrap_err()
+            .code,
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    store.create_topic("q", 2, 1, &[], false).unwrap();
+    assert_eq!(
+        store.create_partitions("q", 2, false).unwrap_err().code,
+        codes::INVALID_PARTITIONS
+    );
+    assert_eq!(
+        store.create_partitions("q", 1, false).unwrap_err().code,
+        codes::INVALID_PARTITIONS
+    );
+    assert_eq!(
+        store
+            .alter_topic_configs("q", &[ConfigOp::set("segment.bytes", "big")], false)
+            .unwrap_err()
+            .code,
+        codes::INVALID_CONFIG
+    );
+    let append = ConfigOp {
+        key: "retention.ms".into(),
+        value: Some("1".into()),
+        op: ConfigOpType::Append,
+    };
+    assert_eq!(
+        store
+            .alter_topic_configs("q", &[append], false)
+            .unwrap_err()
+            .code,
+        codes::INVALID_CONFIG
+    );
+    assert_eq!(
+        store.allocate_producer_id_block(0).unwrap_err().code,
+        codes::INVALID_REQUEST
+    );
+}
+
+#[test]
+fn no_brokers_means_no_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let err = store.create_topic("t", 1, 1, &[], false).unwrap_err();
+    assert_eq!(err.code, codes::INVALID_REPLICATION_FACTOR);
+}
+
+#[test]
+fn delete_and_recreate_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    let first = store
+        .create_topic("t", 1, 1, &configs(&[("cleanup.policy", "compact")]), false)
+        .unwrap();
+    assert_eq!(store.delete_topic("t").unwrap(), first.topic_id);
+    let image = store.image();
+    assert!(image.topic("t").is_none());
+    assert!(image.topic_by_id(&first.topic_id).is_none());
+    let second = store.create_topic("t", 2, 1, &[], false).unwrap();
+    assert_ne!(first.topic_id, second.topic_id);
+    let topic = store.image().topic("t").unwrap().clone();
+    assert!(
+        topic.configs.is_empty(),
+        "configs of the deleted topic are gone"
+    );
+    assert_eq!(topic.partitions.len(), 2);
+}
+
+#[test]
+fn create_partitions_extends_the_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 3);
+    store.create_topic("t", 1, 2, &[], false).unwrap();
+    store.create_partitions("t", 4, false).unwrap();
+    let topic = store.image().topic("t").unwrap().clone();
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .values()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(
+        replicas,
+        vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]
+    );
+}
+
+#[test]
+fn alter_configs_incremental_and_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    store
+        .create_topic(
+            "t",
+            1,
+            1,
+            &configs(&[("retention.ms", "1000"), ("segment.ms", "5000")]),
+            false,
+        )
+        .unwrap();
+    store
+        .alter_topic_configs(
+            "t",
+            &[
+                ConfigOp::set("retention.bytes", "100"),
+                ConfigOp::delete("segment.ms"),
+                ConfigOp {
+                    key: "cleanup.policy".into(),
+                    value: Some("compact".into()),
+                    op: ConfigOpType::Append,
+                },
+            ],
+            false,
+        )
+        .unwrap();
+    let overrides = store.image().topic("t").unwrap().configs.clone();
+    let expected = configs(&[
+        ("cleanup.policy", "delete,compact"),
+        ("retention.bytes", "100"),
+        ("retention.ms", "1000"),
+    ]);
+    assert_eq!(overrides.into_iter().collect::<Vec<_>>(), expected);
+
+    store
+        .alter_topic_configs(
+            "t",
+            &[ConfigOp {
+                key: "cleanup.policy".into(),
+                value: Some("delete".into()),
+                op: ConfigOpType::Subtract,
+            }],
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .image()
+            .topic("t")
+            .unwrap()
+            .configs
+            .get("cleanup.policy")
+            .unwrap(),
+        "compact"
+    );
+
+    store
+        .replace_topic_configs("t", &configs(&[("max.message.bytes", "2000")]), false)
+        .unwrap();
+    let overrides = store.image().topic("t").unwrap().configs.clone();
+    assert_eq!(
+        overrides.into_iter().collect::<Vec<_>>(),
+        configs(&[("max.message.bytes", "2000")])
+    );
+
+    // An operation that changes nothing appends nothing.
+    let version = store.image().version;
+    store
+        .alter_topic_configs("t", &[ConfigOp::set("max.message.bytes", "2000")], false)
+        .unwrap();
+    assert_eq!(store.image().version, version);
+}
+
+#[test]
+fn broker_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 2);
+    store
+        .alter_broker_configs(Some(1), &[ConfigOp::set("log.cleaner.threads", "2")], false)
+        .unwrap();
+    store
+        .alter_broker_configs(None, &[ConfigOp::set("log.retention.ms", "100")], false)
+        .unwrap();
+    let image = store.image();
+    assert_eq!(
+        image
+            .broker_config(Some(1))
+            .unwrap()
+            .get("log.cleaner.threads")
+            .unwrap(),
+        "2"
+    );
+    assert_eq!(
+        image
+            .broker_config(None)
+            .unwrap()
+            .get("log.retention.ms")
+            .unwrap(),
+        "100"
+    );
+    assert!(image.broker_config(Some(2)).is_none());
+    store
+        .alter_broker_configs(Some(1), &[ConfigOp::delete("log.cleaner.threads")], false)
+        .unwrap();
+    assert!(store.image().broker_config(Some(1)).is_none());
+    drop(store);
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened
+            .image()
+            .broker_config(None)
+            .unwrap()
+            .get("log.retention.ms")
+            .unwrap(),
+        "100"
+    );
+}
+
+#[test]
+fn brokers_register_and_reregister() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .register_broker(1, "h1", 9092, Some("r1".into()))
+        .unwrap();
+    let version = store.image().version;
+    store
+        .register_broker(1, "h1", 9092, Some("r1".into()))
+        .unwrap();
+    assert_eq!(
+        store.image().version,
+        version,
+        "unchanged re-registration is a no-op"
+    );
+    store.register_broker(1, "h2", 9093, None).unwrap();
+    let broker = store.image().brokers.get(&1).unwrap().clone();
+    assert_eq!(
+        (broker.host.as_str(), broker.port, broker.rack),
+        ("h2", 9093, None)
+    );
+    assert_eq!(
+        store.register_broker(2, "h", 70000, None).unwrap_err().code,
+        codes::INVALID_REQUEST
+    );
+}
+
+#[test]
+fn producer_id_blocks_never_repeat_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let store = open(dir.path());
+        for _ in 0..2 {
+            let (first, size) = store.allocate_producer_id_block(1000).unwrap();
+            assert_eq!(size, 1000);
+            seen.push(first);
+        }
+    }
+    assert_eq!(seen, vec![0, 1000, 2000, 3000, 4000, 5000]);
+}
+
+#[test]
+fn reopen_replays_to_an_identical_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = store_with_brokers(dir.path(), 3);
+        store
+            .create_topic("a", 3, 3, &configs(&[("compression.type", "zstd")]), false)
+            .unwrap();
+        store.create_topic("b", 1, 1, &[], false).unwrap();
+        store.create_topic("c", 2, 2, &[], false).unwrap();
+        store.delete_topic("b").unwrap();
+        store.create_partitions("c", 5, false).unwrap();
+        store
+            .alter_topic_configs("a", &[ConfigOp::set("retention.ms", "-1")], false)
+            .unwrap();
+        store.allocate_producer_id_block(1000).unwrap();
+        store.image()
+    };
+    let after = open(dir.path()).image();
+    assert_eq!(*after, *before);
+}
+
+#[test]
+fn torn_tail_is_truncated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_brokers(dir.path(), 1);
+        store.create_topic("kept", 1, 1, &[], false).unwrap();
+        store.create_topic("torn", 1, 1, &[], false).unwrap();
+    }
+    let file = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .unwrap();
+    let bytes = fs::read(&file).unwrap();
+    fs::write(&file, &bytes[..bytes.len() - 5]).unwrap();
+    let store = open(dir.path());
+    let image = store.image();
+    assert!(image.topic("kept").is_some());
+    assert!(image.topic("torn").is_none());
+    // The log continues cleanly after the truncation point.
+    store.create_topic("next", 1, 1, &[], false).unwrap();
+    drop(store);
+    let image = open(dir.path()).image();
+    assert!(image.topic("kept").is_some() && image.topic("next").is_some());
+}
+
+#[test]
+fn subscribers_see_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    let changes = store.subscribe();
+    store.create_topic("t", 1, 1, &[], false).unwrap();
+    let image = changes.try_recv().unwrap();
+    assert!(image.topic("t").is_some());
+    assert!(changes.try_recv().is_err());
+}
+
+#[test]
+fn topic_changes_between_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    store.create_topic("stays", 1, 1, &[], false).unwrap();
+    store.create_topic("grows", 1, 1, &[], false).unwrap();
+    store.create_topic("goes", 1, 1, &[], false).unwrap();
+    store.create_topic("reborn", 1, 1, &[], false).unwrap();
+    let before = store.image();
+    store.create_partitions("grows", 2, false).unwrap();
+    store.delete_topic("goes").unwrap();
+    store.delete_topic("reborn").unwrap();
+    store.create_topic("reborn", 1, 1, &[], false).unwrap();
+    store.create_topic("new", 1, 1, &[], false).unwrap();
+    let after = store.image();
+    let changes = after.topic_changes_since(&before);
+    let names = |topics: &[std::sync::Arc<strom_metadata::TopicImage>]| {
+        let mut names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&changes.created), vec!["new", "reborn"]);
+    assert_eq!(names(&changes.deleted), vec!["goes", "reborn"]);
+    assert_eq!(names(&changes.updated), vec!["grows"]);
+    assert!(after.topic_changes_since(&after).is_empty());
+}
+
+#[test]
+fn concurrent_writers_are_serialized() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(store_with_brokers(dir.path(), 1));
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut blocks = Vec::new();
+                for i in 0..10 {
+                    store
+                        .create_topic(&format!("t{thread}-{i}"), 1, 1, &[], false)
+                        .unwrap();
+                    blocks.push(store.allocate_producer_id_block(10).unwrap().0);
+                }
+                blocks
+            })
+        })
+        .collect();
+    let mut blocks: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks, (0..40).map(|i| i * 10).collect::<Vec<_>>());
+    assert_eq!(store.image().topics.len(), 40);
+    let replayed = open(dir.path()).image();
+    assert_eq!(*replayed, *store.image());
+}

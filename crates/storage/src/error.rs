@@ -1,0 +1,85 @@
+//! Errors of the storage engine, each mapped to the Kafka error code a broker answers with.
+
+use std::io;
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file-system operation failed; the partition's storage is suspect.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A batch failed validation (length, magic, CRC-32C).
+    #[error("corrupt record batch: {0}")]
+    CorruptRecords(String),
+    /// A batch is well formed but breaks a record rule (empty append, record count mismatch...).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// One batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    /// The whole append is larger than a segment can hold (`segment.bytes`).
+    #[error("append of {size} bytes exceeds segment.bytes {max}")]
+    RecordListTooLarge { size: usize, max: u64 },
+    /// An idempotent producer skipped or reordered sequence numbers.
+    #[error(
+        "out of order sequence for producer {producer_id} epoch {epoch}: got {received}, expected {expected}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        expected: i32,
+        received: i32,
+    },
+    /// An idempotent producer wrote with an epoch older than the one already seen.
+    #[error("producer {producer_id} epoch {received} is older than current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        received: i16,
+    },
+    /// The requested offset lies outside `[log start, log end]`.
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+}
+
+impl StorageError {
+    /// Builds an [`StorageError::Io`] with a description of what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The Kafka error code for this failure.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            Self::OffsetOutOfRange { .. } => 1,
+            Self::CorruptRecords(_) => 2,
+            Self::MessageTooLarge { .. } => 10,
+            Self::RecordListTooLarge { .. } => 18,
+            Self::OutOfOrderSequence { .. } => 45,
+            Self::InvalidProducerEpoch { .. } => 47,
+            Self::Io { .. } => 56,
+            Self::InvalidRecord(_) => 87,
+        }
+    }
+}
+
+/// Shorthand used across the crate.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Adds context to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> StorageResult<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> StorageResult<T> {
+        self.map_err(|source| StorageError::io(what(), source))
+    }
+}

@@ -1,0 +1,723 @@
+//! A partition log: the ordered segments of one partition directory, with append (validation,
+//! idempotent producer checks, offset assignment, in-place patching), reads, ListOffsets lookups,
+//! retention, DeleteRecords, truncation, flushing and crash recovery.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use strom_protocol::records::{
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, split_batches, BatchHeader,
+    BATCH_HEADER_LEN,
+};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, StorageError, StorageResult};
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::segment::{
+    fsync_dir, write_file_atomically, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+
+/// Name of the file holding the log start offset inside the partition directory.
+pub const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
+const CHECKPOINT_VERSION: &str = "0";
+/// Present while the log is cleanly flushed and closed: the next open trusts the tail's indexes
+/// instead of re-validating the whole tail segment (Kafka's `.kafka_cleanshutdown`).
+pub const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the first record appended (for a duplicate: where it was first written).
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The broker's append time under LogAppendTime, -1 under CreateTime.
+    pub log_append_time: i64,
+    /// Number of records appended.
+    pub record_count: usize,
+    /// True when the batch was a retry of one already in the log; nothing was written.
+    pub duplicate: bool,
+}
+
+/// The commit log of one partition. Single writer: mutate through `&mut self`, read through `&self`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ordered by base offset; never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    producers: ProducerStateManager,
+    unflushed_messages: i64,
+    /// Wall-clock time of the last fsync of the active segment.
+    last_flush_ms: i64,
+    /// Whether [`CLEAN_SHUTDOWN_MARKER`] exists on disk (removed before the next append).
+    clean_marker_present: bool,
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering from an unclean shutdown: the last
+    /// segment is validated batch by batch and cut at the first torn or corrupt batch; earlier
+    /// segments are trusted once their indexes check out.
+    pub fn open(dir: &Path, config: LogConfig) -> StorageResult<PartitionLog> {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let now_ms = wall_clock_ms();
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).context(|| format!("deleting {name}"))?;
+            } else if let Some(base) = parse_offset_name(name, LOG_SUFFIX) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        // Index files without a log file are leftovers of an interrupted deletion.
+        for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let orphan = [INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+                .iter()
+                .filter_map(|suffix| parse_offset_name(name, suffix))
+                .any(|base| bases.binary_search(&base).is_err());
+            if orphan {
+                fs::remove_file(entry.path()).context(|| format!("deleting orphan {name}"))?;
+            }
+        }
+
+        let checkpoint = read_log_start_checkpoint(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean_shutdown = marker.exists();
+        if clean_shutdown {
+            fs::remove_file(&marker).context(|| format!("deleting {}", marker.display()))?;
+            fsync_dir(dir)?;
+        }
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        if let Some((&tail, sealed)) = bases.split_last() {
+            for &base in sealed {
+                segments.push(Segment::open_sealed(
+                    dir,
+                    base,
+                    now_ms,
+                    config.index_interval_bytes,
+                )?);
+            }
+            let (segment, truncated) = Segment::open_recovering(
+                dir,
+                tail,
+                now_ms,
+                config.index_interval_bytes,
+                clean_shutdown,
+            )?;
+            if truncated > 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    bytes_truncated = truncated,
+                    "truncated torn or corrupt tail of the log"
+                );
+            }
+            segments.push(segment);
+        } else {
+            segments.push(Segment::create(
+                dir,
+                checkpoint.unwrap_or(0).max(0),
+                now_ms,
+            )?);
+        }
+
+        let first_base = segments[0].base_offset();
+        let log_end = segments.last().map_or(first_base, Segment::next_offset);
+        let log_start_offset = checkpoint
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end);
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            producers: ProducerStateManager::default(),
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            clean_marker_present: false,
+        };
+        log.rebuild_producer_state()?;
+        Ok(log)
+    }
+
+    /// Loads the newest producer snapshot at or below the log end and replays batch headers after it.
+    fn rebuild_producer_state(&mut self) -> StorageResult<()> {
+        let log_end = self.log_end_offset();
+        let (mut state, snapshot_offset) = ProducerStateManager::load_latest(&self.dir, log_end)?;
+        let replay_from = snapshot_offset.unwrap_or(self.log_start_offset);
+        for segment in &self.segments {
+            if segment.next_offset() <= replay_from {
+                continue;
+            }
+            let position = match segment.locate(replay_from.max(segment.base_offset()))? {
+                Some(batch) => batch.position,
+                None => continue,
+            };
+            segment.for_each_header(position, |header| {
+                if header.has_producer_id() && header.base_offset >= replay_from {
+                    state.record(header, header.base_offset, header.max_timestamp);
+                }
+            })?;
+        }
+        state.evict_before(self.log_start_offset);
+        self.producers = state;
+        Ok(())
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// The directory holding this partition's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; takes effect from the next append / retention / flush check.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// Bytes of record batches on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The epoch last seen from an idempotent producer.
+    pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.epoch_of(producer_id)
+    }
+
+    /// `segment.bytes`, capped so file positions fit the 32-bit index entries (as Kafka's int).
+    fn segment_bytes(&self) -> u64 {
+        self.config.segment_bytes.min(i32::MAX as u64)
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Validates, checks producer sequences, assigns offsets, patches and writes `records` (one or
+    /// more v2 batches). A retried idempotent batch is answered with its original offsets.
+    pub fn append(
+        &mut self,
+        records: &Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> StorageResult<AppendOutcome> {
+        let batches = split_batches(records)
+            .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+        if batches.is_empty() {
+            return Err(StorageError::InvalidRecord(
+                "append holds no record batch".into(),
+            ));
+        }
+        if records.len() as u64 > self.segment_bytes() {
+            return Err(StorageError::RecordListTooLarge {
+                size: records.len(),
+                max: self.segment_bytes(),
+            });
+        }
+        for (header, batch) in &batches {
+            if batch.len() > self.config.max_message_bytes {
+                return Err(StorageError::MessageTooLarge {
+                    size: batch.len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            if header.record_count < 1 || header.record_count != header.last_offset_delta + 1 {
+                return Err(StorageError::InvalidRecord(format!(
+                    "batch holds {} records but its last offset delta is {}",
+                    header.record_count, header.last_offset_delta
+                )));
+            }
+        }
+
+        let log_append_time = if self.config.timestamp_type_log_append {
+            now_ms
+        } else {
+            -1
+        };
+        let base_offset = self.log_end_offset();
+        // Several idempotent batches in one append must be checked against each other: stage them
+        // on a copy of the state. The usual single batch is checked against the state itself.
+        let idempotent_batches = batches
+            .iter()
+            .filter(|(header, _)| header.has_producer_id())
+            .count();
+        let mut staged = (idempotent_batches > 1).then(|| self.producers.clone());
+        let mut accepted = Vec::with_capacity(idempotent_batches);
+        let mut next_offset = base_offset;
+        let mut record_count = 0usize;
+        let mut batch_starts = Vec::with_capacity(batches.len());
+        let mut at = 0usize;
+        let mut max_timestamp = i64::MIN;
+        for (header, batch) in &batches {
+            if header.has_producer_id() {
+                match staged.as_ref().unwrap_or(&self.producers).check(header)? {
+                    SequenceCheck::Duplicate(original) => {
+                        return Ok(AppendOutcome {
+                            base_offset: original.base_offset,
+                            last_offset: original.last_offset,
+                            log_append_time: if self.config.timestamp_type_log_append {
+                                original.timestamp
+                            } else {
+                                -1
+                            },
+                            record_count: (original.last_offset - original.base_offset + 1)
+                                as usize,
+                            duplicate: true,
+                        });
+                    }
+                    SequenceCheck::Append => {
+                        let stored_timestamp = if log_append_time >= 0 {
+                            log_append_time
+                        } else {
+                            header.max_timestamp
+                        };
+                        if let Some(state) = staged.as_mut() {
+                            state.record(header, next_offset, stored_timestamp);
+                        }
+                        accepted.push((*header, next_offset, stored_timestamp));
+                    }
+                }
+            }
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            batch_starts.push(at);
+            at += batch.len();
+            next_offset += i64::from(header.last_offset_delta) + 1;
+            record_count += header.record_count as usize;
+        }
+        let last_offset = next_offset - 1;
+
+        let incoming_timestamp = if log_append_time >= 0 {
+            log_append_time
+        } else {
+            max_timestamp
+        };
+        if self.should_roll(
+            records.len() as u64,
+            incoming_timestamp,
+            last_offset,
+            now_ms,
+        ) {
+            self.roll(now_ms)?;
+        }
+
+        let mut data = records.to_vec();
+        let mut offset = base_offset;
+        for (i, (header, _)) in batches.iter().enumerate() {
+            let end = batch_starts.get(i + 1).copied().unwrap_or(data.len());
+            let batch = &mut data[batch_starts[i]..end];
+            set_base_offset(batch, offset);
+            set_partition_leader_epoch(batch, leader_epoch);
+            if log_append_time >= 0 {
+                set_log_append_time(batch, log_append_time);
+            }
+            offset += i64::from(header.last_offset_delta) + 1;
+        }
+        self.drop_clean_shutdown_marker()?;
+        let index_interval = self.config.index_interval_bytes;
+        self.active_mut()
+            .append(&data, &batch_starts, index_interval)?;
+        for (header, offset, timestamp) in &accepted {
+            self.producers.record(header, *offset, *timestamp);
+        }
+
+        self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as i64);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush_active(now_ms)?;
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time,
+            record_count,
+            duplicate: false,
+        })
+    }
+
+    /// Kafka's roll conditions: the append would overflow `segment.bytes`, the incoming data is
+    /// more than `segment.ms` newer than the segment's first batch (or, with no timestamps, the
+    /// segment is older than `segment.ms`), or relative offsets would overflow 32 bits.
+    fn should_roll(
+        &self,
+        append_bytes: u64,
+        incoming_timestamp: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let waited = match active.first_batch_timestamp() {
+            Some(first) if first >= 0 && incoming_timestamp >= 0 => {
+                incoming_timestamp.saturating_sub(first)
+            }
+            _ => now_ms.saturating_sub(active.created_ms()),
+        };
+        active.size() + append_bytes > self.segment_bytes()
+            || waited > self.config.segment_ms
+            || last_offset - active.base_offset() > i64::from(i32::MAX)
+    }
+
+    /// Seals the active segment (fsyncing it), snapshots producer state and starts a new segment
+    /// at the log end offset.
+    fn roll(&mut self, now_ms: i64) -> StorageResult<()> {
+        let log_end = self.log_end_offset();
+        self.active_mut().seal()?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        self.producers.write_snapshot(&self.dir, log_end)?;
+        let segment = Segment::create(&self.dir, log_end, now_ms)?;
+        self.segments.push(segment);
+        tracing::debug!(dir = %self.dir.display(), base_offset = log_end, "rolled new segment");
+        Ok(())
+    }
+
+    fn flush_active(&mut self, now_ms: i64) -> StorageResult<()> {
+        self.active_mut().flush_log()?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Periodic duty: rolls an active segment older than `segment.ms` (wall clock since it was
+    /// created) and fsyncs when unflushed data is older than `flush.ms`.
+    pub fn maybe_roll_and_flush(&mut self, now_ms: i64) -> StorageResult<()> {
+        let active = self.active();
+        if !active.is_empty() && now_ms.saturating_sub(active.created_ms()) > self.config.segment_ms
+        {
+            self.roll(now_ms)?;
+        }
+        self.maybe_flush_by_time(now_ms)
+    }
+
+    /// The `flush.ms` part of [`PartitionLog::maybe_roll_and_flush`]: fsyncs the active segment
+    /// when it holds data older than `flush.ms` that is not yet fsynced.
+    pub fn maybe_flush_by_time(&mut self, now_ms: i64) -> StorageResult<()> {
+        if self.unflushed_messages > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush_active(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the active segment (log and indexes), writes a producer state snapshot at the log
+    /// end offset and marks the log as cleanly shut down (the mark is dropped by the next append),
+    /// so that a reopen needs no tail scan. Meant for shutdown; periodic flushing is
+    /// [`PartitionLog::maybe_flush_by_time`].
+    pub fn flush(&mut self) -> StorageResult<()> {
+        let now_ms = wall_clock_ms();
+        self.active_mut().seal()?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        self.producers
+            .write_snapshot(&self.dir, self.log_end_offset())?;
+        if !self.clean_marker_present {
+            write_file_atomically(&self.dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
+            self.clean_marker_present = true;
+        }
+        Ok(())
+    }
+
+    /// Removes the clean-shutdown marker before the log changes in a way recovery must check.
+    fn drop_clean_shutdown_marker(&mut self) -> StorageResult<()> {
+        if self.clean_marker_present {
+            let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
+            fs::remove_file(&marker).context(|| format!("deleting {}", marker.display()))?;
+            fsync_dir(&self.dir)?;
+            self.clean_marker_present = false;
+        }
+        Ok(())
+    }
+
+    /// Flushes and snapshots; the next open finds a clean log.
+    pub fn close(mut self) -> StorageResult<()> {
+        self.flush()
+    }
+
+    /// Whole batches starting with the one containing `fetch_offset`, up to `max_bytes` (at least
+    /// one batch when `min_one_message`), never a batch reaching `max_offset_exclusive`.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_message: bool,
+    ) -> StorageResult<Bytes> {
+        let log_end = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                start: self.log_start_offset,
+                end: log_end,
+            });
+        }
+        if fetch_offset >= log_end.min(max_offset_exclusive) {
+            return Ok(Bytes::new());
+        }
+        let first = self.segment_index_for(fetch_offset);
+        for segment in &self.segments[first..] {
+            let Some(start) = segment.locate(fetch_offset)? else {
+                continue;
+            };
+            let first_len = start.header.total_len();
+            if start.header.last_offset() >= max_offset_exclusive
+                || (first_len > max_bytes && !min_one_message)
+            {
+                return Ok(Bytes::new());
+            }
+            let budget = max_bytes.max(first_len);
+            let mut data = segment.read_bytes(start.position, budget)?;
+            let mut end = 0usize;
+            while end + BATCH_HEADER_LEN <= data.len() {
+                let Ok(header) = BatchHeader::parse(&data[end..]) else {
+                    break;
+                };
+                if end + header.total_len() > data.len()
+                    || header.last_offset() >= max_offset_exclusive
+                {
+                    break;
+                }
+                end += header.total_len();
+            }
+            data.truncate(end);
+            return Ok(Bytes::from(data));
+        }
+        Ok(Bytes::new())
+    }
+
+    /// Index of the segment whose range holds `offset` (the last with base offset <= `offset`).
+    fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|segment| segment.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start whose timestamp is at
+    /// least `timestamp`, as (offset, timestamp). Compressed batches answer with their base offset
+    /// and max timestamp (they are not decompressed).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> StorageResult<Option<(i64, i64)>> {
+        for segment in &self.segments {
+            if segment.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = segment.offset_for_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: (largest timestamp, offset of its record), if any batch has one.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for segment in &self.segments {
+            if let Some((timestamp, offset)) = segment.max_timestamp() {
+                if best.is_none_or(|(best_timestamp, _)| timestamp > best_timestamp) {
+                    best = Some((timestamp, offset));
+                }
+            }
+        }
+        best
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (persisted), deleting segments
+    /// that lie wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> StorageResult<i64> {
+        let log_end = self.log_end_offset();
+        if offset > log_end || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: log_end,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.write_log_start_checkpoint()?;
+            self.delete_segments_below_start()?;
+            self.producers.evict_before(self.log_start_offset);
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes sealed segments whose records are all below the log start offset.
+    fn delete_segments_below_start(&mut self) -> StorageResult<usize> {
+        let count = self.segments[..self.segments.len() - 1]
+            .iter()
+            .take_while(|segment| segment.next_offset() <= self.log_start_offset)
+            .count();
+        self.delete_oldest_segments(count)?;
+        Ok(count)
+    }
+
+    fn delete_oldest_segments(&mut self, count: usize) -> StorageResult<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        for segment in self.segments.drain(..count) {
+            segment.delete()?;
+        }
+        fsync_dir(&self.dir)
+    }
+
+    /// Time and size retention (`cleanup.policy=delete`) plus removal of segments below the log
+    /// start offset. Like Kafka, when every segment including the active one has expired, a new
+    /// empty active segment is rolled first so the expired one can go. Returns segments deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
+        let mut deleted = self.delete_segments_below_start()?;
+        if !self.config.cleanup_policy_delete {
+            return Ok(deleted);
+        }
+        let mut expired = 0usize;
+        if self.config.retention_ms >= 0 {
+            expired = self
+                .segments
+                .iter()
+                .take_while(|segment| {
+                    let newest = segment
+                        .max_timestamp()
+                        .map_or(segment.created_ms(), |(timestamp, _)| timestamp);
+                    !segment.is_empty() && now_ms.saturating_sub(newest) > self.config.retention_ms
+                })
+                .count();
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
+            let mut by_size = 0usize;
+            for segment in &self.segments {
+                if segment.is_empty() || excess - (segment.size() as i64) < 0 {
+                    break;
+                }
+                excess -= segment.size() as i64;
+                by_size += 1;
+            }
+            expired = expired.max(by_size);
+        }
+        if expired == 0 {
+            return Ok(deleted);
+        }
+        if expired == self.segments.len() {
+            self.roll(now_ms)?;
+        }
+        self.delete_oldest_segments(expired)?;
+        deleted += expired;
+        let first_base = self.segments[0].base_offset();
+        if first_base > self.log_start_offset {
+            self.log_start_offset = first_base;
+            self.write_log_start_checkpoint()?;
+            self.producers.evict_before(self.log_start_offset);
+        }
+        Ok(deleted)
+    }
+
+    /// Removes every record at or after `offset` (cutting at the start of the batch holding it).
+    /// Truncating at or below the first segment empties the log and restarts it at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> StorageResult<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        self.drop_clean_shutdown_marker()?;
+        let now_ms = wall_clock_ms();
+        if offset <= self.segments[0].base_offset() {
+            let start = offset.max(0);
+            for segment in self.segments.drain(..) {
+                segment.delete()?;
+            }
+            self.segments
+                .push(Segment::create(&self.dir, start, now_ms)?);
+            self.log_start_offset = start;
+            self.write_log_start_checkpoint()?;
+        } else {
+            let keep = self.segment_index_for(offset) + 1;
+            for segment in self.segments.drain(keep..) {
+                segment.delete()?;
+            }
+            let index_interval = self.config.index_interval_bytes;
+            self.active_mut().truncate_from(offset, index_interval)?;
+            fsync_dir(&self.dir)?;
+            if self.log_start_offset > self.log_end_offset() {
+                self.log_start_offset = self.log_end_offset();
+                self.write_log_start_checkpoint()?;
+            }
+        }
+        self.unflushed_messages = 0;
+        self.rebuild_producer_state()
+    }
+
+    fn write_log_start_checkpoint(&self) -> StorageResult<()> {
+        let text = format!("{CHECKPOINT_VERSION}\n{}\n", self.log_start_offset);
+        write_file_atomically(&self.dir.join(LOG_START_CHECKPOINT), text.as_bytes())
+    }
+}
+
+/// Reads the persisted log start offset, if any.
+fn read_log_start_checkpoint(dir: &Path) -> StorageResult<Option<i64>> {
+    let path = dir.join(LOG_START_CHECKPOINT);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(StorageError::io(
+                format!("reading {}", path.display()),
+                error,
+            ))
+        }
+    };
+    let mut lines = text.lines();
+    match (
+        lines.next(),
+        lines.next().map(|line| line.trim().parse::<i64>()),
+    ) {
+        (Some(CHECKPOINT_VERSION), Some(Ok(offset))) if offset >= 0 => Ok(Some(offset)),
+        _ => {
+            tracing::warn!(path = %path.display(), "ignoring malformed log start checkpoint");
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! One log segment: a `.log` file of record batches stored byte for byte as appended, a sparse
+//! offset index (`.index`: relative offset u32, file position u32, big-endian) and a time index
+//! (`.timeindex`: max timestamp so far i64, relative offset u32). File names are the segment's base
+//! offset, zero padded to 20 digits, like Kafka's.
+//!
+//! The indexes are also held in memory; the files exist so that sealed segments open without a
+//! scan. They are validated on open and rebuilt from the log when missing or inconsistent.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use strom_protocol::records::{
+    peek_batch_len, validate_batch, BatchHeader, Compression, ATTR_TIMESTAMP_TYPE_LOG_APPEND,
+    BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
+
+use crate::error::{IoContext, StorageError, StorageResult};
+
+pub(crate) const LOG_SUFFIX: &str = ".log";
+pub(crate) const INDEX_SUFFIX: &str = ".index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+const OFFSET_ENTRY_LEN: usize = 8;
+const TIME_ENTRY_LEN: usize = 12;
+
+/// Path of a segment file: `<dir>/<base offset, 20 digits><suffix>`.
+pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}{suffix}"))
+}
+
+/// Fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> StorageResult<()> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .context(|| format!("fsyncing directory {}", dir.display()))
+}
+
+/// Replaces `path` with `data` atomically: write `<path>.tmp`, fsync it, rename, fsync the dir.
+pub(crate) fn write_file_atomically(path: &Path, data: &[u8]) -> StorageResult<()> {
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(".tmp");
+    let temp = PathBuf::from(temp_name);
+    let write = || -> io::Result<()> {
+        let file = File::create(&temp)?;
+        file.write_all_at(data, 0)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    };
+    write().context(|| format!("writing {}", path.display()))?;
+    match path.parent() {
+        Some(dir) => fsync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OffsetEntry {
+    relative_offset: u32,
+    position: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TimeEntry {
+    timestamp: i64,
+    relative_offset: u32,
+}
+
+/// A batch found in a segment: its header and where it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocatedBatch {
+    pub header: BatchHeader,
+    pub position: u64,
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    dir: PathBuf,
+    base_offset: i64,
+    log: File,
+    offset_index_file: File,
+    time_index_file: File,
+    /// Bytes of batches in the `.log` file.
+    size: u64,
+    /// Offset after the last batch (the base offset when empty).
+    next_offset: i64,
+    offset_index: Vec<OffsetEntry>,
+    time_index: Vec<TimeEntry>,
+    bytes_since_last_index_entry: usize,
+    /// Largest batch max timestamp in the segment, -1 when none.
+    max_timestamp: i64,
+    /// Offset of the record carrying `max_timestamp`.
+    offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch: what `segment.ms` is measured from (Kafka's rule).
+    first_batch_timestamp: Option<i64>,
+    /// Wall-clock time this segment was created or opened.
+    created_ms: i64,
+    /// Whether the log file has writes not yet fsynced.
+    dirty: bool,
+}
+
+fn open_rw(path: &Path) -> StorageResult<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))
+}
+
+impl Segment {
+    fn open_files(dir: &Path, base_offset: i64, created_ms: i64) -> StorageResult<Self> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = open_rw(&log_path)?;
+        let size = log
+            .metadata()
+            .context(|| format!("reading size of {}", log_path.display()))?
+            .len();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            base_offset,
+            log,
+            offset_index_file: open_rw(&segment_file(dir, base_offset, INDEX_SUFFIX))?,
+            time_index_file: open_rw(&segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+            size,
+            next_offset: base_offset,
+            offset_index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_last_index_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            first_batch_timestamp: None,
+            created_ms,
+            dirty: false,
+        })
+    }
+
+    /// Creates a new, empty segment (any leftover files with its name are emptied).
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> StorageResult<Self> {
+        let mut segment = Self::open_files(dir, base_offset, now_ms)?;
+        for file in [
+            &segment.log,
+            &segment.offset_index_file,
+            &segment.time_index_file,
+        ] {
+            file.set_len(0).context(|| segment.describe("emptying"))?;
+        }
+        segment.size = 0;
+        fsync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Opens a sealed segment, trusting its indexes if they are consistent with the log file, and
+    /// rebuilding them otherwise.
+    pub fn open_sealed(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        index_interval: usize,
+    ) -> StorageResult<Self> {
+        let mut segment = Self::open_files(dir, base_offset, now_ms)?;
+        if !segment.load_indexes()? {
+            tracing::warn!(segment = %segment.describe("segment"), "index missing or invalid, rebuilding");
+            let truncated = segment.rebuild(index_interval, false)?;
+            if truncated > 0 {
+                tracing::warn!(
+                    segment = %segment.describe("segment"),
+                    bytes = truncated,
+                    "sealed segment ends in an invalid batch; ignoring its tail"
+                );
+            }
+        }
+        Ok(segment)
+    }
+
+    /// Opens the tail segment. After a clean shutdown (`trust_indexes`) its indexes are used like a
+    /// sealed segment's when they check out. Otherwise every batch is validated (length, CRC), the
+    /// file is cut at the first torn or corrupt one and the indexes are rebuilt. Returns the bytes
+    /// truncated.
+    pub fn open_recovering(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        index_interval: usize,
+        trust_indexes: bool,
+    ) -> StorageResult<(Self, u64)> {
+        let mut segment = Self::open_files(dir, base_offset, now_ms)?;
+        if trust_indexes && segment.load_indexes()? {
+            return Ok((segment, 0));
+        }
+        let truncated = segment.rebuild(index_interval, true)?;
+        Ok((segment, truncated))
+    }
+
+    fn describe(&self, what: &str) -> String {
+        format!(
+            "{what} {}",
+            segment_file(&self.dir, self.base_offset, LOG_SUFFIX).display()
+        )
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// (largest timestamp, offset of that record), if the segment has a timestamped batch.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        (self.max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
+    }
+
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.first_batch_timestamp
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset) as u32
+    }
+
+    /// Loads the index files and checks them against the log; computes the next offset by
+    /// walking headers from the last offset index entry. False when anything is inconsistent.
+    fn load_indexes(&mut self) -> StorageResult<bool> {
+        let read = |file: &File, what: &str| -> StorageResult<Vec<u8>> {
+            let len = file.metadata().context(|| self.describe(what))?.len();
+            let mut data = vec![0u8; len as usize];
+            file.read_exact_at(&mut data, 0)
+                .context(|| self.describe(what))?;
+            Ok(data)
+        };
+        let offset_data = read(&self.offset_index_file, "reading offset index of")?;
+        let time_data = read(&self.time_index_file, "reading time index of")?;
+        if offset_data.len() % OFFSET_ENTRY_LEN != 0 || time_data.len() % TIME_ENTRY_LEN != 0 {
+            return Ok(false);
+        }
+        let offsets: Vec<OffsetEntry> = offset_data
+            .chunks_exact(OFFSET_ENTRY_LEN)
+            .map(|chunk| OffsetEntry {
+                relative_offset: u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+                position: u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
+            })
+            .collect();
+        let times: Vec<TimeEntry> = time_data
+            .chunks_exact(TIME_ENTRY_LEN)
+            .map(|chunk| {
+                let mut timestamp = [0u8; 8];
+                timestamp.copy_from_slice(&chunk[..8]);
+                TimeEntry {
+                    timestamp: i64::from_be_bytes(timestamp),
+                    relative_offset: u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
+                }
+            })
+            .collect();
+        let offsets_ok = offsets.windows(2).all(|pair| {
+            pair[0].relative_offset < pair[1].relative_offset && pair[0].position < pair[1].position
+        }) && offsets
+            .last()
+            .is_none_or(|last| u64::from(last.position) < self.size);
+        let times_ok = times.windows(2).all(|pair| {
+            pair[0].timestamp <= pair[1].timestamp
+                && pair[0].relative_offset <= pair[1].relative_offset
+        });
+        if !offsets_ok || !times_ok || (self.size > 0 && times.is_empty()) {
+            return Ok(false);
+        }
+        // Walk the headers after the last index entry to find the end offset.
+        let start = offsets.last().map_or(0, |entry| u64::from(entry.position));
+        let mut walker = HeaderWalker::new(self, start);
+        let mut next_offset = self.base_offset;
+        while let Some(batch) = walker.next_batch()? {
+            next_offset = batch.header.last_offset() + 1;
+        }
+        if walker.position != self.size {
+            return Ok(false);
+        }
+        if let Some(last_time) = times.last() {
+            let offset = self.base_offset + i64::from(last_time.relative_offset);
+            if offset >= next_offset {
+                return Ok(false);
+            }
+            self.max_timestamp = last_time.timestamp;
+            self.offset_of_max_timestamp = offset;
+        }
+        self.first_batch_timestamp = self.read_header_at(0)?.map(|header| header.max_timestamp);
+        self.next_offset = next_offset;
+        self.offset_index = offsets;
+        self.time_index = times;
+        Ok(true)
+    }
+
+    /// Reads the header of the batch at `position`; `None` if the file ends before the batch does
+    /// or the header is implausible.
+    pub fn read_header_at(&self, position: u64) -> StorageResult<Option<BatchHeader>> {
+        if position + BATCH_HEADER_LEN as u64 > self.size {
+            return Ok(None);
+        }
+        let mut raw = [0u8; BATCH_HEADER_LEN];
+        self.log
+            .read_exact_at(&mut raw, position)
+            .context(|| self.describe("reading a batch header of"))?;
+        Ok(self.plausible_header(&raw, position))
+    }
+
+    /// Parses a header read at `position` and checks it fits the segment.
+    fn plausible_header(&self, raw: &[u8], position: u64) -> Option<BatchHeader> {
+        let header = BatchHeader::parse(raw).ok()?;
+        let plausible = header.batch_length >= (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
+            && position + header.total_len() as u64 <= self.size
+            && header.last_offset_delta >= 0;
+        plausible.then_some(header)
+    }
+
+    /// Rescans the whole log file, rebuilding the indexes and the end offset. With `validate`,
+    /// every batch is read whole and checked (length, magic, CRC-32C); without, only headers are
+    /// read except where a record offset is needed. The file is cut at the first invalid batch
+    /// (only when `validate`); returns the bytes past the last valid batch.
+    fn rebuild(&mut self, index_interval: usize, validate: bool) -> StorageResult<u64> {
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.bytes_since_last_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        self.first_batch_timestamp = None;
+        self.next_offset = self.base_offset;
+        let mut position = 0u64;
+        let mut buffer = Vec::new();
+        while position < self.size {
+            let mut length_prefix = [0u8; LOG_OVERHEAD];
+            if position + LOG_OVERHEAD as u64 > self.size {
+                break;
+            }
+            self.log
+                .read_exact_at(&mut length_prefix, position)
+                .context(|| self.describe("recovering"))?;
+            let Some(len) = peek_batch_len(&length_prefix) else {
+                break;
+            };
+            if len < BATCH_HEADER_LEN || position + len as u64 > self.size {
+                break;
+            }
+            buffer.resize(len, 0);
+            self.log
+                .read_exact_at(&mut buffer, position)
+                .context(|| self.describe("recovering"))?;
+            let header = if validate {
+                match validate_batch(&buffer) {
+                    Ok(header) => header,
+                    Err(_) => break,
+                }
+            } else {
+                match BatchHeader::parse(&buffer) {
+                    Ok(header) => header,
+                    Err(_) => break,
+                }
+            };
+            let offsets_fit = header.base_offset >= self.next_offset
+                && header.last_offset_delta >= 0
+                && header.last_offset() - self.base_offset <= i64::from(u32::MAX);
+            if !offsets_fit {
+                break;
+            }
+            self.index_batch(&header, position, &buffer, index_interval);
+            position += len as u64;
+        }
+        let truncated = self.size - position;
+        if truncated > 0 && validate {
+            self.log
+                .set_len(position)
+                .context(|| self.describe("truncating torn tail of"))?;
+            self.log.sync_all().context(|| self.describe("fsyncing"))?;
+            self.size = position;
+        }
+        self.write_indexes()?;
+        Ok(truncated)
+    }
+
+    /// Rewrites both index files from memory and fsyncs them.
+    fn write_indexes(&mut self) -> StorageResult<()> {
+        let mut offsets = Vec::with_capacity(self.offset_index.len() * OFFSET_ENTRY_LEN);
+        for entry in &self.offset_index {
+            offsets.extend_from_slice(&entry.relative_offset.to_be_bytes());
+            offsets.extend_from_slice(&entry.position.to_be_bytes());
+        }
+        let mut times = Vec::with_capacity(self.time_index.len() * TIME_ENTRY_LEN);
+        for entry in &self.time_index {
+            times.extend_from_slice(&entry.timestamp.to_be_bytes());
+            times.extend_from_slice(&entry.relative_offset.to_be_bytes());
+        }
+        for (file, data) in [
+            (&self.offset_index_file, offsets),
+            (&self.time_index_file, times),
+        ] {
+            file.set_len(0)
+                .and_then(|()| file.write_all_at(&data, 0))
+                .and_then(|()| file.sync_all())
+                .context(|| self.describe("writing indexes of"))?;
+        }
+        Ok(())
+    }
+
+    /// Updates in-memory state for a batch stored at `position`; returns the index entries it
+    /// created, for the caller to persist.
+    fn index_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u64,
+        batch: &[u8],
+        index_interval: usize,
+    ) -> (Option<OffsetEntry>, Option<TimeEntry>) {
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = offset_of_max_timestamp(header, batch);
+        }
+        if self.first_batch_timestamp.is_none() {
+            self.first_batch_timestamp = Some(header.max_timestamp);
+        }
+        let mut created = (None, None);
+        if self.bytes_since_last_index_entry >= index_interval {
+            let entry = OffsetEntry {
+                relative_offset: self.relative(header.base_offset),
+                position: position as u32,
+            };
+            self.offset_index.push(entry);
+            created.0 = Some(entry);
+            created.1 = self.maybe_add_time_entry();
+            self.bytes_since_last_index_entry = 0;
+        }
+        self.bytes_since_last_index_entry += batch.len();
+        self.next_offset = header.last_offset() + 1;
+        created
+    }
+
+    /// Adds (max timestamp so far, its offset) to the time index if it moved forward.
+    fn maybe_add_time_entry(&mut self) -> Option<TimeEntry> {
+        if self.max_timestamp < 0
+            || self
+                .time_index
+                .last()
+                .is_some_and(|last| last.timestamp >= self.max_timestamp)
+        {
+            return None;
+        }
+        let entry = TimeEntry {
+            timestamp: self.max_timestamp,
+            relative_offset: self.relative(self.offset_of_max_timestamp),
+        };
+        self.time_index.push(entry);
+        Some(entry)
+    }
+
+    fn persist_entries(
+        &mut self,
+        entries: (Option<OffsetEntry>, Option<TimeEntry>),
+    ) -> StorageResult<()> {
+        if let Some(entry) = entries.0 {
+            let mut raw = [0u8; OFFSET_ENTRY_LEN];
+            raw[..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
+            raw[4..].copy_from_slice(&entry.position.to_be_bytes());
+            let at = ((self.offset_index.len() - 1) * OFFSET_ENTRY_LEN) as u64;
+            self.offset_index_file
+                .write_all_at(&raw, at)
+                .context(|| self.describe("writing offset index of"))?;
+        }
+        if let Some(entry) = entries.1 {
+            let mut raw = [0u8; TIME_ENTRY_LEN];
+            raw[..8].copy_from_slice(&entry.timestamp.to_be_bytes());
+            raw[8..].copy_from_slice(&entry.relative_offset.to_be_bytes());
+            let at = ((self.time_index.len() - 1) * TIME_ENTRY_LEN) as u64;
+            self.time_index_file
+                .write_all_at(&raw, at)
+                .context(|| self.describe("writing time index of"))?;
+        }
+        Ok(())
+    }
+
+    /// Appends already patched batches (`data`, whose batches start at `batch_starts`) at the end
+    /// of the log file and indexes them. On a write error the file is cut back to its old size.
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        batch_starts: &[usize],
+        index_interval: usize,
+    ) -> StorageResult<()> {
+        let start = self.size;
+        if let Err(error) = self.log.write_all_at(data, start) {
+            // Best effort: drop a partial write so the file still ends on a batch boundary.
+            if let Err(cut) = self.log.set_len(start) {
+                tracing::error!(error = %cut, "could not cut back a failed append");
+            }
+            return Err(StorageError::io(self.describe("appending to"), error));
+        }
+        self.size += data.len() as u64;
+        self.dirty = true;
+        for (i, &batch_start) in batch_starts.iter().enumerate() {
+            let batch_end = batch_starts.get(i + 1).copied().unwrap_or(data.len());
+            let batch = &data[batch_start..batch_end];
+            let header = BatchHeader::parse(batch)
+                .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+            let entries =
+                self.index_batch(&header, start + batch_start as u64, batch, index_interval);
+            self.persist_entries(entries)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the log file if it has unsynced writes.
+    pub fn flush_log(&mut self) -> StorageResult<()> {
+        if self.dirty {
+            self.log.sync_data().context(|| self.describe("fsyncing"))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Makes the segment read-only-ready: writes the final time index entry (so the max timestamp
+    /// survives a restart without a scan) and fsyncs the log and both indexes.
+    pub fn seal(&mut self) -> StorageResult<()> {
+        let entry = self.maybe_add_time_entry();
+        self.persist_entries((None, entry))?;
+        self.flush_log()?;
+        for file in [&self.offset_index_file, &self.time_index_file] {
+            file.sync_all()
+                .context(|| self.describe("fsyncing indexes of"))?;
+        }
+        Ok(())
+    }
+
+    /// Finds the batch containing `offset` (the first batch whose last offset is >= `offset`).
+    pub fn locate(&self, offset: i64) -> StorageResult<Option<LocatedBatch>> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let relative = (offset - self.base_offset).max(0);
+        let slot = self
+            .offset_index
+            .partition_point(|entry| i64::from(entry.relative_offset) <= relative);
+        let position = match slot {
+            0 => 0,
+            n => u64::from(self.offset_index[n - 1].position),
+        };
+        let mut walker = HeaderWalker::new(self, position);
+        while let Some(batch) = walker.next_batch()? {
+            if batch.header.last_offset() >= offset {
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads `len` bytes at `position` (clamped to the end of the segment).
+    pub fn read_bytes(&self, position: u64, len: usize) -> StorageResult<Vec<u8>> {
+        let len = len.min(self.size.saturating_sub(position) as usize);
+        let mut data = vec![0u8; len];
+        self.log
+            .read_exact_at(&mut data, position)
+            .context(|| self.describe("reading"))?;
+        Ok(data)
+    }
+
+    /// Calls `visit` with the header of every batch from `position` to the end.
+    pub fn for_each_header(
+        &self,
+        position: u64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> StorageResult<()> {
+        let mut walker = HeaderWalker::new(self, position);
+        while let Some(batch) = walker.next_batch()? {
+            visit(&batch.header);
+        }
+        Ok(())
+    }
+
+    /// The first record at or after `min_offset` with timestamp >= `timestamp`, as
+    /// (offset, timestamp). See the crate docs for compressed batches.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> StorageResult<Option<(i64, i64)>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        // Entries strictly below the target guarantee that nothing up to their offset qualifies.
+        let slot = self
+            .time_index
+            .partition_point(|entry| entry.timestamp < timestamp);
+        let start_offset = match slot {
+            0 => self.base_offset,
+            n => self.base_offset + i64::from(self.time_index[n - 1].relative_offset),
+        }
+        .max(min_offset);
+        let Some(start) = self.locate(start_offset)? else {
+            return Ok(None);
+        };
+        let mut walker = HeaderWalker::new(self, start.position);
+        while let Some(LocatedBatch { header, position }) = walker.next_batch()? {
+            if header.max_timestamp >= timestamp && header.last_offset() >= min_offset {
+                let batch = self.read_bytes(position, header.total_len())?;
+                if let Some(found) =
+                    first_record_at_or_after(&header, &batch, timestamp, min_offset)
+                {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch from the one containing `offset` onwards and rebuilds the indexes.
+    pub fn truncate_from(&mut self, offset: i64, index_interval: usize) -> StorageResult<()> {
+        let Some(cut) = self.locate(offset)? else {
+            return Ok(());
+        };
+        self.log
+            .set_len(cut.position)
+            .and_then(|()| self.log.sync_all())
+            .context(|| self.describe("truncating"))?;
+        self.size = cut.position;
+        self.rebuild(index_interval, false)?;
+        Ok(())
+    }
+
+    /// Deletes the segment's files.
+    pub fn delete(self) -> StorageResult<()> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_file(&self.dir, self.base_offset, suffix);
+            match fs::remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(StorageError::io(
+                        format!("deleting {}", path.display()),
+                        error,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How much of the log a header walk reads at once.
+const WALK_CHUNK: usize = 16 * 1024;
+
+/// Walks the batch headers of a segment from a position, reading the file in chunks rather than
+/// one small read per header. Stops at the end of the segment or at an implausible header.
+struct HeaderWalker<'a> {
+    segment: &'a Segment,
+    chunk: Vec<u8>,
+    chunk_start: u64,
+    /// Where the next batch starts.
+    position: u64,
+}
+
+impl<'a> HeaderWalker<'a> {
+    fn new(segment: &'a Segment, position: u64) -> Self {
+        Self {
+            segment,
+            chunk: Vec::new(),
+            chunk_start: 0,
+            position,
+        }
+    }
+
+    fn next_batch(&mut self) -> StorageResult<Option<LocatedBatch>> {
+        let header_end = self.position + BATCH_HEADER_LEN as u64;
+        if header_end > self.segment.size {
+            return Ok(None);
+        }
+        let chunk_end = self.chunk_start + self.chunk.len() as u64;
+        if self.position < self.chunk_start || header_end > chunk_end {
+            self.chunk = self.segment.read_bytes(self.position, WALK_CHUNK)?;
+            self.chunk_start = self.position;
+        }
+        let at = (self.position - self.chunk_start) as usize;
+        let raw = &self.chunk[at..at + BATCH_HEADER_LEN];
+        let Some(header) = self.segment.plausible_header(raw, self.position) else {
+            return Ok(None);
+        };
+        let located = LocatedBatch {
+            header,
+            position: self.position,
+        };
+        self.position += header.total_len() as u64;
+        Ok(Some(located))
+    }
+}
+
+/// Reads a zig-zag varint (up to 64 bits) from the front of `data`.
+fn read_varlong(data: &mut &[u8]) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let (&byte, rest) = data.split_first()?;
+        *data = rest;
+        raw |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+/// (offset, timestamp) of each record of an uncompressed batch, stopping when `visit` says so.
+/// Only the leading fields of each record are decoded. Returns false if a record is malformed.
+fn walk_records(
+    header: &BatchHeader,
+    batch: &[u8],
+    mut visit: impl FnMut(i64, i64) -> bool,
+) -> bool {
+    let mut rest = &batch[BATCH_HEADER_LEN.min(batch.len())..];
+    for _ in 0..header.record_count {
+        let Some(length) = read_varlong(&mut rest) else {
+            return false;
+        };
+        let Ok(length) = usize::try_from(length) else {
+            return false;
+        };
+        let Some(mut record) = rest.get(..length) else {
+            return false;
+        };
+        rest = &rest[length..];
+        let Some((_attributes, fields)) = record.split_first() else {
+            return false;
+        };
+        record = fields;
+        let (Some(timestamp_delta), Some(offset_delta)) =
+            (read_varlong(&mut record), read_varlong(&mut record))
+        else {
+            return false;
+        };
+        if visit(
+            header.base_offset + offset_delta,
+            header.base_timestamp + timestamp_delta,
+        ) {
+            return true;
+        }
+    }
+    true
+}
+
+fn is_log_append_time(header: &BatchHeader) -> bool {
+    header.attributes & ATTR_TIMESTAMP_TYPE_LOG_APPEND != 0
+}
+
+fn is_uncompressed(header: &BatchHeader) -> bool {
+    matches!(header.compression(), Ok(Compression::None))
+}
+
+/// Offset of the record holding the batch's max timestamp: the first such record for an
+/// uncompressed CreateTime batch; the base offset under LogAppendTime (every record has that
+/// time); the last offset for compressed batches (not decompressed here).
+pub(crate) fn offset_of_max_timestamp(header: &BatchHeader, batch: &[u8]) -> i64 {
+    if is_log_append_time(header) {
+        return header.base_offset;
+    }
+    if !is_uncompressed(header) {
+        return header.last_offset();
+    }
+    let mut found = None;
+    walk_records(header, batch, |offset, timestamp| {
+        if timestamp == header.max_timestamp {
+            found = Some(offset);
+            true
+        } else {
+            false
+        }
+    });
+    found.unwrap_or_else(|| header.last_offset())
+}
+
+/// The first record of `batch` at or after `min_offset` with timestamp >= `target`. Compressed
+/// batches answer with their first offset (>= `min_offset`) and their max timestamp; LogAppendTime
+/// batches with that offset and the append time.
+fn first_record_at_or_after(
+    header: &BatchHeader,
+    batch: &[u8],
+    target: i64,
+    min_offset: i64,
+) -> Option<(i64, i64)> {
+    if is_log_append_time(header) || !is_uncompressed(header) {
+        return Some((header.base_offset.max(min_offset), header.max_timestamp));
+    }
+    let mut found = None;
+    let well_formed = walk_records(header, batch, |offset, timestamp| {
+        if offset >= min_offset && timestamp >= target {
+            found = Some((offset, timestamp));
+            true
+        } else {
+            false
+        }
+    });
+    if well_formed {
+        found
+    } else {
+        Some((header.base_offset.max(min_offset), header.max_timestamp))
+    }
+}
