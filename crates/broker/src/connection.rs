@@ -58,7 +58,9 @@ pub async fn serve_connection(
         let result = match frame {
             Ok(None) => return,
             Ok(Some(frame)) => match handle_frame(&broker, frame).await {
-                Ok(Some(response)) => write_chunks(&mut stream, &response).await.map_err(Into::into),
+                Ok(Some(response)) => write_chunks(&mut stream, &response)
+                    .await
+                    .map_err(Into::into),
                 Ok(None) => Ok(()),
                 Err(error) => Err(error),
             },
@@ -76,7 +78,10 @@ pub async fn serve_connection(
 
 fn is_disconnect(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(error.kind(), UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted)
+    matches!(
+        error.kind(),
+        UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted
+    )
 }
 
 /// Reads one size-prefixed frame; `None` on a clean end of stream between frames.
@@ -104,7 +109,9 @@ async fn read_frame(
             if buffer.is_empty() {
                 return Ok(None);
             }
-            return Err(ConnectionError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(ConnectionError::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
     }
 }
@@ -116,10 +123,11 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> std::io::Resu
     let mut chunk_index = 0;
     let mut offset = 0;
     while chunk_index < chunks.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&chunks[chunk_index][offset..]))
-            .chain(chunks[chunk_index + 1..].iter().map(|c| IoSlice::new(c)))
-            .take(64)
-            .collect();
+        let slices: Vec<IoSlice<'_>> =
+            std::iter::once(IoSlice::new(&chunks[chunk_index][offset..]))
+                .chain(chunks[chunk_index + 1..].iter().map(|c| IoSlice::new(c)))
+                .take(64)
+                .collect();
         let mut written = stream.write_vectored(&slices).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -140,7 +148,10 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> std::io::Resu
 }
 
 /// Decodes, handles and encodes one request; `None` when no response is due (produce with acks=0).
-async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+async fn handle_frame(
+    broker: &Broker,
+    frame: Bytes,
+) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let mut peek = frame.clone();
     let bad = |e: strom_protocol::codec::DecodeError| ConnectionError::BadRequest(e.to_string());
     let api_key = get_i16(&mut peek).map_err(bad)?;
@@ -148,7 +159,9 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Vec<Bytes>
     let correlation_id = get_i32(&mut peek).map_err(bad)?;
 
     let Some(supported) = handlers::supported_versions(api_key) else {
-        return Err(ConnectionError::BadRequest(format!("unsupported API key {api_key}")));
+        return Err(ConnectionError::BadRequest(format!(
+            "unsupported API key {api_key}"
+        )));
     };
     if !(supported.0..=supported.1).contains(&api_version) {
         if api_key == API_VERSIONS_KEY {
@@ -158,7 +171,9 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Vec<Bytes>
                 api_keys: handlers::api_versions::supported_api_keys(),
                 ..Default::default()
             };
-            return Ok(Some(encode_response(correlation_id, 0, |out| body.encode(out, 0))));
+            return Ok(Some(encode_response(correlation_id, 0, |out| {
+                body.encode(out, 0)
+            })));
         }
         return Err(ConnectionError::BadRequest(format!(
             "unsupported version {api_version} of API key {api_key}"
@@ -174,9 +189,11 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Vec<Bytes>
         return Ok(None);
     };
     let header_version = response_header_version(api_key, api_version);
-    Ok(Some(encode_response(correlation_id, header_version, |out| {
-        response.encode(out, api_version)
-    })))
+    Ok(Some(encode_response(
+        correlation_id,
+        header_version,
+        |out| response.encode(out, api_version),
+    )))
 }
 
 /// Encodes a response frame: size prefix, response header, body.
@@ -186,10 +203,7 @@ fn encode_response(
     body: impl FnOnce(&mut Encoder),
 ) -> Vec<Bytes> {
     let mut out = Encoder::new();
-    let header = ResponseHeader {
-        correlation_id,
-        ..Default::default()
-    };
+    let header = ResponseHeader { correlation_id };
     header.encode(&mut out, header_version);
     body(&mut out);
     let size = (out.len() as i32).to_be_bytes();

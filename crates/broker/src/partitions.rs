@@ -12,6 +12,8 @@ use strom_metadata::MetadataImage;
 use strom_storage::{LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
+use crate::handlers::describe_configs::dynamic_broker_key_topic;
+
 /// One hosted partition: its log behind a lock, and what it was opened with.
 pub struct Partition {
     pub topic: String,
@@ -24,7 +26,9 @@ impl Partition {
     /// Locks the partition's log. A poisoned lock (a panic while appending) is recovered: the log's
     /// own invariants are re-established by its next append or by recovery at restart.
     pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -33,6 +37,7 @@ type PartitionKey = (String, i32);
 /// All partitions hosted here, by topic name and index.
 pub struct PartitionRegistry {
     log_dir: PathBuf,
+    node_id: i32,
     broker_log_defaults: LogConfig,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// The metadata image version the registry last synced with.
@@ -42,9 +47,10 @@ pub struct PartitionRegistry {
 }
 
 impl PartitionRegistry {
-    pub fn new(log_dir: &Path, broker_log_defaults: LogConfig) -> Self {
+    pub fn new(log_dir: &Path, node_id: i32, broker_log_defaults: LogConfig) -> Self {
         Self {
             log_dir: log_dir.to_path_buf(),
+            node_id,
             broker_log_defaults,
             partitions: RwLock::new(HashMap::new()),
             synced_version: Mutex::new(u64::MAX),
@@ -62,12 +68,21 @@ impl PartitionRegistry {
         partitions.values().cloned().collect()
     }
 
-    /// The log configuration of a topic: broker defaults overlaid with the topic's overrides.
+    /// The log configuration of a topic, layered as in Kafka: static broker defaults
+    /// (`server.properties`), then dynamic cluster-wide broker configs, then this broker's dynamic
+    /// configs, then the topic's own overrides.
     pub fn topic_log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        let overrides: Vec<(String, String)> = image
-            .topic(topic)
-            .map(|t| t.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let mut overrides: Vec<(String, String)> = Vec::new();
+        for scope in [None, Some(self.node_id)] {
+            for (key, value) in image.broker_config(scope).into_iter().flatten() {
+                if let Some(topic_key) = dynamic_broker_key_topic(key) {
+                    overrides.push((topic_key.to_string(), value.clone()));
+                }
+            }
+        }
+        if let Some(topic) = image.topic(topic) {
+            overrides.extend(topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         match self.broker_log_defaults.with_overrides(&overrides) {
             Ok(config) => config,
             Err(error) => {
@@ -80,7 +95,10 @@ impl PartitionRegistry {
     /// Opens logs for partitions that appeared, applies changed configs, and deletes the logs of
     /// topics that are gone. Idempotent; cheap when the image has not changed.
     pub fn sync_with_image(&self, image: &MetadataImage) {
-        let mut synced = self.synced_version.lock().unwrap_or_else(|p| p.into_inner());
+        let mut synced = self
+            .synced_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if *synced == image.version {
             return;
         }

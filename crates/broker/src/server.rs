@@ -52,14 +52,15 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -81,7 +82,9 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
     let listener = TcpListener::bind(listen_addr)
         .await
         .with_context(|| format!("cannot listen on {listen_addr}"))?;
-    let local_addr = listener.local_addr().context("listener has no local address")?;
+    let local_addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
     let (advertised_host, mut advertised_port) = config.advertised_host_port();
     if advertised_port == 0 {
         advertised_port = local_addr.port();
@@ -91,13 +94,18 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
     let metadata = MetadataStore::open(&metadata_dir, config.node_id, None)
         .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
     metadata
-        .register_broker(config.node_id, &advertised_host, i32::from(advertised_port), config.broker_rack.clone())
+        .register_broker(
+            config.node_id,
+            &advertised_host,
+            i32::from(advertised_port),
+            config.broker_rack.clone(),
+        )
         .map_err(|e| anyhow::anyhow!("cannot register broker {}: {}", config.node_id, e.message))?;
 
     let broker_log_defaults = LogConfig::default()
         .with_overrides(&config.broker_defaults_as_topic_config())
         .map_err(|e| anyhow::anyhow!("invalid log configuration: {e}"))?;
-    let partitions = PartitionRegistry::new(&log_dir, broker_log_defaults);
+    let partitions = PartitionRegistry::new(&log_dir, config.node_id, broker_log_defaults);
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
@@ -129,7 +137,11 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
     })
 }
 
-async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -153,7 +165,8 @@ async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, mut shutdown: w
 }
 
 async fn housekeeping_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(1) as u64);
+    let retention_every =
+        Duration::from_millis(broker.config.log_retention_check_interval_ms.max(1) as u64);
     let mut tick = tokio::time::interval(HOUSEKEEPING_TICK.min(retention_every));
     let mut last_retention = tokio::time::Instant::now();
     loop {
@@ -168,7 +181,9 @@ async fn housekeeping_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         let broker = broker.clone();
         let work = tokio::task::spawn_blocking(move || {
             broker.sync_partitions();
-            broker.partitions.run_housekeeping(now_ms(), apply_retention);
+            broker
+                .partitions
+                .run_housekeeping(now_ms(), apply_retention);
         });
         if let Err(error) = work.await {
             tracing::error!(%error, "housekeeping task failed");

@@ -34,7 +34,9 @@ impl Broker {
     pub fn next_producer_id(&self) -> Result<i64, MetadataError> {
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
         if ids.0 >= ids.1 {
-            let (first, size) = self.metadata.allocate_producer_id_block(PRODUCER_ID_BLOCK)?;
+            let (first, size) = self
+                .metadata
+                .allocate_producer_id_block(PRODUCER_ID_BLOCK)?;
             *ids = (first, first + size);
         }
         let id = ids.0;

@@ -154,7 +154,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// its metadata shows a leader for every partition.
 async fn ensure_topic(client: &ClientArgs, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let (admin, context): (AdminClient<CliContext>, _) = create_client(&client.client_config())?;
-    let metadata = client.fetch_metadata(admin.inner(), &context, None)?;
+    let metadata_client = client.metadata_client(false)?;
+    let metadata = metadata_client.fetch(None)?;
     if metadata.topics().iter().any(|t| t.name() == topic) {
         return Ok(());
     }
@@ -172,7 +173,7 @@ async fn ensure_topic(client: &ClientArgs, topic: &str, partitions: i32) -> anyh
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metadata = client.fetch_metadata(admin.inner(), &context, Some(topic))?;
+        let metadata = metadata_client.fetch(Some(topic))?;
         let ready = metadata.topics().iter().any(|t| {
             t.name() == topic
                 && t.error().is_none()
@@ -397,7 +398,7 @@ fn assigned_consumer(
         config.set(*key, value);
     }
     let (consumer, context): (BaseConsumer<CliContext>, _) = create_client(&config)?;
-    let metadata = client.fetch_metadata(consumer.client(), &context, Some(topic))?;
+    let metadata = client.fetch_metadata(Some(topic), false)?;
     let topic_metadata = metadata
         .topics()
         .iter()

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use rdkafka::client::{Client, ClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
@@ -51,17 +52,29 @@ impl ClientArgs {
         config
     }
 
-    /// Fetches cluster metadata (for one topic or all), mapping a transport failure to
-    /// "cannot reach <bootstrap>: <reason>".
-    pub fn fetch_metadata<C: ClientContext>(
+    /// A client for metadata lookups. `allow_auto_create` lets a lookup of a missing topic
+    /// create it where the broker allows auto-creation (as a producer's lookup does).
+    pub fn metadata_client(&self, allow_auto_create: bool) -> anyhow::Result<MetadataClient> {
+        let mut config = self.client_config();
+        config.set(
+            "allow.auto.create.topics",
+            if allow_auto_create { "true" } else { "false" },
+        );
+        let (producer, context) = create_client(&config)?;
+        Ok(MetadataClient {
+            producer,
+            context,
+            args: self.clone(),
+        })
+    }
+
+    /// Fetches cluster metadata (for one topic or all) with a fresh [`MetadataClient`].
+    pub fn fetch_metadata(
         &self,
-        client: &Client<C>,
-        context: &CliContext,
         topic: Option<&str>,
+        allow_auto_create: bool,
     ) -> anyhow::Result<Metadata> {
-        client
-            .fetch_metadata(topic, METADATA_TIMEOUT)
-            .map_err(|error| self.unreachable(context, &error))
+        self.metadata_client(allow_auto_create)?.fetch(topic)
     }
 
     /// Describes a failure to talk to the cluster, preferring the connection error librdkafka
@@ -71,6 +84,47 @@ impl ClientArgs {
             Some(reason) => anyhow!("cannot reach {}: {reason}", self.bootstrap_server),
             None => anyhow!("cannot reach {}: {error}", self.bootstrap_server),
         }
+    }
+}
+
+/// A client used for Metadata requests. It is a producer underneath because a producer's
+/// background thread serves librdkafka's log and error events, so the context learns the real
+/// connection error (for example "Connection refused") while a metadata request waits.
+pub struct MetadataClient {
+    producer: ThreadedProducer<CliContext>,
+    context: CliContext,
+    args: ClientArgs,
+}
+
+impl MetadataClient {
+    /// Fetches metadata for one topic or all, mapping a transport failure to
+    /// "cannot reach <bootstrap>: <reason>".
+    pub fn fetch(&self, topic: Option<&str>) -> anyhow::Result<Metadata> {
+        self.producer
+            .client()
+            .fetch_metadata(topic, METADATA_TIMEOUT)
+            .map_err(|error| self.args.unreachable(&self.context, &error))
+    }
+
+    /// The cluster id, if the cluster reports one.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.producer.client().fetch_cluster_id(METADATA_TIMEOUT)
+    }
+
+    /// The controller id from the last Metadata response (`None` when unknown). rdkafka does
+    /// not wrap `rd_kafka_controllerid`, so it is called directly.
+    pub fn controller_id(&self) -> Option<i32> {
+        let timeout_ms = i32::try_from(METADATA_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `native_ptr` is the live `rd_kafka_t` owned by `self.producer`, which outlives
+        // the call; rd_kafka_controllerid only reads (and, within the timeout, refreshes) cached
+        // metadata.
+        let id = unsafe {
+            rdkafka::bindings::rd_kafka_controllerid(
+                self.producer.client().native_ptr(),
+                timeout_ms,
+            )
+        };
+        (id >= 0).then_some(id)
     }
 }
 
@@ -127,10 +181,21 @@ impl ClientContext for CliContext {
 
 impl ConsumerContext for CliContext {}
 
+impl ProducerContext for CliContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _result: &DeliveryResult<'_>, _opaque: ()) {}
+}
+
 /// Trims librdkafka's connection error down to its useful part:
 /// "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused (after
 /// 0ms in state CONNECT)" becomes "Connection refused".
 fn simplify_reason(reason: &str) -> String {
+    // Drop the "host:port/id: " prefix naming the broker connection.
+    let reason = match reason.split_once(": ") {
+        Some((prefix, rest)) if prefix.contains('/') => rest,
+        _ => reason,
+    };
     let after_failed = reason.rsplit_once("failed: ").map_or(reason, |(_, rest)| rest);
     after_failed
         .split(" (after ")
@@ -208,6 +273,13 @@ mod tests {
             "Connection refused"
         );
         assert_eq!(simplify_reason("something else"), "something else");
+        assert_eq!(
+            simplify_reason(
+                "h.invalid:9092/bootstrap: Failed to resolve 'h.invalid:9092': Name or service \
+                 not known (after 1ms in state CONNECT)"
+            ),
+            "Failed to resolve 'h.invalid:9092': Name or service not known"
+        );
     }
 
     #[test]

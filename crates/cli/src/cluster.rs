@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::Client;
 
-use crate::client::{create_client, ClientArgs, CliContext, METADATA_TIMEOUT};
+use crate::client::{create_client, ClientArgs, CliContext};
 
 /// Options of `strom cluster`.
 #[derive(Debug, Args)]
@@ -33,14 +32,14 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 }
 
 async fn describe(client_args: &ClientArgs) -> anyhow::Result<()> {
-    let (admin, context): (AdminClient<CliContext>, _) =
-        create_client(&client_args.client_config())?;
-    let metadata = client_args.fetch_metadata(admin.inner(), &context, None)?;
-    let cluster_id = admin
-        .inner()
-        .fetch_cluster_id(METADATA_TIMEOUT)
+    let (admin, _): (AdminClient<CliContext>, _) = create_client(&client_args.client_config())?;
+    let metadata_client = client_args.metadata_client(false)?;
+    let metadata = metadata_client.fetch(None)?;
+    let cluster_id = metadata_client
+        .cluster_id()
         .unwrap_or_else(|| "unknown".to_string());
-    let controller = controller_id(admin.inner())
+    let controller = metadata_client
+        .controller_id()
         .map_or_else(|| "unknown".to_string(), |id| id.to_string());
     println!("Cluster ID: {cluster_id}");
     println!("Controller: {controller}");
@@ -60,16 +59,6 @@ async fn describe(client_args: &ClientArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The controller id from the last Metadata response (`None` when unknown). rdkafka does not
-/// wrap `rd_kafka_controllerid`, so it is called directly.
-fn controller_id(client: &Client<CliContext>) -> Option<i32> {
-    let timeout_ms = i32::try_from(METADATA_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `native_ptr` is the live `rd_kafka_t` owned by `client`, which outlives the call;
-    // rd_kafka_controllerid only reads cached metadata (refreshing it within the timeout).
-    let id = unsafe { rdkafka::bindings::rd_kafka_controllerid(client.native_ptr(), timeout_ms) };
-    (id >= 0).then_some(id)
 }
 
 /// The broker's `broker.rack` from DescribeConfigs (the Metadata API of rdkafka does not

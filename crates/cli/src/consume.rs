@@ -315,9 +315,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
     let (consumer, context): (StreamConsumer<CliContext>, _) = create_client(&config)?;
-    let metadata = args
-        .client
-        .fetch_metadata(consumer.client(), &context, Some(&args.topic))?;
+    let metadata = args.client.fetch_metadata(Some(&args.topic), false)?;
     let topic = metadata
         .topics()
         .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::Args;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::error::KafkaError;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -82,9 +82,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
         .set("linger.ms", "5");
     let (producer, context): (FutureProducer<CliContext>, _) = create_client(&config)?;
-    let metadata = args
-        .client
-        .fetch_metadata(producer.client(), &context, Some(&args.topic))?;
+    let metadata = args.client.fetch_metadata(Some(&args.topic), true)?;
     if let Some(code) = metadata
         .topics()
         .iter()

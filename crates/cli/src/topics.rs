@@ -80,9 +80,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     let (admin, context): (AdminClient<CliContext>, _) =
         create_client(&args.client.client_config())?;
     // Fail fast (within seconds) when the cluster is unreachable.
-    let metadata = args
-        .client
-        .fetch_metadata(admin.inner(), &context, None)?;
+    let metadata = args.client.fetch_metadata(None, false)?;
     let options = AdminOptions::new()
         .request_timeout(Some(ADMIN_TIMEOUT))
         .operation_timeout(Some(ADMIN_TIMEOUT));

@@ -30,8 +30,14 @@ async fn produce_one_by_one(producer: &FutureProducer, topic: &str, timestamp: i
     }
 }
 
-/// Waits until the low watermark is above zero and checks the records left are readable.
-fn assert_retention_kicks_in(broker: &StromProcess, topic: &str) {
+/// Waits until the low watermark passes `at_least` (retention ran), then checks that what is
+/// left is readable and that a fresh record is appended at the old end.
+async fn assert_retention_kicks_in(
+    broker: &StromProcess,
+    producer: &FutureProducer,
+    topic: &str,
+    at_least: i64,
+) {
     let mut low = 0;
     broker.wait_until("low watermark advances", WAIT_DEADLINE, || {
         let (current_low, high) = broker.watermarks(topic, 0);
@@ -40,15 +46,29 @@ fn assert_retention_kicks_in(broker: &StromProcess, topic: &str) {
             "retention must not change the high watermark"
         );
         low = current_low;
-        low > 0
+        low >= at_least
     });
     assert!(low <= RECORDS);
-    if low < RECORDS {
-        let first = broker.consume_partition(topic, 0, Offset::Beginning, 1, WAIT_DEADLINE);
-        assert!(first[0].offset() >= low, "read below the low watermark");
+
+    let delivered = producer
+        .send(
+            FutureRecord::<(), _>::to(topic)
+                .partition(0)
+                .payload("fresh"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|(error, _)| panic!("fresh send failed: {error}"));
+    assert_eq!(delivered.offset, RECORDS);
+    // The earliest readable record is at or above the low watermark and is the right one.
+    let first = broker.consume_partition(topic, 0, Offset::Beginning, 1, WAIT_DEADLINE);
+    assert!(first[0].offset() >= low, "read below the low watermark");
+    let payload = first[0].payload().expect("payload");
+    if first[0].offset() < RECORDS {
         let expected_prefix = format!("{:05}-", first[0].offset());
-        let payload = first[0].payload().expect("payload");
         assert!(payload.starts_with(expected_prefix.as_bytes()));
+    } else {
+        assert_eq!(payload, b"fresh");
     }
 }
 
@@ -61,7 +81,7 @@ async fn size_based_retention_with_broker_settings() {
     ]);
     let producer = broker.producer(&[]);
     produce_one_by_one(&producer, "by-size", now_millis()).await;
-    assert_retention_kicks_in(&broker, "by-size");
+    assert_retention_kicks_in(&broker, &producer, "by-size", 1).await;
 }
 
 #[tokio::test]
@@ -74,7 +94,8 @@ async fn time_based_retention_with_broker_settings() {
     let producer = broker.producer(&[]);
     // Records stamped ten minutes ago are past a one-minute retention as soon as they land.
     produce_one_by_one(&producer, "by-time", now_millis() - 600_000).await;
-    assert_retention_kicks_in(&broker, "by-time");
+    // Kafka deletes every expired segment, rolling the active one first: nothing is left.
+    assert_retention_kicks_in(&broker, &producer, "by-time", RECORDS).await;
 }
 
 #[tokio::test]
@@ -91,5 +112,5 @@ async fn size_based_retention_with_topic_settings() {
     assert!(results[0].is_ok(), "create failed: {results:?}");
     let producer = broker.producer(&[]);
     produce_one_by_one(&producer, "topic-retention", now_millis()).await;
-    assert_retention_kicks_in(&broker, "topic-retention");
+    assert_retention_kicks_in(&broker, &producer, "topic-retention", 1).await;
 }

@@ -279,14 +279,13 @@ fn in_record(err: DecodeError) -> DecodeError {
     }
 }
 
-/// Reads a varint-length-prefixed byte field, -1 meaning null.
+/// Reads a varint-length-prefixed byte field. Any negative length means null (-1 is what writers
+/// use; Java's reader takes every negative length as null, so we do too).
 fn get_varint_bytes(body: &mut Bytes) -> Result<Option<Bytes>, DecodeError> {
     let len = get_varint(body).map_err(in_record)?;
-    if len == -1 {
+    let Ok(len) = usize::try_from(len) else {
         return Ok(None);
-    }
-    let len = usize::try_from(len)
-        .map_err(|_| DecodeError::InvalidRecords("negative field length in record"))?;
+    };
     if len > body.len() {
         return Err(DecodeError::InvalidRecords(
             "record field longer than its record",

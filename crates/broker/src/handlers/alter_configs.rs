@@ -53,3 +53,49 @@ pub fn handle(
         responses,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::create_topics::tests::{create, test_broker};
+    use strom_metadata::image::CONFIG_RESOURCE_TOPIC;
+    use strom_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+
+    #[test]
+    fn replaces_all_overrides_of_a_topic() {
+        let (_dir, broker) = test_broker();
+        create(
+            &broker,
+            &[("t", 1, &[("retention.ms", Some("1000"))])],
+            false,
+        );
+        let request = AlterConfigsRequest {
+            resources: vec![AlterConfigsResource {
+                resource_type: CONFIG_RESOURCE_TOPIC,
+                resource_name: "t".into(),
+                configs: vec![
+                    AlterableConfig {
+                        name: "segment.bytes".into(),
+                        value: Some("2048".into()),
+                    },
+                    AlterableConfig {
+                        name: "flush.ms".into(),
+                        value: None,
+                    },
+                ],
+            }],
+            validate_only: false,
+        };
+        let response = handle(&broker, request, 2);
+        assert_eq!(response.responses[0].error_code, 0);
+        let image = broker.image();
+        let overrides: Vec<(&str, &str)> = image
+            .topic("t")
+            .expect("topic")
+            .configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(overrides, [("segment.bytes", "2048")]);
+    }
+}

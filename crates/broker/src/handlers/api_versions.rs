@@ -15,7 +15,6 @@ pub fn supported_api_keys() -> Vec<ApiVersion> {
             api_key,
             min_version,
             max_version,
-            ..Default::default()
         })
         .collect()
 }

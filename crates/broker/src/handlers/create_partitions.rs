@@ -5,8 +5,6 @@
 //! per new partition, each of registered brokers (INVALID_REPLICA_ASSIGNMENT otherwise); the
 //! replicas themselves are placed by the metadata store, as for automatic assignment.
 
-use std::collections::HashMap;
-
 use strom_metadata::error::codes;
 use strom_metadata::MetadataError;
 use strom_protocol::messages::create_partitions_request::{
@@ -16,7 +14,7 @@ use strom_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
 };
 
-use super::create_topics::{check_replica_list, INVALID_REPLICA_ASSIGNMENT};
+use super::create_topics::{check_replica_list, count_occurrences, INVALID_REPLICA_ASSIGNMENT};
 use crate::state::Broker;
 
 /// Checks a manual assignment of the partitions to add, when the count is an increase.
@@ -53,10 +51,7 @@ pub fn handle(
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
-    let mut occurrences: HashMap<&str, usize> = HashMap::new();
-    for topic in &request.topics {
-        *occurrences.entry(topic.name.as_str()).or_default() += 1;
-    }
+    let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
     let mut grew_any = false;
     let results = request
         .topics
@@ -96,5 +91,70 @@ pub fn handle(
     CreatePartitionsResponse {
         throttle_time_ms: 0,
         results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::create_topics::tests::{create, test_broker};
+    use strom_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+
+    fn grow(
+        broker: &Broker,
+        topics: &[(&str, i32, Option<usize>)],
+        validate_only: bool,
+    ) -> Vec<i16> {
+        let request = CreatePartitionsRequest {
+            topics: topics
+                .iter()
+                .map(|(name, count, assignments)| CreatePartitionsTopic {
+                    name: (*name).into(),
+                    count: *count,
+                    assignments: assignments.map(|n| {
+                        vec![
+                            CreatePartitionsAssignment {
+                                broker_ids: vec![broker.node_id]
+                            };
+                            n
+                        ]
+                    }),
+                })
+                .collect(),
+            timeout_ms: 1000,
+            validate_only,
+        };
+        handle(broker, request, 3)
+            .results
+            .iter()
+            .map(|r| r.error_code)
+            .collect()
+    }
+
+    #[test]
+    fn grows_topics_and_refuses_bad_counts() {
+        let (_dir, broker) = test_broker();
+        create(&broker, &[("t", 1, &[])], false);
+        let partitions = |broker: &Broker| broker.image().topic("t").map(|t| t.partitions.len());
+        assert_eq!(grow(&broker, &[("t", 3, None)], true), [0]);
+        assert_eq!(partitions(&broker), Some(1));
+        assert_eq!(grow(&broker, &[("t", 3, None)], false), [0]);
+        assert_eq!(partitions(&broker), Some(3));
+        assert!(broker.partitions.get("t", 2).is_some());
+        assert_eq!(
+            grow(&broker, &[("t", 2, None), ("x", 2, None)], false),
+            [37, 3]
+        );
+        assert_eq!(grow(&broker, &[("t", 3, None)], false), [37]);
+        assert_eq!(
+            grow(&broker, &[("t", 5, Some(1))], false),
+            [INVALID_REPLICA_ASSIGNMENT]
+        );
+        assert_eq!(grow(&broker, &[("t", 5, Some(2))], false), [0]);
+        assert_eq!(
+            grow(&broker, &[("t", 6, None), ("t", 7, None)], false),
+            [42, 42]
+        );
+        assert_eq!(partitions(&broker), Some(5));
     }
 }

@@ -6,7 +6,8 @@
 //! placed by the metadata store). `timeout_ms` is moot: creation completes before the response.
 //! From v5 the result carries the topic's partition count, replication factor and effective configs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use strom_metadata::error::codes;
 use strom_metadata::{MetadataError, MetadataImage, TopicSummary};
@@ -152,6 +153,17 @@ fn create_topic(
     )
 }
 
+/// How often each item occurs (to refuse topics a request names twice, as Kafka does).
+pub(super) fn count_occurrences<T: Eq + Hash>(
+    items: impl IntoIterator<Item = T>,
+) -> HashMap<T, usize> {
+    let mut counts = HashMap::new();
+    for item in items {
+        *counts.entry(item).or_default() += 1;
+    }
+    counts
+}
+
 /// The v5+ result of a created (or validated) topic.
 fn success(broker: &Broker, image: &MetadataImage, summary: TopicSummary) -> CreatableTopicResult {
     let configs = topic_config_entries(&broker.config, image, broker.node_id, &summary.configs)
@@ -190,10 +202,7 @@ pub fn handle(
     request: CreateTopicsRequest,
     _version: i16,
 ) -> CreateTopicsResponse {
-    let mut occurrences: BTreeMap<&str, usize> = BTreeMap::new();
-    for topic in &request.topics {
-        *occurrences.entry(topic.name.as_str()).or_default() += 1;
-    }
+    let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
     let mut reported = HashSet::new();
     let mut results = Vec::with_capacity(request.topics.len());
     let mut created_any = false;
@@ -226,10 +235,147 @@ pub fn handle(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use strom_metadata::BrokerRegistration;
-    use strom_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    use std::sync::Mutex;
+    use strom_metadata::{BrokerRegistration, MetadataStore};
+    use strom_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopicConfig,
+    };
+    use strom_storage::LogConfig;
+
+    use crate::config::BrokerConfig;
+    use crate::partitions::PartitionRegistry;
+
+    /// A topic to create: name, partition count, configs.
+    pub(in crate::handlers) type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, Option<&'a str>)]);
+
+    /// A broker (node 1, default config) with its metadata and logs in a new temporary directory.
+    pub(in crate::handlers) fn test_broker() -> (tempfile::TempDir, Broker) {
+        let temp_dir = tempfile::tempdir().expect("temp dir");
+        let dir = temp_dir.path();
+        let config = BrokerConfig::default();
+        let metadata = MetadataStore::open(&dir.join("__cluster_metadata-0"), config.node_id, None)
+            .expect("open metadata store");
+        metadata
+            .register_broker(config.node_id, "localhost", 9092, None)
+            .expect("register broker");
+        let broker = Broker {
+            node_id: config.node_id,
+            advertised_host: "localhost".into(),
+            advertised_port: 9092,
+            metadata,
+            partitions: PartitionRegistry::new(dir, 1, LogConfig::default()),
+            config,
+            producer_ids: Mutex::new((0, 0)),
+        };
+        (temp_dir, broker)
+    }
+
+    /// Creates topics through the handler, returning `(name, error code)` per result.
+    pub(in crate::handlers) fn create(
+        broker: &Broker,
+        topics: &[TopicSpec],
+        validate_only: bool,
+    ) -> Vec<(String, i16)> {
+        let request = CreateTopicsRequest {
+            topics: topics
+                .iter()
+                .map(|(name, num_partitions, configs)| CreatableTopic {
+                    name: (*name).into(),
+                    num_partitions: *num_partitions,
+                    replication_factor: -1,
+                    assignments: Vec::new(),
+                    configs: configs
+                        .iter()
+                        .map(|(name, value)| CreatableTopicConfig {
+                            name: (*name).into(),
+                            value: value.map(Into::into),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            timeout_ms: 1000,
+            validate_only,
+        };
+        handle(broker, request, 7)
+            .topics
+            .into_iter()
+            .map(|topic| (topic.name, topic.error_code))
+            .collect()
+    }
+
+    #[test]
+    fn creates_topics_with_defaults_and_reports_errors() {
+        let (_dir, broker) = test_broker();
+        let request = CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: "events".into(),
+                num_partitions: 2,
+                replication_factor: -1,
+                assignments: Vec::new(),
+                configs: vec![CreatableTopicConfig {
+                    name: "retention.ms".into(),
+                    value: Some("1000".into()),
+                }],
+            }],
+            timeout_ms: 1000,
+            validate_only: false,
+        };
+        let response = handle(&broker, request, 7);
+        let result = &response.topics[0];
+        assert_eq!(
+            (result.error_code, result.error_message.as_deref()),
+            (0, None)
+        );
+        assert_eq!((result.num_partitions, result.replication_factor), (2, 1));
+        let image = broker.image();
+        let topic = image.topic("events").expect("topic created");
+        assert_eq!(result.topic_id, topic.id);
+        let configs = result.configs.as_ref().expect("v5+ configs");
+        let retention = configs
+            .iter()
+            .find(|c| c.name == "retention.ms")
+            .expect("retention.ms");
+        assert_eq!(retention.value.as_deref(), Some("1000"));
+        assert_eq!(retention.config_source, 1);
+        assert!(broker.partitions.get("events", 1).is_some());
+
+        let codes_of =
+            |results: Vec<(String, i16)>| results.into_iter().map(|r| r.1).collect::<Vec<_>>();
+        assert_eq!(
+            codes_of(create(&broker, &[("events", -1, &[])], false)),
+            [36]
+        );
+        assert_eq!(
+            codes_of(create(&broker, &[("d", -1, &[]), ("d", 1, &[])], false)),
+            [42]
+        );
+        assert_eq!(
+            codes_of(create(
+                &broker,
+                &[("n", -1, &[("retention.ms", None)])],
+                false
+            )),
+            [40]
+        );
+        assert_eq!(
+            codes_of(create(
+                &broker,
+                &[("n", -1, &[("bogus", Some("1"))])],
+                false
+            )),
+            [40]
+        );
+        assert_eq!(codes_of(create(&broker, &[("n", 0, &[])], false)), [37]);
+        assert_eq!(codes_of(create(&broker, &[("v", -1, &[])], true)), [0]);
+        assert!(broker.image().topic("v").is_none());
+        assert_eq!(codes_of(create(&broker, &[("v", -1, &[])], false)), [0]);
+        assert_eq!(
+            broker.image().topic("v").map(|t| t.partitions.len()),
+            Some(1)
+        );
+    }
 
     fn image_with_broker(id: i32) -> MetadataImage {
         let mut image = MetadataImage::empty("cluster".into());

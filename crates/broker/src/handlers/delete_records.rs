@@ -76,3 +76,82 @@ pub fn handle(
         topics,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::create_topics::tests::{create, test_broker};
+    use bytes::Bytes;
+    use strom_protocol::messages::delete_records_request::DeleteRecordsTopic;
+    use strom_protocol::records::{BatchBuilder, Compression};
+
+    fn delete(broker: &Broker, topic: &str, partitions: &[(i32, i64)]) -> Vec<(i64, i16)> {
+        let request = DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: topic.into(),
+                partitions: partitions
+                    .iter()
+                    .map(|(partition_index, offset)| DeleteRecordsPartition {
+                        partition_index: *partition_index,
+                        offset: *offset,
+                    })
+                    .collect(),
+            }],
+            timeout_ms: 1000,
+        };
+        handle(broker, request, 2).topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.low_watermark, p.error_code))
+            .collect()
+    }
+
+    #[test]
+    fn deletes_up_to_the_high_watermark_only() {
+        let (_dir, broker) = test_broker();
+        create(
+            &broker,
+            &[
+                ("t", 1, &[]),
+                ("compacted", 1, &[("cleanup.policy", Some("compact"))]),
+            ],
+            false,
+        );
+        assert_eq!(
+            delete(
+                &broker,
+                "t",
+                &[(0, HIGH_WATERMARK), (0, 5), (0, -7), (1, 0)]
+            ),
+            [
+                (0, 0),
+                (-1, 1),
+                (-1, 1),
+                (-1, codes::UNKNOWN_TOPIC_OR_PARTITION)
+            ]
+        );
+        assert_eq!(
+            delete(&broker, "compacted", &[(0, 0)]),
+            [(-1, POLICY_VIOLATION)]
+        );
+        assert_eq!(
+            delete(&broker, "missing", &[(0, 0)]),
+            [(-1, codes::UNKNOWN_TOPIC_OR_PARTITION)]
+        );
+
+        let mut batch = BatchBuilder::new(0, Compression::None, 0);
+        for _ in 0..5 {
+            batch.push(0, None, Some(Bytes::from_static(b"v")), Vec::new());
+        }
+        let partition = broker.partitions.get("t", 0).expect("partition t-0");
+        partition
+            .log()
+            .append(&batch.build(), 0, 0)
+            .expect("append");
+        assert_eq!(delete(&broker, "t", &[(0, 2)]), [(2, 0)]);
+        assert_eq!(delete(&broker, "t", &[(0, 1)]), [(2, 0)]);
+        assert_eq!(delete(&broker, "t", &[(0, 6)]), [(-1, 1)]);
+        assert_eq!(delete(&broker, "t", &[(0, HIGH_WATERMARK)]), [(5, 0)]);
+        assert_eq!(partition.log().log_start_offset(), 5);
+    }
+}

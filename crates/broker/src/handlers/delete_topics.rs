@@ -6,8 +6,6 @@
 //! unknown id UNKNOWN_TOPIC_ID, and with `delete.topic.enable=false` every topic fails with
 //! TOPIC_DELETION_DISABLED (INVALID_REQUEST before v3).
 
-use std::collections::HashMap;
-
 use strom_metadata::error::codes;
 use strom_metadata::MetadataError;
 use strom_protocol::codec::Uuid;
@@ -16,6 +14,7 @@ use strom_protocol::messages::delete_topics_response::{
     DeletableTopicResult, DeleteTopicsResponse,
 };
 
+use super::create_topics::count_occurrences;
 use crate::state::Broker;
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -76,10 +75,7 @@ fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), MetadataEr
 
 pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets = targets(request, version);
-    let mut occurrences: HashMap<&Target, usize> = HashMap::new();
-    for target in &targets {
-        *occurrences.entry(target).or_default() += 1;
-    }
+    let occurrences = count_occurrences(&targets);
     let mut deleted_any = false;
     let responses = targets
         .iter()
@@ -140,7 +136,54 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::create_topics::tests::{create, test_broker};
     use strom_protocol::messages::delete_topics_request::DeleteTopicState;
+
+    #[test]
+    fn deletes_by_name_and_by_id() {
+        let (_dir, broker) = test_broker();
+        create(&broker, &[("a", 1, &[]), ("b", 1, &[])], false);
+        let b_id = broker.image().topic("b").expect("b exists").id;
+        assert!(broker.partitions.get("a", 0).is_some());
+
+        let by_name = DeleteTopicsRequest {
+            topic_names: vec!["a".into(), "missing".into()],
+            ..DeleteTopicsRequest::default()
+        };
+        let codes: Vec<i16> = handle(&broker, by_name, 5)
+            .responses
+            .iter()
+            .map(|r| r.error_code)
+            .collect();
+        assert_eq!(codes, [0, codes::UNKNOWN_TOPIC_OR_PARTITION]);
+        assert!(broker.image().topic("a").is_none());
+        assert!(broker.partitions.get("a", 0).is_none());
+
+        let by_id = DeleteTopicsRequest {
+            topics: vec![
+                DeleteTopicState {
+                    name: None,
+                    topic_id: b_id,
+                },
+                DeleteTopicState {
+                    name: None,
+                    topic_id: [9; 16],
+                },
+            ],
+            ..DeleteTopicsRequest::default()
+        };
+        let responses = handle(&broker, by_id, 6).responses;
+        assert_eq!(
+            (responses[0].error_code, responses[0].name.as_deref()),
+            (0, Some("b"))
+        );
+        assert_eq!(responses[0].topic_id, b_id);
+        assert_eq!(
+            (responses[1].error_code, responses[1].name.as_deref()),
+            (UNKNOWN_TOPIC_ID, None)
+        );
+        assert!(broker.image().topics.is_empty());
+    }
 
     #[test]
     fn v6_entries_name_a_topic_by_name_or_id() {

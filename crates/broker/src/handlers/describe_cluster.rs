@@ -69,6 +69,44 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::create_topics::tests::test_broker;
+
+    #[test]
+    fn lists_registered_brokers_with_this_node_as_controller() {
+        let (_dir, broker) = test_broker();
+        let request = DescribeClusterRequest {
+            include_cluster_authorized_operations: false,
+            endpoint_type: 1,
+        };
+        let response = handle(&broker, request.clone(), 1);
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.controller_id, broker.node_id);
+        assert_eq!(response.cluster_id, broker.image().cluster_id);
+        assert_eq!(response.cluster_authorized_operations, i32::MIN);
+        let listed: Vec<(i32, &str, i32)> = response
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id, b.host.as_str(), b.port))
+            .collect();
+        assert_eq!(listed, [(broker.node_id, "localhost", 9092)]);
+
+        let with_ops = DescribeClusterRequest {
+            include_cluster_authorized_operations: true,
+            ..request.clone()
+        };
+        assert_eq!(
+            handle(&broker, with_ops, 0).cluster_authorized_operations,
+            CLUSTER_OPERATIONS
+        );
+        let controllers = DescribeClusterRequest {
+            endpoint_type: 2,
+            ..request
+        };
+        assert_eq!(
+            handle(&broker, controllers, 1).error_code,
+            MISMATCHED_ENDPOINT_TYPE
+        );
+    }
 
     #[test]
     fn cluster_operations_bit_field_matches_kafka() {

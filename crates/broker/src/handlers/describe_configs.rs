@@ -173,7 +173,7 @@ fn broker_synonyms(topic_key: &str) -> &'static [&'static str] {
 
 /// The topic key a broker key can be changed dynamically for, if it is such a key (Kafka's
 /// `DynamicLogConfig.ReconfigurableConfigs`: the first broker synonym of each topic key).
-pub(super) fn dynamic_broker_key_topic(broker_key: &str) -> Option<&'static str> {
+pub(crate) fn dynamic_broker_key_topic(broker_key: &str) -> Option<&'static str> {
     TOPIC_CONFIG_SYNONYMS
         .iter()
         .find(|(_, synonyms)| synonyms.first() == Some(&broker_key))
@@ -303,16 +303,18 @@ pub(super) fn topic_config_entries(
                     source::DEFAULT_CONFIG,
                 ));
             }
+            // A static broker setting is reported as the broker applies it (`log.retention.hours`
+            // converted, negative retention normalised); other layers as written.
             let (value, source) = match synonyms.first() {
-                Some((_, _, source::STATIC_BROKER_CONFIG))
-                    if static_values.contains_key(def.name) =>
-                {
-                    (
-                        static_values[def.name].clone(),
-                        source::STATIC_BROKER_CONFIG,
-                    )
+                Some((key, Some(value), source)) => {
+                    let applied = (*source == source::STATIC_BROKER_CONFIG)
+                        .then(|| static_values.get(def.name))
+                        .flatten();
+                    let value = applied
+                        .cloned()
+                        .unwrap_or_else(|| in_topic_units(key, value));
+                    (value, *source)
                 }
-                Some((key, Some(value), source)) => (in_topic_units(key, value), *source),
                 _ => (def.default.to_owned(), source::DEFAULT_CONFIG),
             };
             ConfigEntry {
@@ -547,6 +549,128 @@ pub fn handle(
 mod tests {
     use super::*;
     use strom_metadata::config::topic_config_def;
+
+    use crate::handlers::create_topics::tests::{create, test_broker};
+
+    fn describe(
+        broker: &Broker,
+        resources: &[(i8, &str, Option<&[&str]>)],
+        version: i16,
+    ) -> Vec<DescribeConfigsResult> {
+        let request = DescribeConfigsRequest {
+            resources: resources
+                .iter()
+                .map(|(resource_type, name, keys)| DescribeConfigsResource {
+                    resource_type: *resource_type,
+                    resource_name: (*name).into(),
+                    configuration_keys: keys.map(|keys| keys.iter().map(|k| (*k).into()).collect()),
+                })
+                .collect(),
+            include_synonyms: true,
+            include_documentation: false,
+        };
+        handle(broker, request, version).results
+    }
+
+    #[test]
+    fn describes_topics_and_this_broker() {
+        let (_dir, broker) = test_broker();
+        create(
+            &broker,
+            &[("t", 1, &[("retention.ms", Some("1000"))])],
+            false,
+        );
+        let results = describe(
+            &broker,
+            &[
+                (
+                    CONFIG_RESOURCE_TOPIC,
+                    "t",
+                    Some(&["segment.bytes", "retention.ms"]),
+                ),
+                (CONFIG_RESOURCE_TOPIC, "missing", None),
+                (CONFIG_RESOURCE_BROKER, "1", None),
+                (CONFIG_RESOURCE_BROKER, "2", None),
+                (CONFIG_RESOURCE_BROKER, "", None),
+                (8, "x", None),
+            ],
+            4,
+        );
+        let codes: Vec<i16> = results.iter().map(|r| r.error_code).collect();
+        assert_eq!(
+            codes,
+            [
+                0,
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                0,
+                codes::INVALID_REQUEST,
+                0,
+                codes::INVALID_REQUEST
+            ]
+        );
+
+        let topic: Vec<(&str, Option<&str>, i8, i8)> = results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.value.as_deref(),
+                    c.config_source,
+                    c.config_type,
+                )
+            })
+            .collect();
+        assert_eq!(
+            topic,
+            [
+                (
+                    "retention.ms",
+                    Some("1000"),
+                    source::DYNAMIC_TOPIC_CONFIG,
+                    5
+                ),
+                (
+                    "segment.bytes",
+                    Some("1073741824"),
+                    source::DEFAULT_CONFIG,
+                    3
+                ),
+            ]
+        );
+        assert_eq!(results[0].configs[0].synonyms[0].name, "retention.ms");
+        assert_eq!(results[0].configs[1].documentation, None);
+
+        let node_id = results[2]
+            .configs
+            .iter()
+            .find(|c| c.name == "node.id")
+            .expect("node.id");
+        assert_eq!(
+            (node_id.value.as_deref(), node_id.read_only),
+            (Some("1"), true)
+        );
+        let retention = results[2]
+            .configs
+            .iter()
+            .find(|c| c.name == "log.retention.ms")
+            .expect("log.retention.ms");
+        assert!(!retention.read_only);
+        assert!(results[4].configs.is_empty());
+
+        let v0 = describe(
+            &broker,
+            &[(
+                CONFIG_RESOURCE_TOPIC,
+                "t",
+                Some(&["retention.ms", "segment.bytes"]),
+            )],
+            0,
+        );
+        let defaults: Vec<bool> = v0[0].configs.iter().map(|c| c.is_default).collect();
+        assert_eq!(defaults, [false, true]);
+        assert!(v0[0].configs[0].synonyms.is_empty());
+    }
 
     #[test]
     fn every_synonym_entry_names_a_topic_key_in_order() {

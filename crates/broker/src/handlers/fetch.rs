@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strom_protocol::messages::fetch_request::FetchRequest;
-use strom_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use strom_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use tokio::time::Instant;
 
 use crate::state::Broker;
@@ -46,7 +48,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
 
 /// One pass over the requested partitions: the response, the record bytes in it, and whether any
 /// partition reported an error (which makes the fetch return at once, as in Kafka).
-fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
     let image = broker.image();
     let mut remaining = if request.max_bytes > 0 {
         request.max_bytes as usize
@@ -79,7 +85,9 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                         records: Some(Bytes::new()),
                         ..Default::default()
                     };
-                    let partition = name.as_deref().and_then(|n| broker.partitions.get(n, wanted.partition));
+                    let partition = name
+                        .as_deref()
+                        .and_then(|n| broker.partitions.get(n, wanted.partition));
                     let Some(partition) = partition else {
                         data.error_code = if name.is_none() {
                             UNKNOWN_TOPIC_ID
@@ -117,7 +125,6 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 topic: topic.topic.clone(),
                 topic_id: topic.topic_id,
                 partitions,
-                ..Default::default()
             }
         })
         .collect();

@@ -220,6 +220,108 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::create_topics::tests::{create, test_broker};
+    use crate::handlers::describe_configs::{source, topic_config_entries};
+    use strom_protocol::messages::incremental_alter_configs_request::AlterableConfig;
+
+    fn alter(
+        broker: &Broker,
+        resource: (i8, &str),
+        ops: &[(&str, i8, Option<&str>)],
+        validate_only: bool,
+    ) -> i16 {
+        let request = IncrementalAlterConfigsRequest {
+            resources: vec![AlterConfigsResource {
+                resource_type: resource.0,
+                resource_name: resource.1.into(),
+                configs: ops
+                    .iter()
+                    .map(|(name, config_operation, value)| AlterableConfig {
+                        name: (*name).into(),
+                        config_operation: *config_operation,
+                        value: value.map(Into::into),
+                    })
+                    .collect(),
+            }],
+            validate_only,
+        };
+        handle(broker, request, 1).responses[0].error_code
+    }
+
+    #[test]
+    fn alters_topic_and_broker_configs() {
+        let (_dir, broker) = test_broker();
+        create(&broker, &[("t", 1, &[])], false);
+        let topic = (CONFIG_RESOURCE_TOPIC, "t");
+        let ops = [
+            ("retention.ms", 0, Some("5000")),
+            ("cleanup.policy", 2, Some("compact")),
+        ];
+        assert_eq!(alter(&broker, topic, &ops, false), 0);
+        assert_eq!(
+            alter(&broker, topic, &[("segment.bytes", 0, Some("2048"))], true),
+            0
+        );
+        let overrides = |broker: &Broker| {
+            broker
+                .image()
+                .topic("t")
+                .map(|t| t.configs.clone())
+                .unwrap_or_default()
+        };
+        let expected: Vec<(String, String)> = vec![
+            ("cleanup.policy".into(), "delete,compact".into()),
+            ("retention.ms".into(), "5000".into()),
+        ];
+        assert_eq!(overrides(&broker).into_iter().collect::<Vec<_>>(), expected);
+        assert_eq!(
+            alter(&broker, (CONFIG_RESOURCE_TOPIC, "missing"), &ops, false),
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        );
+        assert_eq!(
+            alter(&broker, topic, &[("bogus", 0, Some("1"))], false),
+            codes::INVALID_CONFIG
+        );
+        assert_eq!(
+            alter(&broker, (8, "t"), &ops, false),
+            codes::INVALID_REQUEST
+        );
+
+        let cluster_default = (CONFIG_RESOURCE_BROKER, "");
+        assert_eq!(
+            alter(
+                &broker,
+                cluster_default,
+                &[("log.retention.ms", 0, Some("60000"))],
+                false
+            ),
+            0
+        );
+        assert_eq!(
+            alter(
+                &broker,
+                (CONFIG_RESOURCE_BROKER, "1"),
+                &[("num.partitions", 0, Some("3"))],
+                false
+            ),
+            codes::INVALID_REQUEST
+        );
+        assert_eq!(
+            alter(&broker, topic, &[("retention.ms", 1, None)], false),
+            0
+        );
+        let image = broker.image();
+        let entries =
+            topic_config_entries(&broker.config, &image, broker.node_id, &overrides(&broker));
+        let retention = entries
+            .iter()
+            .find(|e| e.name == "retention.ms")
+            .expect("retention.ms");
+        assert_eq!(
+            (retention.value.as_deref(), retention.source),
+            (Some("60000"), source::DYNAMIC_DEFAULT_BROKER_CONFIG)
+        );
+    }
 
     #[test]
     fn broker_keys_must_be_dynamic_and_valid() {

@@ -13,7 +13,11 @@ use crate::state::Broker;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 
-pub fn handle(broker: &Broker, request: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+pub fn handle(
+    broker: &Broker,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
     let refuse = |error_code| InitProducerIdResponse {
         error_code,
         producer_id: -1,

@@ -44,7 +44,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         leader_epoch: leader_epoch(wanted.partition_index),
                         ..Default::default()
                     };
-                    let Some(partition) = broker.partitions.get(&topic.name, wanted.partition_index) else {
+                    let Some(partition) =
+                        broker.partitions.get(&topic.name, wanted.partition_index)
+                    else {
                         answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
                         return answer;
                     };
@@ -75,7 +77,6 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             ListOffsetsTopicResponse {
                 name: topic.name,
                 partitions,
-                ..Default::default()
             }
         })
         .collect();

@@ -3,11 +3,11 @@
 //! client allows it (v4+), as Kafka does; the new topic is returned at once since creation is
 //! synchronous on this node.
 
+use strom_metadata::TopicImage;
 use strom_protocol::messages::metadata_request::MetadataRequest;
 use strom_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use strom_metadata::TopicImage;
 
 use crate::state::Broker;
 
@@ -31,7 +31,11 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     let topics = match requested {
         None => {
             let image = broker.image();
-            image.topics.values().map(|topic| describe_topic(topic)).collect()
+            image
+                .topics
+                .values()
+                .map(|topic| describe_topic(topic))
+                .collect()
         }
         Some(requested) => requested
             .into_iter()
@@ -62,7 +66,6 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
                 host: b.host.clone(),
                 port: b.port,
                 rack: b.rack.clone(),
-                ..Default::default()
             })
             .collect(),
         cluster_id: Some(image.cluster_id.clone()),
@@ -72,7 +75,11 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     }
 }
 
-fn lookup_or_create(broker: &Broker, name: &str, client_allows_creation: bool) -> MetadataResponseTopic {
+fn lookup_or_create(
+    broker: &Broker,
+    name: &str,
+    client_allows_creation: bool,
+) -> MetadataResponseTopic {
     if let Some(topic) = broker.image().topic(name) {
         return describe_topic(topic);
     }

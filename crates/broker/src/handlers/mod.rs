@@ -5,14 +5,14 @@
 //! are magic v2 only, so Produce starts at v3 and Fetch at v4, as in Kafka 4.0), the maximum is the
 //! newest stable version in the schemas the codec was generated from.
 
+mod alter_configs;
 pub mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
-mod describe_configs;
-mod alter_configs;
+pub(crate) mod describe_configs;
 mod fetch;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -71,11 +71,19 @@ pub async fn handle(
     let response = match request {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
         RequestBody::Metadata(r) => ResponseBody::Metadata(metadata::handle(broker, r, version)),
-        RequestBody::Produce(r) => return produce::handle(broker, r, version).map(ResponseBody::Produce),
+        RequestBody::Produce(r) => {
+            return produce::handle(broker, r, version).map(ResponseBody::Produce)
+        }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
-        RequestBody::ListOffsets(r) => ResponseBody::ListOffsets(list_offsets::handle(broker, r, version)),
-        RequestBody::CreateTopics(r) => ResponseBody::CreateTopics(create_topics::handle(broker, r, version)),
-        RequestBody::DeleteTopics(r) => ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version)),
+        RequestBody::ListOffsets(r) => {
+            ResponseBody::ListOffsets(list_offsets::handle(broker, r, version))
+        }
+        RequestBody::CreateTopics(r) => {
+            ResponseBody::CreateTopics(create_topics::handle(broker, r, version))
+        }
+        RequestBody::DeleteTopics(r) => {
+            ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version))
+        }
         RequestBody::DeleteRecords(r) => {
             ResponseBody::DeleteRecords(delete_records::handle(broker, r, version))
         }
@@ -85,7 +93,9 @@ pub async fn handle(
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
-        RequestBody::AlterConfigs(r) => ResponseBody::AlterConfigs(alter_configs::handle(broker, r, version)),
+        RequestBody::AlterConfigs(r) => {
+            ResponseBody::AlterConfigs(alter_configs::handle(broker, r, version))
+        }
         RequestBody::CreatePartitions(r) => {
             ResponseBody::CreatePartitions(create_partitions::handle(broker, r, version))
         }
@@ -97,7 +107,10 @@ pub async fn handle(
         }
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.
-            tracing::warn!(api_key = other.api_key(), "request for an API without a handler");
+            tracing::warn!(
+                api_key = other.api_key(),
+                "request for an API without a handler"
+            );
             return None;
         }
     };

@@ -100,7 +100,6 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
             TopicProduceResponse {
                 name: topic.name,
                 partition_responses,
-                ..Default::default()
             }
         })
         .collect();

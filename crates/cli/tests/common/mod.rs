@@ -216,6 +216,7 @@ impl StromProcess {
             .arg(&self.config_path)
             .args(&self.extra_args)
             .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr_log))
@@ -263,7 +264,7 @@ impl StromProcess {
         config.create().expect("create producer")
     }
 
-    /// A consumer. `group` of `None` means no group.id (use assign() only).
+    /// A consumer. `group` of `None` gives it a unique throwaway group (for assign() use).
     pub fn consumer(&self, group: Option<&str>, extra: &[(&str, &str)]) -> BaseConsumer {
         let mut config = self.base_config();
         config
@@ -271,9 +272,13 @@ impl StromProcess {
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false")
             .set("fetch.wait.max.ms", "100");
-        if let Some(group) = group {
-            config.set("group.id", group);
-        }
+        // librdkafka refuses assign() without a group.id; a unique one that never joins or
+        // commits keeps consumers independent.
+        let group = match group {
+            Some(group) => group.to_string(),
+            None => format!("strom-it-{}", unique_suffix()),
+        };
+        config.set("group.id", group);
         for (key, value) in extra {
             config.set(*key, *value);
         }
@@ -482,6 +487,12 @@ impl Drop for StromProcess {
             );
         }
     }
+}
+
+/// A process-wide unique number for naming throwaway consumer groups.
+fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Picks a currently unused TCP port on 127.0.0.1.

@@ -9,9 +9,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Where the Kafka schemas live next to the workspace (absent in CI: tests using them then skip).
+/// Where Kafka's JSON message schemas are: `$STROM_KAFKA_SCHEMAS`, else next to the workspace, where
+/// `cargo xtask codegen` reads them. Tests that need them skip, with a notice, when they are absent.
 pub fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kafka-protocol-schemas")
+    std::env::var_os("STROM_KAFKA_SCHEMAS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kafka-protocol-schemas"),
+        PathBuf::from,
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,8 +307,10 @@ struct Writer<'a> {
     counter: u8,
     /// Where the writer is: field names and array indices.
     path: Vec<String>,
-    /// Every value written, by path (see [`Decoded`]).
+    /// Every value written, by path (see [`sample_with_values`]).
     leaves: Vec<(String, String)>,
+    /// The schema default of every primitive field absent from the sample, by path.
+    defaults: Vec<(String, String)>,
 }
 
 fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
@@ -325,6 +331,37 @@ impl Writer<'_> {
         self.leaves.push((self.path.concat(), value));
     }
 
+    /// Records what a decoder must hold in a primitive field the sample does not carry: the schema's
+    /// default, as Kafka's generated Java code defines it (no default: 0, false, "" or the zero UUID;
+    /// `null` only when the schema says so).
+    fn record_default(&mut self, field: &Field) {
+        let default = field.default.as_deref();
+        let path = self.path.concat();
+        let number = || match default {
+            Some(hex) if hex.starts_with("0x") => i64::from_str_radix(&hex[2..], 16).unwrap(),
+            Some(text) => text.parse::<i64>().unwrap(),
+            None => 0,
+        };
+        let value = match field.ty.as_str() {
+            "bool" => (default == Some("true")).to_string(),
+            "int8" | "int16" | "uint16" | "int32" | "uint32" | "int64" => number().to_string(),
+            "float64" => format!("{:?}", default.map_or(0.0, |d| d.parse::<f64>().unwrap())),
+            "string" => match default {
+                Some("null") => "None".to_string(),
+                other => format!("{:?}", other.unwrap_or("")),
+            },
+            "uuid" => {
+                for index in 0..16 {
+                    self.defaults
+                        .push((format!("{path}[{index}]"), "0".to_string()));
+                }
+                return;
+            }
+            _ => return,
+        };
+        self.defaults.push((path, value));
+    }
+
     fn next(&mut self) -> u8 {
         self.counter = self.counter % 100 + 1;
         self.counter
@@ -334,6 +371,9 @@ impl Writer<'_> {
         let mut tagged: Vec<(u32, Vec<u8>)> = Vec::new();
         for field in fields {
             if !field.versions.contains(self.version) {
+                self.path.push(format!(".{}", normalize_name(&field.name)));
+                self.record_default(field);
+                self.path.pop();
                 continue;
             }
             self.path.push(format!(".{}", normalize_name(&field.name)));
@@ -342,6 +382,8 @@ impl Writer<'_> {
                     let mut payload = Vec::new();
                     self.write_field(field, true, &mut payload);
                     tagged.push((field.tag, payload));
+                } else {
+                    self.record_default(field);
                 }
             } else {
                 self.write_field(field, false, out);
@@ -501,16 +543,22 @@ impl Writer<'_> {
 
 /// The wire bytes of a sample `schema` message at `version`.
 pub fn sample_bytes(schema: &Schema, version: i16, sample: Sample) -> Vec<u8> {
-    sample_with_values(schema, version, sample).0
+    sample_with_values(schema, version, sample).bytes
 }
 
-/// The wire bytes of a sample message, and every value written in it by path (`.field[index].field`,
-/// names lowercased without underscores, values as `Debug` shows them; bytes fields are not listed).
-pub fn sample_with_values(
-    schema: &Schema,
-    version: i16,
-    sample: Sample,
-) -> (Vec<u8>, Vec<(String, String)>) {
+/// What [`sample_with_values`] wrote: the bytes, and the values a decoder must then hold.
+pub struct SampleMessage {
+    pub bytes: Vec<u8>,
+    /// Every value written, by path (`.field[index].field`, names lowercased without underscores,
+    /// values as `Debug` shows them; bytes fields are not listed).
+    pub written: Vec<(String, String)>,
+    /// The schema default of every primitive field the sample does not carry (absent at this version,
+    /// or tagged and left out), by path.
+    pub defaults: Vec<(String, String)>,
+}
+
+/// A sample message of `schema` at `version`, with the values it carries.
+pub fn sample_with_values(schema: &Schema, version: i16, sample: Sample) -> SampleMessage {
     let mut writer = Writer {
         schema,
         version,
@@ -519,10 +567,15 @@ pub fn sample_with_values(
         counter: 0,
         path: Vec::new(),
         leaves: Vec::new(),
+        defaults: Vec::new(),
     };
-    let mut out = Vec::new();
-    writer.write_struct(&schema.fields, &mut out);
-    (out, writer.leaves)
+    let mut bytes = Vec::new();
+    writer.write_struct(&schema.fields, &mut bytes);
+    SampleMessage {
+        bytes,
+        written: writer.leaves,
+        defaults: writer.defaults,
+    }
 }
 
 /// A field name as compared across codecs: `TopicName`, `topic_name` and `r#type` become `topicname`
