@@ -77,7 +77,7 @@ pub enum ConfigError {
     #[error("inconsistent configuration: {0}")]
     Inconsistent(String),
     /// The configuration file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}")]
     Io {
         /// The file that was being read.
         path: PathBuf,

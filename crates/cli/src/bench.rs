@@ -25,7 +25,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::client::{create_client, topic_error_message, ClientArgs, CliContext, METADATA_TIMEOUT};
+use crate::client::{
+    create_client, throwaway_group_id, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
+    METADATA_TIMEOUT,
+};
 
 /// Bytes in the "MB" of the MB/s figures.
 const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
@@ -273,7 +276,9 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Creates a threaded producer (its own thread serves delivery reports).
@@ -284,7 +289,7 @@ fn bench_producer(
     let context = BenchProducerContext::new(CliContext::default(), measure_latency)?;
     config
         .create_with_context(context)
-        .context("cannot create Kafka producer")
+        .kafka_context("cannot create Kafka producer")
 }
 
 /// Enqueues one record, waiting while librdkafka's queue is full.
@@ -293,11 +298,9 @@ fn send_paced(
     topic: &str,
     payload: &[u8],
 ) -> anyhow::Result<()> {
-    let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
-        topic,
-        Box::new(Instant::now()),
-    )
-    .payload(payload);
+    let mut record =
+        BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+            .payload(payload);
     let mut waiting_since: Option<Instant> = None;
     loop {
         match producer.send(record) {
@@ -330,8 +333,10 @@ fn await_deliveries(
             last_progress = (completed, Instant::now());
         } else if last_progress.1.elapsed() > IDLE_LIMIT {
             let error = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-            return Err(client.unreachable(&context.cli, &error))
-                .context(format!("{} of {sent} records still undelivered", sent - completed));
+            return Err(client.unreachable(&context.cli, &error)).context(format!(
+                "{} of {sent} records still undelivered",
+                sent - completed
+            ));
         }
         // Flush drives delivery reports; its own timeout is only a polling interval here.
         let _ = producer.flush(Duration::from_millis(100));
@@ -392,6 +397,7 @@ fn assigned_consumer(
 ) -> anyhow::Result<(BaseConsumer<CliContext>, u64)> {
     let mut config = client.client_config();
     config
+        .set("group.id", throwaway_group_id("strom-bench"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     for (key, value) in extra {
@@ -417,23 +423,28 @@ fn assigned_consumer(
         let start = if start_at_end { high } else { low };
         assignment
             .add_partition_offset(topic, partition.id(), Offset::Offset(start))
-            .context("cannot build the partition assignment")?;
+            .kafka_context("cannot build the partition assignment")?;
     }
     consumer
         .assign(&assignment)
-        .context("cannot assign partitions")?;
+        .kafka_context("cannot assign partitions")?;
     Ok((consumer, available))
 }
 
 fn consume_throughput(client: &ClientArgs, bench: &ConsumeBench) -> anyhow::Result<String> {
     let extra = [
         ("fetch.max.bytes", bench.fetch_max_bytes.to_string()),
-        ("max.partition.fetch.bytes", bench.fetch_max_bytes.to_string()),
+        (
+            "max.partition.fetch.bytes",
+            bench.fetch_max_bytes.to_string(),
+        ),
         ("queued.max.messages.kbytes", "1048576".to_string()),
         ("fetch.wait.max.ms", "100".to_string()),
     ];
     let (consumer, available) = assigned_consumer(client, &bench.topic, &extra, false)?;
-    let target = bench.records.map_or(available, |records| records.min(available));
+    let target = bench
+        .records
+        .map_or(available, |records| records.min(available));
     if target == 0 {
         bail!(
             "topic '{}' is empty; run `strom bench produce --topic {}` first",
@@ -458,7 +469,13 @@ fn consume_throughput(client: &ClientArgs, bench: &ConsumeBench) -> anyhow::Resu
             None => {}
         }
     }
-    Ok(throughput_line("consume", records, bytes, start.elapsed(), None))
+    Ok(throughput_line(
+        "consume",
+        records,
+        bytes,
+        start.elapsed(),
+        None,
+    ))
 }
 
 /// Formats the percentiles of a latency histogram (microseconds) in milliseconds.
@@ -492,7 +509,9 @@ fn end_to_end_consumer(
                     .and_then(|payload| payload.get(..8))
                     .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
                     .map(u64::from_le_bytes)
-                    .ok_or_else(|| anyhow!("record without a send time at offset {}", message.offset()))?;
+                    .ok_or_else(|| {
+                        anyhow!("record without a send time at offset {}", message.offset())
+                    })?;
                 histogram.saturating_record(now.saturating_sub(sent).max(1));
                 received += 1;
                 last_record = Instant::now();
@@ -558,7 +577,10 @@ fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<Stri
         let histogram = consumer_thread
             .join()
             .map_err(|_| anyhow!("end-to-end consumer thread panicked"))??;
-        lines.push(format!("end-to-end latency: {}", latency_summary(&histogram)));
+        lines.push(format!(
+            "end-to-end latency: {}",
+            latency_summary(&histogram)
+        ));
     }
     Ok(lines)
 }
@@ -596,9 +618,15 @@ mod tests {
 
     #[test]
     fn latency_options() {
-        let BenchCommand::Latency(bench) =
-            bench_command(&["latency", "--rate", "500", "--end-to-end", "--records", "10"]).unwrap()
-        else {
+        let BenchCommand::Latency(bench) = bench_command(&[
+            "latency",
+            "--rate",
+            "500",
+            "--end-to-end",
+            "--records",
+            "10",
+        ])
+        .unwrap() else {
             panic!("expected latency");
         };
         assert_eq!(bench.rate, 500);
@@ -638,7 +666,10 @@ mod tests {
             histogram.saturating_record(micros);
         }
         let summary = latency_summary(&histogram);
-        assert!(summary.starts_with("p50 0.500 ms, p99 0.990 ms"), "{summary}");
+        assert!(
+            summary.starts_with("p50 0.500 ms, p99 0.990 ms"),
+            "{summary}"
+        );
         assert!(summary.ends_with("max 1.000 ms"), "{summary}");
     }
 }

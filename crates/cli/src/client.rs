@@ -2,10 +2,11 @@
 //! librdkafka configuration with short timeouts, a client context that remembers the last
 //! connection error, and helpers that turn librdkafka failures into one-line messages.
 
+use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use clap::Args;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -128,6 +129,24 @@ impl MetadataClient {
     }
 }
 
+/// A group id for a consumer that only assigns partitions and never commits: `<prefix>-<pid>`.
+pub fn throwaway_group_id(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
+
+/// Context for librdkafka results that does not repeat the error code: a `KafkaError`'s source
+/// is its own code, which the `{:#}` error chain would otherwise print twice.
+pub trait KafkaResultExt<T> {
+    /// Wraps the error as "<what>: <error>".
+    fn kafka_context(self, what: impl std::fmt::Display) -> anyhow::Result<T>;
+}
+
+impl<T> KafkaResultExt<T> for Result<T, KafkaError> {
+    fn kafka_context(self, what: impl std::fmt::Display) -> anyhow::Result<T> {
+        self.map_err(|error| anyhow!("{what}: {error}"))
+    }
+}
+
 /// Parses `key=value` (the value may contain further `=`).
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -196,7 +215,9 @@ fn simplify_reason(reason: &str) -> String {
         Some((prefix, rest)) if prefix.contains('/') => rest,
         _ => reason,
     };
-    let after_failed = reason.rsplit_once("failed: ").map_or(reason, |(_, rest)| rest);
+    let after_failed = reason
+        .rsplit_once("failed: ")
+        .map_or(reason, |(_, rest)| rest);
     after_failed
         .split(" (after ")
         .next()
@@ -214,7 +235,7 @@ where
     let context = CliContext::default();
     let client = config
         .create_with_context(context.clone())
-        .context("cannot create Kafka client")?;
+        .kafka_context("cannot create Kafka client")?;
     Ok((client, context))
 }
 
@@ -244,6 +265,7 @@ pub fn init_tracing(default_filter: &str) {
     // A second initialisation (only possible in tests) is harmless; ignore it.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .try_init();
 }

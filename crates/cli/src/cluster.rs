@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 
-use crate::client::{create_client, ClientArgs, CliContext};
+use crate::client::{create_client, CliContext, ClientArgs};
 
 /// Options of `strom cluster`.
 #[derive(Debug, Args)]

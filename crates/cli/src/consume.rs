@@ -12,7 +12,10 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
-use crate::client::{create_client, topic_error_message, ClientArgs, CliContext, METADATA_TIMEOUT};
+use crate::client::{
+    create_client, throwaway_group_id, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
+    METADATA_TIMEOUT,
+};
 
 /// Options of `strom consume`.
 #[derive(Debug, Args)]
@@ -175,7 +178,9 @@ impl<'a> RecordView<'a> {
                     .map(|header| {
                         (
                             header.key.to_string(),
-                            header.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                            header
+                                .value
+                                .map(|v| String::from_utf8_lossy(v).into_owned()),
                         )
                     })
                     .collect()
@@ -218,11 +223,15 @@ impl OutputFormat {
                     TemplatePart::Topic => record.topic.to_string(),
                     TemplatePart::Partition => record.partition.to_string(),
                     TemplatePart::Offset => record.offset.to_string(),
-                    TemplatePart::Timestamp => record.timestamp.to_millis().unwrap_or(-1).to_string(),
+                    TemplatePart::Timestamp => {
+                        record.timestamp.to_millis().unwrap_or(-1).to_string()
+                    }
                     TemplatePart::Key => text_or_null(record.key),
                     TemplatePart::Value => text_or_null(record.value),
                     TemplatePart::Headers => headers_text(&record.headers),
-                    TemplatePart::ValueSize => record.value.map_or(-1, |v| v.len() as i64).to_string(),
+                    TemplatePart::ValueSize => {
+                        record.value.map_or(-1, |v| v.len() as i64).to_string()
+                    }
                 })
                 .collect(),
             OutputFormat::Fields {
@@ -296,22 +305,31 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let format = args.output_format()?;
     let subscribe = args.group.is_some() && args.partition.is_none();
     if subscribe && (args.offset.is_some() || args.timestamp.is_some()) {
-        bail!("--offset and --timestamp need assigned partitions: give --partition or drop --group");
+        bail!(
+            "--offset and --timestamp need assigned partitions: give --partition or drop --group"
+        );
     }
     let mut config = args.client.client_config();
-    config
-        .set("enable.partition.eof", "false")
-        .set(
-            "auto.offset.reset",
-            if args.from_beginning { "earliest" } else { "latest" },
-        );
+    config.set("enable.partition.eof", "false").set(
+        "auto.offset.reset",
+        if args.from_beginning {
+            "earliest"
+        } else {
+            "latest"
+        },
+    );
     match &args.group {
         Some(group) => {
-            config.set("group.id", group).set("enable.auto.commit", "true");
+            config
+                .set("group.id", group)
+                .set("enable.auto.commit", "true");
         }
         None => {
-            // No group.id: partitions are assigned directly and nothing is committed.
-            config.set("enable.auto.commit", "false");
+            // librdkafka needs a group.id even to assign partitions; like
+            // kafka-console-consumer use a throwaway one, and never commit under it.
+            config
+                .set("group.id", throwaway_group_id("strom-console-consumer"))
+                .set("enable.auto.commit", "false");
         }
     }
     let (consumer, context): (StreamConsumer<CliContext>, _) = create_client(&config)?;
@@ -327,7 +345,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     if subscribe {
         consumer
             .subscribe(&[&args.topic])
-            .context("cannot subscribe")?;
+            .kafka_context("cannot subscribe")?;
     } else {
         let partitions: Vec<i32> = match args.partition {
             Some(partition) => {
@@ -346,7 +364,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             };
             assignment
                 .add_partition_offset(&args.topic, partition, start)
-                .context("cannot build the partition assignment")?;
+                .kafka_context("cannot build the partition assignment")?;
         }
         if args.timestamp.is_some() {
             assignment = consumer
@@ -355,7 +373,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
         consumer
             .assign(&assignment)
-            .context("cannot assign partitions")?;
+            .kafka_context("cannot assign partitions")?;
     }
 
     let consumed = consume_loop(&args, &consumer, &format).await?;
@@ -461,9 +479,16 @@ mod tests {
 
     #[test]
     fn limits_and_timeouts() {
-        let args =
-            consume_args(&["t", "--max-messages", "10", "--timeout-ms", "500", "--partition", "1"])
-                .unwrap();
+        let args = consume_args(&[
+            "t",
+            "--max-messages",
+            "10",
+            "--timeout-ms",
+            "500",
+            "--partition",
+            "1",
+        ])
+        .unwrap();
         assert_eq!(args.max_messages, Some(10));
         assert_eq!(args.timeout_ms, Some(500));
         assert_eq!(args.partition, Some(1));

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 
 /// Command line of the `strom` binary.
 #[derive(Debug, Parser)]
-#[command(name = "strom", version, about = "Strom: a Kafka-compatible event streaming platform")]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a Kafka-compatible event streaming platform"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

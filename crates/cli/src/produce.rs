@@ -5,15 +5,15 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::error::KafkaError;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::client::{create_client, parse_key_value, topic_error_message, ClientArgs, CliContext};
+use crate::client::{create_client, parse_key_value, topic_error_message, CliContext, ClientArgs};
 
 /// How many records may be awaiting delivery before reading more input.
 const MAX_IN_FLIGHT: usize = 1000;
@@ -83,28 +83,43 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .set("linger.ms", "5");
     let (producer, context): (FutureProducer<CliContext>, _) = create_client(&config)?;
     let metadata = args.client.fetch_metadata(Some(&args.topic), true)?;
-    if let Some(code) = metadata
+    let topic = metadata
         .topics()
         .iter()
         .find(|topic| topic.name() == args.topic)
-        .and_then(|topic| topic.error())
-    {
+        .ok_or_else(|| anyhow!("topic '{}' does not exist", args.topic))?;
+    if let Some(code) = topic.error() {
         bail!(topic_error_message(&args.topic, code.into()));
     }
+    if let Some(partition) = args.partition {
+        if !topic.partitions().iter().any(|p| p.id() == partition) {
+            bail!("topic '{}' has no partition {partition}", args.topic);
+        }
+    }
 
-    let headers = args.headers.iter().fold(OwnedHeaders::new(), |headers, (key, value)| {
-        headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        })
-    });
+    let headers = args
+        .headers
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut in_flight: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let mut failures = 0u64;
     let mut line_number = 0u64;
-    while let Some(line) = lines.next_line().await? {
+    while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
         line_number += 1;
-        let record = split_line(&line, args.key_separator.as_deref(), line_number)?;
+        let record = match split_line(&line, args.key_separator.as_deref(), line_number) {
+            Ok(record) => record,
+            Err(error) => {
+                // Deliver what was already sent before giving up, like kafka-console-producer.
+                drain(&args.client, &context, &mut in_flight).await;
+                return Err(error);
+            }
+        };
         let mut future_record = FutureRecord::to(&args.topic)
             .payload(record.value)
             .headers(headers.clone());
@@ -138,13 +153,24 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             }
         }
     }
-    while let Some((number, delivery)) = in_flight.pop_front() {
-        failures += report(&args.client, &context, number, delivery.await);
-    }
+    failures += drain(&args.client, &context, &mut in_flight).await;
     if failures > 0 {
         bail!("{failures} of {line_number} records were not delivered");
     }
     Ok(())
+}
+
+/// Awaits every in-flight delivery, reporting failures; returns how many failed.
+async fn drain(
+    client: &ClientArgs,
+    context: &CliContext,
+    in_flight: &mut VecDeque<(u64, DeliveryFuture)>,
+) -> u64 {
+    let mut failures = 0;
+    while let Some((number, delivery)) = in_flight.pop_front() {
+        failures += report(client, context, number, delivery.await);
+    }
+    failures
 }
 
 /// Prints a delivery failure for `line_number`; returns 1 for a failure, 0 for success.
@@ -159,7 +185,7 @@ fn report(
         Ok(Err((error, _))) => {
             let reason = match error.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::MessageTimedOut) => client.unreachable(context, &error),
-                _ => anyhow!(error),
+                _ => anyhow!("{error}"),
             };
             eprintln!("error: line {line_number} not delivered: {reason:#}");
             1

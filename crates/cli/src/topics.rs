@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewTopic,
@@ -12,7 +12,9 @@ use rdkafka::admin::{
 };
 use rdkafka::metadata::MetadataTopic;
 
-use crate::client::{create_client, parse_key_value, topic_error_message, ClientArgs, CliContext};
+use crate::client::{
+    create_client, parse_key_value, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
+};
 
 /// How long the broker may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -210,7 +212,7 @@ async fn topic_overrides(
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], options)
         .await
-        .with_context(|| format!("cannot describe configs of topic '{topic}'"))?;
+        .kafka_context(format!("cannot describe configs of topic '{topic}'"))?;
     let resource: ConfigResource = results
         .into_iter()
         .next()
@@ -276,10 +278,7 @@ fn describe_topic(topic: &MetadataTopic, configs: &str) -> String {
 }
 
 fn join_ids(ids: &[i32]) -> String {
-    ids.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -326,7 +325,10 @@ mod tests {
                 assert_eq!(name, "events");
                 assert_eq!(partitions, Some(3));
                 assert_eq!(replication_factor, Some(1));
-                assert_eq!(configs, vec![("retention.ms".to_string(), "1000".to_string())]);
+                assert_eq!(
+                    configs,
+                    vec![("retention.ms".to_string(), "1000".to_string())]
+                );
                 assert!(!if_not_exists);
             }
             other => panic!("unexpected command {other:?}"),
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(args.client.bootstrap_server, "h:1");
         let args = topics_args(&["describe"]);
         assert_eq!(args.client.bootstrap_server, "127.0.0.1:9092");
-        assert!(matches!(args.command, TopicsCommand::Describe { name: None }));
+        assert!(matches!(
+            args.command,
+            TopicsCommand::Describe { name: None }
+        ));
     }
 
     #[test]
