@@ -9,6 +9,7 @@
 
 pub mod config;
 mod connection;
+mod groups;
 mod handlers;
 mod partitions;
 mod server;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use strom_metadata::MetadataImage;
-use strom_storage::{LogConfig, PartitionLog, StorageError};
+use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
 use crate::handlers::describe_configs::dynamic_broker_key_topic;
@@ -176,6 +176,29 @@ impl PartitionRegistry {
                     ),
                     Err(error) => report(&partition, "retention", &error),
                 }
+            }
+        }
+    }
+
+    /// Runs a compaction pass on every partition whose `cleanup.policy` includes `compact` and
+    /// which is dirty enough. Appends continue while a pass cleans; only its swap takes the lock.
+    pub fn run_compaction(&self, now_ms: i64) {
+        for partition in self.all() {
+            if !partition.log().config().cleanup_policy_compact {
+                continue;
+            }
+            match compact_now(&partition.log, now_ms) {
+                Ok(Some(stats)) => tracing::info!(
+                    topic = %partition.topic,
+                    partition = partition.index,
+                    records_removed = stats.records_removed,
+                    tombstones_removed = stats.tombstones_removed,
+                    bytes_before = stats.bytes_before,
+                    bytes_after = stats.bytes_after,
+                    "compacted"
+                ),
+                Ok(None) => {}
+                Err(error) => report(&partition, "compaction", &error),
             }
         }
     }

@@ -15,11 +15,15 @@ use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::partitions::PartitionRegistry;
 use crate::state::{now_ms, Broker};
 
 /// How often time-based rolls and `flush.ms` flushes are checked.
 const HOUSEKEEPING_TICK: Duration = Duration::from_millis(500);
+/// How often compacted partitions are checked for a cleaning pass (Kafka's
+/// `log.cleaner.backoff.ms` is 15 s; passes are skipped cheaply when nothing is dirty).
+const COMPACTION_TICK: Duration = Duration::from_secs(2);
 
 /// A running broker: its bound address, and the means to stop it.
 pub struct ServerHandle {
@@ -113,10 +117,12 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
         advertised_port,
         metadata,
         partitions,
-        config,
         producer_ids: std::sync::Mutex::new((0, 0)),
+        groups: GroupCoordinator::new(GroupConfig::from_broker(&config)),
+        config,
     });
     broker.sync_partitions();
+    groups::start(&broker);
     tracing::info!(
         node_id = broker.node_id,
         %local_addr,
@@ -128,7 +134,9 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx.clone()));
-    tokio::spawn(housekeeping_loop(broker.clone(), shutdown_rx));
+    tokio::spawn(groups::run_timers(broker.clone(), shutdown_rx.clone()));
+    tokio::spawn(housekeeping_loop(broker.clone(), shutdown_rx.clone()));
+    tokio::spawn(compaction_loop(broker.clone(), shutdown_rx));
     Ok(ServerHandle {
         local_addr,
         shutdown,
@@ -187,6 +195,21 @@ async fn housekeeping_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         });
         if let Err(error) = work.await {
             tracing::error!(%error, "housekeeping task failed");
+        }
+    }
+}
+
+async fn compaction_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(COMPACTION_TICK);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let broker = broker.clone();
+        let work = tokio::task::spawn_blocking(move || broker.partitions.run_compaction(now_ms()));
+        if let Err(error) = work.await {
+            tracing::error!(%error, "compaction task failed");
         }
     }
 }

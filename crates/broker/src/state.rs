@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use strom_metadata::{MetadataError, MetadataImage, MetadataStore};
 
 use crate::config::BrokerConfig;
+use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
 
 /// Everything a request handler may need, shared by all connections.
@@ -19,6 +20,8 @@ pub struct Broker {
     pub partitions: PartitionRegistry,
     /// The unused rest of the producer-id block this broker reserved: (next id, end exclusive).
     pub producer_ids: Mutex<(i64, i64)>,
+    /// The consumer group coordinator and committed offsets.
+    pub groups: GroupCoordinator,
 }
 
 /// How many producer ids are reserved in the metadata log at a time.

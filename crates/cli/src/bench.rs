@@ -95,9 +95,13 @@ pub struct ConsumeBench {
     /// Stop after this many records (default: everything present when the run starts).
     #[arg(long)]
     pub records: Option<u64>,
-    /// librdkafka fetch.max.bytes.
+    /// librdkafka fetch.max.bytes (librdkafka's default).
     #[arg(long, default_value_t = 52_428_800)]
     pub fetch_max_bytes: u64,
+    /// librdkafka max.partition.fetch.bytes (librdkafka's default: what consumers get unless
+    /// they raise it).
+    #[arg(long, default_value_t = 1_048_576)]
+    pub partition_fetch_max_bytes: u64,
 }
 
 /// Options of `strom bench latency`.
@@ -436,7 +440,7 @@ fn consume_throughput(client: &ClientArgs, bench: &ConsumeBench) -> anyhow::Resu
         ("fetch.max.bytes", bench.fetch_max_bytes.to_string()),
         (
             "max.partition.fetch.bytes",
-            bench.fetch_max_bytes.to_string(),
+            bench.partition_fetch_max_bytes.to_string(),
         ),
         ("queued.max.messages.kbytes", "1048576".to_string()),
         ("fetch.wait.max.ms", "100".to_string()),

@@ -290,3 +290,140 @@ async fn auto_create_disabled_rejects_unknown_topic() {
     );
     assert!(!broker.topic_names().contains("never-created"));
 }
+
+#[tokio::test]
+async fn metadata_without_auto_create_permission_does_not_create() {
+    // Auto-creation is on, but the consumer's Metadata request says allow_auto_topic_creation=false.
+    let broker = StromProcess::start(&[]);
+    let consumer = broker.consumer(None, &[]);
+    let metadata = consumer
+        .fetch_metadata(Some("ghost"), OP_TIMEOUT)
+        .expect("metadata request");
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == "ghost")
+        .expect("requested topic is in the response");
+    assert_eq!(
+        topic.error(),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    );
+    assert!(!broker.topic_names().contains("ghost"));
+}
+
+#[tokio::test]
+async fn create_topics_validation() {
+    let broker = StromProcess::start(&[]);
+    let admin = broker.admin();
+
+    let dry_run = NewTopic::new("dry-run", 2, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&dry_run],
+            &StromProcess::admin_options().validate_only(true),
+        )
+        .await
+        .expect("create_topics request");
+    assert_eq!(results, vec![Ok("dry-run".to_string())]);
+    assert!(
+        !broker.topic_names().contains("dry-run"),
+        "validate_only created the topic"
+    );
+
+    let bad_config =
+        NewTopic::new("bad-config", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon");
+    let results = admin
+        .create_topics([&bad_config], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "bad-config".to_string(),
+            RDKafkaErrorCode::InvalidConfig
+        ))]
+    );
+
+    let unknown_config =
+        NewTopic::new("unknown-config", 1, TopicReplication::Fixed(1)).set("no.such.config", "1");
+    let results = admin
+        .create_topics([&unknown_config], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "unknown-config".to_string(),
+            RDKafkaErrorCode::InvalidConfig
+        ))]
+    );
+
+    let bad_name = NewTopic::new("bad/name", 1, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&bad_name], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "bad/name".to_string(),
+            RDKafkaErrorCode::InvalidTopic
+        ))]
+    );
+
+    let too_many_replicas = NewTopic::new("replicated", 1, TopicReplication::Fixed(3));
+    let results = admin
+        .create_topics([&too_many_replicas], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "replicated".to_string(),
+            RDKafkaErrorCode::InvalidReplicationFactor
+        ))]
+    );
+    let names = broker.topic_names();
+    for name in ["bad-config", "unknown-config", "bad/name", "replicated"] {
+        assert!(
+            !names.contains(name),
+            "{name} was created despite the error"
+        );
+    }
+}
+
+#[tokio::test]
+async fn describe_broker_configs() {
+    let broker = StromProcess::start(&[("num.partitions", "7"), ("log.retention.ms", "3600000")]);
+    let admin = broker.admin();
+    let resource = ResourceSpecifier::Broker(1);
+    let described = admin
+        .describe_configs([&resource], &StromProcess::admin_options())
+        .await
+        .expect("describe_configs request");
+    let config = described[0].as_ref().expect("describe result for broker");
+    let num_partitions = config.get("num.partitions").expect("num.partitions listed");
+    assert_eq!(num_partitions.value.as_deref(), Some("7"));
+    assert_eq!(num_partitions.source, ConfigSource::StaticBroker);
+    assert_eq!(
+        config
+            .get("log.retention.ms")
+            .and_then(|e| e.value.as_deref()),
+        Some("3600000")
+    );
+    // A topic without overrides inherits the broker's retention.
+    let topic = NewTopic::new("inherits", 1, TopicReplication::Fixed(1));
+    admin
+        .create_topics([&topic], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    let resource = ResourceSpecifier::Topic("inherits");
+    let described = admin
+        .describe_configs([&resource], &StromProcess::admin_options())
+        .await
+        .expect("describe_configs request");
+    let config = described[0].as_ref().expect("describe result for topic");
+    let retention = config.get("retention.ms").expect("retention.ms listed");
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert_eq!(retention.source, ConfigSource::StaticBroker);
+}

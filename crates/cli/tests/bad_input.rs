@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::raw::{connect, expect_response, next_outcome, request_frame, Outcome};
 use common::{StromProcess, WAIT_DEADLINE};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -17,108 +18,6 @@ const API_VERSIONS: i16 = 18;
 const PRODUCE: i16 = 0;
 const FETCH: i16 = 1;
 const UNSUPPORTED_VERSION: i16 = 35;
-const IO_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Builds a request frame: size, api_key, api_version, correlation_id, client_id (i16 string),
-/// optionally an empty tagged-field section (request header v2), then `body`.
-fn request_frame(
-    api_key: i16,
-    api_version: i16,
-    correlation_id: i32,
-    flexible_header: bool,
-    body: &[u8],
-) -> Vec<u8> {
-    let client_id = b"raw-test";
-    let mut payload = Vec::new();
-    payload.extend_from_slice(&api_key.to_be_bytes());
-    payload.extend_from_slice(&api_version.to_be_bytes());
-    payload.extend_from_slice(&correlation_id.to_be_bytes());
-    payload.extend_from_slice(&i16::try_from(client_id.len()).expect("fits").to_be_bytes());
-    payload.extend_from_slice(client_id);
-    if flexible_header {
-        payload.push(0); // no tagged fields
-    }
-    payload.extend_from_slice(body);
-    let mut frame = Vec::with_capacity(payload.len() + 4);
-    frame.extend_from_slice(&i32::try_from(payload.len()).expect("fits").to_be_bytes());
-    frame.extend_from_slice(&payload);
-    frame
-}
-
-fn connect(broker: &StromProcess) -> TcpStream {
-    let stream =
-        TcpStream::connect_timeout(&broker.addr(), IO_DEADLINE).expect("connect to broker");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("set read timeout");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
-/// What the broker did with a connection within the deadline.
-#[derive(Debug)]
-enum Outcome {
-    /// A full response frame (without its size prefix).
-    Response(Vec<u8>),
-    /// The broker closed (or reset) the connection.
-    Closed,
-}
-
-/// Reads exactly `buf.len()` bytes; `Ok(false)` if the peer closed first.
-fn read_exact_until(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    until: Instant,
-) -> Result<bool, String> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                if Instant::now() >= until {
-                    return Err(format!(
-                        "no answer and no close within deadline ({filled} bytes read)"
-                    ));
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::BrokenPipe
-                ) =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(format!("read error: {e}")),
-        }
-    }
-    Ok(true)
-}
-
-/// Waits for one response frame or the connection closing.
-fn next_outcome(stream: &mut TcpStream) -> Result<Outcome, String> {
-    let until = Instant::now() + IO_DEADLINE;
-    let mut size = [0u8; 4];
-    if !read_exact_until(stream, &mut size, until)? {
-        return Ok(Outcome::Closed);
-    }
-    let size = usize::try_from(i32::from_be_bytes(size))
-        .map_err(|_| "negative response size".to_string())?;
-    assert!(size < 1 << 20, "implausible response size {size}");
-    let mut body = vec![0u8; size];
-    if !read_exact_until(stream, &mut body, until)? {
-        return Err("connection closed in the middle of a response".into());
-    }
-    Ok(Outcome::Response(body))
-}
 
 /// Asserts the broker closes the connection (possibly after answering nothing).
 fn assert_closed(stream: &mut TcpStream, broker: &StromProcess, what: &str) {
@@ -183,20 +82,6 @@ fn parse_api_versions_v0(body: &[u8]) -> (i16, Vec<(i16, i16, i16)>) {
         keys.push((field(0), field(2), field(4)));
     }
     (error_code, keys)
-}
-
-fn expect_response(stream: &mut TcpStream, broker: &StromProcess, correlation_id: i32) -> Vec<u8> {
-    match next_outcome(stream) {
-        Ok(Outcome::Response(body)) => {
-            let got = i32::from_be_bytes(body[0..4].try_into().expect("4 bytes"));
-            assert_eq!(got, correlation_id, "correlation id echoed");
-            body[4..].to_vec()
-        }
-        other => panic!(
-            "expected a response, got {other:?}\n--- broker log ---\n{}",
-            broker.log_contents()
-        ),
-    }
 }
 
 #[tokio::test]
@@ -359,4 +244,96 @@ async fn many_idle_connections_do_not_hurt() {
     assert_healthy(&mut broker, 0).await;
     drop(streams);
     assert_healthy(&mut broker, 1).await;
+}
+
+/// Reads an unsigned varint at `*at`, advancing it.
+fn read_uvarint(body: &[u8], at: &mut usize) -> u64 {
+    let mut value = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = body[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return value;
+        }
+        shift += 7;
+        assert!(shift < 64, "varint too long");
+    }
+}
+
+/// Skips a tagged-field section at `*at`.
+fn skip_tagged_fields(body: &[u8], at: &mut usize) {
+    let count = read_uvarint(body, at);
+    for _ in 0..count {
+        read_uvarint(body, at); // tag
+        let size = usize::try_from(read_uvarint(body, at)).expect("fits");
+        *at += size;
+    }
+}
+
+fn read_i16(body: &[u8], at: &mut usize) -> i16 {
+    let value = i16::from_be_bytes([body[*at], body[*at + 1]]);
+    *at += 2;
+    value
+}
+
+#[tokio::test]
+async fn api_versions_v3_flexible_by_hand() {
+    let mut broker = StromProcess::start(&[]);
+    let mut stream = connect(&broker);
+    let request_body = [&[9u8][..], b"strom-it", &[4u8][..], b"1.0", &[0u8][..]].concat();
+    stream
+        .write_all(&request_frame(API_VERSIONS, 3, 51, true, &request_body))
+        .expect("write");
+    // ApiVersions responses always use response header v0 (no tagged fields).
+    let body = expect_response(&mut stream, &broker, 51);
+    let mut at = 0;
+    assert_eq!(read_i16(&body, &mut at), 0, "error code");
+    let count = read_uvarint(&body, &mut at)
+        .checked_sub(1)
+        .expect("non-null compact array");
+    let mut keys = Vec::new();
+    for _ in 0..count {
+        let key = read_i16(&body, &mut at);
+        let min = read_i16(&body, &mut at);
+        let max = read_i16(&body, &mut at);
+        skip_tagged_fields(&body, &mut at);
+        keys.push((key, min, max));
+    }
+    at += 4; // throttle_time_ms
+    skip_tagged_fields(&body, &mut at);
+    assert_eq!(at, body.len(), "response fully consumed");
+    for api in [PRODUCE, FETCH, API_VERSIONS] {
+        assert!(
+            keys.iter().any(|(key, _, _)| *key == api),
+            "api key {api} missing: {keys:?}"
+        );
+    }
+    let api_versions = keys
+        .iter()
+        .find(|(key, _, _)| *key == API_VERSIONS)
+        .expect("listed");
+    assert!(
+        api_versions.2 >= 3,
+        "ApiVersions v3 answered but max is {}",
+        api_versions.2
+    );
+    assert_healthy(&mut broker, 0).await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let mut broker = StromProcess::start(&[]);
+    let mut stream = connect(&broker);
+    let mut frames = Vec::new();
+    for correlation_id in 100..120 {
+        frames.extend_from_slice(&request_frame(API_VERSIONS, 0, correlation_id, false, &[]));
+    }
+    stream.write_all(&frames).expect("write pipelined requests");
+    for correlation_id in 100..120 {
+        let body = expect_response(&mut stream, &broker, correlation_id);
+        assert_eq!(parse_api_versions_v0(&body).0, 0);
+    }
+    assert_healthy(&mut broker, 0).await;
 }

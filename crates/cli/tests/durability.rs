@@ -177,6 +177,10 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
     let sent = sender.await.expect("sender task");
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(acknowledged.len() >= acknowledged_at_kill);
+    assert!(
+        usize::try_from(sent).expect("fits") > acknowledged_at_kill,
+        "the kill did not land mid-stream ({sent} sent, {acknowledged_at_kill} acknowledged)"
+    );
 
     let messages = broker.consume_all("crash", Duration::from_millis(500), WAIT_DEADLINE);
     let present: BTreeSet<u64> = messages
@@ -324,4 +328,133 @@ async fn corrupted_last_batch_is_dropped_on_startup() {
     let want: Vec<String> = (0..9).map(|i| format!("torn {i}")).collect();
     assert_eq!(payloads(&messages), want);
     assert_eq!(broker.watermarks("flipped", 0), (0, 9));
+}
+
+#[tokio::test]
+async fn admin_changes_survive_restart() {
+    let mut broker = StromProcess::start(&[]);
+    let admin = broker.admin();
+    let options = StromProcess::admin_options();
+    for name in ["grown", "gone", "trimmed"] {
+        let topic = NewTopic::new(name, 2, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .expect("create_topics request");
+        assert!(results[0].is_ok(), "create {name} failed: {results:?}");
+    }
+    let grow = rdkafka::admin::NewPartitions::new("grown", 4);
+    let results = admin
+        .create_partitions([&grow], &options)
+        .await
+        .expect("create_partitions request");
+    assert!(results[0].is_ok(), "create_partitions failed: {results:?}");
+    let alter = rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic("grown"))
+        .set("retention.ms", "4444444");
+    let results = admin
+        .alter_configs([&alter], &options)
+        .await
+        .expect("alter_configs request");
+    assert!(results[0].is_ok(), "alter_configs failed: {results:?}");
+    let results = admin
+        .delete_topics(&["gone"], &options)
+        .await
+        .expect("delete_topics request");
+    assert!(results[0].is_ok(), "delete failed: {results:?}");
+
+    let producer = broker.producer(&[("acks", "all")]);
+    for i in 0..6 {
+        send_one(&producer, "trimmed", 0, &format!("trim {i}")).await;
+    }
+    let mut request = rdkafka::TopicPartitionList::new();
+    request
+        .add_partition_offset("trimmed", 0, Offset::Offset(4))
+        .expect("add partition");
+    let result = admin
+        .delete_records(&request, &options)
+        .await
+        .expect("delete_records request");
+    let element = result
+        .find_partition("trimmed", 0)
+        .expect("partition in result");
+    element.error().expect("delete_records partition error");
+    drop(admin);
+    drop(producer);
+    broker.wait_until("deleted topic leaves metadata", WAIT_DEADLINE, || {
+        !broker.topic_names().contains("gone")
+    });
+
+    broker.restart();
+
+    assert_eq!(broker.partition_count("grown"), 4);
+    let names = broker.topic_names();
+    assert!(
+        !names.contains("gone"),
+        "deleted topic came back after restart: {names:?}"
+    );
+    assert_eq!(
+        broker.watermarks("trimmed", 0),
+        (4, 6),
+        "log start offset survives restart"
+    );
+    let messages = broker.consume_partition("trimmed", 0, Offset::Beginning, 2, WAIT_DEADLINE);
+    assert_eq!(
+        payloads(&messages),
+        vec!["trim 4".to_string(), "trim 5".to_string()]
+    );
+    let admin = broker.admin();
+    let resource = ResourceSpecifier::Topic("grown");
+    let described = admin
+        .describe_configs([&resource], &StromProcess::admin_options())
+        .await
+        .expect("describe_configs request");
+    let config = described[0].as_ref().expect("describe result");
+    assert_eq!(
+        config.get("retention.ms").and_then(|e| e.value.as_deref()),
+        Some("4444444")
+    );
+    // A topic of the deleted name can be created again, empty.
+    let topic = NewTopic::new("gone", 1, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&topic], &StromProcess::admin_options())
+        .await
+        .expect("create_topics request");
+    assert!(results[0].is_ok(), "re-create failed: {results:?}");
+    assert_eq!(broker.watermarks("gone", 0), (0, 0));
+}
+
+#[tokio::test]
+async fn retention_progress_survives_restart() {
+    let mut broker = StromProcess::start(&[
+        ("log.segment.bytes", "1024"),
+        ("log.retention.bytes", "2048"),
+        ("log.retention.check.interval.ms", "200"),
+    ]);
+    let producer = broker.producer(&[("acks", "all")]);
+    for i in 0..60 {
+        send_one(
+            &producer,
+            "retained",
+            0,
+            &format!("{i:05}-{}", "p".repeat(200)),
+        )
+        .await;
+    }
+    drop(producer);
+    let mut low = 0;
+    broker.wait_until(
+        "retention advances the low watermark",
+        WAIT_DEADLINE,
+        || {
+            low = broker.watermarks("retained", 0).0;
+            low > 0
+        },
+    );
+    broker.restart();
+    let (low_after, high_after) = broker.watermarks("retained", 0);
+    assert!(
+        low_after >= low,
+        "low watermark went back from {low} to {low_after}"
+    );
+    assert_eq!(high_after, 60);
 }

@@ -78,9 +78,18 @@ async fn offsets_for_times_returns_first_offset_at_or_after_timestamp() {
 
 #[tokio::test]
 async fn offsets_for_times_inside_a_multi_record_batch() {
+    offsets_for_times_inside_batch("none").await;
+}
+
+#[tokio::test]
+async fn offsets_for_times_inside_a_compressed_batch() {
+    offsets_for_times_inside_batch("lz4").await;
+}
+
+async fn offsets_for_times_inside_batch(codec: &str) {
     let broker = StromProcess::start(&[]);
     // One batch holding all records: the broker must look inside the batch.
-    let producer = broker.producer(&[("linger.ms", "200")]);
+    let producer = broker.producer(&[("linger.ms", "200"), ("compression.type", codec)]);
     let base = now_millis() - 600_000;
     let mut deliveries = Vec::new();
     for i in 0..10i64 {

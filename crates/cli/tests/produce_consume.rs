@@ -251,20 +251,36 @@ async fn record_batch_over_message_max_bytes_is_rejected() {
 
 #[tokio::test]
 async fn log_append_time_replaces_producer_timestamps() {
+    log_append_time(&[]).await;
+}
+
+#[tokio::test]
+async fn log_append_time_on_compressed_batches() {
+    log_append_time(&[("compression.type", "zstd"), ("linger.ms", "100")]).await;
+}
+
+async fn log_append_time(producer_settings: &[(&str, &str)]) {
     let broker = StromProcess::start(&[("log.message.timestamp.type", "LogAppendTime")]);
-    let producer = broker.producer(&[]);
+    let producer = broker.producer(producer_settings);
     let before = now_millis();
+    let mut deliveries = Vec::new();
     for i in 0..5 {
         let payload = format!("append-time {i}");
-        producer
-            .send(
-                FutureRecord::<(), _>::to("append-time")
-                    .partition(0)
-                    .payload(&payload)
-                    .timestamp(1_000_000 + i),
-                Duration::from_secs(5),
-            )
+        let record = FutureRecord::<(), _>::to("append-time")
+            .partition(0)
+            .payload(&payload)
+            .timestamp(1_000_000 + i);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    for delivery in deliveries {
+        delivery
             .await
+            .expect("delivery cancelled")
             .unwrap_or_else(|(error, _)| panic!("send failed: {error}"));
     }
     let after = now_millis();

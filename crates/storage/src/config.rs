@@ -2,7 +2,7 @@
 //! defaults, and parsing of topic config overrides (`segment.bytes`, `retention.ms`, ...).
 
 /// Settings of one partition log. [`Default`] gives Kafka's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll the active segment when an append would make it larger than this.
     pub segment_bytes: u64,
@@ -14,6 +14,18 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     /// `cleanup.policy` contains `delete`: time/size retention applies.
     pub cleanup_policy_delete: bool,
+    /// `cleanup.policy` contains `compact`: the log is compacted (see [`crate::cleaner`]) and
+    /// records without a key are refused.
+    pub cleanup_policy_compact: bool,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaning pass that first kept it.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty data older than this is cleaned whatever the dirty ratio, and
+    /// the active segment of a compacted log rolls at least this often.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean when dirty bytes / cleanable bytes reach this (0..=1).
+    pub min_cleanable_dirty_ratio: f64,
     /// `max.message.bytes`: largest record batch accepted.
     pub max_message_bytes: usize,
     /// `flush.messages`: fsync after this many messages; 1 = fsync every append before it returns.
@@ -28,6 +40,12 @@ pub struct LogConfig {
 
 /// Kafka's default `segment.ms` and `retention.ms`: seven days.
 pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's default `delete.retention.ms`: one day.
+pub const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+// The only float, `min.cleanable.dirty.ratio`, is validated to lie in [0, 1] (never NaN), so
+// equality stays reflexive.
+impl Eq for LogConfig {}
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -37,6 +55,11 @@ impl Default for LogConfig {
             retention_ms: SEVEN_DAYS_MS,
             retention_bytes: -1,
             cleanup_policy_delete: true,
+            cleanup_policy_compact: false,
+            delete_retention_ms: ONE_DAY_MS,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
@@ -73,6 +96,16 @@ impl LogConfig {
         Ok(config)
     }
 
+    /// The longest the active segment may live: `segment.ms`, and for compacted logs also
+    /// `max.compaction.lag.ms` (Kafka's `maxSegmentMs`), so dirty data can become cleanable in time.
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.cleanup_policy_compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
+
     /// Whether `key` is one of the topic configs this type understands.
     pub fn is_log_config_key(key: &str) -> bool {
         matches!(
@@ -87,6 +120,10 @@ impl LogConfig {
                 | "flush.ms"
                 | "message.timestamp.type"
                 | "index.interval.bytes"
+                | "delete.retention.ms"
+                | "min.compaction.lag.ms"
+                | "max.compaction.lag.ms"
+                | "min.cleanable.dirty.ratio"
         )
     }
 
@@ -112,14 +149,16 @@ impl LogConfig {
             "retention.bytes" => self.retention_bytes = long(i64::MIN, i64::MAX)?,
             "cleanup.policy" => {
                 let mut delete = false;
+                let mut compact = false;
                 for policy in value.split(',').map(str::trim) {
                     match policy {
                         "delete" => delete = true,
-                        "compact" => {}
+                        "compact" => compact = true,
                         _ => return Err(error("must be a list of delete and compact")),
                     }
                 }
                 self.cleanup_policy_delete = delete;
+                self.cleanup_policy_compact = compact;
             }
             "max.message.bytes" => self.max_message_bytes = long(0, i64::from(i32::MAX))? as usize,
             "flush.messages" => self.flush_messages = long(1, i64::MAX)?,
@@ -133,6 +172,16 @@ impl LogConfig {
             }
             "index.interval.bytes" => {
                 self.index_interval_bytes = long(0, i64::from(i32::MAX))? as usize
+            }
+            "delete.retention.ms" => self.delete_retention_ms = long(0, i64::MAX)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = long(0, i64::MAX)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = long(1, i64::MAX)?,
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = value.trim().parse().map_err(|_| error("not a number"))?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(error("must be in [0, 1]"));
+                }
+                self.min_cleanable_dirty_ratio = ratio;
             }
             _ => {}
         }
@@ -166,8 +215,44 @@ mod tests {
         assert_eq!(config.segment_bytes, 1024);
         assert_eq!(config.retention_ms, -1);
         assert!(!config.cleanup_policy_delete);
+        assert!(config.cleanup_policy_compact);
         assert!(config.timestamp_type_log_append);
         assert_eq!(config.flush_messages, 1);
+    }
+
+    #[test]
+    fn compaction_settings() {
+        let defaults = LogConfig::default();
+        assert!(!defaults.cleanup_policy_compact);
+        assert_eq!(defaults.delete_retention_ms, 86_400_000);
+        assert_eq!(defaults.max_segment_ms(), SEVEN_DAYS_MS);
+        let config = defaults
+            .with_overrides(&pairs(&[
+                ("cleanup.policy", "compact, delete"),
+                ("delete.retention.ms", "100"),
+                ("min.compaction.lag.ms", "5"),
+                ("max.compaction.lag.ms", "60000"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+            ]))
+            .unwrap();
+        assert!(config.cleanup_policy_compact && config.cleanup_policy_delete);
+        assert_eq!(
+            (config.delete_retention_ms, config.min_compaction_lag_ms),
+            (100, 5)
+        );
+        assert_eq!(config.max_segment_ms(), 60_000);
+        assert_eq!(config.min_cleanable_dirty_ratio, 0.25);
+        for (key, value) in [
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "-1"),
+        ] {
+            let error = defaults
+                .with_overrides(&pairs(&[(key, value)]))
+                .unwrap_err();
+            assert_eq!(error.key, key);
+        }
     }
 
     #[test]

@@ -31,8 +31,10 @@
 //! so [`PartitionLog::close`]) leaves a `clean-shutdown` marker file, removed by `open` and by the
 //! first append after the flush; with it present the tail's indexes are trusted like a sealed
 //! segment's (still falling back to the full scan if they do not match the file). Earlier segments are trusted when their index files are consistent with
-//! the log file size, and re-indexed otherwise. Producer state comes from the newest snapshot at
-//! or below the log end, plus a replay of the batch headers after it.
+//! the log file size, and re-indexed otherwise. Before that, interrupted compaction swaps are
+//! completed or discarded, and a segment starting inside the previous one (left by a compaction
+//! merge interrupted by a crash) is deleted; see [`cleaner`]. Producer state comes from the
+//! newest snapshot at or below the log end, plus a replay of the batch headers after it.
 //!
 //! # Retention and the log start offset
 //! [`PartitionLog::apply_retention`] (with `cleanup.policy` containing `delete`) deletes whole
@@ -43,6 +45,15 @@
 //! (DeleteRecords) moves it explicitly to any offset up to the log end (the broker resolves Kafka's
 //! `-1` = high watermark) and deletes the sealed segments wholly below it. The log start offset is
 //! persisted in `log-start-offset.checkpoint`; reads below it are `OffsetOutOfRange`.
+//!
+//! # Compaction
+//! With `cleanup.policy` containing `compact`, [`compact_now`] (called periodically by the broker
+//! for such partitions) keeps the latest record per key in the sealed segments, drops tombstones
+//! `delete.retention.ms` after the pass that first kept them, and never moves an offset or the log
+//! start offset; appends and reads go on while segments are cleaned. Appends of records without
+//! key are refused (`InvalidRecord`). See [`cleaner`] for the pass, the `.cleaned`/`.swap` files,
+//! crash recovery and `cleaner-offset.checkpoint`. With `compact,delete` both compaction and
+//! [`PartitionLog::apply_retention`] apply.
 //!
 //! # Memory
 //! The offset and time indexes of every segment are held in memory (about 20 bytes per
@@ -58,12 +69,14 @@
 //! batches it answers with the batch's base offset and max timestamp. Under LogAppendTime every
 //! record of a batch carries the batch's append time.
 
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod log;
 pub mod producer_state;
 mod segment;
 
+pub use cleaner::{compact_now, CleanerCheckpoint, CompactionStats};
 pub use config::{ConfigValueError, LogConfig};
 pub use error::{StorageError, StorageResult};
 pub use log::{AppendOutcome, PartitionLog};

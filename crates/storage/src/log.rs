@@ -1,6 +1,7 @@
 //! A partition log: the ordered segments of one partition directory, with append (validation,
 //! idempotent producer checks, offset assignment, in-place patching), reads, ListOffsets lookups,
-//! retention, DeleteRecords, truncation, flushing and crash recovery.
+//! retention, DeleteRecords, truncation, flushing and crash recovery; and the locked steps of a
+//! compaction pass (planning and swapping in cleaned segments, see [`crate::cleaner`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,15 +9,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strom_protocol::records::{
-    set_base_offset, set_log_append_time, set_partition_leader_epoch, split_batches, BatchHeader,
-    BATCH_HEADER_LEN,
+    decode_records, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    split_batches, BatchHeader, BATCH_HEADER_LEN, DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
 
+use crate::cleaner::{
+    self, CleanedLog, CleanerCheckpoint, CompactionPlan, CompactionStats, PlannedSegment,
+};
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError, StorageResult};
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::{
-    fsync_dir, write_file_atomically, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    fsync_dir, segment_file_with, write_file_atomically, Segment, CLEANED_SUFFIX, INDEX_SUFFIX,
+    LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 /// Name of the file holding the log start offset inside the partition directory.
@@ -55,6 +60,12 @@ pub struct PartitionLog {
     last_flush_ms: i64,
     /// Whether [`CLEAN_SHUTDOWN_MARKER`] exists on disk (removed before the next append).
     clean_marker_present: bool,
+    /// The cleaner's progress (compacted logs); persisted after each pass.
+    cleaner: CleanerCheckpoint,
+    /// A compaction pass has been planned and not yet installed or aborted.
+    cleaning_in_progress: bool,
+    /// Bumped by every truncation: a compaction pass planned before one is void.
+    truncations: u64,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -63,7 +74,8 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
-fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
+/// The base offset in a segment file name `<20 digits><suffix>`.
+pub(crate) fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
     let stem = name.strip_suffix(suffix)?;
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
         .then(|| stem.parse().ok())
@@ -76,6 +88,7 @@ impl PartitionLog {
     /// segments are trusted once their indexes check out.
     pub fn open(dir: &Path, config: LogConfig) -> StorageResult<PartitionLog> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        cleaner::recover_interrupted_swaps(dir)?;
         let now_ms = wall_clock_ms();
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
@@ -113,12 +126,19 @@ impl PartitionLog {
         let mut segments = Vec::with_capacity(bases.len().max(1));
         if let Some((&tail, sealed)) = bases.split_last() {
             for &base in sealed {
-                segments.push(Segment::open_sealed(
-                    dir,
-                    base,
-                    now_ms,
-                    config.index_interval_bytes,
-                )?);
+                let segment = Segment::open_sealed(dir, base, now_ms, config.index_interval_bytes)?;
+                // Only a compaction merge interrupted by a crash leaves a segment starting inside
+                // the previous one: a member whose records are all in the merged segment.
+                if segments
+                    .last()
+                    .is_some_and(|previous: &Segment| base < previous.next_offset())
+                {
+                    tracing::warn!(dir = %dir.display(), base, "deleting a merged segment");
+                    segment.delete()?;
+                    fsync_dir(dir)?;
+                    continue;
+                }
+                segments.push(segment);
             }
             let (segment, truncated) = Segment::open_recovering(
                 dir,
@@ -149,6 +169,15 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
+        let cleaner = cleaner::read_cleaner_checkpoint(dir)?
+            .map(|checkpoint| CleanerCheckpoint {
+                first_dirty_offset: checkpoint.first_dirty_offset.min(log_end),
+                ..checkpoint
+            })
+            .unwrap_or(CleanerCheckpoint {
+                first_dirty_offset: log_start_offset,
+                earliest_delete_horizon: None,
+            });
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -158,6 +187,9 @@ impl PartitionLog {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             clean_marker_present: false,
+            cleaner,
+            cleaning_in_progress: false,
+            truncations: 0,
         };
         log.rebuild_producer_state()?;
         Ok(log)
@@ -271,6 +303,9 @@ impl PartitionLog {
                     "batch holds {} records but its last offset delta is {}",
                     header.record_count, header.last_offset_delta
                 )));
+            }
+            if self.config.cleanup_policy_compact && !header.is_control() {
+                check_records_have_keys(batch)?;
             }
         }
 
@@ -399,7 +434,7 @@ impl PartitionLog {
             _ => now_ms.saturating_sub(active.created_ms()),
         };
         active.size() + append_bytes > self.segment_bytes()
-            || waited > self.config.segment_ms
+            || waited > self.config.max_segment_ms()
             || last_offset - active.base_offset() > i64::from(i32::MAX)
     }
 
@@ -425,10 +460,12 @@ impl PartitionLog {
     }
 
     /// Periodic duty: rolls an active segment older than `segment.ms` (wall clock since it was
-    /// created) and fsyncs when unflushed data is older than `flush.ms`.
+    /// created; for compacted logs also `max.compaction.lag.ms`) and fsyncs when unflushed data is
+    /// older than `flush.ms`.
     pub fn maybe_roll_and_flush(&mut self, now_ms: i64) -> StorageResult<()> {
         let active = self.active();
-        if !active.is_empty() && now_ms.saturating_sub(active.created_ms()) > self.config.segment_ms
+        if !active.is_empty()
+            && now_ms.saturating_sub(active.created_ms()) > self.config.max_segment_ms()
         {
             self.roll(now_ms)?;
         }
@@ -615,23 +652,32 @@ impl PartitionLog {
             return Ok(deleted);
         }
         let mut expired = 0usize;
+        let active_index = self.segments.len() - 1;
+        // An empty sealed segment (left by compaction) holds nothing: it goes with its neighbours.
+        let empty_sealed =
+            |index: usize, segment: &Segment| segment.is_empty() && index < active_index;
         if self.config.retention_ms >= 0 {
             expired = self
                 .segments
                 .iter()
-                .take_while(|segment| {
+                .enumerate()
+                .take_while(|&(index, segment)| {
                     let newest = segment
                         .max_timestamp()
                         .map_or(segment.created_ms(), |(timestamp, _)| timestamp);
-                    !segment.is_empty() && now_ms.saturating_sub(newest) > self.config.retention_ms
+                    empty_sealed(index, segment)
+                        || (!segment.is_empty()
+                            && now_ms.saturating_sub(newest) > self.config.retention_ms)
                 })
                 .count();
         }
         if self.config.retention_bytes >= 0 {
             let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
             let mut by_size = 0usize;
-            for segment in &self.segments {
-                if segment.is_empty() || excess - (segment.size() as i64) < 0 {
+            for (index, segment) in self.segments.iter().enumerate() {
+                if (segment.is_empty() && !empty_sealed(index, segment))
+                    || excess - (segment.size() as i64) < 0
+                {
                     break;
                 }
                 excess -= segment.size() as i64;
@@ -663,6 +709,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.drop_clean_shutdown_marker()?;
+        self.truncations += 1;
         let now_ms = wall_clock_ms();
         if offset <= self.segments[0].base_offset() {
             let start = offset.max(0);
@@ -687,13 +734,248 @@ impl PartitionLog {
             }
         }
         self.unflushed_messages = 0;
+        if self.cleaner.first_dirty_offset > self.log_end_offset() {
+            self.cleaner.first_dirty_offset = self.log_end_offset().max(self.log_start_offset);
+            cleaner::write_cleaner_checkpoint(&self.dir, &self.cleaner)?;
+        }
         self.rebuild_producer_state()
+    }
+
+    /// The compaction state: offsets below `first_dirty_offset` have been cleaned.
+    pub fn cleaner_checkpoint(&self) -> CleanerCheckpoint {
+        self.cleaner
+    }
+
+    /// First step of a compaction pass (see [`crate::cleaner`]): when the log is compacted and a
+    /// pass is due at `now_ms`, marks a pass as running and returns what the unlocked part needs.
+    pub(crate) fn plan_compaction(&mut self, now_ms: i64) -> StorageResult<Option<CompactionPlan>> {
+        if !self.config.cleanup_policy_compact || self.cleaning_in_progress {
+            return Ok(None);
+        }
+        let min_lag = self.config.min_compaction_lag_ms;
+        let sealed = &self.segments[..self.segments.len() - 1];
+        let cleanable: Vec<&Segment> = sealed
+            .iter()
+            .take_while(|segment| {
+                min_lag == 0
+                    || segment
+                        .max_timestamp()
+                        .is_none_or(|(newest, _)| now_ms.saturating_sub(newest) >= min_lag)
+            })
+            .filter(|segment| segment.next_offset() > self.log_start_offset)
+            .collect();
+        let first_dirty = self.cleaner.first_dirty_offset.max(self.log_start_offset);
+        let total_bytes: u64 = cleanable.iter().map(|segment| segment.size()).sum();
+        let dirty: Vec<&&Segment> = cleanable
+            .iter()
+            .filter(|segment| segment.next_offset() > first_dirty)
+            .collect();
+        let dirty_bytes: u64 = dirty.iter().map(|segment| segment.size()).sum();
+        let ratio_due = dirty_bytes > 0
+            && dirty_bytes as f64 / total_bytes as f64 >= self.config.min_cleanable_dirty_ratio;
+        let max_lag = self.config.max_compaction_lag_ms;
+        let lag_due = dirty.first().is_some_and(|segment| {
+            let oldest = segment
+                .first_batch_timestamp()
+                .filter(|&timestamp| timestamp >= 0)
+                .unwrap_or(segment.created_ms());
+            max_lag != i64::MAX && now_ms.saturating_sub(oldest) > max_lag
+        });
+        let tombstones_due = !cleanable.is_empty()
+            && self
+                .cleaner
+                .earliest_delete_horizon
+                .is_some_and(|horizon| now_ms >= horizon);
+        if !(ratio_due || lag_due || tombstones_due) {
+            return Ok(None);
+        }
+        let mut segments = Vec::with_capacity(cleanable.len());
+        for (index, segment) in cleanable.iter().enumerate() {
+            segments.push(PlannedSegment {
+                base_offset: segment.base_offset(),
+                size: segment.size(),
+                next_offset: segment.next_offset(),
+                log: segment.clone_log_handle()?,
+                holds_log_start: index == 0,
+            });
+        }
+        self.cleaning_in_progress = true;
+        Ok(Some(CompactionPlan {
+            dir: self.dir.clone(),
+            segments,
+            first_dirty_offset: first_dirty,
+            now_ms,
+            delete_retention_ms: self.config.delete_retention_ms,
+            index_interval: self.config.index_interval_bytes,
+            max_segment_bytes: self.segment_bytes(),
+            producer_last_offsets: self.producers.last_batch_offsets(),
+            truncations: self.truncations,
+            previous_delete_horizon: self.cleaner.earliest_delete_horizon,
+        }))
+    }
+
+    /// Ends a pass that failed before its swap, deleting whatever cleaned copies it left (under
+    /// the lock, so a new pass cannot have started writing files of the same names).
+    pub(crate) fn abort_compaction(&mut self, planned_bases: &[i64]) {
+        for &base in planned_bases {
+            cleaner::remove_segment_files(&self.dir, base, CLEANED_SUFFIX);
+        }
+        self.cleaning_in_progress = false;
+    }
+
+    /// Last step of a compaction pass: swaps in the cleaned segments that still match the log
+    /// (a segment deleted by retention or a truncation meanwhile is skipped), crash-safely via
+    /// `.swap` names, and records the cleaner's progress.
+    pub(crate) fn install_compaction(
+        &mut self,
+        cleaned: CleanedLog,
+    ) -> StorageResult<CompactionStats> {
+        self.cleaning_in_progress = false;
+        let mut stats = CompactionStats {
+            first_dirty_offset: self.cleaner.first_dirty_offset,
+            ..CompactionStats::default()
+        };
+        if cleaned.truncations != self.truncations {
+            for segment in cleaned.cleaned {
+                segment.replacement.delete()?;
+            }
+            tracing::info!(dir = %self.dir.display(), "log truncated while compacting: pass void");
+            return Ok(stats);
+        }
+        let mut swaps = Vec::new();
+        let mut deletions = Vec::new();
+        for segment in cleaned.cleaned {
+            let Some(index) = self.position_of_sealed_run(&segment.members) else {
+                segment.replacement.delete()?;
+                continue;
+            };
+            stats.records_removed += segment.records_removed;
+            stats.tombstones_removed += segment.tombstones_removed;
+            stats.bytes_before += segment.members.iter().map(|&(_, size)| size).sum::<u64>();
+            let bases = segment.members.iter().map(|&(base, _)| base);
+            if segment.replacement.is_empty() && index > 0 {
+                segment.replacement.delete()?;
+                deletions.extend(bases);
+            } else {
+                stats.bytes_after += segment.replacement.size();
+                swaps.push((bases.skip(1).collect::<Vec<i64>>(), segment.replacement));
+            }
+        }
+        let committed = swaps
+            .iter_mut()
+            .try_for_each(|(_, replacement)| replacement.rename_files(SWAP_SUFFIX))
+            .and_then(|()| fsync_dir(&self.dir));
+        if let Err(error) = committed {
+            self.discard_swaps(
+                swaps
+                    .iter()
+                    .map(|(_, replacement)| replacement.base_offset()),
+            );
+            return Err(error);
+        }
+        let mut swaps = swaps.into_iter();
+        for (merged_away, mut replacement) in swaps.by_ref() {
+            let base = replacement.base_offset();
+            if let Err(error) = replacement.rename_files("") {
+                // Its indexes may already be the new ones beside the old log: drop them, so the
+                // next open rebuilds them from the log.
+                for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    let path = segment_file_with(&self.dir, base, suffix, "");
+                    if let Err(error) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), %error, "could not delete an index");
+                    }
+                }
+                let rest = swaps.map(|(_, replacement)| replacement.base_offset());
+                self.discard_swaps(std::iter::once(base).chain(rest));
+                return Err(error);
+            }
+            // The old segment's files were replaced by the rename: dropping it closes its handles.
+            let index = self.segment_position(base);
+            if let Some(index) = index {
+                drop(std::mem::replace(&mut self.segments[index], replacement));
+            }
+            stats.segments_rewritten += 1;
+            // Merged members go after the merged copy is in: one left by a crash overlaps the
+            // merged segment and is deleted on open.
+            self.delete_segments_by_base(&merged_away, &mut stats)?;
+        }
+        fsync_dir(&self.dir)?;
+        self.delete_segments_by_base(&deletions, &mut stats)?;
+        fsync_dir(&self.dir)?;
+        self.cleaner = CleanerCheckpoint {
+            first_dirty_offset: cleaned.end_offset,
+            earliest_delete_horizon: cleaned.earliest_delete_horizon,
+        };
+        cleaner::write_cleaner_checkpoint(&self.dir, &self.cleaner)?;
+        stats.first_dirty_offset = cleaned.end_offset;
+        tracing::debug!(dir = %self.dir.display(), ?stats, "compacted log");
+        Ok(stats)
+    }
+
+    fn segment_position(&self, base_offset: i64) -> Option<usize> {
+        self.segments
+            .iter()
+            .position(|segment| segment.base_offset() == base_offset)
+    }
+
+    /// Where the sealed segments `members` (base offset, size) still lie in the log, consecutive
+    /// and unchanged; `None` if any of them went (retention, DeleteRecords) or is the active one.
+    fn position_of_sealed_run(&self, members: &[(i64, u64)]) -> Option<usize> {
+        let (first, _) = *members.first()?;
+        let index = self.segment_position(first)?;
+        let unchanged = index + members.len() < self.segments.len()
+            && members.iter().enumerate().all(|(k, &(base, size))| {
+                let live = &self.segments[index + k];
+                live.base_offset() == base && live.size() == size
+            });
+        unchanged.then_some(index)
+    }
+
+    /// Removes the segments with these base offsets from the log and deletes their files.
+    fn delete_segments_by_base(
+        &mut self,
+        bases: &[i64],
+        stats: &mut CompactionStats,
+    ) -> StorageResult<()> {
+        for &base in bases {
+            if let Some(index) = self.segment_position(base) {
+                self.segments.remove(index).delete()?;
+                stats.segments_deleted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed swap: deletes the cleaned copies not yet in place, whatever their names, so
+    /// that a later recovery cannot complete a swap the log in memory never saw (and that
+    /// retention may since have deleted). Best effort: the error being returned matters more.
+    fn discard_swaps(&self, bases: impl Iterator<Item = i64>) {
+        for base in bases {
+            for extra in [SWAP_SUFFIX, CLEANED_SUFFIX] {
+                cleaner::remove_segment_files(&self.dir, base, extra);
+            }
+        }
+        if let Err(error) = fsync_dir(&self.dir) {
+            tracing::warn!(%error, "could not fsync after discarding a failed compaction swap");
+        }
     }
 
     fn write_log_start_checkpoint(&self) -> StorageResult<()> {
         let text = format!("{CHECKPOINT_VERSION}\n{}\n", self.log_start_offset);
         write_file_atomically(&self.dir.join(LOG_START_CHECKPOINT), text.as_bytes())
     }
+}
+
+/// Refuses a batch holding a record without key (Kafka: a compacted topic cannot accept one).
+fn check_records_have_keys(batch: &bytes::Bytes) -> StorageResult<()> {
+    let records = decode_records(batch, DEFAULT_MAX_DECOMPRESSED_BYTES)
+        .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+    if records.iter().any(|record| record.key.is_none()) {
+        return Err(StorageError::InvalidRecord(
+            "compacted topic cannot accept a record without key".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the persisted log start offset, if any.

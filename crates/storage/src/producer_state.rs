@@ -157,6 +157,15 @@ impl ProducerStateManager {
         }
     }
 
+    /// Per producer id, the last offset of its newest batch in the log. The log cleaner keeps that
+    /// batch (emptied if need be) so the producer's sequence survives compaction, as Kafka does.
+    pub fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(&id, entry)| entry.batches.back().map(|batch| (id, batch.last_offset)))
+            .collect()
+    }
+
     /// Forgets producers whose last write lies before the log start (Kafka does the same when
     /// the log start offset moves).
     pub fn evict_before(&mut self, log_start_offset: i64) {

@@ -25,9 +25,20 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
 const OFFSET_ENTRY_LEN: usize = 8;
 const TIME_ENTRY_LEN: usize = 12;
 
-/// Path of a segment file: `<dir>/<base offset, 20 digits><suffix>`.
-pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}{suffix}"))
+/// Extra suffix of the files of a segment written by the cleaner, not yet swapped in.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Extra suffix of the files of a cleaned segment being swapped in (the commit point of a swap).
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+
+/// Path of a segment file: `<dir>/<base offset, 20 digits><suffix><extra>`, where `extra` is
+/// empty for a live segment, or [`CLEANED_SUFFIX`] or [`SWAP_SUFFIX`].
+pub(crate) fn segment_file_with(
+    dir: &Path,
+    base_offset: i64,
+    suffix: &str,
+    extra: &str,
+) -> PathBuf {
+    dir.join(format!("{base_offset:020}{suffix}{extra}"))
 }
 
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.
@@ -79,6 +90,9 @@ pub(crate) struct LocatedBatch {
 pub(crate) struct Segment {
     dir: PathBuf,
     base_offset: i64,
+    /// Extra suffix of the file names: empty for a live segment, [`CLEANED_SUFFIX`] or
+    /// [`SWAP_SUFFIX`] for a cleaned copy on its way in.
+    extra_suffix: &'static str,
     log: File,
     offset_index_file: File,
     time_index_file: File,
@@ -113,7 +127,17 @@ fn open_rw(path: &Path) -> StorageResult<File> {
 
 impl Segment {
     fn open_files(dir: &Path, base_offset: i64, created_ms: i64) -> StorageResult<Self> {
-        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        Self::open_files_with(dir, base_offset, created_ms, "")
+    }
+
+    fn open_files_with(
+        dir: &Path,
+        base_offset: i64,
+        created_ms: i64,
+        extra_suffix: &'static str,
+    ) -> StorageResult<Self> {
+        let path = |suffix: &str| segment_file_with(dir, base_offset, suffix, extra_suffix);
+        let log_path = path(LOG_SUFFIX);
         let log = open_rw(&log_path)?;
         let size = log
             .metadata()
@@ -122,9 +146,10 @@ impl Segment {
         Ok(Self {
             dir: dir.to_path_buf(),
             base_offset,
+            extra_suffix,
             log,
-            offset_index_file: open_rw(&segment_file(dir, base_offset, INDEX_SUFFIX))?,
-            time_index_file: open_rw(&segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+            offset_index_file: open_rw(&path(INDEX_SUFFIX))?,
+            time_index_file: open_rw(&path(TIME_INDEX_SUFFIX))?,
             size,
             next_offset: base_offset,
             offset_index: Vec::new(),
@@ -140,7 +165,24 @@ impl Segment {
 
     /// Creates a new, empty segment (any leftover files with its name are emptied).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> StorageResult<Self> {
-        let mut segment = Self::open_files(dir, base_offset, now_ms)?;
+        let segment = Self::create_with(dir, base_offset, now_ms, "")?;
+        fsync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Creates the empty `.cleaned` files of a cleaned copy of the segment at `base_offset`. The
+    /// directory is fsynced later, when the copy is swapped in.
+    pub fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> StorageResult<Self> {
+        Self::create_with(dir, base_offset, now_ms, CLEANED_SUFFIX)
+    }
+
+    fn create_with(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        extra_suffix: &'static str,
+    ) -> StorageResult<Self> {
+        let mut segment = Self::open_files_with(dir, base_offset, now_ms, extra_suffix)?;
         for file in [
             &segment.log,
             &segment.offset_index_file,
@@ -149,8 +191,29 @@ impl Segment {
             file.set_len(0).context(|| segment.describe("emptying"))?;
         }
         segment.size = 0;
-        fsync_dir(dir)?;
         Ok(segment)
+    }
+
+    /// Renames the segment's three files to carry `extra_suffix` instead of their current one:
+    /// indexes first, the log last (the log's name is what recovery goes by). The open handles
+    /// stay valid. The caller fsyncs the directory.
+    pub fn rename_files(&mut self, extra_suffix: &'static str) -> StorageResult<()> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+            let from = segment_file_with(&self.dir, self.base_offset, suffix, self.extra_suffix);
+            let to = segment_file_with(&self.dir, self.base_offset, suffix, extra_suffix);
+            fs::rename(&from, &to)
+                .context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+        }
+        self.extra_suffix = extra_suffix;
+        Ok(())
+    }
+
+    /// A second handle on the log file, for reading outside the partition lock (sealed segments
+    /// never change; a deleted file stays readable through an open handle).
+    pub fn clone_log_handle(&self) -> StorageResult<File> {
+        self.log
+            .try_clone()
+            .context(|| self.describe("duplicating the handle of"))
     }
 
     /// Opens a sealed segment, trusting its indexes if they are consistent with the log file, and
@@ -198,7 +261,7 @@ impl Segment {
     fn describe(&self, what: &str) -> String {
         format!(
             "{what} {}",
-            segment_file(&self.dir, self.base_offset, LOG_SUFFIX).display()
+            segment_file_with(&self.dir, self.base_offset, LOG_SUFFIX, self.extra_suffix).display()
         )
     }
 
@@ -611,7 +674,11 @@ impl Segment {
         };
         let mut walker = HeaderWalker::new(self, start.position);
         while let Some(LocatedBatch { header, position }) = walker.next_batch()? {
-            if header.max_timestamp >= timestamp && header.last_offset() >= min_offset {
+            // Batches emptied by compaction hold no record to answer with.
+            if header.record_count > 0
+                && header.max_timestamp >= timestamp
+                && header.last_offset() >= min_offset
+            {
                 let batch = self.read_bytes(position, header.total_len())?;
                 if let Some(found) =
                     first_record_at_or_after(&header, &batch, timestamp, min_offset)
@@ -640,7 +707,7 @@ impl Segment {
     /// Deletes the segment's files.
     pub fn delete(self) -> StorageResult<()> {
         for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = segment_file(&self.dir, self.base_offset, suffix);
+            let path = segment_file_with(&self.dir, self.base_offset, suffix, self.extra_suffix);
             match fs::remove_file(&path) {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => {
                     return Err(StorageError::io(

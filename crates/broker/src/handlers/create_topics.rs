@@ -266,6 +266,9 @@ pub(super) mod tests {
             advertised_port: 9092,
             metadata,
             partitions: PartitionRegistry::new(dir, 1, LogConfig::default()),
+            groups: crate::groups::GroupCoordinator::new(crate::groups::GroupConfig::from_broker(
+                &config,
+            )),
             config,
             producer_ids: Mutex::new((0, 0)),
         };

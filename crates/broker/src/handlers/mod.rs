@@ -9,16 +9,27 @@ mod alter_configs;
 pub mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use strom_protocol::messages::{api_info, stable_max_version, RequestBody, ResponseBody};
 
@@ -35,6 +46,15 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (1, 4),  // Fetch
     (2, 1),  // ListOffsets
     (3, 0),  // Metadata
+    (8, 0),  // OffsetCommit
+    (9, 0),  // OffsetFetch
+    (10, 0), // FindCoordinator
+    (11, 0), // JoinGroup
+    (12, 0), // Heartbeat
+    (13, 0), // LeaveGroup
+    (14, 0), // SyncGroup
+    (15, 0), // DescribeGroups
+    (16, 0), // ListGroups
     (18, 0), // ApiVersions
     (19, 0), // CreateTopics
     (20, 0), // DeleteTopics
@@ -43,7 +63,9 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (32, 0), // DescribeConfigs
     (33, 0), // AlterConfigs
     (37, 0), // CreatePartitions
+    (42, 0), // DeleteGroups
     (44, 0), // IncrementalAlterConfigs
+    (47, 0), // OffsetDelete
     (60, 0), // DescribeCluster
 ];
 
@@ -104,6 +126,37 @@ pub async fn handle(
         ),
         RequestBody::DescribeCluster(r) => {
             ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
+        }
+        RequestBody::FindCoordinator(r) => {
+            ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version))
+        }
+        RequestBody::JoinGroup(r) => ResponseBody::JoinGroup(
+            join_group::handle(broker, r, version, crate::groups::ClientIdentity::default()).await,
+        ),
+        RequestBody::SyncGroup(r) => {
+            ResponseBody::SyncGroup(sync_group::handle(broker, r, version).await)
+        }
+        RequestBody::Heartbeat(r) => ResponseBody::Heartbeat(heartbeat::handle(broker, r, version)),
+        RequestBody::LeaveGroup(r) => {
+            ResponseBody::LeaveGroup(leave_group::handle(broker, r, version))
+        }
+        RequestBody::OffsetCommit(r) => {
+            ResponseBody::OffsetCommit(offset_commit::handle(broker, r, version))
+        }
+        RequestBody::OffsetFetch(r) => {
+            ResponseBody::OffsetFetch(offset_fetch::handle(broker, r, version))
+        }
+        RequestBody::OffsetDelete(r) => {
+            ResponseBody::OffsetDelete(offset_delete::handle(broker, r, version))
+        }
+        RequestBody::ListGroups(r) => {
+            ResponseBody::ListGroups(list_groups::handle(broker, r, version))
+        }
+        RequestBody::DescribeGroups(r) => {
+            ResponseBody::DescribeGroups(describe_groups::handle(broker, r, version))
+        }
+        RequestBody::DeleteGroups(r) => {
+            ResponseBody::DeleteGroups(delete_groups::handle(broker, r, version))
         }
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.

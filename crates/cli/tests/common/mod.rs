@@ -3,6 +3,8 @@
 //! pointed at it. The child process is always killed and reaped on drop.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+pub mod raw;
+
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

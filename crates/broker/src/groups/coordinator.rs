@@ -1,0 +1,1254 @@
+//! The classic group coordinator's state machine, after Kafka's `GroupCoordinator`: JoinGroup,
+//! SyncGroup, Heartbeat and LeaveGroup drive each group through Empty, PreparingRebalance,
+//! CompletingRebalance and Stable; session, rebalance, sync and pending-member deadlines are
+//! checked by [`GroupCoordinator::tick`]; committed offsets are written to the offsets log before
+//! they are acknowledged, and [`GroupCoordinator::load`] rebuilds everything from that log.
+//!
+//! All groups sit behind one mutex that is never held across an `.await`: a JoinGroup or SyncGroup
+//! that must wait for the rest of its group gets a oneshot receiver ([`Pending::Waiting`]) and the
+//! response is sent into it by whichever request or timer completes the phase. Time is passed in
+//! (milliseconds since the epoch), which keeps the state machine deterministic under test.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use strom_protocol::messages::join_group_request::JoinGroupRequest;
+use strom_protocol::messages::join_group_response::JoinGroupResponse;
+use strom_protocol::messages::sync_group_request::SyncGroupRequest;
+use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use tokio::sync::oneshot;
+
+use super::codes::*;
+use super::group::{Group, GroupState, InitialDelay, JoinTimer, Member};
+use super::records::{partition_for_group, CommittedOffset, OffsetsKey, StoredGroup};
+use super::store::{OffsetsLog, OffsetsLogError};
+
+/// How often offsets of empty groups are checked against `offsets.retention.minutes`.
+const RETENTION_CHECK_INTERVAL_MS: i64 = 60_000;
+/// The first JoinGroup version that must use MEMBER_ID_REQUIRED (KIP-394).
+const FIRST_VERSION_REQUIRING_MEMBER_ID: i16 = 4;
+/// The first JoinGroup version that understands `skip_assignment` (KIP-814).
+const FIRST_VERSION_WITH_SKIP_ASSIGNMENT: i16 = 9;
+
+/// The coordinator's settings, from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub offsets_partitions: i32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub initial_rebalance_delay_ms: i32,
+    pub offsets_retention_ms: i64,
+}
+
+/// Who sent a JoinGroup: the request header's client id and the peer's address.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIdentity {
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A response that is either known now or will be sent once the group's phase completes.
+#[derive(Debug)]
+pub enum Pending<T> {
+    Ready(T),
+    Waiting(oneshot::Receiver<T>),
+}
+
+impl<T> Pending<T> {
+    /// Waits for the response; `on_abandoned` answers if the coordinator dropped the request
+    /// (replaced by a newer request of the same member, or the broker shuts down).
+    pub async fn resolve(self, on_abandoned: impl FnOnce() -> T) -> T {
+        match self {
+            Pending::Ready(response) => response,
+            Pending::Waiting(receiver) => receiver.await.unwrap_or_else(|_| on_abandoned()),
+        }
+    }
+}
+
+/// One group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// Who commits offsets: the group, and the member and generation it claims (generation -1 and
+/// no member for a group that does not use the coordinator for membership).
+#[derive(Debug, Clone, Copy)]
+pub struct Committer<'a> {
+    pub group_id: &'a str,
+    pub generation_id: i32,
+    pub member_id: &'a str,
+    pub group_instance_id: Option<&'a str>,
+}
+
+/// The committed offsets of one topic as OffsetFetch reports them: `None` when nothing is committed.
+pub type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+/// Everything about a JoinGroup besides the group and member ids.
+struct JoinParams {
+    group_instance_id: Option<String>,
+    client: ClientIdentity,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    protocol_type: String,
+    protocols: Vec<(String, Bytes)>,
+    require_known_member_id: bool,
+    supports_skip_assignment: bool,
+}
+
+/// What the transitions need besides the group: the time, the settings and the offsets log.
+struct Context<'a> {
+    now_ms: i64,
+    config: &'a GroupConfig,
+    log: &'a dyn OffsetsLog,
+}
+
+impl Context<'_> {
+    /// Appends records of `group_id` to its offsets partition.
+    fn write(
+        &self,
+        group_id: &str,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<(), OffsetsLogError> {
+        let partition = partition_for_group(group_id, self.config.offsets_partitions);
+        self.log.append(partition, records, self.now_ms)
+    }
+
+    /// Stores the group's membership so that it can be described after a restart. A failure is
+    /// logged; the in-memory group stays authoritative.
+    fn persist_group(&self, group: &Group) {
+        let key = OffsetsKey::Group {
+            group: group.id.clone(),
+        };
+        let record = (key.encode(), Some(group.to_stored().encode()));
+        if let Err(error) = self.write(&group.id, &[record]) {
+            tracing::warn!(group = %group.id, %error, "could not store group metadata");
+        }
+    }
+}
+
+/// The group coordinator: every group hosted by this broker.
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    groups: Mutex<HashMap<String, Group>>,
+    next_retention_check_ms: AtomicI64,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig) -> Self {
+        GroupCoordinator {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            next_retention_check_ms: AtomicI64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn context<'a>(&'a self, now_ms: i64, log: &'a dyn OffsetsLog) -> Context<'a> {
+        Context {
+            now_ms,
+            config: &self.config,
+            log,
+        }
+    }
+
+    /// JoinGroup (Kafka's `handleJoinGroup`).
+    pub fn join(
+        &self,
+        request: JoinGroupRequest,
+        version: i16,
+        client: ClientIdentity,
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> Pending<JoinGroupResponse> {
+        let member_id = request.member_id;
+        if request.group_id.is_empty() {
+            return Pending::Ready(join_error(INVALID_GROUP_ID, &member_id));
+        }
+        let session = request.session_timeout_ms;
+        if session < self.config.min_session_timeout_ms
+            || session > self.config.max_session_timeout_ms
+        {
+            return Pending::Ready(join_error(INVALID_SESSION_TIMEOUT, &member_id));
+        }
+        let params = JoinParams {
+            group_instance_id: request.group_instance_id,
+            client,
+            session_timeout_ms: session,
+            // v0 has no rebalance timeout: the session timeout serves as both.
+            rebalance_timeout_ms: if request.rebalance_timeout_ms < 0 {
+                session
+            } else {
+                request.rebalance_timeout_ms
+            },
+            protocol_type: request.protocol_type,
+            protocols: request
+                .protocols
+                .into_iter()
+                .map(|p| (p.name, p.metadata))
+                .collect(),
+            require_known_member_id: version >= FIRST_VERSION_REQUIRING_MEMBER_ID,
+            supports_skip_assignment: version >= FIRST_VERSION_WITH_SKIP_ASSIGNMENT,
+        };
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        if !groups.contains_key(&request.group_id) && !member_id.is_empty() {
+            return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, &member_id));
+        }
+        let group = groups
+            .entry(request.group_id.clone())
+            .or_insert_with(|| Group::new(&request.group_id, now_ms));
+        let outcome = if member_id.is_empty() {
+            join_new_member(group, params, &ctx)
+        } else {
+            join_known_member(group, &member_id, params, &ctx)
+        };
+        try_complete_join(group, &ctx);
+        outcome
+    }
+
+    /// SyncGroup (Kafka's `handleSyncGroup`).
+    pub fn sync(
+        &self,
+        request: SyncGroupRequest,
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> Pending<SyncGroupResponse> {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(&request.group_id) else {
+            return Pending::Ready(sync_error(UNKNOWN_MEMBER_ID));
+        };
+        let member_id = request.member_id.as_str();
+        if let Err(code) = check_member(
+            group,
+            request.group_instance_id.as_deref(),
+            member_id,
+            request.generation_id,
+        ) {
+            return Pending::Ready(sync_error(code));
+        }
+        let type_mismatch = request
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
+        let name_mismatch = request
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
+        if type_mismatch || name_mismatch {
+            return Pending::Ready(sync_error(INCONSISTENT_GROUP_PROTOCOL));
+        }
+        group.pending_sync.remove(member_id);
+        if group.pending_sync.is_empty() {
+            group.sync_deadline_ms = None;
+        }
+        match group.state {
+            GroupState::Empty | GroupState::Dead => Pending::Ready(sync_error(UNKNOWN_MEMBER_ID)),
+            GroupState::PreparingRebalance => Pending::Ready(sync_error(REBALANCE_IN_PROGRESS)),
+            GroupState::Stable => {
+                let assignment = match group.members.get_mut(member_id) {
+                    Some(member) => {
+                        member.last_heartbeat_ms = now_ms;
+                        member.assignment.clone()
+                    }
+                    None => Bytes::new(),
+                };
+                Pending::Ready(sync_ok(group, assignment))
+            }
+            GroupState::CompletingRebalance => {
+                let (sender, receiver) = oneshot::channel();
+                if let Some(member) = group.members.get_mut(member_id) {
+                    member.sync_waiter = Some(sender);
+                    member.last_heartbeat_ms = now_ms;
+                }
+                if group.is_leader(member_id) {
+                    let mut assignments: HashMap<String, Bytes> = request
+                        .assignments
+                        .into_iter()
+                        .map(|a| (a.member_id, a.assignment))
+                        .collect();
+                    for member in group.members.values_mut() {
+                        member.assignment =
+                            assignments.remove(&member.member_id).unwrap_or_default();
+                    }
+                    group.transition(GroupState::Stable, now_ms);
+                    ctx.persist_group(group);
+                    let responses: Vec<(String, SyncGroupResponse)> = group
+                        .members
+                        .values()
+                        .map(|m| (m.member_id.clone(), sync_ok(group, m.assignment.clone())))
+                        .collect();
+                    for (id, response) in responses {
+                        if let Some(member) = group.members.get_mut(&id) {
+                            member.answer_sync(response);
+                        }
+                    }
+                }
+                Pending::Waiting(receiver)
+            }
+        }
+    }
+
+    /// Heartbeat (Kafka's `handleHeartbeat`): the error code to answer with.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> i16 {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        if let Err(code) = check_member(group, group_instance_id, member_id, generation_id) {
+            return code;
+        }
+        let answer = match group.state {
+            GroupState::Empty | GroupState::Dead => return UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
+            GroupState::CompletingRebalance | GroupState::Stable => NONE,
+        };
+        if let Some(member) = group.members.get_mut(member_id) {
+            member.last_heartbeat_ms = now_ms;
+        }
+        answer
+    }
+
+    /// LeaveGroup (Kafka's `handleLeaveGroup`): the top-level error and one error per leaving
+    /// member, given as (member id, group instance id).
+    pub fn leave(
+        &self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> (i16, Vec<i16>) {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return (NONE, vec![UNKNOWN_MEMBER_ID; leaving.len()]);
+        };
+        if group.state == GroupState::Dead {
+            return (COORDINATOR_NOT_AVAILABLE, Vec::new());
+        }
+        let errors = leaving
+            .iter()
+            .map(|(member_id, instance_id)| {
+                if member_id.is_empty() {
+                    let known = instance_id
+                        .as_ref()
+                        .and_then(|id| group.static_members.get(id))
+                        .cloned();
+                    return match known {
+                        Some(id) => {
+                            remove_member_and_update(group, &id, &ctx);
+                            NONE
+                        }
+                        None => UNKNOWN_MEMBER_ID,
+                    };
+                }
+                if group.pending_members.remove(member_id).is_some() {
+                    try_complete_join(group, &ctx);
+                    return NONE;
+                }
+                if group.is_static_member_fenced(instance_id.as_deref(), member_id) {
+                    return FENCED_INSTANCE_ID;
+                }
+                if !group.members.contains_key(member_id) {
+                    return UNKNOWN_MEMBER_ID;
+                }
+                remove_member_and_update(group, member_id, &ctx);
+                NONE
+            })
+            .collect();
+        (NONE, errors)
+    }
+
+    /// OffsetCommit (Kafka's `handleCommitOffsets`): checks the committer, writes the offsets to
+    /// the offsets log and then makes them visible. Returns the error for every partition.
+    pub fn commit_offsets(
+        &self,
+        committer: &Committer<'_>,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> i16 {
+        let &Committer {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+        } = committer;
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        // A group that does not rely on the coordinator for membership may store offsets.
+        if !groups.contains_key(group_id) && generation_id >= 0 {
+            return ILLEGAL_GENERATION;
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now_ms));
+        if group.state == GroupState::Dead {
+            return COORDINATOR_NOT_AVAILABLE;
+        }
+        if group.is_static_member_fenced(group_instance_id, member_id) {
+            return FENCED_INSTANCE_ID;
+        }
+        let simple_commit = generation_id < 0 && group.state == GroupState::Empty;
+        if !simple_commit {
+            if group.state == GroupState::CompletingRebalance {
+                return REBALANCE_IN_PROGRESS;
+            }
+            let Some(member) = group.members.get_mut(member_id) else {
+                return UNKNOWN_MEMBER_ID;
+            };
+            if generation_id != group.generation_id {
+                return ILLEGAL_GENERATION;
+            }
+            member.last_heartbeat_ms = now_ms;
+        }
+        if offsets.is_empty() {
+            return NONE;
+        }
+        let records: Vec<(Bytes, Option<Bytes>)> = offsets
+            .iter()
+            .map(|((topic, partition), offset)| {
+                let key = OffsetsKey::Offset {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                (key.encode(), Some(offset.encode()))
+            })
+            .collect();
+        if let Err(error) = ctx.write(group_id, &records) {
+            tracing::warn!(group = group_id, %error, "could not store committed offsets");
+            return COORDINATOR_NOT_AVAILABLE;
+        }
+        group.offsets.extend(offsets);
+        NONE
+    }
+
+    /// OffsetFetch: the committed offsets of the requested partitions, or of every partition with
+    /// a committed offset when `topics` is `None`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<TopicOffsets> {
+        let groups = self.lock();
+        let offsets = groups.get(group_id).map(|g| &g.offsets);
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, offsets.and_then(|o| o.get(&(topic.clone(), p))).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                for ((topic, partition), offset) in offsets.into_iter().flatten() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*partition, Some(offset.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// OffsetDelete (Kafka's `handleDeleteOffsets`): per-partition errors, or a group-level error.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> Result<Vec<i16>, i16> {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(GROUP_ID_NOT_FOUND);
+        };
+        let subscribed = match group.state {
+            GroupState::Dead => return Err(GROUP_ID_NOT_FOUND),
+            GroupState::Empty => Default::default(),
+            _ => group.subscribed_topics().ok_or(NON_EMPTY_GROUP)?,
+        };
+        let errors: Vec<i16> = partitions
+            .iter()
+            .map(|(topic, _)| {
+                if subscribed.contains(topic) {
+                    GROUP_SUBSCRIBED_TO_TOPIC
+                } else {
+                    NONE
+                }
+            })
+            .collect();
+        let doomed: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&errors)
+            .filter(|(key, error)| **error == NONE && group.offsets.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        remove_offsets(group, &doomed, &ctx).map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+        Ok(errors)
+    }
+
+    /// ListGroups: every group with its protocol type and state.
+    pub fn list_groups(&self) -> Vec<GroupListing> {
+        let groups = self.lock();
+        let mut listed: Vec<GroupListing> = groups
+            .values()
+            .map(|group| GroupListing {
+                group_id: group.id.clone(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                state: group.state,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        listed
+    }
+
+    /// DescribeGroups for one group (Kafka's `GroupMetadata.summary`: member metadata and
+    /// assignments only while Stable; an unknown group is reported as Dead).
+    pub fn describe_group(&self, group_id: &str) -> DescribedGroup {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return DescribedGroup {
+                group_id: group_id.to_string(),
+                group_state: GroupState::Dead.name().to_string(),
+                ..Default::default()
+            };
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = if stable {
+            group.protocol_name.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        DescribedGroup {
+            error_code: NONE,
+            group_id: group.id.clone(),
+            group_state: group.state.name().to_string(),
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_data: protocol.clone(),
+            members: group
+                .members
+                .values()
+                .map(|member| DescribedGroupMember {
+                    member_id: member.member_id.clone(),
+                    group_instance_id: member.group_instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    member_metadata: if stable {
+                        member.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    member_assignment: if stable {
+                        member.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// DeleteGroups: removes empty groups with their offsets (tombstones in the offsets log).
+    pub fn delete_groups(
+        &self,
+        group_ids: &[String],
+        now_ms: i64,
+        log: &dyn OffsetsLog,
+    ) -> Vec<i16> {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        group_ids
+            .iter()
+            .map(|group_id| {
+                let Some(group) = groups.get_mut(group_id) else {
+                    return GROUP_ID_NOT_FOUND;
+                };
+                match group.state {
+                    GroupState::Dead => return GROUP_ID_NOT_FOUND,
+                    GroupState::Empty => {}
+                    _ => return NON_EMPTY_GROUP,
+                }
+                if delete_group_records(group, &ctx).is_err() {
+                    return COORDINATOR_NOT_AVAILABLE;
+                }
+                group.transition(GroupState::Dead, now_ms);
+                groups.remove(group_id);
+                NONE
+            })
+            .collect()
+    }
+
+    /// Runs every deadline that passed by `now_ms`: expired sessions and pending member ids,
+    /// finished join phases (including the initial delay), members that never synced, and,
+    /// at most once a minute, offset retention for empty groups.
+    pub fn tick(&self, now_ms: i64, log: &dyn OffsetsLog) {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            expire_members(group, &ctx);
+            run_join_timer(group, &ctx);
+            run_sync_deadline(group, &ctx);
+        }
+        if now_ms >= self.next_retention_check_ms.load(Ordering::Relaxed) {
+            self.next_retention_check_ms
+                .store(now_ms + RETENTION_CHECK_INTERVAL_MS, Ordering::Relaxed);
+            groups.retain(|_, group| !expire_offsets(group, &ctx));
+        }
+    }
+
+    /// Rebuilds groups and offsets from `__consumer_offsets` records in log order (the last
+    /// record of a key wins, a null value deletes).
+    pub fn load(&self, records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) {
+        let mut groups = self.lock();
+        let mut stored_groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
+        let mut skipped = 0usize;
+        for (key, value) in records {
+            let Ok(key) = OffsetsKey::decode(key) else {
+                skipped += 1;
+                continue;
+            };
+            match key {
+                OffsetsKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                } => match value.map(CommittedOffset::decode) {
+                    Some(Ok(offset)) => {
+                        groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group, now_ms))
+                            .offsets
+                            .insert((topic, partition), offset);
+                    }
+                    Some(Err(_)) => skipped += 1,
+                    None => {
+                        if let Some(existing) = groups.get_mut(&group) {
+                            existing.offsets.remove(&(topic, partition));
+                        }
+                    }
+                },
+                OffsetsKey::Group { group } => match value.map(StoredGroup::decode) {
+                    Some(Ok(stored)) => {
+                        stored_groups.insert(group, Some(stored));
+                    }
+                    Some(Err(_)) => skipped += 1,
+                    None => {
+                        stored_groups.insert(group, None);
+                    }
+                },
+            }
+        }
+        for (group_id, stored) in stored_groups {
+            match stored {
+                Some(stored) => groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, now_ms))
+                    .restore(stored, now_ms),
+                None => {
+                    if groups.get(&group_id).is_some_and(|g| g.offsets.is_empty()) {
+                        groups.remove(&group_id);
+                    }
+                }
+            }
+        }
+        if skipped > 0 {
+            tracing::warn!(skipped, "skipped unreadable __consumer_offsets records");
+        }
+        tracing::info!(groups = groups.len(), "loaded consumer groups");
+    }
+}
+
+/// A JoinGroup with an empty member id (Kafka's `doNewMemberJoin`).
+fn join_new_member(
+    group: &mut Group,
+    params: JoinParams,
+    ctx: &Context<'_>,
+) -> Pending<JoinGroupResponse> {
+    if group.state == GroupState::Dead {
+        return Pending::Ready(join_error(COORDINATOR_NOT_AVAILABLE, ""));
+    }
+    if !group.supports_protocols(&params.protocol_type, &params.protocols) {
+        return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, ""));
+    }
+    let new_member_id = format!("{}-{}", params.client.client_id, random_uuid());
+    if let Some(instance_id) = &params.group_instance_id {
+        if let Some(old_member_id) = group.static_members.get(instance_id).cloned() {
+            return replace_static_member(group, &old_member_id, new_member_id, params, ctx);
+        }
+    } else if params.require_known_member_id {
+        let expiry = ctx.now_ms + i64::from(params.session_timeout_ms);
+        group.pending_members.insert(new_member_id.clone(), expiry);
+        return Pending::Ready(join_error(MEMBER_ID_REQUIRED, &new_member_id));
+    }
+    add_member_and_rebalance(group, new_member_id, params, ctx)
+}
+
+/// A JoinGroup with a member id (Kafka's `doCurrentMemberJoin`).
+fn join_known_member(
+    group: &mut Group,
+    member_id: &str,
+    params: JoinParams,
+    ctx: &Context<'_>,
+) -> Pending<JoinGroupResponse> {
+    if group.state == GroupState::Dead {
+        return Pending::Ready(join_error(COORDINATOR_NOT_AVAILABLE, member_id));
+    }
+    if !group.supports_protocols(&params.protocol_type, &params.protocols) {
+        return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, member_id));
+    }
+    if group.pending_members.remove(member_id).is_some() {
+        return add_member_and_rebalance(group, member_id.to_string(), params, ctx);
+    }
+    if group.is_static_member_fenced(params.group_instance_id.as_deref(), member_id) {
+        return Pending::Ready(join_error(FENCED_INSTANCE_ID, member_id));
+    }
+    let Some(member) = group.members.get(member_id) else {
+        return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, member_id));
+    };
+    let unchanged = member.protocols == params.protocols;
+    match group.state {
+        GroupState::Empty | GroupState::Dead => {
+            Pending::Ready(join_error(UNKNOWN_MEMBER_ID, member_id))
+        }
+        GroupState::CompletingRebalance | GroupState::Stable
+            if unchanged
+                && (group.state == GroupState::CompletingRebalance
+                    || !group.is_leader(member_id)) =>
+        {
+            // Nothing changed: answer with the current generation (the join response was lost).
+            let with_members = group.is_leader(member_id);
+            Pending::Ready(join_ok(group, member_id, with_members))
+        }
+        _ => update_member_and_rebalance(group, member_id, params, ctx),
+    }
+}
+
+/// A static member (known `group.instance.id`) rejoining with a new member id (Kafka's
+/// `updateStaticMemberAndRebalance`): the old id is fenced and, if the group is stable and the
+/// subscription unchanged, the member gets its old assignment back without a rebalance.
+fn replace_static_member(
+    group: &mut Group,
+    old_member_id: &str,
+    new_member_id: String,
+    params: JoinParams,
+    ctx: &Context<'_>,
+) -> Pending<JoinGroupResponse> {
+    let Some(mut member) = group.members.remove(old_member_id) else {
+        return add_member_and_rebalance(group, new_member_id, params, ctx);
+    };
+    member.answer_join(join_error(FENCED_INSTANCE_ID, old_member_id));
+    member.answer_sync(sync_error(FENCED_INSTANCE_ID));
+    let selected = group.protocol_name.clone().unwrap_or_default();
+    let subscription_changed = member.metadata_for(&selected)
+        != params
+            .protocols
+            .iter()
+            .find(|(name, _)| *name == selected)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default();
+    member.member_id = new_member_id.clone();
+    member.client_id = params.client.client_id.clone();
+    member.client_host = params.client.client_host.clone();
+    member.session_timeout_ms = params.session_timeout_ms;
+    member.rebalance_timeout_ms = params.rebalance_timeout_ms;
+    member.protocols = params.protocols.clone();
+    member.last_heartbeat_ms = ctx.now_ms;
+    let was_leader = group.is_leader(old_member_id);
+    if was_leader {
+        group.leader_id = Some(new_member_id.clone());
+    }
+    if let Some(instance_id) = &member.group_instance_id {
+        group
+            .static_members
+            .insert(instance_id.clone(), new_member_id.clone());
+    }
+    if group.pending_sync.remove(old_member_id) {
+        group.pending_sync.insert(new_member_id.clone());
+    }
+    group.members.insert(new_member_id.clone(), member);
+
+    if group.state != GroupState::Stable || subscription_changed {
+        return update_member_and_rebalance(group, &new_member_id, params, ctx);
+    }
+    ctx.persist_group(group);
+    let mut response = join_ok(group, &new_member_id, false);
+    if was_leader && params.supports_skip_assignment {
+        response.members = group.member_metadata();
+        response.skip_assignment = true;
+    } else if was_leader {
+        // An old client must not believe it leads: its assignment would be ignored by a stable
+        // group. Reporting the old leader id keeps it a follower (as Kafka does).
+        response.leader = old_member_id.to_string();
+    }
+    Pending::Ready(response)
+}
+
+fn add_member_and_rebalance(
+    group: &mut Group,
+    member_id: String,
+    params: JoinParams,
+    ctx: &Context<'_>,
+) -> Pending<JoinGroupResponse> {
+    let (sender, receiver) = oneshot::channel();
+    if group.members.is_empty() {
+        group.protocol_type = Some(params.protocol_type.clone());
+    }
+    if group.leader_id.is_none() {
+        group.leader_id = Some(member_id.clone());
+    }
+    if let Some(instance_id) = &params.group_instance_id {
+        group
+            .static_members
+            .insert(instance_id.clone(), member_id.clone());
+    }
+    if let Some(delay) = group
+        .join_timer
+        .as_mut()
+        .and_then(|t| t.initial_delay.as_mut())
+    {
+        delay.new_member_added = true;
+    }
+    group.members.insert(
+        member_id.clone(),
+        Member {
+            member_id,
+            group_instance_id: params.group_instance_id,
+            client_id: params.client.client_id,
+            client_host: params.client.client_host,
+            session_timeout_ms: params.session_timeout_ms,
+            rebalance_timeout_ms: params.rebalance_timeout_ms,
+            protocols: params.protocols,
+            assignment: Bytes::new(),
+            join_waiter: Some(sender),
+            sync_waiter: None,
+            last_heartbeat_ms: ctx.now_ms,
+        },
+    );
+    maybe_prepare_rebalance(group, ctx);
+    Pending::Waiting(receiver)
+}
+
+fn update_member_and_rebalance(
+    group: &mut Group,
+    member_id: &str,
+    params: JoinParams,
+    ctx: &Context<'_>,
+) -> Pending<JoinGroupResponse> {
+    let (sender, receiver) = oneshot::channel();
+    if let Some(member) = group.members.get_mut(member_id) {
+        member.protocols = params.protocols;
+        member.session_timeout_ms = params.session_timeout_ms;
+        member.rebalance_timeout_ms = params.rebalance_timeout_ms;
+        member.last_heartbeat_ms = ctx.now_ms;
+        // A repeated join replaces a parked one, as in Kafka; the abandoned request is answered
+        // COORDINATOR_NOT_AVAILABLE when its sender is dropped, which only makes a client retry.
+        member.join_waiter = Some(sender);
+    }
+    maybe_prepare_rebalance(group, ctx);
+    Pending::Waiting(receiver)
+}
+
+fn maybe_prepare_rebalance(group: &mut Group, ctx: &Context<'_>) {
+    if matches!(
+        group.state,
+        GroupState::Empty | GroupState::Stable | GroupState::CompletingRebalance
+    ) {
+        prepare_rebalance(group, ctx);
+    }
+}
+
+/// Enters PreparingRebalance: members waiting for an assignment are told to rejoin, and the join
+/// phase gets its deadline (for a new group: the initial delay).
+fn prepare_rebalance(group: &mut Group, ctx: &Context<'_>) {
+    if group.state == GroupState::CompletingRebalance {
+        for member in group.members.values_mut() {
+            member.assignment = Bytes::new();
+            member.answer_sync(sync_error(REBALANCE_IN_PROGRESS));
+        }
+    }
+    let rebalance_timeout = group.max_rebalance_timeout_ms();
+    let delay = i64::from(ctx.config.initial_rebalance_delay_ms);
+    let timer = if group.state == GroupState::Empty && delay > 0 {
+        JoinTimer {
+            deadline_ms: ctx.now_ms + delay,
+            initial_delay: Some(InitialDelay {
+                delay_ms: delay,
+                remaining_ms: (rebalance_timeout - delay).max(0),
+                new_member_added: false,
+            }),
+        }
+    } else {
+        JoinTimer {
+            deadline_ms: ctx.now_ms + rebalance_timeout,
+            initial_delay: None,
+        }
+    };
+    group.pending_sync.clear();
+    group.sync_deadline_ms = None;
+    group.join_timer = Some(timer);
+    group.transition(GroupState::PreparingRebalance, ctx.now_ms);
+    try_complete_join(group, ctx);
+}
+
+/// Completes the join phase early when every member has rejoined (Kafka's `DelayedJoin`), except
+/// during a new group's initial delay.
+fn try_complete_join(group: &mut Group, ctx: &Context<'_>) {
+    let in_initial_delay = group
+        .join_timer
+        .is_some_and(|timer| timer.initial_delay.is_some());
+    let all_joined =
+        group.pending_members.is_empty() && group.members.values().all(Member::is_awaiting_join);
+    if group.state == GroupState::PreparingRebalance && !in_initial_delay && all_joined {
+        complete_join(group, ctx);
+    }
+}
+
+/// Ends the join phase (Kafka's `onCompleteJoin`): members that did not rejoin are removed, the
+/// generation advances, a protocol is selected and every member gets its JoinGroup response, the
+/// leader with everyone's metadata.
+fn complete_join(group: &mut Group, ctx: &Context<'_>) {
+    group.join_timer = None;
+    let absent: Vec<String> = group
+        .members
+        .values()
+        .filter(|m| !m.is_awaiting_join())
+        .map(|m| m.member_id.clone())
+        .collect();
+    for member_id in absent {
+        remove_member(group, &member_id);
+    }
+    group.generation_id += 1;
+    if group.members.is_empty() {
+        group.protocol_name = None;
+        group.leader_id = None;
+        group.transition(GroupState::Empty, ctx.now_ms);
+        ctx.persist_group(group);
+        return;
+    }
+    if !group
+        .leader_id
+        .as_ref()
+        .is_some_and(|leader| group.members.contains_key(leader))
+    {
+        group.leader_id = group.members.keys().next().cloned();
+    }
+    group.protocol_name = group.select_protocol();
+    group.transition(GroupState::CompletingRebalance, ctx.now_ms);
+    group.pending_sync = group.members.keys().cloned().collect();
+    group.sync_deadline_ms = Some(ctx.now_ms + group.max_rebalance_timeout_ms());
+    let responses: Vec<(String, JoinGroupResponse)> = group
+        .members
+        .keys()
+        .map(|id| (id.clone(), join_ok(group, id, group.is_leader(id))))
+        .collect();
+    for (id, response) in responses {
+        if let Some(member) = group.members.get_mut(&id) {
+            member.answer_join(response);
+            member.last_heartbeat_ms = ctx.now_ms;
+        }
+    }
+}
+
+/// Removes a member, answering any request it has parked with UNKNOWN_MEMBER_ID.
+fn remove_member(group: &mut Group, member_id: &str) {
+    let Some(mut member) = group.members.remove(member_id) else {
+        return;
+    };
+    member.answer_join(join_error(UNKNOWN_MEMBER_ID, member_id));
+    member.answer_sync(sync_error(UNKNOWN_MEMBER_ID));
+    if let Some(instance_id) = &member.group_instance_id {
+        if group.static_members.get(instance_id).map(String::as_str) == Some(member_id) {
+            group.static_members.remove(instance_id);
+        }
+    }
+    group.pending_sync.remove(member_id);
+    if group.is_leader(member_id) {
+        group.leader_id = group.members.keys().next().cloned();
+    }
+}
+
+/// Removes a member and moves the group on: a rebalance if it was settled, a possibly complete
+/// join phase if one is in progress.
+fn remove_member_and_update(group: &mut Group, member_id: &str, ctx: &Context<'_>) {
+    remove_member(group, member_id);
+    match group.state {
+        GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(group, ctx),
+        GroupState::PreparingRebalance => try_complete_join(group, ctx),
+        GroupState::Empty | GroupState::Dead => {}
+    }
+}
+
+/// Removes members whose session expired and member ids handed out but never used.
+fn expire_members(group: &mut Group, ctx: &Context<'_>) {
+    let now = ctx.now_ms;
+    let before = group.pending_members.len();
+    group.pending_members.retain(|_, expiry| *expiry > now);
+    if group.pending_members.len() != before {
+        try_complete_join(group, ctx);
+    }
+    let expired: Vec<String> = group
+        .members
+        .values()
+        .filter(|m| m.session_expired(now))
+        .map(|m| m.member_id.clone())
+        .collect();
+    for member_id in expired {
+        tracing::info!(group = %group.id, member = %member_id, "member session expired");
+        remove_member_and_update(group, &member_id, ctx);
+    }
+}
+
+/// Ends a join phase whose deadline passed, or extends a new group's initial delay while members
+/// keep arriving (Kafka's `InitialDelayedJoin`).
+fn run_join_timer(group: &mut Group, ctx: &Context<'_>) {
+    let Some(timer) = group.join_timer else {
+        return;
+    };
+    if group.state != GroupState::PreparingRebalance || timer.deadline_ms > ctx.now_ms {
+        return;
+    }
+    match timer.initial_delay {
+        Some(delay) if delay.new_member_added && delay.remaining_ms > 0 => {
+            let extension = delay.delay_ms.min(delay.remaining_ms);
+            group.join_timer = Some(JoinTimer {
+                deadline_ms: ctx.now_ms + extension,
+                initial_delay: Some(InitialDelay {
+                    delay_ms: delay.delay_ms,
+                    remaining_ms: (delay.remaining_ms - extension).max(0),
+                    new_member_added: false,
+                }),
+            });
+        }
+        _ => complete_join(group, ctx),
+    }
+}
+
+/// Members that got their JoinGroup response but never sent SyncGroup within the rebalance
+/// timeout are removed, and the group rebalances without them.
+fn run_sync_deadline(group: &mut Group, ctx: &Context<'_>) {
+    let Some(deadline) = group.sync_deadline_ms else {
+        return;
+    };
+    if deadline > ctx.now_ms {
+        return;
+    }
+    group.sync_deadline_ms = None;
+    let laggards: Vec<String> = std::mem::take(&mut group.pending_sync)
+        .into_iter()
+        .collect();
+    if laggards.is_empty()
+        || !matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        )
+    {
+        return;
+    }
+    for member_id in &laggards {
+        tracing::info!(group = %group.id, member = %member_id, "member never synced; removing it");
+        remove_member(group, member_id);
+    }
+    prepare_rebalance(group, ctx);
+}
+
+/// `offsets.retention.minutes` for an empty group: offsets older than the retention (counted from
+/// when the group became empty, or from the commit for groups without membership) are deleted.
+/// Returns whether the group is now gone (empty, without offsets).
+fn expire_offsets(group: &mut Group, ctx: &Context<'_>) -> bool {
+    if group.state != GroupState::Empty || !group.pending_members.is_empty() {
+        return false;
+    }
+    let retention = ctx.config.offsets_retention_ms;
+    let uses_membership = group.protocol_type.is_some();
+    let expired: Vec<(String, i32)> = group
+        .offsets
+        .iter()
+        .filter(|(_, offset)| {
+            let base = if uses_membership {
+                group.state_since_ms
+            } else {
+                offset.commit_timestamp_ms
+            };
+            base.saturating_add(retention) <= ctx.now_ms
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    if remove_offsets(group, &expired, ctx).is_err() {
+        return false;
+    }
+    if !expired.is_empty() {
+        tracing::info!(group = %group.id, expired = expired.len(), "expired committed offsets");
+    }
+    if group.offsets.is_empty() {
+        if delete_group_records(group, ctx).is_err() {
+            return false;
+        }
+        group.transition(GroupState::Dead, ctx.now_ms);
+        return true;
+    }
+    false
+}
+
+/// Writes tombstones for the given offsets, then forgets them.
+fn remove_offsets(
+    group: &mut Group,
+    keys: &[(String, i32)],
+    ctx: &Context<'_>,
+) -> Result<(), OffsetsLogError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let tombstones: Vec<(Bytes, Option<Bytes>)> = keys
+        .iter()
+        .map(|(topic, partition)| {
+            let key = OffsetsKey::Offset {
+                group: group.id.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            (key.encode(), None)
+        })
+        .collect();
+    ctx.write(&group.id, &tombstones).inspect_err(|error| {
+        tracing::warn!(group = %group.id, %error, "could not delete committed offsets");
+    })?;
+    for key in keys {
+        group.offsets.remove(key);
+    }
+    Ok(())
+}
+
+/// Writes tombstones for all of a group's offsets and its metadata.
+fn delete_group_records(group: &mut Group, ctx: &Context<'_>) -> Result<(), OffsetsLogError> {
+    let keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+    remove_offsets(group, &keys, ctx)?;
+    let key = OffsetsKey::Group {
+        group: group.id.clone(),
+    };
+    ctx.write(&group.id, &[(key.encode(), None)])
+}
+
+/// The checks Heartbeat and SyncGroup share: group alive, member not fenced, known, and of the
+/// current generation.
+fn check_member(
+    group: &Group,
+    instance_id: Option<&str>,
+    member_id: &str,
+    generation_id: i32,
+) -> Result<(), i16> {
+    if group.state == GroupState::Dead {
+        Err(COORDINATOR_NOT_AVAILABLE)
+    } else if group.is_static_member_fenced(instance_id, member_id) {
+        Err(FENCED_INSTANCE_ID)
+    } else if !group.members.contains_key(member_id) {
+        Err(UNKNOWN_MEMBER_ID)
+    } else if generation_id != group.generation_id {
+        Err(ILLEGAL_GENERATION)
+    } else {
+        Ok(())
+    }
+}
+
+fn join_error(error_code: i16, member_id: &str) -> JoinGroupResponse {
+    JoinGroupResponse {
+        error_code,
+        generation_id: -1,
+        protocol_type: None,
+        protocol_name: None,
+        leader: String::new(),
+        member_id: member_id.to_string(),
+        ..Default::default()
+    }
+}
+
+fn join_ok(group: &Group, member_id: &str, with_members: bool) -> JoinGroupResponse {
+    JoinGroupResponse {
+        error_code: NONE,
+        generation_id: group.generation_id,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader_id.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members: if with_members {
+            group.member_metadata()
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    }
+}
+
+fn sync_error(error_code: i16) -> SyncGroupResponse {
+    SyncGroupResponse {
+        error_code,
+        protocol_type: None,
+        protocol_name: None,
+        ..Default::default()
+    }
+}
+
+fn sync_ok(group: &Group, assignment: Bytes) -> SyncGroupResponse {
+    SyncGroupResponse {
+        error_code: NONE,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        assignment,
+        ..Default::default()
+    }
+}
+
+/// A random (version 4) UUID in its usual text form, for member ids. Randomness comes from the
+/// standard library's per-process hash keys mixed with a counter and the clock.
+fn random_uuid() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut bytes = [0u8; 16];
+    for half in bytes.chunks_mut(8) {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(nanos);
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

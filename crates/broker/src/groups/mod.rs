@@ -1,0 +1,87 @@
+//! Consumer groups (classic protocol) and committed offsets: the group coordinator's state machine
+//! ([`coordinator`]), the per-group data ([`group`]), the `__consumer_offsets` record format
+//! ([`records`]) and its persistence ([`store`]). This broker coordinates every group whose offsets
+//! partition it leads, which on a single node is every group.
+//!
+//! Lifecycle: [`start`] creates the offsets topic and replays it into the coordinator before the
+//! broker accepts connections; [`run_timers`] then drives session, rebalance and retention
+//! deadlines in the background.
+
+pub mod coordinator;
+pub mod group;
+pub mod records;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use coordinator::{ClientIdentity, GroupConfig, GroupCoordinator};
+pub use store::{OffsetsTopic, OFFSETS_TOPIC};
+
+use crate::config::BrokerConfig;
+use crate::state::{now_ms, Broker};
+
+/// How often session, join, sync and retention deadlines are checked.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// Kafka error codes of the group APIs.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+}
+
+impl GroupConfig {
+    pub fn from_broker(config: &BrokerConfig) -> Self {
+        GroupConfig {
+            offsets_partitions: config.offsets_topic_num_partitions,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            offsets_retention_ms: i64::from(config.offsets_retention_minutes) * 60_000,
+        }
+    }
+}
+
+/// Creates `__consumer_offsets` if needed and loads every group and committed offset from it.
+/// If the topic cannot be created yet (say, too few brokers for its replication factor), the
+/// broker still starts; FindCoordinator tries again and answers COORDINATOR_NOT_AVAILABLE
+/// meanwhile.
+pub fn start(broker: &Broker) {
+    if let Err(error) = store::ensure_offsets_topic(broker) {
+        tracing::warn!(message = %error.message, "cannot create {OFFSETS_TOPIC} yet");
+        return;
+    }
+    let records = store::read_offsets_topic(broker);
+    broker.groups.load(records, now_ms());
+}
+
+/// Checks the coordinator's deadlines every [`TIMER_TICK`] until shutdown.
+pub async fn run_timers(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        broker.groups.tick(now_ms(), &OffsetsTopic::new(&broker));
+    }
+}

@@ -1,0 +1,628 @@
+//! Unit tests of the group coordinator, driven directly (no network) with explicit clock values
+//! and an in-memory offsets log.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use strom_protocol::codec::Encoder;
+use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
+use strom_protocol::messages::join_group_response::JoinGroupResponse;
+use strom_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
+use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+
+use super::codes::*;
+use super::coordinator::{ClientIdentity, Committer, GroupConfig, GroupCoordinator, Pending};
+use super::group::GroupState;
+use super::records::{CommittedOffset, OffsetsKey};
+use super::store::{OffsetsLog, OffsetsLogError};
+
+const SESSION: i32 = 10_000;
+const REBALANCE: i32 = 30_000;
+
+/// Records appended, as (partition, key, value).
+#[derive(Default)]
+struct MemoryLog {
+    records: Mutex<Vec<(i32, Bytes, Option<Bytes>)>>,
+}
+
+impl OffsetsLog for MemoryLog {
+    fn append(
+        &self,
+        partition: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        _now_ms: i64,
+    ) -> Result<(), OffsetsLogError> {
+        let mut stored = self.records.lock().unwrap();
+        stored.extend(
+            records
+                .iter()
+                .map(|(k, v)| (partition, k.clone(), v.clone())),
+        );
+        Ok(())
+    }
+}
+
+impl MemoryLog {
+    fn replay(&self) -> Vec<(Bytes, Option<Bytes>)> {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn config(initial_delay_ms: i32) -> GroupConfig {
+    GroupConfig {
+        offsets_partitions: 50,
+        min_session_timeout_ms: 6_000,
+        max_session_timeout_ms: 300_000,
+        initial_rebalance_delay_ms: initial_delay_ms,
+        offsets_retention_ms: 60_000,
+    }
+}
+
+/// A ConsumerProtocolSubscription v0 for `topics`.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut out = Encoder::new();
+    out.put_i16(0);
+    out.put_array_len(Some(topics.len()), false);
+    for topic in topics {
+        out.put_string(topic, false);
+    }
+    out.put_nullable_bytes(None, false);
+    out.into_bytes()
+}
+
+fn join_request(
+    member_id: &str,
+    instance_id: Option<&str>,
+    protocols: &[(&str, Bytes)],
+) -> JoinGroupRequest {
+    JoinGroupRequest {
+        group_id: "g".into(),
+        session_timeout_ms: SESSION,
+        rebalance_timeout_ms: REBALANCE,
+        member_id: member_id.into(),
+        group_instance_id: instance_id.map(String::from),
+        protocol_type: "consumer".into(),
+        protocols: protocols
+            .iter()
+            .map(|(name, metadata)| JoinGroupRequestProtocol {
+                name: (*name).into(),
+                metadata: metadata.clone(),
+            })
+            .collect(),
+        reason: None,
+    }
+}
+
+fn range(topics: &[&str]) -> Vec<(&'static str, Bytes)> {
+    vec![("range", subscription(topics))]
+}
+
+fn client(id: &str) -> ClientIdentity {
+    ClientIdentity {
+        client_id: id.into(),
+        client_host: "/127.0.0.1".into(),
+    }
+}
+
+fn committer(generation_id: i32, member_id: &str) -> Committer<'_> {
+    Committer {
+        group_id: "g",
+        generation_id,
+        member_id,
+        group_instance_id: None,
+    }
+}
+
+/// The response if it is already known (ready, or sent into the waiting channel).
+fn answered<T>(pending: &mut Pending<T>) -> Option<T>
+where
+    T: Clone,
+{
+    match pending {
+        Pending::Ready(response) => Some(response.clone()),
+        Pending::Waiting(receiver) => receiver.try_recv().ok(),
+    }
+}
+
+struct Harness {
+    coordinator: GroupCoordinator,
+    log: MemoryLog,
+}
+
+impl Harness {
+    fn new(initial_delay_ms: i32) -> Self {
+        Harness {
+            coordinator: GroupCoordinator::new(config(initial_delay_ms)),
+            log: MemoryLog::default(),
+        }
+    }
+
+    fn join(&self, request: JoinGroupRequest, now: i64) -> Pending<JoinGroupResponse> {
+        self.coordinator
+            .join(request, 9, client("client"), now, &self.log)
+    }
+
+    /// Joins as a new dynamic member through the MEMBER_ID_REQUIRED round trip.
+    fn join_new(
+        &self,
+        protocols: &[(&str, Bytes)],
+        now: i64,
+    ) -> (String, Pending<JoinGroupResponse>) {
+        let mut first = self.join(join_request("", None, protocols), now);
+        let required = answered(&mut first).expect("first join answers at once");
+        assert_eq!(required.error_code, MEMBER_ID_REQUIRED);
+        assert!(required.member_id.starts_with("client-"));
+        let pending = self.join(join_request(&required.member_id, None, protocols), now);
+        (required.member_id, pending)
+    }
+
+    fn sync(
+        &self,
+        member_id: &str,
+        generation_id: i32,
+        assignments: &[(&str, &[u8])],
+        now: i64,
+    ) -> Pending<SyncGroupResponse> {
+        let request = SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: assignments
+                .iter()
+                .map(|(member, assignment)| SyncGroupRequestAssignment {
+                    member_id: (*member).into(),
+                    assignment: Bytes::copy_from_slice(assignment),
+                })
+                .collect(),
+        };
+        self.coordinator.sync(request, now, &self.log)
+    }
+
+    fn state(&self) -> String {
+        self.coordinator.describe_group("g").group_state
+    }
+
+    /// A stable single member is joined by a second one and rejoins: both have their generation
+    /// 2 JoinGroup responses and the group awaits SyncGroup. Returns (leader, follower).
+    fn joined_pair(&self) -> (String, String) {
+        let a = self.stable_single(0);
+        let (b, mut b_join) = self.join_new(&range(&["t"]), 0);
+        let mut a_join = self.join(join_request(&a, None, &range(&["t"])), 0);
+        assert_eq!(answered(&mut a_join).unwrap().generation_id, 2);
+        assert_eq!(answered(&mut b_join).unwrap().generation_id, 2);
+        assert_eq!(self.state(), "CompletingRebalance");
+        (a, b)
+    }
+
+    /// One member joins and syncs alone: a Stable group of generation 1 led by it.
+    fn stable_single(&self, now: i64) -> String {
+        let (member, mut join) = self.join_new(&range(&["t"]), now);
+        let response = answered(&mut join).expect("single member completes the join at once");
+        assert_eq!(response.generation_id, 1);
+        assert_eq!(response.leader, member);
+        let mut sync = self.sync(&member, 1, &[(member.as_str(), b"all")], now);
+        assert_eq!(answered(&mut sync).unwrap().assignment.as_ref(), b"all");
+        member
+    }
+}
+
+#[test]
+fn two_members_rebalance_and_receive_their_assignments() {
+    let h = Harness::new(0);
+    let a = h.stable_single(0);
+    assert_eq!(h.state(), "Stable");
+
+    let (b, mut b_join) = h.join_new(&range(&["t"]), 100);
+    assert!(answered(&mut b_join).is_none(), "b waits for a to rejoin");
+    assert_eq!(h.state(), "PreparingRebalance");
+    assert_eq!(
+        h.coordinator.heartbeat("g", 1, &a, None, 200),
+        REBALANCE_IN_PROGRESS
+    );
+
+    let mut a_join = h.join(join_request(&a, None, &range(&["t"])), 300);
+    let a_response = answered(&mut a_join).expect("everyone rejoined");
+    let b_response = answered(&mut b_join).expect("b is answered too");
+    assert_eq!(a_response.generation_id, 2);
+    assert_eq!(b_response.generation_id, 2);
+    assert_eq!(a_response.protocol_name.as_deref(), Some("range"));
+    assert_eq!(a_response.leader, a);
+    assert_eq!(a_response.members.len(), 2, "the leader sees every member");
+    assert!(b_response.members.is_empty(), "followers see no members");
+    assert_eq!(h.state(), "CompletingRebalance");
+
+    let mut b_sync = h.sync(&b, 2, &[], 400);
+    assert!(
+        answered(&mut b_sync).is_none(),
+        "follower waits for the leader"
+    );
+    let mut a_sync = h.sync(&a, 2, &[(a.as_str(), b"p0"), (b.as_str(), b"p1")], 500);
+    assert_eq!(answered(&mut a_sync).unwrap().assignment.as_ref(), b"p0");
+    assert_eq!(answered(&mut b_sync).unwrap().assignment.as_ref(), b"p1");
+    assert_eq!(h.state(), "Stable");
+    assert_eq!(h.coordinator.heartbeat("g", 2, &b, None, 600), NONE);
+    assert_eq!(
+        h.coordinator.heartbeat("g", 1, &b, None, 600),
+        ILLEGAL_GENERATION
+    );
+    assert_eq!(
+        h.coordinator.heartbeat("g", 2, "nobody", None, 600),
+        UNKNOWN_MEMBER_ID
+    );
+}
+
+#[test]
+fn expired_session_removes_the_member_and_rebalances() {
+    let h = Harness::new(0);
+    let (a, b) = h.joined_pair();
+    h.sync(&a, 2, &[(a.as_str(), b"p0"), (b.as_str(), b"p1")], 0);
+    h.sync(&b, 2, &[], 0);
+    assert_eq!(h.state(), "Stable");
+
+    // a keeps heartbeating, b goes silent.
+    for now in (1_000..=10_000).step_by(1_000) {
+        assert_eq!(h.coordinator.heartbeat("g", 2, &a, None, now), NONE);
+        h.coordinator.tick(now, &h.log);
+    }
+    assert_eq!(
+        h.state(),
+        "PreparingRebalance",
+        "b's session expired at 10 s"
+    );
+    let mut a_join = h.join(join_request(&a, None, &range(&["t"])), 10_100);
+    let response = answered(&mut a_join).expect("only a is left, so the join completes");
+    assert_eq!(response.generation_id, 3);
+    assert_eq!(response.members.len(), 1);
+    assert_eq!(
+        h.coordinator.heartbeat("g", 3, &b, None, 10_200),
+        UNKNOWN_MEMBER_ID
+    );
+}
+
+#[test]
+fn member_that_does_not_rejoin_is_dropped_after_the_rebalance_timeout() {
+    let h = Harness::new(0);
+    let a = h.stable_single(0);
+    let (_b, mut b_join) = h.join_new(&range(&["t"]), 1_000);
+    // a keeps heartbeating (learning of the rebalance) but never rejoins.
+    for now in (2_000..=30_000).step_by(2_000) {
+        assert_eq!(
+            h.coordinator.heartbeat("g", 1, &a, None, now),
+            REBALANCE_IN_PROGRESS
+        );
+        h.coordinator.tick(now, &h.log);
+    }
+    h.coordinator.tick(1_000 + i64::from(REBALANCE) - 1, &h.log);
+    assert!(answered(&mut b_join).is_none());
+    h.coordinator.tick(1_000 + i64::from(REBALANCE), &h.log);
+    let response = answered(&mut b_join).expect("join completes at the rebalance timeout");
+    assert_eq!(response.generation_id, 2);
+    assert_eq!(response.members.len(), 1, "a was removed");
+    assert_eq!(
+        h.coordinator.heartbeat("g", 2, &a, None, 40_000),
+        UNKNOWN_MEMBER_ID
+    );
+}
+
+#[test]
+fn initial_delay_waits_for_more_members_and_extends() {
+    let h = Harness::new(3_000);
+    let (_a, mut a_join) = h.join_new(&range(&["t"]), 0);
+    h.coordinator.tick(2_999, &h.log);
+    assert!(
+        answered(&mut a_join).is_none(),
+        "still in the initial delay"
+    );
+    let (_b, mut b_join) = h.join_new(&range(&["t"]), 1_000);
+    h.coordinator.tick(3_000, &h.log);
+    assert!(
+        answered(&mut a_join).is_none(),
+        "a member arrived: the delay is extended"
+    );
+    h.coordinator.tick(6_000, &h.log);
+    let a_response = answered(&mut a_join).expect("delay over");
+    let b_response = answered(&mut b_join).expect("delay over");
+    assert_eq!(a_response.generation_id, 1);
+    assert_eq!(b_response.generation_id, 1);
+}
+
+#[test]
+fn join_checks_session_timeout_and_protocols() {
+    let h = Harness::new(0);
+    let mut request = join_request("", None, &range(&["t"]));
+    request.session_timeout_ms = 1_000;
+    let mut pending = h.join(request, 0);
+    assert_eq!(
+        answered(&mut pending).unwrap().error_code,
+        INVALID_SESSION_TIMEOUT
+    );
+
+    let mut pending = h.join(join_request("unknown", None, &range(&["t"])), 0);
+    assert_eq!(
+        answered(&mut pending).unwrap().error_code,
+        UNKNOWN_MEMBER_ID
+    );
+
+    h.stable_single(0);
+    let mut other = h.join(
+        join_request("", None, &[("roundrobin", subscription(&["t"]))]),
+        0,
+    );
+    assert_eq!(
+        answered(&mut other).unwrap().error_code,
+        INCONSISTENT_GROUP_PROTOCOL
+    );
+}
+
+#[test]
+fn old_clients_join_without_member_id_round_trip() {
+    let h = Harness::new(0);
+    let mut pending = h.coordinator.join(
+        join_request("", None, &range(&["t"])),
+        3,
+        client("old"),
+        0,
+        &h.log,
+    );
+    let response = answered(&mut pending).expect("alone in the group");
+    assert_eq!(response.error_code, NONE);
+    assert!(response.member_id.starts_with("old-"));
+}
+
+#[test]
+fn protocol_with_most_votes_among_common_ones_is_selected() {
+    let h = Harness::new(0);
+    let meta = subscription(&["t"]);
+    let (a, mut a_join) = h.join_new(&[("range", meta.clone()), ("roundrobin", meta.clone())], 0);
+    answered(&mut a_join).unwrap();
+    let (_b, _b_join) = h.join_new(&[("roundrobin", meta.clone()), ("range", meta.clone())], 0);
+    let (_c, _c_join) = h.join_new(
+        &[
+            ("roundrobin", meta.clone()),
+            ("sticky", meta.clone()),
+            ("range", meta.clone()),
+        ],
+        0,
+    );
+    let mut a_join = h.join(
+        join_request(&a, None, &[("range", meta.clone()), ("roundrobin", meta)]),
+        0,
+    );
+    let response = answered(&mut a_join).expect("all rejoined");
+    assert_eq!(response.protocol_name.as_deref(), Some("roundrobin"));
+}
+
+#[test]
+fn static_member_restart_gets_its_assignment_back_without_rebalance() {
+    let h = Harness::new(0);
+    let protocols = range(&["t"]);
+    let mut first = h.join(join_request("", Some("instance-1"), &protocols), 0);
+    let joined = answered(&mut first).expect("static members need no member id round trip");
+    let old_id = joined.member_id.clone();
+    let mut sync = h.sync(&old_id, 1, &[(old_id.as_str(), b"mine")], 0);
+    answered(&mut sync).unwrap();
+
+    // The process restarts: same instance id, no member id.
+    let mut rejoin = h.join(join_request("", Some("instance-1"), &protocols), 5_000);
+    let response = answered(&mut rejoin).expect("answered at once, no rebalance");
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.generation_id, 1, "same generation");
+    assert_ne!(response.member_id, old_id);
+    assert!(
+        response.skip_assignment,
+        "the leader keeps the current assignment"
+    );
+    assert_eq!(h.state(), "Stable");
+    let mut sync = h.sync(&response.member_id, 1, &[], 5_000);
+    assert_eq!(answered(&mut sync).unwrap().assignment.as_ref(), b"mine");
+    assert_eq!(
+        h.coordinator
+            .heartbeat("g", 1, &old_id, Some("instance-1"), 5_100),
+        FENCED_INSTANCE_ID
+    );
+
+    // Leaving by instance id removes it.
+    let (top, errors) = h.coordinator.leave(
+        "g",
+        &[(String::new(), Some("instance-1".into()))],
+        6_000,
+        &h.log,
+    );
+    assert_eq!((top, errors), (NONE, vec![NONE]));
+    assert_eq!(h.state(), "Empty");
+}
+
+#[test]
+fn leave_group_rebalances_the_rest() {
+    let h = Harness::new(0);
+    let (a, b) = h.joined_pair();
+    h.sync(&a, 2, &[], 0);
+    h.sync(&b, 2, &[], 0);
+
+    let (top, errors) = h.coordinator.leave(
+        "g",
+        &[(a.clone(), None), ("ghost".into(), None)],
+        100,
+        &h.log,
+    );
+    assert_eq!(top, NONE);
+    assert_eq!(errors, vec![NONE, UNKNOWN_MEMBER_ID]);
+    assert_eq!(h.state(), "PreparingRebalance");
+    let mut b_join = h.join(join_request(&b, None, &range(&["t"])), 200);
+    let response = answered(&mut b_join).expect("b is the only member");
+    assert_eq!(response.leader, b, "leadership moved to b");
+    assert_eq!(response.generation_id, 3);
+}
+
+#[test]
+fn commits_are_checked_against_membership_and_generation() {
+    let h = Harness::new(0);
+    let offset = |value: i64| CommittedOffset {
+        offset: value,
+        leader_epoch: 0,
+        metadata: "meta".into(),
+        commit_timestamp_ms: 0,
+    };
+    let commit = |generation: i32, member: &str, value: i64| {
+        h.coordinator.commit_offsets(
+            &committer(generation, member),
+            vec![(("t".into(), 0), offset(value))],
+            0,
+            &h.log,
+        )
+    };
+    assert_eq!(
+        commit(5, "m", 1),
+        ILLEGAL_GENERATION,
+        "unknown group, generation given"
+    );
+    assert_eq!(commit(-1, "", 7), NONE, "simple commit to an empty group");
+    let fetched = h
+        .coordinator
+        .fetch_offsets("g", Some(vec![("t".into(), vec![0, 1])]));
+    assert_eq!(fetched[0].1[0], (0, Some(offset(7))));
+    assert_eq!(fetched[0].1[1], (1, None));
+
+    let member = h.stable_single(0);
+    assert_eq!(commit(1, &member, 9), NONE);
+    assert_eq!(commit(2, &member, 10), ILLEGAL_GENERATION);
+    assert_eq!(commit(1, "stranger", 10), UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        commit(-1, "", 10),
+        UNKNOWN_MEMBER_ID,
+        "simple commits need an empty group"
+    );
+    let all = h.coordinator.fetch_offsets("g", None);
+    assert_eq!(all, vec![("t".to_string(), vec![(0, Some(offset(9)))])]);
+}
+
+#[test]
+fn offsets_and_groups_survive_a_reload() {
+    let h = Harness::new(0);
+    let member = h.stable_single(0);
+    let committed = CommittedOffset {
+        offset: 42,
+        leader_epoch: 3,
+        metadata: "checkpoint".into(),
+        commit_timestamp_ms: 5,
+    };
+    let result = h.coordinator.commit_offsets(
+        &committer(1, &member),
+        vec![
+            (("t".into(), 2), committed.clone()),
+            (("u".into(), 0), committed.clone()),
+        ],
+        0,
+        &h.log,
+    );
+    assert_eq!(result, NONE);
+    let deleted = h
+        .coordinator
+        .delete_offsets("g", &[("u".into(), 0), ("t".into(), 2)], 0, &h.log);
+    assert_eq!(deleted, Ok(vec![NONE, GROUP_SUBSCRIBED_TO_TOPIC]));
+
+    let reloaded = GroupCoordinator::new(config(0));
+    reloaded.load(h.log.replay(), 1_000);
+    let fetched = reloaded.fetch_offsets("g", None);
+    assert_eq!(fetched, vec![("t".to_string(), vec![(2, Some(committed))])]);
+    let described = reloaded.describe_group("g");
+    assert_eq!(described.group_state, "Stable");
+    assert_eq!(described.protocol_data, "range");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].member_id, member);
+    assert_eq!(described.members[0].member_assignment.as_ref(), b"all");
+    assert_eq!(
+        reloaded.heartbeat("g", 1, &member, None, 1_500),
+        NONE,
+        "members carry on after a restart"
+    );
+
+    // Records go to the group's partition, keys in Kafka's format.
+    let records = h.log.records.lock().unwrap();
+    assert!(records
+        .iter()
+        .all(|(p, _, _)| *p == super::records::partition_for_group("g", 50)));
+    assert!(records
+        .iter()
+        .any(|(_, k, v)| v.is_none() && OffsetsKey::decode(k.clone()).is_ok()));
+}
+
+#[test]
+fn delete_groups_only_removes_empty_groups() {
+    let h = Harness::new(0);
+    let member = h.stable_single(0);
+    let names = vec!["g".to_string(), "nope".to_string()];
+    assert_eq!(
+        h.coordinator.delete_groups(&names, 0, &h.log),
+        vec![NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND]
+    );
+    h.coordinator.leave("g", &[(member, None)], 0, &h.log);
+    assert_eq!(h.state(), "Empty");
+    assert_eq!(
+        h.coordinator.delete_groups(&names[..1], 0, &h.log),
+        vec![NONE]
+    );
+    assert_eq!(h.state(), "Dead");
+    assert!(h.coordinator.list_groups().is_empty());
+    let reloaded = GroupCoordinator::new(config(0));
+    reloaded.load(h.log.replay(), 0);
+    assert!(
+        reloaded.list_groups().is_empty(),
+        "tombstones delete the group on reload"
+    );
+}
+
+#[test]
+fn offsets_of_empty_groups_expire_after_the_retention() {
+    let h = Harness::new(0);
+    let offset = CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 1_000,
+    };
+    let result = h.coordinator.commit_offsets(
+        &committer(-1, ""),
+        vec![(("t".into(), 0), offset)],
+        1_000,
+        &h.log,
+    );
+    assert_eq!(result, NONE);
+    h.coordinator.tick(1_000, &h.log);
+    assert_eq!(h.coordinator.list_groups().len(), 1);
+    // Retention is 60 s and checked at most once a minute.
+    h.coordinator.tick(61_000, &h.log);
+    assert!(
+        h.coordinator.list_groups().is_empty(),
+        "offsets expired, group removed"
+    );
+    assert_eq!(h.coordinator.fetch_offsets("g", None), vec![]);
+}
+
+#[test]
+fn member_that_never_syncs_is_removed() {
+    let h = Harness::new(0);
+    let (a, b) = h.joined_pair();
+    h.sync(&a, 2, &[(a.as_str(), b"x")], 0);
+    assert_eq!(h.state(), "Stable");
+    // Both keep heartbeating, but b never syncs.
+    for now in (2_000..=30_000).step_by(2_000) {
+        assert_eq!(h.coordinator.heartbeat("g", 2, &a, None, now), NONE);
+        assert_eq!(h.coordinator.heartbeat("g", 2, &b, None, now), NONE);
+        h.coordinator.tick(now, &h.log);
+    }
+    assert_eq!(h.state(), "PreparingRebalance");
+    assert_eq!(
+        h.coordinator.heartbeat("g", 2, &b, None, 31_000),
+        UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(GroupState::Stable.name(), "Stable");
+}

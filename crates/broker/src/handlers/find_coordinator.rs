@@ -1,0 +1,81 @@
+//! FindCoordinator (key 10): names the broker that coordinates a group. Every group's offsets
+//! partition is led by this node, so the answer is always this broker's advertised address.
+//! Batched lookups (`coordinator_keys`, v4+) are answered key by key. Transaction coordinators
+//! (key type 1) do not exist yet: COORDINATOR_NOT_AVAILABLE.
+
+use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use strom_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+
+use crate::groups::store::ensure_offsets_topic;
+use crate::groups::OFFSETS_TOPIC;
+use crate::state::Broker;
+
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const INVALID_REQUEST: i16 = 42;
+const GROUP_KEY_TYPE: i8 = 0;
+const TRANSACTION_KEY_TYPE: i8 = 1;
+/// FindCoordinator v4 and later look up a batch of keys.
+const FIRST_BATCHED_VERSION: i16 = 4;
+
+pub fn handle(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    if version >= FIRST_BATCHED_VERSION {
+        return FindCoordinatorResponse {
+            coordinators: request
+                .coordinator_keys
+                .into_iter()
+                .map(|key| lookup(broker, key, request.key_type))
+                .collect(),
+            ..Default::default()
+        };
+    }
+    let found = lookup(broker, request.key, request.key_type);
+    FindCoordinatorResponse {
+        error_code: found.error_code,
+        error_message: found.error_message,
+        node_id: found.node_id,
+        host: found.host,
+        port: found.port,
+        ..Default::default()
+    }
+}
+
+fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
+    let failed = |key: String, error_code: i16, message: &str| Coordinator {
+        key,
+        node_id: -1,
+        host: String::new(),
+        port: -1,
+        error_code,
+        error_message: Some(message.to_string()),
+    };
+    match key_type {
+        GROUP_KEY_TYPE if !offsets_topic_ready(broker) => failed(
+            key,
+            COORDINATOR_NOT_AVAILABLE,
+            "the offsets topic cannot be created yet",
+        ),
+        GROUP_KEY_TYPE => Coordinator {
+            key,
+            node_id: broker.node_id,
+            host: broker.advertised_host.clone(),
+            port: i32::from(broker.advertised_port),
+            error_code: 0,
+            error_message: None,
+        },
+        TRANSACTION_KEY_TYPE => failed(
+            key,
+            COORDINATOR_NOT_AVAILABLE,
+            "transactions are not supported yet",
+        ),
+        _ => failed(key, INVALID_REQUEST, "unknown coordinator key type"),
+    }
+}
+
+/// Whether `__consumer_offsets` exists, creating it if it could not be created at start.
+fn offsets_topic_ready(broker: &Broker) -> bool {
+    broker.image().topic(OFFSETS_TOPIC).is_some() || ensure_offsets_topic(broker).is_ok()
+}

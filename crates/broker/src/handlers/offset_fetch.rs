@@ -1,0 +1,97 @@
+//! OffsetFetch (key 9): a group's committed offsets. Versions 0-7 ask for one group, v8+ for a
+//! batch of groups; a null topic list means every partition with a committed offset. Partitions
+//! without one answer offset -1. With no transactions there are never pending offsets, so
+//! `require_stable` is always satisfied.
+
+use strom_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use strom_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+
+use crate::groups::coordinator::TopicOffsets;
+use crate::state::Broker;
+
+/// OffsetFetch v8 and later fetch a batch of groups.
+const FIRST_BATCHED_VERSION: i16 = 8;
+
+/// The committed offsets of one group as response topics of the given types: the single-group
+/// and batched versions use different types with the same fields.
+macro_rules! fetch_group {
+    ($broker:expr, $group_id:expr, $topics:expr, $topic:ident, $partition:ident) => {{
+        let wanted = $topics.map(|topics| {
+            topics
+                .into_iter()
+                .map(|t| (t.name, t.partition_indexes))
+                .collect()
+        });
+        shape(
+            $broker.groups.fetch_offsets($group_id, wanted),
+            |name, partitions| $topic { name, partitions },
+            |partition_index, committed_offset, committed_leader_epoch, metadata| $partition {
+                partition_index,
+                committed_offset,
+                committed_leader_epoch,
+                metadata,
+                error_code: 0,
+            },
+        )
+    }};
+}
+
+pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= FIRST_BATCHED_VERSION {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group| OffsetFetchResponseGroup {
+                topics: fetch_group!(
+                    broker,
+                    &group.group_id,
+                    group.topics,
+                    OffsetFetchResponseTopics,
+                    OffsetFetchResponsePartitions
+                ),
+                group_id: group.group_id,
+                error_code: 0,
+            })
+            .collect();
+        return OffsetFetchResponse {
+            groups,
+            ..Default::default()
+        };
+    }
+    OffsetFetchResponse {
+        topics: fetch_group!(
+            broker,
+            &request.group_id,
+            request.topics,
+            OffsetFetchResponseTopic,
+            OffsetFetchResponsePartition
+        ),
+        ..Default::default()
+    }
+}
+
+/// Builds the response topics (whose types differ between the single-group and batched
+/// versions) from the coordinator's answer: offset -1, leader epoch -1 and empty metadata where
+/// nothing is committed.
+fn shape<Topic, Partition>(
+    found: Vec<TopicOffsets>,
+    topic: impl Fn(String, Vec<Partition>) -> Topic,
+    partition: impl Fn(i32, i64, i32, Option<String>) -> Partition,
+) -> Vec<Topic> {
+    found
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| match committed {
+                    Some(c) => partition(index, c.offset, c.leader_epoch, Some(c.metadata)),
+                    None => partition(index, -1, -1, Some(String::new())),
+                })
+                .collect();
+            topic(name, partitions)
+        })
+        .collect()
+}
