@@ -25,7 +25,7 @@ use crate::state::Broker;
 
 /// The smallest frame that can hold a request header: api key, version, correlation id.
 const MIN_FRAME: usize = 8;
-/// Read buffers grow by at most this much per read, whatever the frame claims.
+/// The smallest step by which a read buffer grows.
 const READ_CHUNK: usize = 64 * 1024;
 
 const API_VERSIONS_KEY: i16 = 18;
@@ -101,7 +101,9 @@ async fn read_frame(
                 buffer.advance(4);
                 return Ok(Some(buffer.split_to(size as usize).freeze()));
             }
-            buffer.reserve((total - buffer.len()).min(READ_CHUNK));
+            // Grow geometrically with what has actually arrived, never by what the size claims:
+            // a hostile size costs at most twice the bytes really sent.
+            buffer.reserve((total - buffer.len()).min(buffer.len().max(READ_CHUNK)));
         } else {
             buffer.reserve(READ_CHUNK);
         }
