@@ -355,3 +355,82 @@ def test_waiting_fetch_wakes_up_on_produce(strom: StromBroker):
         assert time.monotonic() - produced_at < 5.0, "the fetch was not woken up by the append"
     finally:
         consumer.close()
+
+
+def test_pipelined_idempotent_produce_keeps_order(strom: StromBroker):
+    """One record per request and five requests in flight per connection: the broker must handle a
+    connection's requests in order and accept each producer sequence exactly once."""
+    topic = unique_topic("ck-pipeline")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=2)
+    producer = Producer(
+        {
+            "bootstrap.servers": strom.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 0,
+            "batch.num.messages": 1,
+            "max.in.flight.requests.per.connection": 5,
+        }
+    )
+    errors: list = []
+    acknowledged: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+
+    def on_delivery(error, message):
+        if error is not None:
+            errors.append(error)
+        else:
+            acknowledged[message.partition()].append((message.offset(), int(message.value())))
+
+    record_count = 4000
+    for i in range(record_count):
+        producer.produce(topic, value=b"%d" % i, partition=i % 2, on_delivery=on_delivery)
+        producer.poll(0)
+    assert producer.flush(TIMEOUT_S * 3) == 0
+    assert errors == []
+    for partition in (0, 1):
+        expected_values = list(range(partition, record_count, 2))
+        assert sorted(acknowledged[partition]) == list(enumerate(expected_values))
+
+    received = consume(strom, [TopicPartition(topic, 0), TopicPartition(topic, 1)], record_count)
+    for partition in (0, 1):
+        got = [(m.offset(), int(m.value())) for m in received if m.partition() == partition]
+        assert got == list(enumerate(range(partition, record_count, 2)))
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["clean-stop", "sigkill"])
+def test_idempotent_producer_carries_on_across_a_broker_restart(strom: StromBroker, crash: bool):
+    """The broker rebuilds its producer state from the log, so an idempotent producer's sequence
+    numbers are still accepted after a restart, and nothing is lost or duplicated."""
+    topic = unique_topic("ck-restart")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=1)
+    producer = Producer(
+        {
+            "bootstrap.servers": strom.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 30_000,
+        }
+    )
+    errors: list = []
+    acknowledged: list = []
+
+    def on_delivery(error, message):
+        if error is not None:
+            errors.append(error)
+        else:
+            acknowledged.append((message.offset(), message.value()))
+
+    for i in range(100):
+        producer.produce(topic, value=b"before-%d" % i, partition=0, on_delivery=on_delivery)
+    assert producer.flush(TIMEOUT_S) == 0
+    strom.restart(crash=crash)
+    for i in range(100):
+        producer.produce(topic, value=b"after-%d" % i, partition=0, on_delivery=on_delivery)
+    assert producer.flush(TIMEOUT_S * 3) == 0
+    assert errors == []
+    expected = [b"before-%d" % i for i in range(100)] + [b"after-%d" % i for i in range(100)]
+    assert sorted(acknowledged) == list(enumerate(expected))
+
+    received = consume(strom, [TopicPartition(topic, 0)], len(expected))
+    assert [(m.offset(), m.value()) for m in received] == list(enumerate(expected))

@@ -427,3 +427,69 @@ async fn describe_broker_configs() {
     assert_eq!(retention.value.as_deref(), Some("3600000"));
     assert_eq!(retention.source, ConfigSource::StaticBroker);
 }
+
+#[tokio::test]
+async fn topic_name_rules_follow_kafka() {
+    let broker = StromProcess::start(&[]);
+    let admin = broker.admin();
+    let options = StromProcess::admin_options();
+    let longest = "t".repeat(249);
+    let results = admin
+        .create_topics(
+            [&NewTopic::new(&longest, 1, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Ok(longest.clone())],
+        "249 characters is allowed"
+    );
+
+    let too_long = "t".repeat(250);
+    for name in [too_long.as_str(), ".", "..", "", "spaced name", "ümlaut"] {
+        let results = admin
+            .create_topics(
+                [&NewTopic::new(name, 1, TopicReplication::Fixed(1))],
+                &options,
+            )
+            .await;
+        match results {
+            Ok(results) => assert_eq!(
+                results,
+                vec![Err((name.to_string(), RDKafkaErrorCode::InvalidTopic))],
+                "topic name {name:?}"
+            ),
+            // librdkafka may refuse some names itself.
+            Err(error) => assert!(
+                matches!(error, KafkaError::AdminOpCreation(_)),
+                "topic name {name:?}: {error}"
+            ),
+        }
+    }
+
+    // Names that differ only by '.' versus '_' collide in metric names: Kafka refuses the second.
+    let results = admin
+        .create_topics(
+            [&NewTopic::new("metrics.a", 1, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .expect("create_topics request");
+    assert_eq!(results, vec![Ok("metrics.a".to_string())]);
+    let results = admin
+        .create_topics(
+            [&NewTopic::new("metrics_a", 1, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .expect("create_topics request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "metrics_a".to_string(),
+            RDKafkaErrorCode::InvalidTopic
+        ))]
+    );
+}

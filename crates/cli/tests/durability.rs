@@ -458,3 +458,83 @@ async fn retention_progress_survives_restart() {
     );
     assert_eq!(high_after, 60);
 }
+
+/// Finds the offset of the first record with timestamp >= `timestamp` via ListOffsets.
+fn offset_for_time(broker: &StromProcess, topic: &str, timestamp: i64) -> Offset {
+    use rdkafka::consumer::Consumer;
+    let consumer = broker.consumer(None, &[]);
+    let mut query = rdkafka::TopicPartitionList::new();
+    query
+        .add_partition_offset(topic, 0, Offset::Offset(timestamp))
+        .expect("add partition");
+    let answer = consumer
+        .offsets_for_times(query, common::OP_TIMEOUT)
+        .expect("offsets_for_times");
+    let element = answer
+        .find_partition(topic, 0)
+        .expect("partition in answer");
+    element.offset()
+}
+
+#[tokio::test]
+async fn many_segments_and_lost_indexes_are_recovered_after_crash() {
+    let mut broker = StromProcess::start(&[("log.segment.bytes", "1024")]);
+    let producer = broker.producer(&[("acks", "all")]);
+    let base = common::now_millis() - 600_000;
+    for i in 0..120i64 {
+        let payload = format!("{i:04}-{}", "s".repeat(100));
+        let delivered = producer
+            .send(
+                FutureRecord::<(), _>::to("segmented")
+                    .partition(0)
+                    .payload(&payload)
+                    .timestamp(base + i * 1000),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(error, _)| panic!("send {i} failed: {error}"));
+        assert_eq!(delivered.offset, i);
+    }
+    drop(producer);
+    broker.kill_9();
+
+    let partition_dir = broker.partition_dir("segmented", 0);
+    let mut log_files = 0;
+    for entry in std::fs::read_dir(&partition_dir).expect("read partition dir") {
+        let path = entry.expect("dir entry").path();
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some("log") => log_files += 1,
+            // Kafka rebuilds missing offset and time indexes on startup.
+            Some("index" | "timeindex") => std::fs::remove_file(&path).expect("remove index"),
+            _ => {}
+        }
+    }
+    assert!(log_files >= 10, "expected many segments, found {log_files}");
+
+    broker.restart();
+    assert_eq!(broker.watermarks("segmented", 0), (0, 120));
+    let all = broker.consume_n("segmented", 120, WAIT_DEADLINE);
+    for (i, message) in all.iter().enumerate() {
+        let want = format!("{i:04}-");
+        assert_eq!(message.offset(), i64::try_from(i).expect("fits"));
+        assert!(message
+            .payload()
+            .unwrap_or_default()
+            .starts_with(want.as_bytes()));
+    }
+    for start in [1i64, 37, 64, 119] {
+        let messages =
+            broker.consume_partition("segmented", 0, Offset::Offset(start), 1, WAIT_DEADLINE);
+        assert_eq!(messages[0].offset(), start, "fetch at {start}");
+    }
+    assert_eq!(
+        offset_for_time(&broker, "segmented", base + 73_000),
+        Offset::Offset(73)
+    );
+    assert_eq!(
+        offset_for_time(&broker, "segmented", base + 73_001),
+        Offset::Offset(74)
+    );
+    let producer = broker.producer(&[("acks", "all")]);
+    assert_eq!(send_one(&producer, "segmented", 0, "after").await, 120);
+}

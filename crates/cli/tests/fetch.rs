@@ -321,3 +321,29 @@ async fn many_topics_and_partitions() {
         assert_eq!(message.payload(), Some(want.as_bytes()));
     }
 }
+
+#[tokio::test]
+async fn fetch_returns_after_max_wait_even_below_min_bytes() {
+    let broker = StromProcess::start(&[]);
+    let producer = broker.producer(&[]);
+    send(&producer, "min-bytes", 0, b"tiny").await;
+    // The broker must answer when fetch.wait.max.ms expires, with whatever it has.
+    let consumer = broker.consumer(
+        None,
+        &[("fetch.min.bytes", "1000000"), ("fetch.wait.max.ms", "300")],
+    );
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("min-bytes", 0, Offset::Beginning)
+        .expect("add partition");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + WAIT_DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "small record never delivered");
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            let message = result.expect("consume");
+            assert_eq!(message.payload(), Some(&b"tiny"[..]));
+            break;
+        }
+    }
+}

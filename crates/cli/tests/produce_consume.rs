@@ -294,3 +294,53 @@ async fn log_append_time(producer_settings: &[(&str, &str)]) {
         }
     }
 }
+
+#[tokio::test]
+async fn empty_is_not_null() {
+    let broker = StromProcess::start(&[]);
+    let producer = broker.producer(&[]);
+    let empty: &[u8] = b"";
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "",
+            value: Some(empty),
+        })
+        .insert(Header {
+            key: "null",
+            value: None::<&[u8]>,
+        });
+    let cases: Vec<FutureRecord<'_, [u8], [u8]>> = vec![
+        FutureRecord::to("empties")
+            .partition(0)
+            .key(empty)
+            .payload(empty),
+        FutureRecord::to("empties").partition(0),
+        FutureRecord::to("empties")
+            .partition(0)
+            .payload(empty)
+            .headers(headers),
+    ];
+    for record in cases {
+        producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|(error, _)| panic!("send failed: {error}"));
+    }
+    let messages = broker.consume_n("empties", 3, WAIT_DEADLINE);
+    assert_eq!(
+        (messages[0].key(), messages[0].payload()),
+        (Some(empty), Some(empty))
+    );
+    assert_eq!((messages[1].key(), messages[1].payload()), (None, None));
+    assert_eq!(
+        (messages[2].key(), messages[2].payload()),
+        (None, Some(empty))
+    );
+    assert_eq!(
+        header_pairs(&messages[2]),
+        vec![
+            (String::new(), Some(Vec::new())),
+            ("null".to_string(), None)
+        ]
+    );
+}

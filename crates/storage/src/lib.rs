@@ -65,8 +65,8 @@
 //!
 //! # Timestamps
 //! [`PartitionLog::offset_for_timestamp`] finds the first record with a timestamp at or after the
-//! target by decoding the leading fields of records in uncompressed batches; for compressed
-//! batches it answers with the batch's base offset and max timestamp. Under LogAppendTime every
+//! target by decoding the leading fields of records in uncompressed batches, and by decompressing
+//! compressed batches (bounded, as any decode), as Kafka does. Under LogAppendTime every
 //! record of a batch carries the batch's append time.
 
 pub mod cleaner;

@@ -576,8 +576,8 @@ impl PartitionLog {
     }
 
     /// ListOffsets by timestamp: the first record at or after the log start whose timestamp is at
-    /// least `timestamp`, as (offset, timestamp). Compressed batches answer with their base offset
-    /// and max timestamp (they are not decompressed).
+    /// least `timestamp`, as (offset, timestamp). Compressed batches are decompressed to find the
+    /// exact record, as Kafka does.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> StorageResult<Option<(i64, i64)>> {
         for segment in &self.segments {
             if segment.next_offset() <= self.log_start_offset {

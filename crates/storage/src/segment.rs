@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use strom_protocol::records::{
-    peek_batch_len, validate_batch, BatchHeader, Compression, ATTR_TIMESTAMP_TYPE_LOG_APPEND,
-    BATCH_HEADER_LEN, LOG_OVERHEAD,
+    decode_records, peek_batch_len, validate_batch, BatchHeader, Compression,
+    ATTR_TIMESTAMP_TYPE_LOG_APPEND, BATCH_HEADER_LEN, DEFAULT_MAX_DECOMPRESSED_BYTES, LOG_OVERHEAD,
 };
 
 use crate::error::{IoContext, StorageError, StorageResult};
@@ -860,8 +860,21 @@ fn first_record_at_or_after(
     target: i64,
     min_offset: i64,
 ) -> Option<(i64, i64)> {
-    if is_log_append_time(header) || !is_uncompressed(header) {
-        return Some((header.base_offset.max(min_offset), header.max_timestamp));
+    let whole_batch = Some((header.base_offset.max(min_offset), header.max_timestamp));
+    if is_log_append_time(header) {
+        // Every record carries the batch's append time.
+        return whole_batch;
+    }
+    if !is_uncompressed(header) {
+        // Kafka decompresses to find the exact record; so do we (bounded like any decode).
+        let batch = bytes::Bytes::copy_from_slice(batch);
+        return match decode_records(&batch, DEFAULT_MAX_DECOMPRESSED_BYTES) {
+            Ok(records) => records
+                .iter()
+                .map(|record| (record.offset(header), record.timestamp(header)))
+                .find(|&(offset, timestamp)| offset >= min_offset && timestamp >= target),
+            Err(_) => whole_batch,
+        };
     }
     let mut found = None;
     let well_formed = walk_records(header, batch, |offset, timestamp| {
@@ -875,6 +888,6 @@ fn first_record_at_or_after(
     if well_formed {
         found
     } else {
-        Some((header.base_offset.max(min_offset), header.max_timestamp))
+        whole_batch
     }
 }

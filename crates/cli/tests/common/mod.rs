@@ -497,8 +497,34 @@ fn unique_suffix() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Picks a currently unused TCP port on 127.0.0.1.
+/// Picks a currently unused TCP port on 127.0.0.1 *below* the kernel's ephemeral range, so that
+/// while a broker is down for a restart the kernel cannot hand its port to another test's
+/// `bind(:0)` or to an outgoing client connection.
 fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    if high > low {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let mut state =
+            u64::from(std::process::id()) << 32 ^ u64::from(nanos) ^ unique_suffix() << 16;
+        for _ in 0..500 {
+            // xorshift64: cheap spread over the range; collisions are caught by bind().
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let span = u64::from(high - low);
+            let port = low + u16::try_from(state % span).expect("below span");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
