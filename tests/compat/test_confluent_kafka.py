@@ -434,3 +434,35 @@ def test_idempotent_producer_carries_on_across_a_broker_restart(strom: StromBrok
 
     received = consume(strom, [TopicPartition(topic, 0)], len(expected))
     assert [(m.offset(), m.value()) for m in received] == list(enumerate(expected))
+
+
+def test_metadata_auto_creation_follows_the_request_flag(start_strom):
+    """With auto.create.topics.enable on, a Metadata request creates a missing topic only when it
+    allows auto-creation: librdkafka's consumer (allow.auto.create.topics=false) must not create
+    one, a producer must."""
+    broker = start_strom({"auto.create.topics.enable": "true"})
+    admin = admin_client(broker)
+    untouched = unique_topic("ck-no-autocreate")
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "compat-unused",
+            "allow.auto.create.topics": False,
+            "topic.metadata.refresh.interval.ms": 100,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(untouched, 0, OFFSET_BEGINNING)])
+        # One second of fetch attempts, each asking the broker for the topic's metadata.
+        assert consumer.consume(num_messages=1, timeout=1.0) == []
+    finally:
+        consumer.close()
+    assert untouched not in admin.list_topics(timeout=TIMEOUT_S).topics
+
+    created = unique_topic("ck-autocreate")
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    reports: list = []
+    producer.produce(created, value=b"v", on_delivery=lambda error, message: reports.append(error))
+    assert producer.flush(TIMEOUT_S) == 0
+    assert reports == [None]
+    assert created in admin.list_topics(timeout=TIMEOUT_S).topics

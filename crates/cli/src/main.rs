@@ -1,11 +1,12 @@
 //! `strom`: one binary for the Strom broker (`strom server`) and the Kafka-protocol client tools
-//! (`topics`, `produce`, `consume`, `cluster`, `bench`). The client tools use librdkafka through
+//! (`topics`, `produce`, `consume`, `groups`, `cluster`, `bench`). The client tools use librdkafka through
 //! the `rdkafka` crate, so they work against any Kafka-compatible cluster.
 
 mod bench;
 mod client;
 mod cluster;
 mod consume;
+mod groups;
 mod produce;
 mod server;
 mod topics;
@@ -37,6 +38,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Consume records and print them to stdout.
     Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups and reset their offsets.
+    Groups(groups::GroupsArgs),
     /// Inspect the cluster.
     Cluster(cluster::ClusterArgs),
     /// Measure throughput and latency.
@@ -59,6 +62,10 @@ async fn main() -> ExitCode {
         Command::Consume(args) => {
             client::init_client_tracing();
             consume::run(args).await
+        }
+        Command::Groups(args) => {
+            client::init_client_tracing();
+            groups::run(args).await
         }
         Command::Cluster(args) => {
             client::init_client_tracing();

@@ -88,9 +88,10 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
                             }
                         }
                         Err(error) => {
-                            tracing::debug!(topic = %topic.name, partition = data.index, %error, "append refused");
+                            tracing::info!(topic = %topic.name, partition = data.index, %error, "append refused");
                             PartitionProduceResponse {
                                 log_start_offset: log.log_start_offset(),
+                                error_message: Some(error.to_string()),
                                 ..failed(error.kafka_error_code())
                             }
                         }
