@@ -57,7 +57,7 @@ pub async fn serve_connection(
         };
         let result = match frame {
             Ok(None) => return,
-            Ok(Some(frame)) => match handle_frame(&broker, frame).await {
+            Ok(Some(frame)) => match handle_frame(&broker, frame, peer).await {
                 Ok(Some(response)) => write_chunks(&mut stream, &response)
                     .await
                     .map_err(Into::into),
@@ -153,6 +153,7 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> std::io::Resu
 async fn handle_frame(
     broker: &Broker,
     frame: Bytes,
+    peer: SocketAddr,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let mut peek = frame.clone();
     let bad = |e: strom_protocol::codec::DecodeError| ConnectionError::BadRequest(e.to_string());
@@ -183,10 +184,14 @@ async fn handle_frame(
     }
 
     let mut body_buf = frame;
-    RequestHeader::decode(&mut body_buf, request_header_version(api_key, api_version))
+    let header = RequestHeader::decode(&mut body_buf, request_header_version(api_key, api_version))
         .map_err(bad)?;
     let request = RequestBody::decode(api_key, api_version, &mut body_buf).map_err(bad)?;
-    let context = handlers::RequestContext { api_version };
+    let context = handlers::RequestContext {
+        api_version,
+        client_id: header.client_id,
+        peer,
+    };
     let Some(response) = handlers::handle(broker, &context, request).await else {
         return Ok(None);
     };

@@ -6,20 +6,25 @@
 //! * `latency`: produces at a fixed rate with acks=all and records each record's delivery
 //!   latency (send -> delivery report) in an HDR histogram; with `--end-to-end` a consumer in
 //!   the same process also measures send -> consumed, using a send time carried in the payload.
+//! * `rebalance`: a consumer group of N members (threads of this process) over a topic of P
+//!   partitions; measures the time from a member joining, leaving, or dying (a `strom consume`
+//!   child process killed with SIGKILL, which never sends LeaveGroup) until the group is stable
+//!   again, i.e. every partition is assigned, once, evenly across the live members.
 //!
 //! Output lines look like `produce: 1000000 records, 1024 B, 612.3 MB/s, 598000 rec/s`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -55,6 +60,8 @@ pub enum BenchCommand {
     Consume(ConsumeBench),
     /// Per-record latency at a fixed rate.
     Latency(LatencyBench),
+    /// Time for a consumer group to become stable again after a member joins, leaves or dies.
+    Rebalance(RebalanceBench),
 }
 
 /// Options of `strom bench produce`.
@@ -127,6 +134,38 @@ pub struct LatencyBench {
     pub end_to_end: bool,
 }
 
+/// Options of `strom bench rebalance`.
+#[derive(Debug, Clone, Args)]
+pub struct RebalanceBench {
+    /// Topic (created with --partitions if missing; its records are not read).
+    #[arg(long, default_value = "strom-bench-rebalance")]
+    pub topic: String,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    /// Members of the group before a member joins.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub consumers: u64,
+    /// Group id (default: a fresh one per run).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The members' session.timeout.ms (bounds the detection of a dead member).
+    #[arg(long, default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+    /// The members' heartbeat.interval.ms (bounds how soon members learn of a rebalance).
+    #[arg(long, default_value_t = 1_000)]
+    pub heartbeat_interval_ms: u64,
+    /// The members' max.poll.interval.ms, which is also their rebalance timeout.
+    #[arg(long, default_value_t = 300_000)]
+    pub max_poll_interval_ms: u64,
+    /// The members' partition.assignment.strategy.
+    #[arg(long, default_value = "range", value_parser = ["range", "roundrobin", "cooperative-sticky"])]
+    pub assignor: String,
+    /// Skip the dead-member phase (it waits for a whole session timeout).
+    #[arg(long)]
+    pub skip_death: bool,
+}
+
 /// Runs `strom bench ...`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = args.client;
@@ -153,8 +192,51 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 println!("{line}");
             }
         }
+        BenchCommand::Rebalance(bench) => {
+            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            let initial_delay = broker_config(&client, "group.initial.rebalance.delay.ms").await;
+            println!(
+                "rebalance: {} consumers, topic '{}', session.timeout.ms {}, heartbeat.interval.ms {}, \
+                 max.poll.interval.ms {}, assignor {}, broker group.initial.rebalance.delay.ms {}",
+                bench.consumers,
+                bench.topic,
+                bench.session_timeout_ms,
+                bench.heartbeat_interval_ms,
+                bench.max_poll_interval_ms,
+                bench.assignor,
+                initial_delay.as_deref().unwrap_or("unknown"),
+            );
+            if initial_delay.as_deref().is_some_and(|delay| delay != "0") {
+                println!(
+                    "note: the first phase includes the broker's initial rebalance delay; run the \
+                     broker with group.initial.rebalance.delay.ms=0 to measure without it"
+                );
+            }
+            tokio::task::spawn_blocking(move || rebalance(&client, &bench))
+                .await
+                .context("benchmark thread failed")??;
+        }
     }
     Ok(())
+}
+
+/// A broker config value as DescribeConfigs reports it for the first broker in the metadata;
+/// `None` when it cannot be read.
+async fn broker_config(client: &ClientArgs, key: &str) -> Option<String> {
+    let metadata = client.fetch_metadata(None, false).ok()?;
+    let broker_id = metadata.brokers().first()?.id();
+    let (admin, _): (AdminClient<CliContext>, _) = create_client(&client.client_config()).ok()?;
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Broker(broker_id)], &options)
+        .await
+        .ok()?;
+    let resource = results.into_iter().next()?.ok()?;
+    resource
+        .entries
+        .into_iter()
+        .find(|entry| entry.name == key)
+        .and_then(|entry| entry.value)
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists, then waits (bounded) until
@@ -589,6 +671,342 @@ fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<Stri
     Ok(lines)
 }
 
+/// The partitions each in-process group member holds, updated from the members' rebalance
+/// callbacks; `changed` is notified on every update.
+#[derive(Default)]
+struct GroupView {
+    assignments: Mutex<BTreeMap<usize, BTreeSet<i32>>>,
+    changed: Condvar,
+}
+
+impl GroupView {
+    /// Registers a member that holds nothing yet.
+    fn add_member(&self, member: usize) {
+        if let Ok(mut assignments) = self.assignments.lock() {
+            assignments.insert(member, BTreeSet::new());
+        }
+        self.changed.notify_all();
+    }
+
+    /// Forgets a member (it is leaving or gone); its later callbacks are ignored.
+    fn remove_member(&self, member: usize) {
+        if let Ok(mut assignments) = self.assignments.lock() {
+            assignments.remove(&member);
+        }
+        self.changed.notify_all();
+    }
+
+    fn set_assignment(&self, member: usize, partitions: BTreeSet<i32>) {
+        if let Ok(mut assignments) = self.assignments.lock() {
+            if let Some(slot) = assignments.get_mut(&member) {
+                *slot = partitions;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until the group is stable (see [`is_stable`]) with `external_members` members
+    /// outside this process; returns the time waited, or fails after `limit`.
+    fn wait_stable(
+        &self,
+        partitions: usize,
+        external_members: usize,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut assignments = self
+            .assignments
+            .lock()
+            .map_err(|_| anyhow!("a group member thread panicked"))?;
+        loop {
+            if is_stable(&assignments, partitions, external_members) {
+                return Ok(start.elapsed());
+            }
+            let remaining = limit.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                let held: Vec<usize> = assignments.values().map(BTreeSet::len).collect();
+                bail!(
+                    "the group did not become stable within {limit:?} (partitions held by the \
+                     {} members here: {held:?})",
+                    assignments.len()
+                );
+            }
+            assignments = self
+                .changed
+                .wait_timeout(assignments, remaining)
+                .map_err(|_| anyhow!("a group member thread panicked"))?
+                .0;
+        }
+    }
+}
+
+/// Whether the members' assignments form a stable group: no partition held twice, every member
+/// holding a fair share (`partitions / members`, rounded down or up), and every partition held,
+/// except for the fair share of each of the `external_members` that cannot be observed.
+fn is_stable(
+    assignments: &BTreeMap<usize, BTreeSet<i32>>,
+    partitions: usize,
+    external_members: usize,
+) -> bool {
+    let members = assignments.len() + external_members;
+    if assignments.is_empty() {
+        return false;
+    }
+    let (fair_low, fair_high) = (partitions / members, partitions.div_ceil(members));
+    let held: usize = assignments.values().map(BTreeSet::len).sum();
+    let distinct: BTreeSet<i32> = assignments.values().flatten().copied().collect();
+    let balanced = assignments
+        .values()
+        .all(|partitions| (fair_low..=fair_high).contains(&partitions.len()));
+    let externally_held = partitions.saturating_sub(held);
+    distinct.len() == held
+        && balanced
+        && (external_members * fair_low..=external_members * fair_high).contains(&externally_held)
+}
+
+/// Consumer context of a benchmark group member: records the member's assignment after every
+/// rebalance.
+struct MemberContext {
+    cli: CliContext,
+    view: Arc<GroupView>,
+    member: usize,
+}
+
+impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.cli.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cli.error(error, reason);
+    }
+}
+
+impl ConsumerContext for MemberContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(error) = rebalance {
+            tracing::debug!(member = self.member, "rebalance error: {error}");
+        }
+        // Eager assignors hand out whole assignments, cooperative ones increments: the
+        // consumer's current assignment is right for both.
+        match consumer.assignment() {
+            Ok(assignment) => {
+                let partitions = assignment
+                    .elements()
+                    .iter()
+                    .map(|element| element.partition())
+                    .collect();
+                self.view.set_assignment(self.member, partitions);
+            }
+            Err(error) => tracing::debug!(member = self.member, "cannot read assignment: {error}"),
+        }
+    }
+}
+
+/// A group member polling on its own thread until told to stop; then it closes its consumer,
+/// which leaves the group.
+struct Member {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Member {
+    fn start(
+        config: &ClientConfig,
+        topic: &str,
+        view: &Arc<GroupView>,
+        member: usize,
+    ) -> anyhow::Result<Member> {
+        view.add_member(member);
+        let context = MemberContext {
+            cli: CliContext::default(),
+            view: Arc::clone(view),
+            member,
+        };
+        let consumer: BaseConsumer<MemberContext> = config
+            .create_with_context(context)
+            .kafka_context("cannot create group member")?;
+        consumer
+            .subscribe(&[topic])
+            .kafka_context("cannot subscribe")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("member-{member}"))
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    if let Some(Err(error)) = consumer.poll(Duration::from_millis(50)) {
+                        tracing::debug!(member, "poll error: {error}");
+                    }
+                }
+            })
+            .context("cannot start a group member thread")?;
+        Ok(Member { stop, thread })
+    }
+
+    /// Stops polling and closes the consumer (LeaveGroup), waiting for the close.
+    fn leave(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("a group member thread panicked"))
+    }
+}
+
+/// A group member in a `strom consume` child process; killed (SIGKILL) on drop.
+struct ChildMember(std::process::Child);
+
+impl ChildMember {
+    fn start(client: &ClientArgs, bench: &RebalanceBench, group: &str) -> anyhow::Result<Self> {
+        let mut command = std::process::Command::new(
+            std::env::current_exe().context("cannot find the strom executable")?,
+        );
+        command
+            .args(["consume", &bench.topic, "--group", group])
+            .args(["--bootstrap-server", &client.bootstrap_server]);
+        for (key, value) in client
+            .client_properties
+            .iter()
+            .chain(&member_properties(bench))
+        {
+            command.arg("-X").arg(format!("{key}={value}"));
+        }
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start a `strom consume` group member")?;
+        Ok(ChildMember(child))
+    }
+
+    /// SIGKILLs the member: it never sends LeaveGroup.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        self.0
+            .kill()
+            .context("cannot kill the child group member")?;
+        self.0
+            .wait()
+            .context("cannot reap the child group member")?;
+        Ok(())
+    }
+}
+
+impl Drop for ChildMember {
+    fn drop(&mut self) {
+        // Already dead after `kill`; otherwise the benchmark failed and the child must go.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Client properties of every benchmark group member.
+fn member_properties(bench: &RebalanceBench) -> Vec<(String, String)> {
+    [
+        ("session.timeout.ms", bench.session_timeout_ms.to_string()),
+        (
+            "heartbeat.interval.ms",
+            bench.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "max.poll.interval.ms",
+            bench.max_poll_interval_ms.to_string(),
+        ),
+        ("partition.assignment.strategy", bench.assignor.clone()),
+        ("enable.auto.commit", "false".to_string()),
+        ("enable.partition.eof", "false".to_string()),
+        ("auto.offset.reset", "latest".to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect()
+}
+
+/// Runs the rebalance phases, printing one line per phase as it completes.
+fn rebalance(client: &ClientArgs, bench: &RebalanceBench) -> anyhow::Result<()> {
+    let metadata = client.fetch_metadata(Some(&bench.topic), false)?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == bench.topic)
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        bail!("topic '{}' has no partitions", bench.topic);
+    }
+    let group = bench
+        .group
+        .clone()
+        .unwrap_or_else(|| throwaway_group_id("strom-bench-rebalance"));
+    let mut config = client.client_config();
+    config.set("group.id", &group);
+    for (key, value) in member_properties(bench) {
+        config.set(key, value);
+    }
+    // Every phase is bounded by the timeouts: a member is noticed dead after a session
+    // timeout, and the join phase waits at most a rebalance timeout for the members.
+    let limit = Duration::from_millis(bench.session_timeout_ms + bench.max_poll_interval_ms)
+        + Duration::from_secs(30);
+    let consumers = usize::try_from(bench.consumers).context("too many consumers")?;
+    let view = Arc::new(GroupView::default());
+    println!("group '{group}', {partitions} partitions");
+
+    let mut members = Vec::with_capacity(consumers + 1);
+    let outcome = (|| -> anyhow::Result<()> {
+        let start = Instant::now();
+        for member in 0..consumers {
+            members.push(Member::start(&config, &bench.topic, &view, member)?);
+        }
+        view.wait_stable(partitions, 0, limit)?;
+        println!(
+            "form: {consumers} members join an empty group: stable after {} ms",
+            start.elapsed().as_millis()
+        );
+
+        let start = Instant::now();
+        members.push(Member::start(&config, &bench.topic, &view, consumers)?);
+        view.wait_stable(partitions, 0, limit)?;
+        println!(
+            "join: member {} joins: stable after {} ms (members learn of a rebalance on their \
+             next heartbeat, every {} ms)",
+            consumers + 1,
+            start.elapsed().as_millis(),
+            bench.heartbeat_interval_ms
+        );
+
+        let start = Instant::now();
+        view.remove_member(0);
+        members.remove(0).leave()?;
+        let closed_after = start.elapsed();
+        view.wait_stable(partitions, 0, limit)?;
+        println!(
+            "leave: a member closes (LeaveGroup): stable after {} ms ({} ms of it closing the \
+             consumer)",
+            start.elapsed().as_millis(),
+            closed_after.as_millis()
+        );
+
+        if bench.skip_death {
+            return Ok(());
+        }
+        let mut child = ChildMember::start(client, bench, &group)?;
+        view.wait_stable(partitions, 1, limit)?;
+        let start = Instant::now();
+        child.kill()?;
+        view.wait_stable(partitions, 0, limit)?;
+        println!(
+            "death: a member is killed (SIGKILL, no LeaveGroup): stable after {} ms (bounded by \
+             session.timeout.ms {})",
+            start.elapsed().as_millis(),
+            bench.session_timeout_ms
+        );
+        Ok(())
+    })();
+    for member in members {
+        member.leave()?;
+    }
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -675,5 +1093,36 @@ mod tests {
             "{summary}"
         );
         assert!(summary.ends_with("max 1.000 ms"), "{summary}");
+    }
+
+    #[test]
+    fn rebalance_defaults() {
+        let BenchCommand::Rebalance(bench) = bench_command(&["rebalance"]).unwrap() else {
+            panic!("expected rebalance");
+        };
+        assert_eq!(bench.consumers, 10);
+        assert_eq!(bench.partitions, 100);
+        assert_eq!(bench.assignor, "range");
+        assert!(bench_command(&["rebalance", "--consumers", "1"]).is_err());
+        assert!(bench_command(&["rebalance", "--assignor", "sticky"]).is_err());
+    }
+
+    #[test]
+    fn stability_needs_every_partition_once_and_evenly() {
+        let view = |sets: &[&[i32]]| -> BTreeMap<usize, BTreeSet<i32>> {
+            sets.iter()
+                .enumerate()
+                .map(|(member, set)| (member, set.iter().copied().collect()))
+                .collect()
+        };
+        assert!(is_stable(&view(&[&[0, 1], &[2, 3], &[4]]), 5, 0));
+        // A partition missing, held twice, or an unbalanced split.
+        assert!(!is_stable(&view(&[&[0, 1], &[2, 3], &[]]), 5, 0));
+        assert!(!is_stable(&view(&[&[0, 1], &[1, 2], &[3, 4]]), 5, 0));
+        assert!(!is_stable(&view(&[&[0, 1, 2, 3], &[4]]), 5, 0));
+        // One unobserved member holds the rest.
+        assert!(is_stable(&view(&[&[0, 1], &[2, 3]]), 5, 1));
+        assert!(!is_stable(&view(&[&[0, 1, 2], &[3, 4]]), 5, 1));
+        assert!(!is_stable(&BTreeMap::new(), 5, 1));
     }
 }

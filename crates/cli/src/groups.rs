@@ -425,7 +425,9 @@ fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<String> {
             .ok()
             .map(|(_, high)| high);
         rows.push(PartitionLag {
-            committed: committed_by_partition.get(&(topic.clone(), partition)).copied(),
+            committed: committed_by_partition
+                .get(&(topic.clone(), partition))
+                .copied(),
             topic,
             partition,
             log_end,
@@ -450,7 +452,10 @@ fn render_description(summary: &GroupSummary, rows: &[PartitionLag]) -> String {
     out.push('\n');
     if summary.members.is_empty() {
         if summary.state == "Dead" && rows.is_empty() {
-            out.push_str(&format!("Consumer group '{}' does not exist.\n", summary.id));
+            out.push_str(&format!(
+                "Consumer group '{}' does not exist.\n",
+                summary.id
+            ));
             return out;
         }
         out.push_str(&format!(
@@ -465,8 +470,8 @@ fn render_description(summary: &GroupSummary, rows: &[PartitionLag]) -> String {
                 vec![
                     summary.id.clone(),
                     member.member_id.clone(),
-                    member.host.clone(),
-                    member.client_id.clone(),
+                    or_dash(&member.host),
+                    or_dash(&member.client_id),
                     member.assignment.len().to_string(),
                     format_assignment(&member.assignment),
                 ]
@@ -499,10 +504,10 @@ fn render_description(summary: &GroupSummary, rows: &[PartitionLag]) -> String {
                 row.member
                     .as_ref()
                     .map_or_else(dash, |m| m.member_id.clone()),
-                row.member.as_ref().map_or_else(dash, |m| m.host.clone()),
+                row.member.as_ref().map_or_else(dash, |m| or_dash(&m.host)),
                 row.member
                     .as_ref()
-                    .map_or_else(dash, |m| m.client_id.clone()),
+                    .map_or_else(dash, |m| or_dash(&m.client_id)),
             ]
         })
         .collect();
@@ -628,7 +633,10 @@ fn reset_offsets(client: &ClientArgs, reset: &ResetOffsetsArgs) -> anyhow::Resul
                 list.iter().copied().collect()
             }
         };
-        targets.entry(spec.topic.clone()).or_default().extend(wanted);
+        targets
+            .entry(spec.topic.clone())
+            .or_default()
+            .extend(wanted);
     }
 
     let mut request = TopicPartitionList::new();
@@ -704,8 +712,7 @@ fn reset_offsets(client: &ClientArgs, reset: &ResetOffsetsArgs) -> anyhow::Resul
     consumer
         .commit(&offsets, CommitMode::Sync)
         .map_err(|error| anyhow!("cannot commit the new offsets of group '{group}': {error}"))?;
-    // The commit itself reports per-partition errors only through the returned list of a later
-    // fetch; read the offsets back so a silent rejection is noticed.
+    // Read the offsets back so a commit the broker did not apply is reported, not assumed.
     let mut check = TopicPartitionList::new();
     for (topic, partition, _) in &plan {
         check.add_partition(topic, *partition);
@@ -873,7 +880,10 @@ mod tests {
             parse_datetime_millis("2024-02-29T12:34:56.789Z"),
             Ok(1_709_210_096_789)
         );
-        assert_eq!(parse_datetime_millis("2000-01-01T00:00:00.5"), Ok(946_684_800_500));
+        assert_eq!(
+            parse_datetime_millis("2000-01-01T00:00:00.5"),
+            Ok(946_684_800_500)
+        );
         assert!(parse_datetime_millis("2024-13-01T00:00:00").is_err());
         assert!(parse_datetime_millis("yesterday").is_err());
     }
@@ -898,12 +908,30 @@ mod tests {
             f(&mut target);
             target
         };
-        assert_eq!(target_offset(&target(|t| t.to_earliest = true), &range).unwrap(), 10);
-        assert_eq!(target_offset(&target(|t| t.to_latest = true), &range).unwrap(), 20);
-        assert_eq!(target_offset(&target(|t| t.to_offset = Some(3)), &range).unwrap(), 10);
-        assert_eq!(target_offset(&target(|t| t.to_offset = Some(99)), &range).unwrap(), 20);
-        assert_eq!(target_offset(&target(|t| t.shift_by = Some(-2)), &range).unwrap(), 13);
-        assert_eq!(target_offset(&target(|t| t.shift_by = Some(9)), &range).unwrap(), 20);
+        assert_eq!(
+            target_offset(&target(|t| t.to_earliest = true), &range).unwrap(),
+            10
+        );
+        assert_eq!(
+            target_offset(&target(|t| t.to_latest = true), &range).unwrap(),
+            20
+        );
+        assert_eq!(
+            target_offset(&target(|t| t.to_offset = Some(3)), &range).unwrap(),
+            10
+        );
+        assert_eq!(
+            target_offset(&target(|t| t.to_offset = Some(99)), &range).unwrap(),
+            20
+        );
+        assert_eq!(
+            target_offset(&target(|t| t.shift_by = Some(-2)), &range).unwrap(),
+            13
+        );
+        assert_eq!(
+            target_offset(&target(|t| t.shift_by = Some(9)), &range).unwrap(),
+            20
+        );
         let uncommitted = PartitionRange {
             committed: None,
             ..range

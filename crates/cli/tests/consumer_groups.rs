@@ -284,6 +284,9 @@ fn committed_offsets_and_metadata_survive_kill_9() {
         .expect("partition returned");
     assert_eq!(element.offset(), Offset::Offset(40));
     assert_eq!(element.metadata(), "checkpoint-40");
+    // A partition list from committed_offsets() must not outlive its consumer: librdkafka's
+    // destroy would wait forever for the partition references it holds (librdkafka #3796).
+    drop(committed);
     let received = poll_until(
         &broker,
         &[&consumer],

@@ -70,8 +70,8 @@ use strom_protocol::records::{
 use crate::error::{IoContext, StorageError, StorageResult};
 use crate::log::{parse_offset_name, PartitionLog};
 use crate::segment::{
-    fsync_dir, segment_file_with, write_file_atomically, Segment, CLEANED_SUFFIX, INDEX_SUFFIX,
-    LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
+    fsync_dir, segment_file_with, write_file_atomically, PatchedBatch, Segment, CLEANED_SUFFIX,
+    INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 /// Name of the file holding the cleaner's progress inside the partition directory.
@@ -661,9 +661,20 @@ impl CleanedWriter {
 
     fn write_buffer(&mut self) -> StorageResult<()> {
         if !self.buffer.is_empty() {
-            self.segment
-                .append(&self.buffer, &self.batch_starts, self.index_interval)?;
-            self.buffer.clear();
+            let data = Bytes::from(std::mem::replace(
+                &mut self.buffer,
+                Vec::with_capacity(WRITE_CHUNK),
+            ));
+            let batches = self
+                .batch_starts
+                .iter()
+                .enumerate()
+                .map(|(i, &start)| {
+                    let end = self.batch_starts.get(i + 1).copied().unwrap_or(data.len());
+                    PatchedBatch::unchanged(&data.slice(start..end))
+                })
+                .collect::<StorageResult<Vec<PatchedBatch>>>()?;
+            self.segment.append(&batches, self.index_interval)?;
             self.batch_starts.clear();
         }
         Ok(())

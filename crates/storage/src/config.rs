@@ -36,6 +36,17 @@ pub struct LogConfig {
     pub timestamp_type_log_append: bool,
     /// `index.interval.bytes`: bytes of log between two offset index entries.
     pub index_interval_bytes: usize,
+    /// `message.timestamp.before.max.ms` (KIP-937): how far in the past a CreateTime record's
+    /// timestamp may lie; `i64::MAX` (the default) defers to `message.timestamp.difference.max.ms`.
+    /// Use [`LogConfig::timestamp_before_max_ms`] for the bound in force.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (KIP-937): how far in the future a CreateTime record's
+    /// timestamp may lie; `i64::MAX` (the default) defers to `message.timestamp.difference.max.ms`.
+    /// Use [`LogConfig::timestamp_after_max_ms`] for the bound in force.
+    pub message_timestamp_after_max_ms: i64,
+    /// `message.timestamp.difference.max.ms` (deprecated): bounds both sides when the two settings
+    /// above are left at their defaults.
+    pub message_timestamp_difference_max_ms: i64,
 }
 
 /// Kafka's default `segment.ms` and `retention.ms`: seven days.
@@ -65,6 +76,9 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             timestamp_type_log_append: false,
             index_interval_bytes: 4096,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            message_timestamp_difference_max_ms: i64::MAX,
         }
     }
 }
@@ -106,6 +120,26 @@ impl LogConfig {
         }
     }
 
+    /// The largest `now - timestamp` accepted for a CreateTime record: `message.timestamp.before.max.ms`
+    /// unless left at its default, else `message.timestamp.difference.max.ms` (Kafka's rule).
+    pub fn timestamp_before_max_ms(&self) -> i64 {
+        if self.message_timestamp_before_max_ms != i64::MAX {
+            self.message_timestamp_before_max_ms
+        } else {
+            self.message_timestamp_difference_max_ms
+        }
+    }
+
+    /// The largest `timestamp - now` accepted for a CreateTime record: `message.timestamp.after.max.ms`
+    /// unless left at its default, else `message.timestamp.difference.max.ms` (Kafka's rule).
+    pub fn timestamp_after_max_ms(&self) -> i64 {
+        if self.message_timestamp_after_max_ms != i64::MAX {
+            self.message_timestamp_after_max_ms
+        } else {
+            self.message_timestamp_difference_max_ms
+        }
+    }
+
     /// Whether `key` is one of the topic configs this type understands.
     pub fn is_log_config_key(key: &str) -> bool {
         matches!(
@@ -119,6 +153,9 @@ impl LogConfig {
                 | "flush.messages"
                 | "flush.ms"
                 | "message.timestamp.type"
+                | "message.timestamp.before.max.ms"
+                | "message.timestamp.after.max.ms"
+                | "message.timestamp.difference.max.ms"
                 | "index.interval.bytes"
                 | "delete.retention.ms"
                 | "min.compaction.lag.ms"
@@ -169,6 +206,15 @@ impl LogConfig {
                     "LogAppendTime" => true,
                     _ => return Err(error("must be CreateTime or LogAppendTime")),
                 }
+            }
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = long(0, i64::MAX)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = long(0, i64::MAX)?
+            }
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms = long(0, i64::MAX)?
             }
             "index.interval.bytes" => {
                 self.index_interval_bytes = long(0, i64::from(i32::MAX))? as usize
@@ -251,6 +297,40 @@ mod tests {
             let error = defaults
                 .with_overrides(&pairs(&[(key, value)]))
                 .unwrap_err();
+            assert_eq!(error.key, key);
+        }
+    }
+
+    #[test]
+    fn timestamp_bounds_and_the_deprecated_difference() {
+        let defaults = LogConfig::default();
+        assert_eq!(defaults.timestamp_before_max_ms(), i64::MAX);
+        assert_eq!(defaults.timestamp_after_max_ms(), i64::MAX);
+        let difference = defaults
+            .with_overrides(&pairs(&[("message.timestamp.difference.max.ms", "5000")]))
+            .unwrap();
+        assert_eq!(difference.timestamp_before_max_ms(), 5000);
+        assert_eq!(difference.timestamp_after_max_ms(), 5000);
+        let mixed = difference
+            .with_overrides(&pairs(&[
+                ("message.timestamp.before.max.ms", "100"),
+                ("message.timestamp.after.max.ms", "0"),
+            ]))
+            .unwrap();
+        assert_eq!(mixed.timestamp_before_max_ms(), 100);
+        assert_eq!(mixed.timestamp_after_max_ms(), 0);
+        let only_after = defaults
+            .with_overrides(&pairs(&[("message.timestamp.after.max.ms", "3600000")]))
+            .unwrap();
+        assert_eq!(only_after.timestamp_before_max_ms(), i64::MAX);
+        assert_eq!(only_after.timestamp_after_max_ms(), 3_600_000);
+        for key in [
+            "message.timestamp.before.max.ms",
+            "message.timestamp.after.max.ms",
+            "message.timestamp.difference.max.ms",
+        ] {
+            assert!(LogConfig::is_log_config_key(key));
+            let error = defaults.with_overrides(&pairs(&[(key, "-1")])).unwrap_err();
             assert_eq!(error.key, key);
         }
     }

@@ -41,6 +41,21 @@ pub enum StorageError {
         current: i16,
         received: i16,
     },
+    /// A CreateTime record's timestamp lies too far from the broker's clock
+    /// (`message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`). The message is
+    /// Kafka's per-record one; `offset` is the record's offset as the producer sent it (before the
+    /// log assigned offsets, as in Kafka) and `batch_index` its index within its batch (Kafka's
+    /// `RecordError.batch_index`).
+    #[error(
+        "Timestamp {timestamp} of message with offset {offset} is out of range. The timestamp should be within [{lower}, {upper}]"
+    )]
+    InvalidTimestamp {
+        timestamp: i64,
+        offset: i64,
+        batch_index: usize,
+        lower: i64,
+        upper: i64,
+    },
     /// The requested offset lies outside `[log start, log end]`.
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
@@ -61,6 +76,7 @@ impl StorageError {
             Self::OffsetOutOfRange { .. } => 1,
             Self::CorruptRecords(_) => 2,
             Self::MessageTooLarge { .. } => 10,
+            Self::InvalidTimestamp { .. } => 32,
             Self::RecordListTooLarge { .. } => 18,
             Self::OutOfOrderSequence { .. } => 45,
             Self::InvalidProducerEpoch { .. } => 47,

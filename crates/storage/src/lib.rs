@@ -9,7 +9,11 @@
 //! moved by DeleteRecords or retention) and `<offset>.snapshot` files (idempotent producer state).
 //!
 //! # Durability: what is fsynced when
-//! - **Append**: written with `pwrite`; the OS flushes it unless `flush.messages` appends have
+//! - **Append**: written with one `pwritev` (looping over short writes; cut back to the old size
+//!   on failure) of, per batch, a patched copy of its first 17 bytes (base offset, length,
+//!   leader epoch, magic: all before the CRC) and the rest of the batch straight from the request
+//!   buffer, so record data is not copied; only LogAppendTime batches, whose CRC changes, are
+//!   copied and patched whole. The OS flushes it unless `flush.messages` appends have
 //!   accumulated, in which case the active `.log` is fsynced (`fdatasync`) before `append` returns.
 //!   `flush.messages=1` therefore means "fsync before ack". Index entries are written but not
 //!   fsynced (the tail segment's indexes are rebuilt on recovery).
@@ -68,6 +72,20 @@
 //! target by decoding the leading fields of records in uncompressed batches, and by decompressing
 //! compressed batches (bounded, as any decode), as Kafka does. Under LogAppendTime every
 //! record of a batch carries the batch's append time.
+//!
+//! [`PartitionLog::max_timestamp`] (ListOffsets MAX_TIMESTAMP) answers like Kafka 3.8+: the
+//! offset of the first record carrying the largest timestamp, also inside a compressed batch. The
+//! indexes only know that batch (its last offset stands for it), so that one batch is decompressed
+//! when asked rather than every compressed batch on append. Under LogAppendTime it is the first
+//! record of the batch.
+//!
+//! On a CreateTime log, `append` refuses (`InvalidTimestamp`, Kafka error 32) a batch with a
+//! record more than `message.timestamp.before.max.ms` older or `message.timestamp.after.max.ms`
+//! newer than the broker's clock (each falling back to `message.timestamp.difference.max.ms` when
+//! left at its default), as Kafka 3.6+ (KIP-937) does. Uncompressed batches have every record
+//! checked; compressed ones are checked by their base and max timestamps (decompressed only to
+//! name the offending record once one fails), so a compressed record older than the batch's first
+//! one escapes the "before" bound. Records without timestamp (-1) always pass.
 
 pub mod cleaner;
 pub mod config;

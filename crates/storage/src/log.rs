@@ -1,7 +1,8 @@
 //! A partition log: the ordered segments of one partition directory, with append (validation,
-//! idempotent producer checks, offset assignment, in-place patching), reads, ListOffsets lookups,
-//! retention, DeleteRecords, truncation, flushing and crash recovery; and the locked steps of a
-//! compaction pass (planning and swapping in cleaned segments, see [`crate::cleaner`]).
+//! timestamp bounds, idempotent producer checks, offset assignment, header patching), reads,
+//! ListOffsets lookups, retention, DeleteRecords, truncation, flushing and crash recovery; and the
+//! locked steps of a compaction pass (planning and swapping in cleaned segments, see
+//! [`crate::cleaner`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strom_protocol::records::{
-    decode_records, set_base_offset, set_log_append_time, set_partition_leader_epoch,
-    split_batches, BatchHeader, BATCH_HEADER_LEN, DEFAULT_MAX_DECOMPRESSED_BYTES,
+    decode_records, set_log_append_time, split_batches, BatchHeader, BATCH_HEADER_LEN,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
 
 use crate::cleaner::{
@@ -20,8 +21,9 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError, StorageResult};
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::{
-    fsync_dir, segment_file_with, write_file_atomically, Segment, CLEANED_SUFFIX, INDEX_SUFFIX,
-    LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
+    fsync_dir, is_uncompressed, segment_file_with, walk_records, write_file_atomically,
+    PatchedBatch, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 
 /// Name of the file holding the log start offset inside the partition directory.
@@ -291,6 +293,7 @@ impl PartitionLog {
                 max: self.segment_bytes(),
             });
         }
+        let timestamp_bounds = TimestampBounds::of(&self.config);
         for (header, batch) in &batches {
             if batch.len() > self.config.max_message_bytes {
                 return Err(StorageError::MessageTooLarge {
@@ -306,6 +309,9 @@ impl PartitionLog {
             }
             if self.config.cleanup_policy_compact && !header.is_control() {
                 check_records_have_keys(batch)?;
+            }
+            if let Some(bounds) = timestamp_bounds {
+                bounds.check(header, batch, now_ms)?;
             }
         }
 
@@ -325,8 +331,10 @@ impl PartitionLog {
         let mut accepted = Vec::with_capacity(idempotent_batches);
         let mut next_offset = base_offset;
         let mut record_count = 0usize;
-        let mut batch_starts = Vec::with_capacity(batches.len());
-        let mut at = 0usize;
+        // Only the first bytes of each batch change (outside the CRC): they are written from a
+        // small patched copy, the rest straight from `records`. LogAppendTime rewrites fields
+        // under the CRC, so those batches are copied whole.
+        let mut patched = Vec::with_capacity(batches.len());
         let mut max_timestamp = i64::MIN;
         for (header, batch) in &batches {
             if header.has_producer_id() {
@@ -359,8 +367,13 @@ impl PartitionLog {
                 }
             }
             max_timestamp = max_timestamp.max(header.max_timestamp);
-            batch_starts.push(at);
-            at += batch.len();
+            patched.push(if log_append_time >= 0 {
+                let mut copy = batch.to_vec();
+                set_log_append_time(&mut copy, log_append_time);
+                PatchedBatch::new(&Bytes::from(copy), next_offset, leader_epoch)?
+            } else {
+                PatchedBatch::new(batch, next_offset, leader_epoch)?
+            });
             next_offset += i64::from(header.last_offset_delta) + 1;
             record_count += header.record_count as usize;
         }
@@ -380,22 +393,9 @@ impl PartitionLog {
             self.roll(now_ms)?;
         }
 
-        let mut data = records.to_vec();
-        let mut offset = base_offset;
-        for (i, (header, _)) in batches.iter().enumerate() {
-            let end = batch_starts.get(i + 1).copied().unwrap_or(data.len());
-            let batch = &mut data[batch_starts[i]..end];
-            set_base_offset(batch, offset);
-            set_partition_leader_epoch(batch, leader_epoch);
-            if log_append_time >= 0 {
-                set_log_append_time(batch, log_append_time);
-            }
-            offset += i64::from(header.last_offset_delta) + 1;
-        }
         self.drop_clean_shutdown_marker()?;
         let index_interval = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(&data, &batch_starts, index_interval)?;
+        self.active_mut().append(&patched, index_interval)?;
         for (header, offset, timestamp) in &accepted {
             self.producers.record(header, *offset, *timestamp);
         }
@@ -590,17 +590,43 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: (largest timestamp, offset of its record), if any batch has one.
+    /// ListOffsets MAX_TIMESTAMP: (largest timestamp, offset of the first record carrying it), if
+    /// any batch has a timestamp. See [`PartitionLog::try_max_timestamp`]; should reading the
+    /// batch fail, answers at batch granularity (that batch's last offset for a compressed batch)
+    /// and logs a warning.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let mut best: Option<(i64, i64)> = None;
+        match self.try_max_timestamp() {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not resolve the offset of the max timestamp");
+                self.segment_with_max_timestamp()
+                    .and_then(Segment::max_timestamp)
+            }
+        }
+    }
+
+    /// ListOffsets MAX_TIMESTAMP as Kafka 3.8+ answers it: the largest timestamp in the log and
+    /// the offset of the first record carrying it, even inside a compressed batch (that one batch
+    /// is decompressed). Under LogAppendTime every record of a batch has the append time, so the
+    /// answer is the batch's first record. The earliest segment wins a tie, as in Kafka.
+    pub fn try_max_timestamp(&self) -> StorageResult<Option<(i64, i64)>> {
+        match self.segment_with_max_timestamp() {
+            Some(segment) => segment.resolved_max_timestamp(),
+            None => Ok(None),
+        }
+    }
+
+    /// The first segment holding the log's largest timestamp.
+    fn segment_with_max_timestamp(&self) -> Option<&Segment> {
+        let mut best: Option<(i64, &Segment)> = None;
         for segment in &self.segments {
-            if let Some((timestamp, offset)) = segment.max_timestamp() {
+            if let Some((timestamp, _)) = segment.max_timestamp() {
                 if best.is_none_or(|(best_timestamp, _)| timestamp > best_timestamp) {
-                    best = Some((timestamp, offset));
+                    best = Some((timestamp, segment));
                 }
             }
         }
-        best
+        best.map(|(_, segment)| segment)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (persisted), deleting segments
@@ -963,6 +989,101 @@ impl PartitionLog {
     fn write_log_start_checkpoint(&self) -> StorageResult<()> {
         let text = format!("{CHECKPOINT_VERSION}\n{}\n", self.log_start_offset);
         write_file_atomically(&self.dir.join(LOG_START_CHECKPOINT), text.as_bytes())
+    }
+}
+
+/// Kafka's record timestamp number for "no timestamp", never checked against the bounds.
+const NO_TIMESTAMP: i64 = -1;
+
+/// The `message.timestamp.before.max.ms` / `after.max.ms` bounds in force on a CreateTime log.
+#[derive(Debug, Clone, Copy)]
+struct TimestampBounds {
+    before_max_ms: i64,
+    after_max_ms: i64,
+}
+
+impl TimestampBounds {
+    /// The bounds to check, or `None` when nothing can fail them (LogAppendTime, where the broker
+    /// sets the timestamps, or both bounds unlimited).
+    fn of(config: &LogConfig) -> Option<Self> {
+        let bounds = Self {
+            before_max_ms: config.timestamp_before_max_ms(),
+            after_max_ms: config.timestamp_after_max_ms(),
+        };
+        let unlimited = bounds.before_max_ms == i64::MAX && bounds.after_max_ms == i64::MAX;
+        (!config.timestamp_type_log_append && !unlimited).then_some(bounds)
+    }
+
+    /// Kafka's `recordHasInvalidTimestamp`, with Java's wrapping arithmetic.
+    fn rejects(&self, timestamp: i64, now_ms: i64) -> bool {
+        let behind = now_ms.wrapping_sub(timestamp);
+        timestamp != NO_TIMESTAMP
+            && (behind > self.before_max_ms || behind.wrapping_neg() > self.after_max_ms)
+    }
+
+    fn error(&self, timestamp: i64, offset: i64, batch_index: usize, now_ms: i64) -> StorageError {
+        StorageError::InvalidTimestamp {
+            timestamp,
+            offset,
+            batch_index,
+            lower: now_ms.saturating_sub(self.before_max_ms),
+            upper: now_ms.saturating_add(self.after_max_ms),
+        }
+    }
+
+    /// Checks every record of an uncompressed batch (only the leading fields of each record are
+    /// decoded). A compressed batch is checked by its base timestamp (its first record's) and its
+    /// max timestamp, without decompressing it; only when one of them fails is the batch
+    /// decompressed, to name the first offending record as Kafka does. Offsets are the producer's
+    /// (Kafka validates before assigning offsets).
+    fn check(&self, header: &BatchHeader, batch: &Bytes, now_ms: i64) -> StorageResult<()> {
+        if is_uncompressed(header) {
+            let mut index = 0usize;
+            let mut offending = None;
+            let well_formed =
+                walk_records(header, &batch[BATCH_HEADER_LEN..], |offset, timestamp| {
+                    if self.rejects(timestamp, now_ms) {
+                        offending = Some((timestamp, offset, index));
+                        return true;
+                    }
+                    index += 1;
+                    false
+                });
+            if let Some((timestamp, offset, index)) = offending {
+                return Err(self.error(timestamp, offset, index, now_ms));
+            }
+            if well_formed {
+                return Ok(());
+            }
+        }
+        let base_rejected = self.rejects(header.base_timestamp, now_ms);
+        if !base_rejected && !self.rejects(header.max_timestamp, now_ms) {
+            return Ok(());
+        }
+        if let Ok(records) = decode_records(batch, DEFAULT_MAX_DECOMPRESSED_BYTES) {
+            let offending = records
+                .iter()
+                .enumerate()
+                .find(|(_, record)| self.rejects(record.timestamp(header), now_ms));
+            if let Some((index, record)) = offending {
+                return Err(self.error(
+                    record.timestamp(header),
+                    record.offset(header),
+                    index,
+                    now_ms,
+                ));
+            }
+        }
+        Err(if base_rejected {
+            self.error(header.base_timestamp, header.base_offset, 0, now_ms)
+        } else {
+            self.error(
+                header.max_timestamp,
+                header.last_offset(),
+                header.last_offset_delta.max(0) as usize,
+                now_ms,
+            )
+        })
     }
 }
 

@@ -8,12 +8,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use strom_protocol::records::{
-    decode_records, peek_batch_len, validate_batch, BatchHeader, Compression,
-    ATTR_TIMESTAMP_TYPE_LOG_APPEND, BATCH_HEADER_LEN, DEFAULT_MAX_DECOMPRESSED_BYTES, LOG_OVERHEAD,
+    decode_records, peek_batch_len, set_base_offset, set_partition_leader_epoch, validate_batch,
+    BatchHeader, Compression, ATTR_TIMESTAMP_TYPE_LOG_APPEND, BATCH_HEADER_LEN,
+    DEFAULT_MAX_DECOMPRESSED_BYTES, LOG_OVERHEAD,
 };
 
 use crate::error::{IoContext, StorageError, StorageResult};
@@ -286,6 +289,34 @@ impl Segment {
         (self.max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
     }
 
+    /// Like [`Segment::max_timestamp`], with the offset exact as Kafka 3.8+ answers ListOffsets
+    /// MAX_TIMESTAMP: the first record carrying the max timestamp. When that record lies in a
+    /// compressed batch (whose offset is only known at batch level, see
+    /// `offset_of_max_timestamp`), that one batch is read and decompressed.
+    pub fn resolved_max_timestamp(&self) -> StorageResult<Option<(i64, i64)>> {
+        let Some((timestamp, offset)) = self.max_timestamp() else {
+            return Ok(None);
+        };
+        let Some(LocatedBatch { header, position }) = self.locate(offset)? else {
+            return Ok(Some((timestamp, offset)));
+        };
+        if is_uncompressed(&header) || header.max_timestamp != timestamp {
+            return Ok(Some((timestamp, offset)));
+        }
+        let batch = Bytes::from(self.read_bytes(position, header.total_len())?);
+        let records = decode_records(&batch, DEFAULT_MAX_DECOMPRESSED_BYTES).map_err(|error| {
+            StorageError::CorruptRecords(format!(
+                "{} at position {position}: {error}",
+                self.describe("batch of")
+            ))
+        })?;
+        let exact = records
+            .iter()
+            .find(|record| record.timestamp(&header) == timestamp)
+            .map_or(offset, |record| record.offset(&header));
+        Ok(Some((timestamp, exact)))
+    }
+
     pub fn created_ms(&self) -> i64 {
         self.created_ms
     }
@@ -439,7 +470,12 @@ impl Segment {
             if !offsets_fit {
                 break;
             }
-            self.index_batch(&header, position, &buffer, index_interval);
+            self.index_batch(
+                &header,
+                position,
+                &buffer[BATCH_HEADER_LEN..],
+                index_interval,
+            );
             position += len as u64;
         }
         let truncated = self.size - position;
@@ -478,18 +514,18 @@ impl Segment {
         Ok(())
     }
 
-    /// Updates in-memory state for a batch stored at `position`; returns the index entries it
-    /// created, for the caller to persist.
+    /// Updates in-memory state for a batch stored at `position` (`records`: the batch after its
+    /// header); returns the index entries it created, for the caller to persist.
     fn index_batch(
         &mut self,
         header: &BatchHeader,
         position: u64,
-        batch: &[u8],
+        records: &[u8],
         index_interval: usize,
     ) -> (Option<OffsetEntry>, Option<TimeEntry>) {
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
-            self.offset_of_max_timestamp = offset_of_max_timestamp(header, batch);
+            self.offset_of_max_timestamp = offset_of_max_timestamp(header, records);
         }
         if self.first_batch_timestamp.is_none() {
             self.first_batch_timestamp = Some(header.max_timestamp);
@@ -505,7 +541,7 @@ impl Segment {
             created.1 = self.maybe_add_time_entry();
             self.bytes_since_last_index_entry = 0;
         }
-        self.bytes_since_last_index_entry += batch.len();
+        self.bytes_since_last_index_entry += header.total_len();
         self.next_offset = header.last_offset() + 1;
         created
     }
@@ -553,32 +589,30 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends already patched batches (`data`, whose batches start at `batch_starts`) at the end
-    /// of the log file and indexes them. On a write error the file is cut back to its old size.
-    pub fn append(
-        &mut self,
-        data: &[u8],
-        batch_starts: &[usize],
-        index_interval: usize,
-    ) -> StorageResult<()> {
+    /// Appends `batches` at the end of the log file with one vectored write (their patched
+    /// prefixes and the shared rest of each batch, no copy) and indexes them from their patched
+    /// headers. On a write error the file is cut back to its old size.
+    pub fn append(&mut self, batches: &[PatchedBatch], index_interval: usize) -> StorageResult<()> {
         let start = self.size;
-        if let Err(error) = self.log.write_all_at(data, start) {
+        let buffers: Vec<&[u8]> = batches
+            .iter()
+            .flat_map(|batch| [&batch.prefix[..], &batch.rest[..]])
+            .collect();
+        if let Err(error) = write_all_vectored_at(&self.log, &buffers, start) {
             // Best effort: drop a partial write so the file still ends on a batch boundary.
             if let Err(cut) = self.log.set_len(start) {
                 tracing::error!(error = %cut, "could not cut back a failed append");
             }
             return Err(StorageError::io(self.describe("appending to"), error));
         }
-        self.size += data.len() as u64;
+        self.size += batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
         self.dirty = true;
-        for (i, &batch_start) in batch_starts.iter().enumerate() {
-            let batch_end = batch_starts.get(i + 1).copied().unwrap_or(data.len());
-            let batch = &data[batch_start..batch_end];
-            let header = BatchHeader::parse(batch)
-                .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+        let mut position = start;
+        for batch in batches {
             let entries =
-                self.index_batch(&header, start + batch_start as u64, batch, index_interval);
+                self.index_batch(&batch.header, position, batch.records(), index_interval);
             self.persist_entries(entries)?;
+            position += batch.len() as u64;
         }
         Ok(())
     }
@@ -722,6 +756,137 @@ impl Segment {
     }
 }
 
+/// Bytes of a batch the broker patches without touching the CRC: base offset (0..8), batch length
+/// (8..12), partition leader epoch (12..16) and magic (16); the CRC starts right after and covers
+/// only bytes 21.. of the batch.
+const PATCHED_PREFIX_LEN: usize = 17;
+
+/// A batch ready to be written: a patched copy of its first [`PATCHED_PREFIX_LEN`] bytes (new base
+/// offset and partition leader epoch) and the rest of the batch shared with the buffer it came in,
+/// so that an append copies no record data.
+#[derive(Debug, Clone)]
+pub(crate) struct PatchedBatch {
+    prefix: [u8; PATCHED_PREFIX_LEN],
+    rest: Bytes,
+    /// The header as it will be on disk.
+    header: BatchHeader,
+}
+
+impl PatchedBatch {
+    /// `batch` (a validated v2 batch) as stored at `base_offset` under `leader_epoch`.
+    pub fn new(batch: &Bytes, base_offset: i64, leader_epoch: i32) -> StorageResult<Self> {
+        let mut stored = Self::unchanged(batch)?;
+        set_base_offset(&mut stored.prefix, base_offset);
+        set_partition_leader_epoch(&mut stored.prefix, leader_epoch);
+        let mut raw_header = [0u8; BATCH_HEADER_LEN];
+        raw_header[..PATCHED_PREFIX_LEN].copy_from_slice(&stored.prefix);
+        raw_header[PATCHED_PREFIX_LEN..]
+            .copy_from_slice(&batch[PATCHED_PREFIX_LEN..BATCH_HEADER_LEN]);
+        stored.header = parse_header(&raw_header)?;
+        Ok(stored)
+    }
+
+    /// `batch` stored as it is (a batch copied by the cleaner).
+    pub fn unchanged(batch: &Bytes) -> StorageResult<Self> {
+        let header = parse_header(batch)?;
+        let mut prefix = [0u8; PATCHED_PREFIX_LEN];
+        prefix.copy_from_slice(&batch[..PATCHED_PREFIX_LEN]);
+        Ok(Self {
+            prefix,
+            rest: batch.slice(PATCHED_PREFIX_LEN..),
+            header,
+        })
+    }
+
+    /// Size of the batch on disk.
+    pub fn len(&self) -> usize {
+        PATCHED_PREFIX_LEN + self.rest.len()
+    }
+
+    /// The batch after its header (the records, possibly compressed).
+    fn records(&self) -> &[u8] {
+        &self.rest[BATCH_HEADER_LEN - PATCHED_PREFIX_LEN..]
+    }
+}
+
+/// Parses the header at the start of `batch`, failing as corrupt records.
+fn parse_header(batch: &[u8]) -> StorageResult<BatchHeader> {
+    BatchHeader::parse(batch).map_err(|error| StorageError::CorruptRecords(error.to_string()))
+}
+
+/// Most buffers handed to one `pwritev` call (Linux's `UIO_MAXIOV`).
+const MAX_IOVECS: usize = 1024;
+
+/// Writes `buffers` back to back at `position` of `file` with `pwritev(2)`, looping over short
+/// writes and retrying on `EINTR`, in calls of at most [`MAX_IOVECS`] buffers.
+fn write_all_vectored_at(file: &File, buffers: &[&[u8]], mut position: u64) -> io::Result<()> {
+    // Index of the first buffer not yet wholly written, and how much of it is.
+    let mut first = 0usize;
+    let mut done_in_first = 0usize;
+    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(buffers.len().min(MAX_IOVECS));
+    while first < buffers.len() {
+        if done_in_first == buffers[first].len() {
+            first += 1;
+            done_in_first = 0;
+            continue;
+        }
+        iovecs.clear();
+        for (i, buffer) in buffers[first..].iter().take(MAX_IOVECS).enumerate() {
+            let part = if i == 0 {
+                &buffer[done_in_first..]
+            } else {
+                buffer
+            };
+            iovecs.push(libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            });
+        }
+        let offset = libc::off_t::try_from(position).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "file position beyond off_t")
+        })?;
+        // SAFETY: every iovec points into a slice of `buffers`, borrowed (so alive and unchanged)
+        // for the whole call, with that slice's exact length; `pwritev` only reads them. The count
+        // is at most MAX_IOVECS, well within c_int, and the descriptor belongs to `file`, which
+        // is borrowed and therefore open.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iovecs.as_ptr(),
+                iovecs.len() as libc::c_int,
+                offset,
+            )
+        };
+        if written < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if written == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "pwritev wrote nothing",
+            ));
+        }
+        let mut written = written as usize;
+        position += written as u64;
+        while written > 0 && first < buffers.len() {
+            let left_in_first = buffers[first].len() - done_in_first;
+            if written >= left_in_first {
+                written -= left_in_first;
+                first += 1;
+                done_in_first = 0;
+            } else {
+                done_in_first += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How much of the log a header walk reads at once.
 const WALK_CHUNK: usize = 16 * 1024;
 
@@ -784,13 +949,15 @@ fn read_varlong(data: &mut &[u8]) -> Option<i64> {
 }
 
 /// (offset, timestamp) of each record of an uncompressed batch, stopping when `visit` says so.
-/// Only the leading fields of each record are decoded. Returns false if a record is malformed.
-fn walk_records(
+/// `records` is the batch after its [`BATCH_HEADER_LEN`]-byte header. Only the leading fields of
+/// each record are decoded; under LogAppendTime every record carries the batch's max timestamp.
+/// Returns false if a record is malformed.
+pub(crate) fn walk_records(
     header: &BatchHeader,
-    batch: &[u8],
+    records: &[u8],
     mut visit: impl FnMut(i64, i64) -> bool,
 ) -> bool {
-    let mut rest = &batch[BATCH_HEADER_LEN.min(batch.len())..];
+    let mut rest = records;
     for _ in 0..header.record_count {
         let Some(length) = read_varlong(&mut rest) else {
             return false;
@@ -811,10 +978,12 @@ fn walk_records(
         else {
             return false;
         };
-        if visit(
-            header.base_offset + offset_delta,
-            header.base_timestamp + timestamp_delta,
-        ) {
+        let timestamp = if is_log_append_time(header) {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        if visit(header.base_offset.wrapping_add(offset_delta), timestamp) {
             return true;
         }
     }
@@ -825,22 +994,22 @@ fn is_log_append_time(header: &BatchHeader) -> bool {
     header.attributes & ATTR_TIMESTAMP_TYPE_LOG_APPEND != 0
 }
 
-fn is_uncompressed(header: &BatchHeader) -> bool {
+pub(crate) fn is_uncompressed(header: &BatchHeader) -> bool {
     matches!(header.compression(), Ok(Compression::None))
 }
 
-/// Offset of the record holding the batch's max timestamp: the first such record for an
-/// uncompressed CreateTime batch; the base offset under LogAppendTime (every record has that
-/// time); the last offset for compressed batches (not decompressed here).
-pub(crate) fn offset_of_max_timestamp(header: &BatchHeader, batch: &[u8]) -> i64 {
-    if is_log_append_time(header) {
-        return header.base_offset;
-    }
+/// Where the record holding the batch's max timestamp is, as Kafka 3.8+ answers it (the first
+/// record whose timestamp equals the max timestamp; under LogAppendTime every record has it, so the
+/// first record). Uncompressed batches are walked here; compressed ones are not decompressed on
+/// every append: their last offset stands for "somewhere in this batch" and
+/// [`Segment::resolved_max_timestamp`] decompresses that one batch when ListOffsets asks.
+/// `records` is the batch after its header.
+fn offset_of_max_timestamp(header: &BatchHeader, records: &[u8]) -> i64 {
     if !is_uncompressed(header) {
         return header.last_offset();
     }
     let mut found = None;
-    walk_records(header, batch, |offset, timestamp| {
+    walk_records(header, records, |offset, timestamp| {
         if timestamp == header.max_timestamp {
             found = Some(offset);
             true
@@ -867,7 +1036,7 @@ fn first_record_at_or_after(
     }
     if !is_uncompressed(header) {
         // Kafka decompresses to find the exact record; so do we (bounded like any decode).
-        let batch = bytes::Bytes::copy_from_slice(batch);
+        let batch = Bytes::copy_from_slice(batch);
         return match decode_records(&batch, DEFAULT_MAX_DECOMPRESSED_BYTES) {
             Ok(records) => records
                 .iter()
@@ -877,7 +1046,8 @@ fn first_record_at_or_after(
         };
     }
     let mut found = None;
-    let well_formed = walk_records(header, batch, |offset, timestamp| {
+    let records = &batch[BATCH_HEADER_LEN.min(batch.len())..];
+    let well_formed = walk_records(header, records, |offset, timestamp| {
         if offset >= min_offset && timestamp >= target {
             found = Some((offset, timestamp));
             true
@@ -889,5 +1059,54 @@ fn first_record_at_or_after(
         found
     } else {
         whole_batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectored_write_spans_many_calls_and_empty_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open_rw(&dir.path().join("data")).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        // More buffers than one pwritev call takes, some of them empty.
+        let owned: Vec<Vec<u8>> = (0..3 * MAX_IOVECS + 7)
+            .map(|i| vec![(i % 251) as u8; i % 5])
+            .collect();
+        let buffers: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        write_all_vectored_at(&file, &buffers, 4).unwrap();
+        let expected: Vec<u8> = b"head".iter().copied().chain(owned.concat()).collect();
+        let mut written = vec![0u8; expected.len()];
+        file.read_exact_at(&mut written, 0).unwrap();
+        assert_eq!(written, expected);
+        assert_eq!(file.metadata().unwrap().len(), expected.len() as u64);
+        write_all_vectored_at(&file, &[], 0).unwrap();
+    }
+
+    #[test]
+    fn patched_batch_changes_only_offset_and_epoch() {
+        let mut builder = strom_protocol::records::BatchBuilder::new(0, Compression::None, 1_000);
+        builder.push(1_000, None, Some(Bytes::from_static(b"v")), Vec::new());
+        builder.push(1_005, None, Some(Bytes::from_static(b"w")), Vec::new());
+        let batch = builder.build();
+        let patched = PatchedBatch::new(&batch, 77, 9).unwrap();
+        assert_eq!(patched.len(), batch.len());
+        let stored: Vec<u8> = patched
+            .prefix
+            .iter()
+            .chain(patched.rest.iter())
+            .copied()
+            .collect();
+        let header = validate_batch(&stored).unwrap();
+        assert_eq!(header, patched.header);
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (77, 9));
+        assert_eq!(stored[8..12], batch[8..12]);
+        assert_eq!(stored[16..], batch[16..]);
+        assert_eq!(patched.records(), &batch[BATCH_HEADER_LEN..]);
+        let unchanged = PatchedBatch::unchanged(&batch).unwrap();
+        assert_eq!(unchanged.header, BatchHeader::parse(&batch).unwrap());
+        assert!(PatchedBatch::new(&batch.slice(..60), 0, 0).is_err());
     }
 }

@@ -284,6 +284,11 @@ impl GroupCoordinator {
                             assignments.remove(&member.member_id).unwrap_or_default();
                     }
                     group.transition(GroupState::Stable, now_ms);
+                    tracing::info!(
+                        group = %group.id,
+                        generation = group.generation_id,
+                        "group is stable"
+                    );
                     ctx.persist_group(group);
                     let responses: Vec<(String, SyncGroupResponse)> = group
                         .members
@@ -963,6 +968,13 @@ fn complete_join(group: &mut Group, ctx: &Context<'_>) {
     }
     group.protocol_name = group.select_protocol();
     group.transition(GroupState::CompletingRebalance, ctx.now_ms);
+    tracing::info!(
+        group = %group.id,
+        generation = group.generation_id,
+        members = group.members.len(),
+        protocol = group.protocol_name.as_deref().unwrap_or_default(),
+        "join phase complete"
+    );
     group.pending_sync = group.members.keys().cloned().collect();
     group.sync_deadline_ms = Some(ctx.now_ms + group.max_rebalance_timeout_ms());
     let responses: Vec<(String, JoinGroupResponse)> = group
@@ -1080,35 +1092,36 @@ fn run_sync_deadline(group: &mut Group, ctx: &Context<'_>) {
     prepare_rebalance(group, ctx);
 }
 
-/// `offsets.retention.minutes` for an empty group: offsets older than the retention (counted from
-/// when the group became empty, or from the commit for groups without membership) are deleted.
-/// Returns whether the group is now gone (empty, without offsets).
+/// `offsets.retention.minutes` (Kafka's `removeExpiredOffsets`): an empty group loses offsets
+/// older than the retention counted from when it became empty; a group without membership counts
+/// from each commit; a stable consumer group loses, counted from each commit, only the offsets of
+/// topics none of its members subscribes to (KIP-496). Returns whether the group is now gone
+/// (empty, without offsets).
 fn expire_offsets(group: &mut Group, ctx: &Context<'_>) -> bool {
-    if group.state != GroupState::Empty || !group.pending_members.is_empty() {
+    if !group.pending_members.is_empty() {
         return false;
     }
-    let retention = ctx.config.offsets_retention_ms;
-    let uses_membership = group.protocol_type.is_some();
-    let expired: Vec<(String, i32)> = group
-        .offsets
-        .iter()
-        .filter(|(_, offset)| {
-            let base = if uses_membership {
-                group.state_since_ms
-            } else {
-                offset.commit_timestamp_ms
-            };
-            base.saturating_add(retention) <= ctx.now_ms
-        })
-        .map(|(key, _)| key.clone())
-        .collect();
+    let deadline = ctx.now_ms.saturating_sub(ctx.config.offsets_retention_ms);
+    let expired: Vec<(String, i32)> = match (group.state, &group.protocol_type) {
+        (GroupState::Empty, Some(_)) if group.state_since_ms <= deadline => {
+            group.offsets.keys().cloned().collect()
+        }
+        (GroupState::Empty, None) => committed_before(group, deadline, |_| true),
+        (GroupState::Stable, Some(_)) => match group.subscribed_topics() {
+            Some(subscribed) => {
+                committed_before(group, deadline, |topic| !subscribed.contains(topic))
+            }
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     if remove_offsets(group, &expired, ctx).is_err() {
         return false;
     }
     if !expired.is_empty() {
         tracing::info!(group = %group.id, expired = expired.len(), "expired committed offsets");
     }
-    if group.offsets.is_empty() {
+    if group.state == GroupState::Empty && group.offsets.is_empty() {
         if delete_group_records(group, ctx).is_err() {
             return false;
         }
@@ -1116,6 +1129,22 @@ fn expire_offsets(group: &mut Group, ctx: &Context<'_>) -> bool {
         return true;
     }
     false
+}
+
+/// The offsets of topics chosen by `topic_filter` committed at or before `deadline`.
+fn committed_before(
+    group: &Group,
+    deadline: i64,
+    topic_filter: impl Fn(&str) -> bool,
+) -> Vec<(String, i32)> {
+    group
+        .offsets
+        .iter()
+        .filter(|((topic, _), offset)| {
+            offset.commit_timestamp_ms <= deadline && topic_filter(topic)
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
 }
 
 /// Writes tombstones for the given offsets, then forgets them.

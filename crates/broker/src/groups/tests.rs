@@ -626,3 +626,30 @@ fn member_that_never_syncs_is_removed() {
     );
     assert_eq!(GroupState::Stable.name(), "Stable");
 }
+
+#[test]
+fn stable_groups_lose_only_offsets_of_topics_nobody_subscribes_to() {
+    let h = Harness::new(0);
+    let member = h.stable_single(0);
+    let offset = CommittedOffset {
+        offset: 3,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 0,
+    };
+    let result = h.coordinator.commit_offsets(
+        &committer(1, &member),
+        vec![
+            (("t".into(), 0), offset.clone()),
+            (("old".into(), 0), offset.clone()),
+        ],
+        0,
+        &h.log,
+    );
+    assert_eq!(result, NONE);
+    assert_eq!(h.coordinator.heartbeat("g", 1, &member, None, 60_000), NONE);
+    h.coordinator.tick(60_000, &h.log);
+    assert_eq!(h.state(), "Stable");
+    let left = h.coordinator.fetch_offsets("g", None);
+    assert_eq!(left, vec![("t".to_string(), vec![(0, Some(offset))])]);
+}

@@ -38,6 +38,10 @@ use crate::state::Broker;
 /// What a handler knows about the request besides its body.
 pub struct RequestContext {
     pub api_version: i16,
+    /// The client id from the request header.
+    pub client_id: Option<String>,
+    /// The client's address, as group descriptions show it.
+    pub peer: std::net::SocketAddr,
 }
 
 /// The APIs we serve, with the lowest version of each.
@@ -81,6 +85,14 @@ pub fn served_apis() -> impl Iterator<Item = (i16, i16, i16)> {
     SERVED_APIS
         .iter()
         .filter_map(|(key, _)| supported_versions(*key).map(|(min, max)| (*key, min, max)))
+}
+
+/// Who sent a request, as the group coordinator records it for DescribeGroups.
+fn client_identity(context: &RequestContext) -> crate::groups::ClientIdentity {
+    crate::groups::ClientIdentity {
+        client_id: context.client_id.clone().unwrap_or_default(),
+        client_host: format!("/{}", context.peer.ip()),
+    }
 }
 
 /// Runs the handler for one request. `None` means no response is sent (produce with acks=0).
@@ -131,7 +143,7 @@ pub async fn handle(
             ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version))
         }
         RequestBody::JoinGroup(r) => ResponseBody::JoinGroup(
-            join_group::handle(broker, r, version, crate::groups::ClientIdentity::default()).await,
+            join_group::handle(broker, r, version, client_identity(context)).await,
         ),
         RequestBody::SyncGroup(r) => {
             ResponseBody::SyncGroup(sync_group::handle(broker, r, version).await)
