@@ -1,7 +1,8 @@
 //! `strom groups` end to end: the built binary against a real `strom` process. A group consumes
 //! and commits; `groups list` shows it, `groups describe` shows its member and the right
 //! CURRENT-OFFSET / LOG-END-OFFSET / LAG, `reset-offsets` is a dry run unless `--execute` (and
-//! refuses while the group has members), and `delete` removes the group.
+//! refuses while the group has members), and `delete` removes the group. Also a smoke run of
+//! `strom bench rebalance` (form, join, leave and death phases) on a small group.
 
 mod common;
 
