@@ -8,7 +8,7 @@ Three independent client stacks are the judges here:
 
 One module per client (test_kafka_python.py, test_confluent_kafka.py, test_kcat.py), and
 test_cross_client.py where all three write to and read from one partition. Consumers use assign(),
-never group subscription. A known broker deviation from Kafka is marked xfail with its reason.
+never group subscription.
 
 How to run: `bash scripts/test` runs these after the Rust tests. By hand:
     bash scripts/install-test-deps        # kcat from apt, the Python clients into target/compat-venv

@@ -189,12 +189,6 @@ def test_offsets_for_times_inside_a_compressed_batch(strom: StromBroker):
         consumer.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="strom bug: ListOffsets MAX_TIMESTAMP on a compressed batch answers with the batch's last "
-    "offset (crates/storage/src/segment.rs offset_of_max_timestamp does not decompress); Kafka "
-    "(KAFKA-16310, 3.8+) answers with the offset of the record holding the max timestamp",
-)
 def test_max_timestamp_inside_a_compressed_batch(strom: StromBroker):
     topic = unique_topic("kp-maxts-gzip")
     partition = TopicPartition(topic, 0)
@@ -464,13 +458,6 @@ def test_compacted_topic_refuses_records_without_key(strom: StromBroker):
     send.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="strom gap: a refused produce carries neither error_message nor record_errors "
-    "(crates/broker/src/handlers/produce.rs builds PartitionProduceResponse from the error code "
-    "alone); Kafka (Produce v8+) names the failing batch index and says why, e.g. 'Compacted topic "
-    "cannot accept message without key in topic partition T-0.'",
-)
 def test_refused_produce_says_why(strom: StromBroker):
     topic = unique_topic("kp-why")
     admin = admin_client(strom)
@@ -484,12 +471,6 @@ def test_refused_produce_says_why(strom: StromBroker):
     assert refused.value.args and refused.value.args[0]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="strom gap: message.timestamp.before.max.ms / after.max.ms are accepted as topic configs "
-    "but not enforced on produce; Kafka (KIP-937, 3.6+) refuses CreateTime records outside the "
-    "bounds with INVALID_TIMESTAMP (32)",
-)
 @pytest.mark.parametrize(
     ("bound", "offset_ms"),
     [("message.timestamp.before.max.ms", -3_600_000), ("message.timestamp.after.max.ms", 3_600_000)],
