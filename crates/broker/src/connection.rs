@@ -4,7 +4,8 @@
 //!
 //! Hostile input never takes the broker down: a frame larger than `socket.request.max.bytes` or
 //! smaller than a header closes the connection; buffers grow only as bytes actually arrive; a frame
-//! that fails to decode closes this connection with a log line, leaving all others untouched.
+//! that fails to decode closes this connection with a log line, leaving all others untouched. A
+//! connection that sends no complete request for `connections.max.idle.ms` is closed, as in Kafka.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -27,6 +28,10 @@ use crate::state::Broker;
 const MIN_FRAME: usize = 8;
 /// The smallest step by which a read buffer grows.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a connection may take to deliver its next complete request, or to take in one
+/// response, before it is closed: Kafka's default `connections.max.idle.ms`. Bounds a peer that
+/// trickles a frame byte by byte or never reads what it asked for.
+const CONNECTIONS_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 const API_VERSIONS_KEY: i16 = 18;
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -40,6 +45,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     BadRequest(String),
+    #[error("no complete request read, or response written, within {0:?}")]
+    Idle(std::time::Duration),
 }
 
 pub async fn serve_connection(
@@ -53,14 +60,19 @@ pub async fn serve_connection(
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
-            frame = read_frame(&mut stream, &mut buffer, max_frame) => frame,
+            frame = tokio::time::timeout(
+                CONNECTIONS_MAX_IDLE,
+                read_frame(&mut stream, &mut buffer, max_frame),
+            ) => frame.unwrap_or(Err(ConnectionError::Idle(CONNECTIONS_MAX_IDLE))),
         };
         let result = match frame {
             Ok(None) => return,
             Ok(Some(frame)) => match handle_frame(&broker, frame, peer).await {
-                Ok(Some(response)) => write_chunks(&mut stream, &response)
-                    .await
-                    .map_err(Into::into),
+                Ok(Some(response)) => {
+                    tokio::time::timeout(CONNECTIONS_MAX_IDLE, write_chunks(&mut stream, &response))
+                        .await
+                        .unwrap_or(Err(ConnectionError::Idle(CONNECTIONS_MAX_IDLE)))
+                }
                 Ok(None) => Ok(()),
                 Err(error) => Err(error),
             },
@@ -69,6 +81,7 @@ pub async fn serve_connection(
         if let Err(error) = result {
             match error {
                 ConnectionError::Io(ref io) if is_disconnect(io) => {}
+                ConnectionError::Idle(_) => tracing::debug!(%peer, %error, "closing connection"),
                 _ => tracing::warn!(%peer, %error, "closing connection"),
             }
             return;
@@ -118,9 +131,9 @@ async fn read_frame(
     }
 }
 
-async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<()> {
+async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> Result<(), ConnectionError> {
     if let [single] = chunks {
-        return stream.write_all(single).await;
+        return Ok(stream.write_all(single).await?);
     }
     let mut chunk_index = 0;
     let mut offset = 0;
@@ -132,7 +145,7 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> std::io::Resu
                 .collect();
         let mut written = stream.write_vectored(&slices).await?;
         if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
         }
         while chunk_index < chunks.len() && written > 0 {
             let left = chunks[chunk_index].len() - offset;
@@ -174,9 +187,7 @@ async fn handle_frame(
                 api_keys: handlers::api_versions::supported_api_keys(),
                 ..Default::default()
             };
-            return Ok(Some(encode_response(correlation_id, 0, |out| {
-                body.encode(out, 0)
-            })));
+            return encode_response(correlation_id, 0, |out| body.encode(out, 0)).map(Some);
         }
         return Err(ConnectionError::BadRequest(format!(
             "unsupported version {api_version} of API key {api_key}"
@@ -196,25 +207,30 @@ async fn handle_frame(
         return Ok(None);
     };
     let header_version = response_header_version(api_key, api_version);
-    Ok(Some(encode_response(
-        correlation_id,
-        header_version,
-        |out| response.encode(out, api_version),
-    )))
+    encode_response(correlation_id, header_version, |out| {
+        response.encode(out, api_version)
+    })
+    .map(Some)
 }
 
-/// Encodes a response frame: size prefix, response header, body.
+/// Encodes a response frame: size prefix, response header, body. A response too large for its
+/// i32 size prefix (a fetch of more than 2 GiB) closes the connection instead of lying about it.
 fn encode_response(
     correlation_id: i32,
     header_version: i16,
     body: impl FnOnce(&mut Encoder),
-) -> Vec<Bytes> {
+) -> Result<Vec<Bytes>, ConnectionError> {
     let mut out = Encoder::new();
     let header = ResponseHeader { correlation_id };
     header.encode(&mut out, header_version);
     body(&mut out);
-    let size = (out.len() as i32).to_be_bytes();
+    let size = i32::try_from(out.len()).map_err(|_| {
+        ConnectionError::BadRequest(format!(
+            "response of {} bytes exceeds the i32 size prefix",
+            out.len()
+        ))
+    })?;
     let mut chunks = out.into_chunks();
-    chunks.insert(0, Bytes::copy_from_slice(&size));
-    chunks
+    chunks.insert(0, Bytes::copy_from_slice(&size.to_be_bytes()));
+    Ok(chunks)
 }

@@ -198,7 +198,10 @@ pub fn get_bytes(buf: &mut Bytes, compact: bool) -> DecodeResult<Bytes> {
 
 /// Reads a nullable array whose elements are decoded by `element`.
 ///
-/// The vector's initial capacity is bounded by the bytes remaining, never by the claimed count.
+/// A count larger than the bytes remaining is refused before anything is decoded, as Kafka's
+/// generated readers do: every element takes at least one byte on the wire, except elements of
+/// a struct with no field at that version, and Kafka refuses such a count too. This also bounds
+/// the loop, so a claimed count of `i32::MAX` costs no more than the frame holds.
 pub fn get_nullable_array<T>(
     buf: &mut Bytes,
     compact: bool,
@@ -207,7 +210,8 @@ pub fn get_nullable_array<T>(
     match get_length(buf, compact, false)? {
         None => Ok(None),
         Some(count) => {
-            let mut items = Vec::with_capacity(count.min(buf.remaining()));
+            ensure(buf, count)?;
+            let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 items.push(element(buf)?);
             }
@@ -476,6 +480,20 @@ mod tests {
         let mut buf = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]);
         let result = get_array(&mut buf, false, get_i64);
         assert!(matches!(result, Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn array_count_beyond_the_remaining_bytes_is_refused_up_front() {
+        let mut calls = 0;
+        let mut buf = Bytes::from_static(&[0, 0, 0, 5, 1, 2, 3, 4]);
+        let result = get_array(&mut buf, false, |_| {
+            calls += 1;
+            Ok(())
+        });
+        assert!(matches!(result, Err(DecodeError::Truncated { .. })));
+        assert_eq!(calls, 0);
+        let mut buf = Bytes::from_static(&[0, 0, 0, 2, 1, 2]);
+        assert_eq!(get_array(&mut buf, false, get_i8).unwrap(), vec![1, 2]);
     }
 
     #[test]

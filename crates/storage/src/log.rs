@@ -8,7 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use strom_protocol::codec::get_varint;
 use strom_protocol::records::{
     decode_records, set_log_append_time, split_batches, BatchHeader, BATCH_HEADER_LEN,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -301,10 +302,19 @@ impl PartitionLog {
                     max: self.config.max_message_bytes,
                 });
             }
-            if header.record_count < 1 || header.record_count != header.last_offset_delta + 1 {
+            // In i64: a hostile last offset delta of i32::MAX must not overflow.
+            if header.record_count < 1
+                || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
+            {
                 return Err(StorageError::InvalidRecord(format!(
                     "batch holds {} records but its last offset delta is {}",
                     header.record_count, header.last_offset_delta
+                )));
+            }
+            if is_uncompressed(header) && !records_fill_batch(header, batch) {
+                return Err(StorageError::InvalidRecord(format!(
+                    "batch declares {} records but its data does not hold exactly that many",
+                    header.record_count
                 )));
             }
             if self.config.cleanup_policy_compact && !header.is_control() {
@@ -1087,6 +1097,24 @@ impl TimestampBounds {
     }
 }
 
+/// Whether an uncompressed batch holds exactly the records its header counts: following each
+/// record's length prefix must end precisely at the end of the batch (Kafka's record iterator
+/// refuses both a batch that runs out early and one with bytes left over). Without this, a batch
+/// of one record claiming `i32::MAX` would move the log end offset by two billion.
+fn records_fill_batch(header: &BatchHeader, batch: &Bytes) -> bool {
+    let mut rest = batch.slice(BATCH_HEADER_LEN..);
+    for _ in 0..header.record_count {
+        let Ok(length) = get_varint(&mut rest) else {
+            return false;
+        };
+        match usize::try_from(length) {
+            Ok(length) if length <= rest.len() => rest.advance(length),
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// Refuses a batch holding a record without key (Kafka: a compacted topic cannot accept one).
 fn check_records_have_keys(batch: &bytes::Bytes) -> StorageResult<()> {
     let records = decode_records(batch, DEFAULT_MAX_DECOMPRESSED_BYTES)
@@ -1122,5 +1150,51 @@ fn read_log_start_checkpoint(dir: &Path) -> StorageResult<Option<i64>> {
             tracing::warn!(path = %path.display(), "ignoring malformed log start checkpoint");
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::records::{BatchBuilder, Compression};
+
+    /// A one-record batch whose last offset delta and record count are overwritten (CRC fixed up).
+    fn batch_claiming(last_offset_delta: i32, record_count: i32) -> Bytes {
+        let mut builder = BatchBuilder::new(0, Compression::None, 1_700_000_000_000);
+        builder.push(
+            1_700_000_000_000,
+            Some(Bytes::from_static(b"k")),
+            Some(Bytes::from_static(b"v")),
+            Vec::new(),
+        );
+        let mut batch = builder.build().to_vec();
+        batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+        batch[57..61].copy_from_slice(&record_count.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(batch)
+    }
+
+    #[test]
+    fn hostile_record_counts_are_refused_without_moving_the_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open log");
+        for (last_offset_delta, record_count) in [
+            (i32::MAX, i32::MAX),
+            (i32::MAX - 1, i32::MAX),
+            (1, 2),
+            (0, 0),
+        ] {
+            let result = log.append(&batch_claiming(last_offset_delta, record_count), 0, 0);
+            assert!(
+                matches!(result, Err(StorageError::InvalidRecord(_))),
+                "delta {last_offset_delta}, count {record_count}: {result:?}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 0);
+        let outcome = log
+            .append(&batch_claiming(0, 1), 0, 0)
+            .expect("valid batch");
+        assert_eq!((outcome.base_offset, log.log_end_offset()), (0, 1));
     }
 }

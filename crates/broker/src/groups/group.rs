@@ -4,7 +4,7 @@
 //! `GroupMetadata` answers (protocol support and selection, subscribed topics); the transitions
 //! live in the coordinator.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use strom_protocol::codec::{get_i16, get_i32, get_string};
@@ -177,12 +177,29 @@ impl Group {
         if self.state == GroupState::Empty || self.members.is_empty() {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
-        self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols.iter().any(|(name, _)| {
-                self.members
-                    .values()
-                    .all(|member| member.protocols.iter().any(|(p, _)| p == name))
-            })
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        let support = self.protocol_support();
+        protocols
+            .iter()
+            .any(|(name, _)| support.get(name.as_str()) == Some(&self.members.len()))
+    }
+
+    /// How many members support each protocol name (a member listing a name twice counts once),
+    /// in one pass: protocol checks stay linear in what the members sent, however long their
+    /// protocol lists are (Kafka keeps the same counts).
+    fn protocol_support(&self) -> HashMap<&str, usize> {
+        let mut support: HashMap<&str, usize> = HashMap::new();
+        for member in self.members.values() {
+            let mut listed = HashSet::new();
+            for (name, _) in &member.protocols {
+                if listed.insert(name.as_str()) {
+                    *support.entry(name.as_str()).or_default() += 1;
+                }
+            }
+        }
+        support
     }
 
     /// Kafka's `selectProtocol`: among the protocols every member supports, the one most members
@@ -195,22 +212,20 @@ impl Group {
             .as_ref()
             .and_then(|id| self.members.get(id))
             .or_else(|| members.next())?;
+        let support = self.protocol_support();
+        let supported_by_all = |name: &str| support.get(name) == Some(&self.members.len());
         let candidates: Vec<&String> = first
             .protocols
             .iter()
             .map(|(name, _)| name)
-            .filter(|name| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(p, _)| p == *name))
-            })
+            .filter(|name| supported_by_all(name))
             .collect();
         let mut votes: HashMap<&String, usize> = HashMap::new();
         for member in self.members.values() {
             if let Some((vote, _)) = member
                 .protocols
                 .iter()
-                .find(|(name, _)| candidates.contains(&name))
+                .find(|(name, _)| supported_by_all(name))
             {
                 *votes.entry(vote).or_default() += 1;
             }

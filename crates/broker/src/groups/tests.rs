@@ -401,6 +401,33 @@ fn protocol_with_most_votes_among_common_ones_is_selected() {
 }
 
 #[test]
+fn long_protocol_lists_are_matched_without_comparing_every_pair() {
+    let h = Harness::new(0);
+    let meta = subscription(&["t"]);
+    let names: Vec<String> = (0..20_000).map(|i| format!("p{i}")).collect();
+    let listed: Vec<(&str, Bytes)> = names.iter().map(|n| (n.as_str(), meta.clone())).collect();
+    let (_a, mut a_join) = h.join_new(&listed, 0);
+    answered(&mut a_join).expect("alone in the group");
+    // 20 000 x 20 000 names with nothing in common: refused (in linear time).
+    let others: Vec<String> = (0..20_000).map(|i| format!("q{i}")).collect();
+    let unrelated: Vec<(&str, Bytes)> = others.iter().map(|n| (n.as_str(), meta.clone())).collect();
+    let mut refused = h.join(join_request("", None, &unrelated), 0);
+    assert_eq!(
+        answered(&mut refused).unwrap().error_code,
+        INCONSISTENT_GROUP_PROTOCOL
+    );
+    // One name in common, listed twice, is enough.
+    let (_b, _b_join) = h.join_new(
+        &[
+            ("q1", meta.clone()),
+            ("p19999", meta.clone()),
+            ("p19999", meta),
+        ],
+        0,
+    );
+}
+
+#[test]
 fn static_member_restart_gets_its_assignment_back_without_rebalance() {
     let h = Harness::new(0);
     let protocols = range(&["t"]);

@@ -14,8 +14,26 @@ use strom_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
 };
 
-use super::create_topics::{check_replica_list, count_occurrences, INVALID_REPLICA_ASSIGNMENT};
+use super::create_topics::{
+    check_replica_list, count_occurrences, INVALID_REPLICA_ASSIGNMENT, MAX_PARTITIONS_PER_BATCH,
+    POLICY_VIOLATION,
+};
 use crate::state::Broker;
+
+/// The partitions a request would add to existing topics, counted once per topic name.
+fn requested_additions(broker: &Broker, request: &CreatePartitionsRequest) -> i64 {
+    let image = broker.image();
+    let mut seen = std::collections::HashSet::new();
+    request
+        .topics
+        .iter()
+        .filter(|topic| seen.insert(topic.name.as_str()))
+        .filter_map(|topic| {
+            let current = i64::try_from(image.topic(&topic.name)?.partitions.len()).ok()?;
+            Some((i64::from(topic.count) - current).max(0))
+        })
+        .fold(0i64, i64::saturating_add)
+}
 
 /// Checks a manual assignment of the partitions to add, when the count is an increase.
 fn check_assignments(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<(), MetadataError> {
@@ -51,6 +69,23 @@ pub fn handle(
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
+    // Kafka's controller refuses a request producing more than MAX_RECORDS_PER_USER_OP records
+    // as a whole ("excessively large batch operation").
+    if requested_additions(broker, &request) > MAX_PARTITIONS_PER_BATCH {
+        let results = request
+            .topics
+            .into_iter()
+            .map(|topic| CreatePartitionsTopicResult {
+                name: topic.name,
+                error_code: POLICY_VIOLATION,
+                error_message: Some("Unable to perform excessively large batch operation.".into()),
+            })
+            .collect();
+        return CreatePartitionsResponse {
+            throttle_time_ms: 0,
+            results,
+        };
+    }
     let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
     let mut grew_any = false;
     let results = request
@@ -153,6 +188,12 @@ mod tests {
         assert_eq!(grow(&broker, &[("t", 5, Some(2))], false), [0]);
         assert_eq!(
             grow(&broker, &[("t", 6, None), ("t", 7, None)], false),
+            [42, 42]
+        );
+        assert_eq!(partitions(&broker), Some(5));
+        assert_eq!(grow(&broker, &[("t", i32::MAX, None)], false), [44]);
+        assert_eq!(
+            grow(&broker, &[("t", 6_000, None), ("t", 6_000, None)], false),
             [42, 42]
         );
         assert_eq!(partitions(&broker), Some(5));

@@ -21,6 +21,30 @@ use crate::state::Broker;
 
 /// Kafka's INVALID_REPLICA_ASSIGNMENT error code.
 pub(super) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+/// Kafka's POLICY_VIOLATION error code.
+pub(super) const POLICY_VIOLATION: i16 = 44;
+/// Most partitions one CreateTopics or CreatePartitions request may create (Kafka's controller
+/// `MAX_PARTITIONS_PER_BATCH`): a request asking for `i32::MAX` partitions must not make us
+/// build that many records and directories.
+pub(super) const MAX_PARTITIONS_PER_BATCH: i64 = 10_000;
+
+/// The partitions a CreateTopics request would create at most, as Kafka's
+/// `validateTotalNumberOfPartitions` counts them (saturating instead of wrapping).
+fn requested_partitions(request: &CreateTopicsRequest, default_partitions: i32) -> i64 {
+    request
+        .topics
+        .iter()
+        .map(|topic| {
+            if !topic.assignments.is_empty() {
+                i64::try_from(topic.assignments.len()).unwrap_or(i64::MAX)
+            } else if topic.num_partitions == -1 {
+                i64::from(default_partitions)
+            } else {
+                i64::from(topic.num_partitions.max(0))
+            }
+        })
+        .fold(0i64, i64::saturating_add)
+}
 
 fn replica_assignment_error(message: String) -> MetadataError {
     MetadataError::new(INVALID_REPLICA_ASSIGNMENT, message)
@@ -202,6 +226,25 @@ pub fn handle(
     request: CreateTopicsRequest,
     _version: i16,
 ) -> CreateTopicsResponse {
+    if requested_partitions(&request, broker.config.num_partitions) > MAX_PARTITIONS_PER_BATCH {
+        let mut reported = HashSet::new();
+        let topics = request
+            .topics
+            .into_iter()
+            .filter(|topic| reported.insert(topic.name.clone()))
+            .map(|topic| {
+                let error = MetadataError::new(
+                    POLICY_VIOLATION,
+                    "Excessively large number of partitions per request.",
+                );
+                failure(topic.name, error)
+            })
+            .collect();
+        return CreateTopicsResponse {
+            throttle_time_ms: 0,
+            topics,
+        };
+    }
     let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
     let mut reported = HashSet::new();
     let mut results = Vec::with_capacity(request.topics.len());
@@ -409,6 +452,21 @@ pub(super) mod tests {
                 .collect(),
             configs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn excessive_partition_counts_are_a_policy_violation() {
+        let (_dir, broker) = test_broker();
+        for topics in [
+            &[("huge", i32::MAX, &[][..])][..],
+            &[("a", 6_000, &[]), ("b", 4_001, &[])],
+            &[("a", i32::MAX, &[]), ("b", i32::MAX, &[]), ("c", 1, &[])],
+        ] {
+            let results = create(&broker, topics, false);
+            assert_eq!(results.len(), topics.len());
+            assert!(results.iter().all(|(_, code)| *code == POLICY_VIOLATION));
+        }
+        assert!(broker.image().topics.is_empty());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! segment file; the response encoder carries those bytes to the socket without copying them. Limits
 //! follow Kafka: `max_bytes` for the response and `partition_max_bytes` per partition, except that
 //! the first batch found is always returned whole (KIP-74) so a large record can never stall a
-//! consumer. If fewer than `min_bytes` are available the request waits (up to `max_wait_ms`) for
+//! consumer; `max_bytes` itself is capped at Kafka's default `fetch.max.bytes`. If fewer than
+//! `min_bytes` are available the request waits (up to `max_wait_ms`) for
 //! appends, woken by the partition registry's `data_arrived` signal.
 //!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
@@ -16,7 +17,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strom_protocol::messages::fetch_request::FetchRequest;
+use strom_protocol::messages::fetch_request::{FetchRequest, FetchTopic};
 use strom_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
@@ -29,6 +30,9 @@ const UNKNOWN_TOPIC_ID: i16 = 100;
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+/// Kafka's default `fetch.max.bytes` (55 MiB), which caps the request's `max_bytes`: a request
+/// asking for 2 GiB (or naming one partition many times) must not make us read that much.
+const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -36,14 +40,57 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     loop {
         let mut woken = pin!(broker.partitions.data_arrived.notified());
         woken.as_mut().enable();
+        let read_at = log_end_offsets(broker, &request, version);
         let (response, bytes, has_error) = read_once(broker, &request, version);
         if bytes >= min_bytes || has_error || Instant::now() >= deadline {
             return response;
         }
-        if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            return read_once(broker, &request, version).0;
+        // Every append wakes every waiting fetch: read again only once one of the requested
+        // partitions has grown (or gone), not for appends elsewhere.
+        loop {
+            if tokio::time::timeout_at(deadline, woken.as_mut())
+                .await
+                .is_err()
+            {
+                return read_once(broker, &request, version).0;
+            }
+            woken.set(broker.partitions.data_arrived.notified());
+            woken.as_mut().enable();
+            if log_end_offsets(broker, &request, version) != read_at {
+                break;
+            }
         }
     }
+}
+
+/// The name a requested topic goes by: its id resolved from v13 on.
+fn topic_name(
+    image: &strom_metadata::MetadataImage,
+    topic: &FetchTopic,
+    version: i16,
+) -> Option<String> {
+    if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+        image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+    } else {
+        Some(topic.topic.clone())
+    }
+}
+
+/// The log end offset of every requested partition (`None` where none is hosted).
+fn log_end_offsets(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<i64>> {
+    let image = broker.image();
+    request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            let name = topic_name(&image, topic, version);
+            topic.partitions.iter().map(move |wanted| {
+                let partition = broker.partitions.get(name.as_deref()?, wanted.partition)?;
+                let end = partition.log().log_end_offset();
+                Some(end)
+            })
+        })
+        .collect()
 }
 
 /// One pass over the requested partitions: the response, the record bytes in it, and whether any
@@ -54,11 +101,9 @@ fn read_once(
     version: i16,
 ) -> (FetchResponse, usize, bool) {
     let image = broker.image();
-    let mut remaining = if request.max_bytes > 0 {
-        request.max_bytes as usize
-    } else {
-        0
-    };
+    let mut remaining = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(FETCH_MAX_BYTES);
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == READ_COMMITTED;
@@ -67,11 +112,7 @@ fn read_once(
         .topics
         .iter()
         .map(|topic| {
-            let name = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
-                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
-            } else {
-                Some(topic.topic.clone())
-            };
+            let name = topic_name(&image, topic, version);
             let partitions = topic
                 .partitions
                 .iter()

@@ -106,7 +106,10 @@ pub async fn handle(
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
         RequestBody::Metadata(r) => ResponseBody::Metadata(metadata::handle(broker, r, version)),
         RequestBody::Produce(r) => {
-            return produce::handle(broker, r, version).map(ResponseBody::Produce)
+            let internal_topics_allowed =
+                context.client_id.as_deref() == Some(produce::ADMIN_CLIENT_ID);
+            return produce::handle(broker, r, version, internal_topics_allowed)
+                .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
         RequestBody::ListOffsets(r) => {

@@ -5,13 +5,16 @@
 //! sequences, patches the base offset and leader epoch in place and writes the batch as received.
 //! On this single-node broker the leader is the only in-sync replica, so once the append returns the
 //! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
-//! `min.insync.replicas`). With `acks=0` no response is sent.
+//! `min.insync.replicas`). With `acks=0` no response is sent. Internal topics
+//! (`__consumer_offsets`) are written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as
+//! from Kafka, unless their client id is Kafka's admin client id.
 
 use strom_protocol::messages::produce_request::ProduceRequest;
 use strom_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 
+use super::metadata::is_internal_topic;
 use crate::state::{now_ms, Broker};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -19,8 +22,17 @@ const CORRUPT_MESSAGE: i16 = 2;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
 
-pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// The client id allowed to append to internal topics (Kafka's `AdminUtils.ADMIN_CLIENT_ID`).
+pub const ADMIN_CLIENT_ID: &str = "__admin_client";
+
+pub fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    _version: i16,
+    internal_topics_allowed: bool,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let request_error = if !matches!(acks, -1..=1) {
         Some(INVALID_REQUIRED_ACKS)
@@ -50,6 +62,9 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
                     };
                     if let Some(code) = request_error {
                         return failed(code);
+                    }
+                    if is_internal_topic(&topic.name) && !internal_topics_allowed {
+                        return failed(INVALID_TOPIC_EXCEPTION);
                     }
                     let Some(partition) = broker.partitions.get(&topic.name, data.index) else {
                         return failed(UNKNOWN_TOPIC_OR_PARTITION);
