@@ -202,6 +202,10 @@ pub struct BrokerConfig {
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes`; default 104857600.
     pub socket_request_max_bytes: i32,
+    /// `fetch.max.bytes`: the most a fetch response carries; default 57671680 (55 MiB).
+    pub fetch_max_bytes: i32,
+    /// `connections.max.idle.ms`: a connection idle this long is closed; default 600000.
+    pub connections_max_idle_ms: i64,
     /// Effective retention time from `log.retention.ms` > `log.retention.minutes` >
     /// `log.retention.hours` (default 168 hours); any negative value becomes -1 (unlimited).
     pub log_retention_ms: i64,
@@ -313,6 +317,8 @@ impl Default for BrokerConfig {
             delete_topic_enable: true,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
+            fetch_max_bytes: 57_671_680,
+            connections_max_idle_ms: 600_000,
             log_retention_ms: 0,
             log_retention_bytes: -1,
             log_segment_bytes: 1_073_741_824,
@@ -565,6 +571,8 @@ impl BrokerConfig {
             "delete.topic.enable" => self.delete_topic_enable = v.boolean()?,
             "message.max.bytes" => self.message_max_bytes = v.int_at_least(0)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = v.int_at_least(1)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = v.int_at_least(1024)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = v.long_at_least(1)?,
             "log.retention.ms" => self.sources.retention_ms = Some(v.long()?),
             "log.retention.minutes" => self.sources.retention_minutes = Some(v.int()?.into()),
             "log.retention.hours" => self.sources.retention_hours = Some(v.int()?.into()),

@@ -10,6 +10,7 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use strom_protocol::codec::{get_i16, get_i32, Decode, Encode, Encoder};
@@ -28,10 +29,6 @@ use crate::state::Broker;
 const MIN_FRAME: usize = 8;
 /// The smallest step by which a read buffer grows.
 const READ_CHUNK: usize = 64 * 1024;
-/// How long a connection may take to deliver its next complete request, or to take in one
-/// response, before it is closed: Kafka's default `connections.max.idle.ms`. Bounds a peer that
-/// trickles a frame byte by byte or never reads what it asked for.
-const CONNECTIONS_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 const API_VERSIONS_KEY: i16 = 18;
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -56,22 +53,26 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_frame = broker.config.socket_request_max_bytes.max(0) as usize;
+    // How long a connection may take to deliver its next complete request, or to take in one
+    // response, before it is closed (`connections.max.idle.ms`). Bounds a peer that trickles a
+    // frame byte by byte or never reads what it asked for.
+    let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
             frame = tokio::time::timeout(
-                CONNECTIONS_MAX_IDLE,
+                max_idle,
                 read_frame(&mut stream, &mut buffer, max_frame),
-            ) => frame.unwrap_or(Err(ConnectionError::Idle(CONNECTIONS_MAX_IDLE))),
+            ) => frame.unwrap_or(Err(ConnectionError::Idle(max_idle))),
         };
         let result = match frame {
             Ok(None) => return,
             Ok(Some(frame)) => match handle_frame(&broker, frame, peer).await {
                 Ok(Some(response)) => {
-                    tokio::time::timeout(CONNECTIONS_MAX_IDLE, write_chunks(&mut stream, &response))
+                    tokio::time::timeout(max_idle, write_chunks(&mut stream, &response))
                         .await
-                        .unwrap_or(Err(ConnectionError::Idle(CONNECTIONS_MAX_IDLE)))
+                        .unwrap_or(Err(ConnectionError::Idle(max_idle)))
                 }
                 Ok(None) => Ok(()),
                 Err(error) => Err(error),

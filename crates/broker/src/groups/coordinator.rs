@@ -520,6 +520,27 @@ impl GroupCoordinator {
         Ok(errors)
     }
 
+    /// Forgets every group's committed offsets for deleted topics (Kafka's cleanup of offsets of
+    /// deleted partitions), writing tombstones so they stay gone after a restart.
+    pub fn remove_topic_offsets(&self, topics: &[String], now_ms: i64, log: &dyn OffsetsLog) {
+        let ctx = self.context(now_ms, log);
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            let doomed: Vec<(String, i32)> = group
+                .offsets
+                .keys()
+                .filter(|(topic, _)| topics.contains(topic))
+                .cloned()
+                .collect();
+            if doomed.is_empty() {
+                continue;
+            }
+            if remove_offsets(group, &doomed, &ctx).is_err() {
+                tracing::warn!(group = %group.id, "could not remove offsets of deleted topics");
+            }
+        }
+    }
+
     /// ListGroups: every group with its protocol type and state.
     pub fn list_groups(&self) -> Vec<GroupListing> {
         let groups = self.lock();

@@ -680,3 +680,33 @@ fn stable_groups_lose_only_offsets_of_topics_nobody_subscribes_to() {
     let left = h.coordinator.fetch_offsets("g", None);
     assert_eq!(left, vec![("t".to_string(), vec![(0, Some(offset))])]);
 }
+
+#[test]
+fn offsets_of_deleted_topics_are_removed_from_every_group() {
+    let h = Harness::new(0);
+    let offset = CommittedOffset {
+        offset: 5,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 1_000,
+    };
+    let result = h.coordinator.commit_offsets(
+        &committer(-1, ""),
+        vec![
+            (("doomed".into(), 0), offset.clone()),
+            (("kept".into(), 0), offset),
+        ],
+        1_000,
+        &h.log,
+    );
+    assert_eq!(result, NONE);
+    h.coordinator
+        .remove_topic_offsets(&["doomed".to_string()], 2_000, &h.log);
+    let remaining = h.coordinator.fetch_offsets("g", None);
+    assert_eq!(
+        remaining.len(),
+        1,
+        "only the kept topic remains: {remaining:?}"
+    );
+    assert_eq!(remaining[0].0, "kept");
+}

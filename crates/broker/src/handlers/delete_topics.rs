@@ -1,5 +1,6 @@
 //! DeleteTopics (API 20): deletes topics by name (v0-5, and v6 entries with a name) or by topic id
-//! (v6 entries without a name), then drops their partition logs.
+//! (v6 entries without a name), then drops their partition logs and every group's committed offsets
+//! for them, as Kafka does.
 //!
 //! Like Kafka's controller: a name or id given twice is INVALID_REQUEST, an entry with both a name
 //! and an id (or neither) is INVALID_REQUEST, an unknown name is UNKNOWN_TOPIC_OR_PARTITION, an
@@ -15,7 +16,8 @@ use strom_protocol::messages::delete_topics_response::{
 };
 
 use super::create_topics::count_occurrences;
-use crate::state::Broker;
+use crate::groups::OffsetsTopic;
+use crate::state::{now_ms, Broker};
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const TOPIC_DELETION_DISABLED: i16 = 73;
@@ -76,7 +78,7 @@ fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), MetadataEr
 pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets = targets(request, version);
     let occurrences = count_occurrences(&targets);
-    let mut deleted_any = false;
+    let mut deleted = Vec::new();
     let responses = targets
         .iter()
         .map(|target| {
@@ -107,7 +109,7 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
             };
             match outcome {
                 Ok((name, topic_id)) => {
-                    deleted_any = true;
+                    deleted.push(name.clone());
                     DeletableTopicResult {
                         name: Some(name),
                         topic_id,
@@ -124,8 +126,11 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
             }
         })
         .collect();
-    if deleted_any {
+    if !deleted.is_empty() {
         broker.sync_partitions();
+        broker
+            .groups
+            .remove_topic_offsets(&deleted, now_ms(), &OffsetsTopic::new(broker));
     }
     DeleteTopicsResponse {
         throttle_time_ms: 0,

@@ -30,9 +30,6 @@ const UNKNOWN_TOPIC_ID: i16 = 100;
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
-/// Kafka's default `fetch.max.bytes` (55 MiB), which caps the request's `max_bytes`: a request
-/// asking for 2 GiB (or naming one partition many times) must not make us read that much.
-const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -101,9 +98,11 @@ fn read_once(
     version: i16,
 ) -> (FetchResponse, usize, bool) {
     let image = broker.image();
+    // The broker's `fetch.max.bytes` caps the request's `max_bytes`: a request asking for 2 GiB
+    // (or naming one partition many times) must not make us read that much.
     let mut remaining = usize::try_from(request.max_bytes)
         .unwrap_or(0)
-        .min(FETCH_MAX_BYTES);
+        .min(usize::try_from(broker.config.fetch_max_bytes).unwrap_or(0));
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == READ_COMMITTED;
