@@ -7,8 +7,9 @@ Three independent client stacks are the judges here:
     with older clients (for example tagged fields written at their defaults).
 
 One module per client (test_kafka_python.py, test_confluent_kafka.py, test_kcat.py), and
-test_cross_client.py where all three write to and read from one partition. Consumers use assign(),
-never group subscription.
+test_cross_client.py where all three write to and read from one partition. Those consumers use
+assign(); test_groups.py covers consumer groups (subscribe, commit, resume, group admin) with
+kafka-python and confluent-kafka.
 
 How to run: `bash scripts/test` runs these after the Rust tests. By hand:
     bash scripts/install-test-deps        # kcat from apt, the Python clients into target/compat-venv
