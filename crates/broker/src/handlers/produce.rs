@@ -5,7 +5,9 @@
 //! sequences, patches the base offset and leader epoch in place and writes the batch as received.
 //! On this single-node broker the leader is the only in-sync replica, so once the append returns the
 //! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
-//! `min.insync.replicas`). With `acks=0` no response is sent. Internal topics
+//! `min.insync.replicas`). With `acks=0` no response is sent. When the topic has a flush policy
+//! (`flush.messages`), the append may fsync, so it runs under `block_in_place` and the worker's
+//! other connections keep being served meanwhile. Internal topics
 //! (`__consumer_offsets`) are written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as
 //! from Kafka, unless their client id is Kafka's admin client id.
 
@@ -90,7 +92,14 @@ pub fn handle(
                         return failed(CORRUPT_MESSAGE);
                     };
                     let mut log = partition.log();
-                    match log.append(&records, leader_epoch, now) {
+                    // An explicit flush policy may fsync inside this append.
+                    let may_fsync = log.config().flush_messages != i64::MAX;
+                    let appended_records = if may_fsync {
+                        off_the_runtime(|| log.append(&records, leader_epoch, now))
+                    } else {
+                        log.append(&records, leader_epoch, now)
+                    };
+                    match appended_records {
                         Ok(outcome) => {
                             appended |= !outcome.duplicate;
                             PartitionProduceResponse {
@@ -130,4 +139,16 @@ pub fn handle(
         responses,
         ..Default::default()
     })
+}
+
+/// Runs disk work that may fsync without stalling the other connections that share this tokio
+/// worker thread: in the multi-threaded runtime, tokio hands them to another thread meanwhile.
+/// Anywhere else (unit tests) the work simply runs.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
