@@ -13,8 +13,9 @@
 
 use strom_protocol::messages::produce_request::ProduceRequest;
 use strom_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use strom_storage::StorageError;
 
 use super::metadata::is_internal_topic;
 use crate::state::{now_ms, Broker};
@@ -113,9 +114,11 @@ pub fn handle(
                         }
                         Err(error) => {
                             tracing::info!(topic = %topic.name, partition = data.index, %error, "append refused");
+                            let (error_message, record_errors) = describe_refusal(&error);
                             PartitionProduceResponse {
                                 log_start_offset: log.log_start_offset(),
-                                error_message: Some(error.to_string()),
+                                error_message: Some(error_message),
+                                record_errors,
                                 ..failed(error.kafka_error_code())
                             }
                         }
@@ -141,6 +144,21 @@ pub fn handle(
     })
 }
 
+/// The partition-level message and per-record errors of a refused append, as Kafka words them:
+/// a record with an out-of-range timestamp is named by its index in the batch.
+fn describe_refusal(error: &StorageError) -> (String, Vec<BatchIndexAndErrorMessage>) {
+    match error {
+        StorageError::InvalidTimestamp { batch_index, .. } => (
+            "One or more records have been rejected due to invalid timestamp".to_string(),
+            vec![BatchIndexAndErrorMessage {
+                batch_index: i32::try_from(*batch_index).unwrap_or(i32::MAX),
+                batch_index_error_message: Some(error.to_string()),
+            }],
+        ),
+        other => (other.to_string(), Vec::new()),
+    }
+}
+
 /// Runs disk work that may fsync without stalling the other connections that share this tokio
 /// worker thread: in the multi-threaded runtime, tokio hands them to another thread meanwhile.
 /// Anywhere else (unit tests) the work simply runs.
@@ -150,5 +168,40 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(work)
         }
         _ => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_timestamps_name_the_record_like_kafka() {
+        let error = StorageError::InvalidTimestamp {
+            timestamp: 5,
+            offset: 3,
+            batch_index: 3,
+            lower: 10,
+            upper: 20,
+        };
+        let (message, record_errors) = describe_refusal(&error);
+        assert_eq!(
+            message,
+            "One or more records have been rejected due to invalid timestamp"
+        );
+        assert_eq!(record_errors.len(), 1);
+        assert_eq!(record_errors[0].batch_index, 3);
+        assert_eq!(
+            record_errors[0].batch_index_error_message,
+            Some(error.to_string())
+        );
+    }
+
+    #[test]
+    fn other_refusals_carry_their_own_message() {
+        let error = StorageError::InvalidRecord("keyless record on a compacted topic".into());
+        let (message, record_errors) = describe_refusal(&error);
+        assert_eq!(message, error.to_string());
+        assert!(record_errors.is_empty());
     }
 }
