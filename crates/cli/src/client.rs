@@ -6,7 +6,7 @@ use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use clap::Args;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -76,6 +76,33 @@ impl ClientArgs {
         allow_auto_create: bool,
     ) -> anyhow::Result<Metadata> {
         self.metadata_client(allow_auto_create)?.fetch(topic)
+    }
+
+    /// The partition ids of an existing topic: all of them, or just `only` after checking that the
+    /// topic has it. A missing topic or partition is an error that names it.
+    pub fn topic_partitions(
+        &self,
+        topic: &str,
+        allow_auto_create: bool,
+        only: Option<i32>,
+    ) -> anyhow::Result<Vec<i32>> {
+        let metadata = self.fetch_metadata(Some(topic), allow_auto_create)?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|candidate| candidate.name() == topic)
+            .ok_or_else(|| anyhow!("topic '{topic}' does not exist"))?;
+        if let Some(code) = found.error() {
+            bail!(topic_error_message(topic, code.into()));
+        }
+        let all: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+        match only {
+            Some(partition) if !all.contains(&partition) => {
+                bail!("topic '{topic}' has no partition {partition}")
+            }
+            Some(partition) => Ok(vec![partition]),
+            None => Ok(all),
+        }
     }
 
     /// Describes a failure to talk to the cluster, preferring the connection error librdkafka

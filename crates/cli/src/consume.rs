@@ -6,15 +6,14 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use clap::Args;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
 use crate::client::{
-    create_client, throwaway_group_id, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
-    METADATA_TIMEOUT,
+    create_client, throwaway_group_id, CliContext, ClientArgs, KafkaResultExt, METADATA_TIMEOUT,
 };
 
 /// Options of `strom consume`.
@@ -333,29 +332,14 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
     let (consumer, context): (StreamConsumer<CliContext>, _) = create_client(&config)?;
-    let metadata = args.client.fetch_metadata(Some(&args.topic), false)?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|topic| topic.name() == args.topic)
-        .ok_or_else(|| anyhow!("topic '{}' does not exist", args.topic))?;
-    if let Some(code) = topic.error() {
-        bail!(topic_error_message(&args.topic, code.into()));
-    }
+    let partitions = args
+        .client
+        .topic_partitions(&args.topic, false, args.partition)?;
     if subscribe {
         consumer
             .subscribe(&[&args.topic])
             .kafka_context("cannot subscribe")?;
     } else {
-        let partitions: Vec<i32> = match args.partition {
-            Some(partition) => {
-                if !topic.partitions().iter().any(|p| p.id() == partition) {
-                    bail!("topic '{}' has no partition {partition}", args.topic);
-                }
-                vec![partition]
-            }
-            None => topic.partitions().iter().map(|p| p.id()).collect(),
-        };
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
             let start = match args.timestamp {

@@ -13,7 +13,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::client::{create_client, parse_key_value, topic_error_message, CliContext, ClientArgs};
+use crate::client::{create_client, parse_key_value, CliContext, ClientArgs};
 
 /// How many records may be awaiting delivery before reading more input.
 const MAX_IN_FLIGHT: usize = 1000;
@@ -82,20 +82,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
         .set("linger.ms", "5");
     let (producer, context): (FutureProducer<CliContext>, _) = create_client(&config)?;
-    let metadata = args.client.fetch_metadata(Some(&args.topic), true)?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|topic| topic.name() == args.topic)
-        .ok_or_else(|| anyhow!("topic '{}' does not exist", args.topic))?;
-    if let Some(code) = topic.error() {
-        bail!(topic_error_message(&args.topic, code.into()));
-    }
-    if let Some(partition) = args.partition {
-        if !topic.partitions().iter().any(|p| p.id() == partition) {
-            bail!("topic '{}' has no partition {partition}", args.topic);
-        }
-    }
+    // Fails early, naming the topic or partition, if either is missing.
+    args.client
+        .topic_partitions(&args.topic, true, args.partition)?;
 
     let headers = args
         .headers
