@@ -2,16 +2,18 @@
 //! per Kafka API under [`handlers`]), and the partition registry that ties the metadata image to the
 //! partition logs on disk.
 //!
-//! Ownership: [`state::Broker`] owns the configuration, the metadata store (`strom-metadata`) and the
-//! partition registry ([`partitions::PartitionRegistry`], which owns one `strom_storage::PartitionLog`
+//! Ownership: [`state::Broker`] owns the configuration, the controller client, the published
+//! metadata image (applied by [`publisher`]) and the partition registry ([`partitions::PartitionRegistry`], which owns one `strom_storage::PartitionLog`
 //! per partition). Connections borrow the broker through an `Arc` and never hold a lock across an
 //! `.await`.
 
 pub mod config;
 mod connection;
+mod controller_client;
 mod groups;
 mod handlers;
 mod partitions;
+mod publisher;
 mod server;
 mod state;
 

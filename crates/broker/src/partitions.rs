@@ -2,12 +2,19 @@
 //! with the metadata image (logs are created when a topic or partition appears and deleted when its
 //! topic is deleted), plus the wake-up signal that long-polling fetches wait on.
 //!
-//! Directory layout follows Kafka: `<log.dirs>/<topic>-<partition>/`.
+//! Directory layout follows Kafka: `<log.dirs>/<topic>-<partition>/`, and each partition directory
+//! holds Kafka's `partition.metadata` file naming the topic id it belongs to. A directory is only
+//! ever opened for the topic id it names: one left behind by another incarnation of a topic (say,
+//! the metadata that knew it was lost, and a topic of the same name was created again), or one the
+//! metadata does not know at all, is renamed aside with a `-stray` suffix and reported at WARN,
+//! never adopted silently. A directory without the file (written before Strom kept it) is adopted
+//! once, with a WARN line, and the file is written.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use strom_metadata::meta_properties::base64url;
 use strom_metadata::MetadataImage;
 use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
@@ -40,7 +47,7 @@ pub struct PartitionRegistry {
     node_id: i32,
     broker_log_defaults: LogConfig,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
-    /// The metadata image version the registry last synced with.
+    /// The metadata image version the registry last synced with (`u64::MAX` before the first).
     synced_version: Mutex<u64>,
     /// Woken on every append, so that waiting fetches can look again.
     pub data_arrived: Notify,
@@ -102,6 +109,7 @@ impl PartitionRegistry {
         if *synced == image.version {
             return;
         }
+        let first_sync = *synced == u64::MAX;
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
 
         let mut wanted: HashMap<PartitionKey, [u8; 16]> = HashMap::new();
@@ -127,6 +135,9 @@ impl PartitionRegistry {
             }
         }
 
+        if first_sync {
+            self.set_aside_unknown_dirs(&wanted);
+        }
         for ((topic, index), topic_id) in wanted {
             let config = self.topic_log_config(image, &topic);
             if let Some(existing) = partitions.get(&(topic.clone(), index)) {
@@ -134,6 +145,10 @@ impl PartitionRegistry {
                 continue;
             }
             let dir = self.partition_dir(&topic, index);
+            if let Err(error) = claim_partition_dir(&dir, &topic_id) {
+                tracing::error!(dir = %dir.display(), %error, "could not prepare partition directory");
+                continue;
+            }
             match PartitionLog::open(&dir, config) {
                 Ok(log) => {
                     partitions.insert(
@@ -152,6 +167,27 @@ impl PartitionRegistry {
             }
         }
         *synced = image.version;
+    }
+
+    /// Renames aside every partition directory in the log directory that the metadata does not
+    /// name (at start: logs of topics deleted while this broker was down, or of lost metadata).
+    fn set_aside_unknown_dirs(&self, wanted: &HashMap<PartitionKey, [u8; 16]>) {
+        let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some((topic, index)) = parse_partition_dir_name(&name) else {
+                continue;
+            };
+            if !path.is_dir() || wanted.contains_key(&(topic.to_owned(), index)) {
+                continue;
+            }
+            set_aside(&path, "the metadata has no such partition");
+        }
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
@@ -213,6 +249,82 @@ impl PartitionRegistry {
     }
 }
 
+/// Kafka's per-partition file naming the topic id the directory belongs to.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// `<topic>-<partition>` directory names (not the metadata log's, nor `-stray`/`-delete` ones).
+fn parse_partition_dir_name(name: &str) -> Option<(&str, i32)> {
+    let (topic, index) = name.rsplit_once('-')?;
+    let index: i32 = index.parse().ok()?;
+    (!topic.is_empty() && index >= 0 && name != strom_metadata::log::METADATA_LOG_DIR_NAME)
+        .then_some((topic, index))
+}
+
+/// Makes `dir` the directory of topic `topic_id`: a directory of another topic id is set aside
+/// first; a new or legacy directory gets the `partition.metadata` file.
+fn claim_partition_dir(dir: &Path, topic_id: &[u8; 16]) -> std::io::Result<()> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    let expected = base64url(topic_id);
+    match std::fs::read_to_string(&path) {
+        Ok(contents) => {
+            let recorded = contents
+                .lines()
+                .find_map(|line| line.strip_prefix("topic_id:"))
+                .map(str::trim);
+            if recorded == Some(expected.as_str()) {
+                return Ok(());
+            }
+            set_aside(
+                dir,
+                &format!(
+                    "it belongs to topic id {} but the metadata names {expected}",
+                    recorded.unwrap_or("(none)")
+                ),
+            );
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if dir.is_dir() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    topic_id = %expected,
+                    "adopting a partition directory that has no {PARTITION_METADATA_FILE}"
+                );
+            }
+        }
+        Err(error) => return Err(error),
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+    std::fs::write(&tmp, format!("version: 0\ntopic_id: {expected}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Renames a partition directory that must not be used to `<name>.<random>-stray`, as Kafka does.
+fn set_aside(dir: &Path, why: &str) {
+    let stray_name = format!(
+        "{}.{}-stray",
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("partition"),
+        base64url(&strom_metadata::meta_properties::random_uuid())
+    );
+    let stray = dir.with_file_name(stray_name);
+    match std::fs::rename(dir, &stray) {
+        Ok(()) => tracing::warn!(
+            dir = %dir.display(),
+            moved_to = %stray.display(),
+            "set aside a partition directory: {why}"
+        ),
+        Err(error) => tracing::error!(
+            dir = %dir.display(),
+            %error,
+            "could not set aside a partition directory ({why})"
+        ),
+    }
+}
+
 fn report(partition: &Partition, what: &str, error: &StorageError) {
     tracing::error!(
         topic = %partition.topic,
@@ -220,4 +332,74 @@ fn report(partition: &Partition, what: &str, error: &StorageError) {
         %error,
         "{what} failed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use strom_metadata::{PartitionImage, TopicImage};
+
+    use super::*;
+
+    fn image_with_topic(name: &str, id: [u8; 16]) -> MetadataImage {
+        let mut image = MetadataImage::empty("cluster".into());
+        image.topics.insert(
+            name.into(),
+            Arc::new(TopicImage {
+                name: name.into(),
+                id,
+                partitions: BTreeMap::from([(0, PartitionImage::default())]),
+                configs: BTreeMap::new(),
+            }),
+        );
+        image.topic_names_by_id.insert(id, name.into());
+        image.version = 1;
+        image
+    }
+
+    fn strays(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with("-stray"))
+            .collect()
+    }
+
+    #[test]
+    fn a_directory_of_another_topic_incarnation_is_set_aside_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        old.sync_with_image(&image_with_topic("t", [1; 16]));
+        let partition = old.get("t", 0).unwrap();
+        let mut builder = strom_protocol::records::BatchBuilder::new(
+            0,
+            strom_protocol::records::Compression::None,
+            0,
+        );
+        builder.push(0, None, Some(bytes::Bytes::from_static(b"old")), Vec::new());
+        let batch = builder.build();
+        partition.log().append(&batch, 0, 0).unwrap();
+        drop(partition);
+        drop(old);
+
+        // The metadata now names another topic "t" (a new id): the old data must not reappear.
+        let new = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        new.sync_with_image(&image_with_topic("t", [2; 16]));
+        assert_eq!(new.get("t", 0).unwrap().log().log_end_offset(), 0);
+        assert_eq!(strays(dir.path()).len(), 1);
+
+        // A directory the metadata does not know at all is set aside at start.
+        std::fs::create_dir_all(dir.path().join("unknown-0")).unwrap();
+        let restarted = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        restarted.sync_with_image(&image_with_topic("t", [2; 16]));
+        assert!(!dir.path().join("unknown-0").exists());
+        assert_eq!(strays(dir.path()).len(), 2);
+        assert!(dir
+            .path()
+            .join("t-0")
+            .join(PARTITION_METADATA_FILE)
+            .exists());
+    }
 }

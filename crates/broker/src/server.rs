@@ -1,4 +1,5 @@
-//! Starting and stopping a broker: opens the metadata store and partition logs, binds the listener,
+//! Starting and stopping a broker: opens the metadata quorum, applies the replayed metadata
+//! (partition logs, group state) through the publisher, registers with the controller, binds the listener,
 //! accepts connections (one task each), runs housekeeping (segment roll, flush, retention) in the
 //! background, and shuts down cleanly on SIGINT/SIGTERM.
 
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use strom_metadata::MetadataStore;
+use strom_metadata::local_quorum::DEFAULT_SNAPSHOT_INTERVAL_BYTES;
+use strom_metadata::log::METADATA_LOG_DIR_NAME;
+use strom_metadata::{Controller, LocalQuorum};
 use strom_storage::LogConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -15,8 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::controller_client::ControllerClient;
 use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::partitions::PartitionRegistry;
+use crate::publisher;
 use crate::state::{now_ms, Broker};
 
 /// How often time-based rolls and `flush.ms` flushes are checked.
@@ -94,35 +99,14 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
         advertised_port = local_addr.port();
     }
 
-    let metadata_dir = log_dir.join("__cluster_metadata-0");
-    let metadata = MetadataStore::open(&metadata_dir, config.node_id, None)
-        .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
-    metadata
-        .register_broker(
-            config.node_id,
-            &advertised_host,
-            i32::from(advertised_port),
-            config.broker_rack.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot register broker {}: {}", config.node_id, e.message))?;
-
-    let broker_log_defaults = LogConfig::default()
-        .with_overrides(&config.broker_defaults_as_topic_config())
-        .map_err(|e| anyhow::anyhow!("invalid log configuration: {e}"))?;
-    let partitions = PartitionRegistry::new(&log_dir, config.node_id, broker_log_defaults);
-
-    let broker = Arc::new(Broker {
-        node_id: config.node_id,
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let broker = open_broker(
+        config,
         advertised_host,
         advertised_port,
-        metadata,
-        partitions,
-        producer_ids: std::sync::Mutex::new((0, 0)),
-        groups: GroupCoordinator::new(GroupConfig::from_broker(&config)),
-        config,
-    });
-    broker.sync_partitions();
-    groups::start(&broker);
+        shutdown_rx.clone(),
+    )
+    .await?;
     tracing::info!(
         node_id = broker.node_id,
         %local_addr,
@@ -132,7 +116,6 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
         "strom broker started"
     );
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx.clone()));
     tokio::spawn(groups::run_timers(broker.clone(), shutdown_rx.clone()));
     tokio::spawn(housekeeping_loop(broker.clone(), shutdown_rx.clone()));
@@ -143,6 +126,64 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
         task,
         broker,
     })
+}
+
+/// Opens the metadata quorum and controller of this node, builds the broker, applies the replayed
+/// metadata (partition logs, group state), starts the metadata publisher, registers the broker
+/// with the controller and makes sure the offsets topic exists. Background tasks stop when
+/// `shutdown` changes.
+pub(crate) async fn open_broker(
+    config: BrokerConfig,
+    advertised_host: String,
+    advertised_port: u16,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Arc<Broker>> {
+    let log_dir = config.log_dir();
+    let metadata_dir = log_dir.join(METADATA_LOG_DIR_NAME);
+    let (quorum, metadata_state) = LocalQuorum::open(
+        &metadata_dir,
+        config.node_id,
+        None,
+        DEFAULT_SNAPSHOT_INTERVAL_BYTES,
+    )
+    .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
+    let controller = Arc::new(Controller::new(
+        config.node_id,
+        Arc::new(quorum),
+        metadata_state.clone(),
+    ));
+
+    let broker_log_defaults = LogConfig::default()
+        .with_overrides(&config.broker_defaults_as_topic_config())
+        .map_err(|e| anyhow::anyhow!("invalid log configuration: {e}"))?;
+    let partitions = PartitionRegistry::new(&log_dir, config.node_id, broker_log_defaults);
+    let groups = GroupCoordinator::new(GroupConfig::from_broker(&config));
+    let broker = Arc::new(Broker::new(
+        config,
+        advertised_host,
+        advertised_port,
+        ControllerClient::Local(controller),
+        metadata_state.image().cluster_id.clone(),
+        partitions,
+        groups,
+    ));
+
+    // Effects of the replayed metadata (partition logs, group state) before anything else runs.
+    let images = metadata_state.subscribe();
+    publisher::apply_current(&broker, metadata_state.image()).await;
+    tokio::spawn(publisher::run(broker.clone(), images, shutdown));
+    broker
+        .controller
+        .register_broker(
+            broker.node_id,
+            &broker.advertised_host,
+            i32::from(broker.advertised_port),
+            broker.config.broker_rack.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register broker {}: {}", broker.node_id, e.message))?;
+    groups::start(&broker).await;
+    Ok(broker)
 }
 
 async fn accept_loop(
@@ -188,7 +229,6 @@ async fn housekeeping_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         }
         let broker = broker.clone();
         let work = tokio::task::spawn_blocking(move || {
-            broker.sync_partitions();
             broker
                 .partitions
                 .run_housekeeping(now_ms(), apply_retention);

@@ -1,14 +1,21 @@
-//! Shared broker state handed to every connection and handler: configuration, the metadata store,
-//! the partition registry and the broker's identity as clients see it.
+//! Shared broker state handed to every connection and handler: configuration, the controller
+//! client, the metadata image this broker has published, the partition registry, the group
+//! coordinator, and the broker's identity as clients see it.
 
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use strom_metadata::{MetadataError, MetadataImage, MetadataStore};
+use strom_metadata::{MetadataError, MetadataImage};
+use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::controller_client::ControllerClient;
 use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
+
+/// How long a handler waits for this broker to apply a change the controller committed before it
+/// answers anyway (the publisher is local, so this bounds only a stalled disk).
+const METADATA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler may need, shared by all connections.
 pub struct Broker {
@@ -16,10 +23,13 @@ pub struct Broker {
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: u16,
-    pub metadata: MetadataStore,
+    /// Where metadata changes are proposed.
+    pub controller: ControllerClient,
+    /// The metadata image after this broker applied its effects; set by [`crate::publisher`].
+    published: watch::Sender<Arc<MetadataImage>>,
     pub partitions: PartitionRegistry,
     /// The unused rest of the producer-id block this broker reserved: (next id, end exclusive).
-    pub producer_ids: Mutex<(i64, i64)>,
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The consumer group coordinator and committed offsets.
     pub groups: GroupCoordinator,
 }
@@ -28,28 +38,71 @@ pub struct Broker {
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Broker {
-    /// A consistent snapshot of the cluster metadata.
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.metadata.image()
+    /// A broker that has published nothing yet (an empty image of cluster `cluster_id`).
+    pub fn new(
+        config: BrokerConfig,
+        advertised_host: String,
+        advertised_port: u16,
+        controller: ControllerClient,
+        cluster_id: String,
+        partitions: PartitionRegistry,
+        groups: GroupCoordinator,
+    ) -> Self {
+        let (published, _) = watch::channel(Arc::new(MetadataImage::empty(cluster_id)));
+        Self {
+            node_id: config.node_id,
+            config,
+            advertised_host,
+            advertised_port,
+            controller,
+            published,
+            partitions,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            groups,
+        }
     }
 
-    /// A producer id never handed out before, reserving a new block in the metadata log when needed.
-    pub fn next_producer_id(&self) -> Result<i64, MetadataError> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+    /// A consistent snapshot of the cluster metadata, as far as this broker has applied it.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.published.borrow().clone()
+    }
+
+    /// Makes `image` the one handlers read (after its effects were applied).
+    pub(crate) fn publish(&self, image: Arc<MetadataImage>) {
+        self.published.send_replace(image);
+    }
+
+    /// Waits until this broker has applied every metadata change the controller has committed so
+    /// far, so that a handler answering for a change it asked for sees its effects.
+    pub async fn catch_up_with_controller(&self) {
+        let offset = self.controller.committed_offset();
+        let mut published = self.published.subscribe();
+        let caught_up = published.wait_for(|image| image.last_offset >= offset);
+        if tokio::time::timeout(METADATA_CATCH_UP_TIMEOUT, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                offset,
+                "metadata publisher has not caught up with the controller"
+            );
+        }
+    }
+
+    /// A producer id never handed out before, reserving a new block through the controller when
+    /// needed.
+    pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
             let (first, size) = self
-                .metadata
-                .allocate_producer_id_block(PRODUCER_ID_BLOCK)?;
+                .controller
+                .allocate_producer_id_block(PRODUCER_ID_BLOCK)
+                .await?;
             *ids = (first, first + size);
         }
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
-    }
-
-    /// Brings the partition logs in line with the metadata image after a metadata change.
-    pub fn sync_partitions(&self) {
-        self.partitions.sync_with_image(&self.image());
     }
 }
 

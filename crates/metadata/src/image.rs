@@ -36,14 +36,27 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A registered broker and its (first) listener.
+/// One listener a broker registered: name, address and security protocol id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerListener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security_protocol: i16,
+}
+
+/// A registered broker. `host` and `port` are those of its first listener, the one clients use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {
     pub id: i32,
     pub epoch: i64,
+    pub incarnation_id: Uuid,
     pub host: String,
     pub port: i32,
+    pub listeners: Vec<BrokerListener>,
     pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
 }
 
 /// Snapshot of the cluster metadata after some prefix of the metadata log.
@@ -193,6 +206,16 @@ impl MetadataImage {
             MetadataRecord::Config(config) => self.apply_config(config)?,
             MetadataRecord::ProducerIds(ids) => self.next_producer_id = ids.next_producer_id,
             MetadataRecord::RegisterBroker(broker) => self.apply_register_broker(broker),
+            MetadataRecord::FenceBroker(fence) => {
+                if let Some(broker) = self.brokers.get_mut(&fence.id) {
+                    broker.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker(unfence) => {
+                if let Some(broker) = self.brokers.get_mut(&unfence.id) {
+                    broker.fenced = false;
+                }
+            }
             MetadataRecord::FeatureLevel(feature) => {
                 self.features
                     .insert(feature.name.clone(), feature.feature_level);
@@ -296,14 +319,28 @@ impl MetadataImage {
             .end_points
             .first()
             .map_or((String::new(), -1), |e| (e.host.clone(), i32::from(e.port)));
+        let listeners = record
+            .end_points
+            .iter()
+            .map(|e| BrokerListener {
+                name: e.name.clone(),
+                host: e.host.clone(),
+                port: e.port,
+                security_protocol: e.security_protocol,
+            })
+            .collect();
         self.brokers.insert(
             record.broker_id,
             BrokerRegistration {
                 id: record.broker_id,
                 epoch: record.broker_epoch,
+                incarnation_id: record.incarnation_id,
                 host,
                 port,
+                listeners,
                 rack: record.rack.clone(),
+                fenced: record.fenced,
+                in_controlled_shutdown: record.in_controlled_shutdown,
             },
         );
     }

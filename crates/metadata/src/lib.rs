@@ -1,17 +1,35 @@
 //! Strom's cluster metadata, kept as a log of typed records like Kafka's KRaft `__cluster_metadata`
 //! log: topics, partitions, configs, producer-id blocks and broker registrations change only by
-//! appending a batch of records to the metadata log ([`log`]); the log is replayed at start and
-//! applied to an in-memory [`image::MetadataImage`] that request handlers read. [`MetadataStore`]
-//! validates requests and turns them into record batches.
+//! committing a batch of records to the metadata log.
+//!
+//! The seams, in the order a change travels:
+//! - [`controller::Controller`] validates a request against the current image and its own pending
+//!   records and turns it into a batch of records;
+//! - a [`quorum::Quorum`] commits the batch to the replicated metadata log ([`log`], with
+//!   [`snapshot`]s and the durable vote in [`quorum_state`]); [`local_quorum::LocalQuorum`] is the
+//!   single-voter implementation;
+//! - the [`state::MetadataState`] applies committed entries to the immutable
+//!   [`image::MetadataImage`] and publishes each new image; brokers turn image changes into effects.
 
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod image;
+pub mod local_quorum;
 pub mod log;
+pub mod meta_properties;
+pub mod quorum;
+pub mod quorum_state;
 pub mod records;
-pub mod store;
+pub mod snapshot;
+pub mod state;
 
 pub use config::{ConfigOp, ConfigOpType, ConfigType, TopicConfigDef, TOPIC_CONFIG_DEFAULTS};
+pub use controller::{Controller, TopicSummary};
 pub use error::MetadataError;
-pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicChanges, TopicImage};
-pub use store::{MetadataStore, TopicSummary};
+pub use image::{
+    BrokerListener, BrokerRegistration, MetadataImage, PartitionImage, TopicChanges, TopicImage,
+};
+pub use local_quorum::LocalQuorum;
+pub use quorum::{Quorum, QuorumError, QuorumStatus};
+pub use state::MetadataState;

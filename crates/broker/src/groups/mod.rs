@@ -3,9 +3,9 @@
 //! ([`records`]) and its persistence ([`store`]). This broker coordinates every group whose offsets
 //! partition it leads, which on a single node is every group.
 //!
-//! Lifecycle: [`start`] creates the offsets topic and replays it into the coordinator before the
-//! broker accepts connections; [`run_timers`] then drives session, rebalance and retention
-//! deadlines in the background.
+//! Lifecycle: [`start`] asks the controller for the offsets topic; when the metadata publisher
+//! sees it appear on this broker it calls [`load`], which replays it into the coordinator;
+//! [`run_timers`] drives session, rebalance and retention deadlines in the background.
 
 pub mod coordinator;
 pub mod group;
@@ -60,15 +60,18 @@ impl GroupConfig {
     }
 }
 
-/// Creates `__consumer_offsets` if needed and loads every group and committed offset from it.
-/// If the topic cannot be created yet (say, too few brokers for its replication factor), the
-/// broker still starts; FindCoordinator tries again and answers COORDINATOR_NOT_AVAILABLE
-/// meanwhile.
-pub fn start(broker: &Broker) {
-    if let Err(error) = store::ensure_offsets_topic(broker) {
+/// Creates `__consumer_offsets` if needed. If the topic cannot be created yet (say, too few
+/// brokers for its replication factor), the broker still starts; FindCoordinator tries again and
+/// answers COORDINATOR_NOT_AVAILABLE meanwhile.
+pub async fn start(broker: &Broker) {
+    if let Err(error) = store::ensure_offsets_topic(broker).await {
         tracing::warn!(message = %error.message, "cannot create {OFFSETS_TOPIC} yet");
-        return;
     }
+}
+
+/// Loads every group and committed offset from the offsets partitions hosted here (called by the
+/// metadata publisher once their logs are open).
+pub fn load(broker: &Broker) {
     let records = store::read_offsets_topic(broker);
     broker.groups.load(records, now_ms());
 }

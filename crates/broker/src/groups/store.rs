@@ -85,8 +85,8 @@ impl OffsetsLog for OffsetsTopic<'_> {
 }
 
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings) if it does not exist, and
-/// opens its partition logs.
-pub fn ensure_offsets_topic(broker: &Broker) -> Result<(), MetadataError> {
+/// waits until this broker has applied it.
+pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), MetadataError> {
     if broker.image().topic(OFFSETS_TOPIC).is_none() {
         let configs = vec![
             ("cleanup.policy".to_string(), "compact".to_string()),
@@ -95,19 +95,23 @@ pub fn ensure_offsets_topic(broker: &Broker) -> Result<(), MetadataError> {
                 broker.config.offsets_topic_segment_bytes.to_string(),
             ),
         ];
-        match broker.metadata.create_topic(
-            OFFSETS_TOPIC,
-            broker.config.offsets_topic_num_partitions,
-            broker.config.offsets_topic_replication_factor,
-            &configs,
-            false,
-        ) {
+        let created = broker
+            .controller
+            .create_topic(
+                OFFSETS_TOPIC,
+                broker.config.offsets_topic_num_partitions,
+                broker.config.offsets_topic_replication_factor,
+                &configs,
+                false,
+            )
+            .await;
+        match created {
             Ok(_) => tracing::info!(topic = OFFSETS_TOPIC, "created internal topic"),
             Err(error) if error.code == TOPIC_ALREADY_EXISTS => {}
             Err(error) => return Err(error),
         }
     }
-    broker.sync_partitions();
+    broker.catch_up_with_controller().await;
     Ok(())
 }
 

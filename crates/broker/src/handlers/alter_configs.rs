@@ -12,7 +12,7 @@ use super::incremental_alter_configs::{
 };
 use crate::state::Broker;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: AlterConfigsRequest,
     _version: i16,
@@ -36,6 +36,7 @@ pub fn handle(
         })
         .collect();
     let responses = alter_resources(broker, resources, request.validate_only)
+        .await
         .into_iter()
         .map(
             |(resource_type, resource_name, error_code, error_message)| {
@@ -61,14 +62,15 @@ mod tests {
     use strom_metadata::image::CONFIG_RESOURCE_TOPIC;
     use strom_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 
-    #[test]
-    fn replaces_all_overrides_of_a_topic() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn replaces_all_overrides_of_a_topic() {
+        let (_dir, broker) = test_broker().await;
         create(
             &broker,
             &[("t", 1, &[("retention.ms", Some("1000"))])],
             false,
-        );
+        )
+        .await;
         let request = AlterConfigsRequest {
             resources: vec![AlterConfigsResource {
                 resource_type: CONFIG_RESOURCE_TOPIC,
@@ -86,7 +88,7 @@ mod tests {
             }],
             validate_only: false,
         };
-        let response = handle(&broker, request, 2);
+        let response = handle(&broker, request, 2).await;
         assert_eq!(response.responses[0].error_code, 0);
         let image = broker.image();
         let overrides: Vec<(&str, &str)> = image

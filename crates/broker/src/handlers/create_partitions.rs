@@ -64,7 +64,7 @@ fn check_assignments(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<(
         .try_for_each(|assignment| check_replica_list(&image, &assignment.broker_ids))
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: CreatePartitionsRequest,
     _version: i16,
@@ -87,42 +87,36 @@ pub fn handle(
         };
     }
     let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
-    let mut grew_any = false;
-    let results = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let outcome = if occurrences[topic.name.as_str()] > 1 {
-                Err(MetadataError::new(
-                    codes::INVALID_REQUEST,
-                    "Duplicate topic name.",
-                ))
-            } else {
-                check_assignments(broker, topic).and_then(|()| {
-                    broker.metadata.create_partitions(
-                        &topic.name,
-                        topic.count,
-                        request.validate_only,
-                    )
-                })
-            };
-            let (error_code, error_message) = match outcome {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let outcome = if occurrences[topic.name.as_str()] > 1 {
+            Err(MetadataError::new(
+                codes::INVALID_REQUEST,
+                "Duplicate topic name.",
+            ))
+        } else {
+            match check_assignments(broker, topic) {
                 Ok(()) => {
-                    grew_any |= !request.validate_only;
-                    (0, None)
+                    broker
+                        .controller
+                        .create_partitions(&topic.name, topic.count, request.validate_only)
+                        .await
                 }
-                Err(error) => (error.code, Some(error.message)),
-            };
-            CreatePartitionsTopicResult {
-                name: topic.name.clone(),
-                error_code,
-                error_message,
+                Err(error) => Err(error),
             }
-        })
-        .collect();
-    if grew_any {
-        broker.sync_partitions();
+        };
+        let (error_code, error_message) = match outcome {
+            Ok(()) => (0, None),
+            Err(error) => (error.code, Some(error.message)),
+        };
+        results.push(CreatePartitionsTopicResult {
+            name: topic.name.clone(),
+            error_code,
+            error_message,
+        });
     }
+    // The publisher opens the new partitions' logs.
+    broker.catch_up_with_controller().await;
     CreatePartitionsResponse {
         throttle_time_ms: 0,
         results,
@@ -135,7 +129,7 @@ mod tests {
     use crate::handlers::create_topics::tests::{create, test_broker};
     use strom_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
 
-    fn grow(
+    async fn grow(
         broker: &Broker,
         topics: &[(&str, i32, Option<usize>)],
         validate_only: bool,
@@ -160,40 +154,41 @@ mod tests {
             validate_only,
         };
         handle(broker, request, 3)
+            .await
             .results
             .iter()
             .map(|r| r.error_code)
             .collect()
     }
 
-    #[test]
-    fn grows_topics_and_refuses_bad_counts() {
-        let (_dir, broker) = test_broker();
-        create(&broker, &[("t", 1, &[])], false);
+    #[tokio::test]
+    async fn grows_topics_and_refuses_bad_counts() {
+        let (_dir, broker) = test_broker().await;
+        create(&broker, &[("t", 1, &[])], false).await;
         let partitions = |broker: &Broker| broker.image().topic("t").map(|t| t.partitions.len());
-        assert_eq!(grow(&broker, &[("t", 3, None)], true), [0]);
+        assert_eq!(grow(&broker, &[("t", 3, None)], true).await, [0]);
         assert_eq!(partitions(&broker), Some(1));
-        assert_eq!(grow(&broker, &[("t", 3, None)], false), [0]);
+        assert_eq!(grow(&broker, &[("t", 3, None)], false).await, [0]);
         assert_eq!(partitions(&broker), Some(3));
         assert!(broker.partitions.get("t", 2).is_some());
         assert_eq!(
-            grow(&broker, &[("t", 2, None), ("x", 2, None)], false),
+            grow(&broker, &[("t", 2, None), ("x", 2, None)], false).await,
             [37, 3]
         );
-        assert_eq!(grow(&broker, &[("t", 3, None)], false), [37]);
+        assert_eq!(grow(&broker, &[("t", 3, None)], false).await, [37]);
         assert_eq!(
-            grow(&broker, &[("t", 5, Some(1))], false),
+            grow(&broker, &[("t", 5, Some(1))], false).await,
             [INVALID_REPLICA_ASSIGNMENT]
         );
-        assert_eq!(grow(&broker, &[("t", 5, Some(2))], false), [0]);
+        assert_eq!(grow(&broker, &[("t", 5, Some(2))], false).await, [0]);
         assert_eq!(
-            grow(&broker, &[("t", 6, None), ("t", 7, None)], false),
+            grow(&broker, &[("t", 6, None), ("t", 7, None)], false).await,
             [42, 42]
         );
         assert_eq!(partitions(&broker), Some(5));
-        assert_eq!(grow(&broker, &[("t", i32::MAX, None)], false), [44]);
+        assert_eq!(grow(&broker, &[("t", i32::MAX, None)], false).await, [44]);
         assert_eq!(
-            grow(&broker, &[("t", 6_000, None), ("t", 6_000, None)], false),
+            grow(&broker, &[("t", 6_000, None), ("t", 6_000, None)], false).await,
             [42, 42]
         );
         assert_eq!(partitions(&broker), Some(5));

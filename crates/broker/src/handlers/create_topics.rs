@@ -128,8 +128,8 @@ fn manual_assignment_shape(
     ))
 }
 
-/// Validates one topic and, unless `validate_only`, creates it.
-fn create_topic(
+/// Validates one topic and, unless `validate_only`, has the controller create it.
+async fn create_topic(
     broker: &Broker,
     image: &MetadataImage,
     topic: &CreatableTopic,
@@ -168,13 +168,16 @@ fn create_topic(
         .iter()
         .filter_map(|config| Some((config.name.clone(), config.value.clone()?)))
         .collect();
-    broker.metadata.create_topic(
-        &topic.name,
-        num_partitions,
-        replication_factor,
-        &configs,
-        validate_only,
-    )
+    broker
+        .controller
+        .create_topic(
+            &topic.name,
+            num_partitions,
+            replication_factor,
+            &configs,
+            validate_only,
+        )
+        .await
 }
 
 /// How often each item occurs (to refuse topics a request names twice, as Kafka does).
@@ -221,7 +224,7 @@ fn failure(name: String, error: MetadataError) -> CreatableTopicResult {
     }
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: CreateTopicsRequest,
     _version: i16,
@@ -248,7 +251,6 @@ pub fn handle(
     let occurrences = count_occurrences(request.topics.iter().map(|t| t.name.as_str()));
     let mut reported = HashSet::new();
     let mut results = Vec::with_capacity(request.topics.len());
-    let mut created_any = false;
     for topic in &request.topics {
         if !reported.insert(topic.name.as_str()) {
             continue;
@@ -259,17 +261,15 @@ pub fn handle(
             continue;
         }
         let image = broker.image();
-        let result = match create_topic(broker, &image, topic, request.validate_only) {
+        let result = match create_topic(broker, &image, topic, request.validate_only).await {
             Ok(summary) => {
-                created_any |= !request.validate_only;
+                // The publisher opens the new topic's logs; the result describes its configs.
+                broker.catch_up_with_controller().await;
                 success(broker, &broker.image(), summary)
             }
             Err(error) => failure(topic.name.clone(), error),
         };
         results.push(result);
-    }
-    if created_any {
-        broker.sync_partitions();
     }
     CreateTopicsResponse {
         throttle_time_ms: 0,
@@ -280,48 +280,44 @@ pub fn handle(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use strom_metadata::{BrokerRegistration, MetadataStore};
+    use std::sync::Arc;
+    use strom_metadata::BrokerRegistration;
     use strom_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,
     };
-    use strom_storage::LogConfig;
 
     use crate::config::BrokerConfig;
-    use crate::partitions::PartitionRegistry;
 
     /// A topic to create: name, partition count, configs.
     pub(in crate::handlers) type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, Option<&'a str>)]);
 
-    /// A broker (node 1, default config) with its metadata and logs in a new temporary directory.
-    pub(in crate::handlers) fn test_broker() -> (tempfile::TempDir, Broker) {
+    /// Keeps a test broker's directory and background tasks alive.
+    pub(in crate::handlers) struct TestDir {
+        _dir: tempfile::TempDir,
+        _shutdown: tokio::sync::watch::Sender<bool>,
+    }
+
+    /// A broker (node 1, default config) with its metadata and logs in a new temporary directory,
+    /// started like a real one (controller, publisher, registration, offsets topic).
+    pub(in crate::handlers) async fn test_broker() -> (TestDir, Arc<Broker>) {
         let temp_dir = tempfile::tempdir().expect("temp dir");
-        let dir = temp_dir.path();
-        let config = BrokerConfig::default();
-        let metadata = MetadataStore::open(&dir.join("__cluster_metadata-0"), config.node_id, None)
-            .expect("open metadata store");
-        metadata
-            .register_broker(config.node_id, "localhost", 9092, None)
-            .expect("register broker");
-        let broker = Broker {
-            node_id: config.node_id,
-            advertised_host: "localhost".into(),
-            advertised_port: 9092,
-            metadata,
-            partitions: PartitionRegistry::new(dir, 1, LogConfig::default()),
-            groups: crate::groups::GroupCoordinator::new(crate::groups::GroupConfig::from_broker(
-                &config,
-            )),
-            config,
-            producer_ids: Mutex::new((0, 0)),
+        let mut config = BrokerConfig::default();
+        config.log_dirs = vec![temp_dir.path().to_path_buf()];
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let broker = crate::server::open_broker(config, "localhost".into(), 9092, shutdown_rx)
+            .await
+            .expect("open broker");
+        let dir = TestDir {
+            _dir: temp_dir,
+            _shutdown: shutdown,
         };
-        (temp_dir, broker)
+        (dir, broker)
     }
 
     /// Creates topics through the handler, returning `(name, error code)` per result.
-    pub(in crate::handlers) fn create(
+    pub(in crate::handlers) async fn create(
         broker: &Broker,
-        topics: &[TopicSpec],
+        topics: &[TopicSpec<'_>],
         validate_only: bool,
     ) -> Vec<(String, i16)> {
         let request = CreateTopicsRequest {
@@ -345,15 +341,16 @@ pub(super) mod tests {
             validate_only,
         };
         handle(broker, request, 7)
+            .await
             .topics
             .into_iter()
             .map(|topic| (topic.name, topic.error_code))
             .collect()
     }
 
-    #[test]
-    fn creates_topics_with_defaults_and_reports_errors() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn creates_topics_with_defaults_and_reports_errors() {
+        let (_dir, broker) = test_broker().await;
         let request = CreateTopicsRequest {
             topics: vec![CreatableTopic {
                 name: "events".into(),
@@ -368,7 +365,7 @@ pub(super) mod tests {
             timeout_ms: 1000,
             validate_only: false,
         };
-        let response = handle(&broker, request, 7);
+        let response = handle(&broker, request, 7).await;
         let result = &response.topics[0];
         assert_eq!(
             (result.error_code, result.error_message.as_deref()),
@@ -390,33 +387,34 @@ pub(super) mod tests {
         let codes_of =
             |results: Vec<(String, i16)>| results.into_iter().map(|r| r.1).collect::<Vec<_>>();
         assert_eq!(
-            codes_of(create(&broker, &[("events", -1, &[])], false)),
+            codes_of(create(&broker, &[("events", -1, &[])], false).await),
             [36]
         );
         assert_eq!(
-            codes_of(create(&broker, &[("d", -1, &[]), ("d", 1, &[])], false)),
+            codes_of(create(&broker, &[("d", -1, &[]), ("d", 1, &[])], false).await),
             [42]
         );
         assert_eq!(
-            codes_of(create(
-                &broker,
-                &[("n", -1, &[("retention.ms", None)])],
-                false
-            )),
+            codes_of(create(&broker, &[("n", -1, &[("retention.ms", None)])], false).await),
             [40]
         );
         assert_eq!(
-            codes_of(create(
-                &broker,
-                &[("n", -1, &[("bogus", Some("1"))])],
-                false
-            )),
+            codes_of(create(&broker, &[("n", -1, &[("bogus", Some("1"))])], false).await),
             [40]
         );
-        assert_eq!(codes_of(create(&broker, &[("n", 0, &[])], false)), [37]);
-        assert_eq!(codes_of(create(&broker, &[("v", -1, &[])], true)), [0]);
+        assert_eq!(
+            codes_of(create(&broker, &[("n", 0, &[])], false).await),
+            [37]
+        );
+        assert_eq!(
+            codes_of(create(&broker, &[("v", -1, &[])], true).await),
+            [0]
+        );
         assert!(broker.image().topic("v").is_none());
-        assert_eq!(codes_of(create(&broker, &[("v", -1, &[])], false)), [0]);
+        assert_eq!(
+            codes_of(create(&broker, &[("v", -1, &[])], false).await),
+            [0]
+        );
         assert_eq!(
             broker.image().topic("v").map(|t| t.partitions.len()),
             Some(1)
@@ -430,9 +428,13 @@ pub(super) mod tests {
             BrokerRegistration {
                 id,
                 epoch: 0,
+                incarnation_id: [0; 16],
                 host: "localhost".into(),
                 port: 9092,
+                listeners: Vec::new(),
                 rack: None,
+                fenced: false,
+                in_controlled_shutdown: false,
             },
         );
         image
@@ -454,30 +456,34 @@ pub(super) mod tests {
         }
     }
 
-    #[test]
-    fn excessive_partition_counts_are_a_policy_violation() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn excessive_partition_counts_are_a_policy_violation() {
+        let (_dir, broker) = test_broker().await;
         for topics in [
             &[("huge", i32::MAX, &[][..])][..],
             &[("a", 6_000, &[]), ("b", 4_001, &[])],
             &[("a", i32::MAX, &[]), ("b", i32::MAX, &[]), ("c", 1, &[])],
         ] {
-            let results = create(&broker, topics, false);
+            let results = create(&broker, topics, false).await;
             assert_eq!(results.len(), topics.len());
             assert!(results.iter().all(|(_, code)| *code == POLICY_VIOLATION));
         }
-        assert!(broker.image().topics.is_empty());
+        assert!(broker
+            .image()
+            .topics
+            .keys()
+            .all(|name| name == "__consumer_offsets"));
     }
 
-    #[test]
-    fn manual_assignment_gives_partition_count_and_replication_factor() {
+    #[tokio::test]
+    async fn manual_assignment_gives_partition_count_and_replication_factor() {
         let image = image_with_broker(1);
         let shape = manual_assignment_shape(&manual(&[(1, &[1]), (0, &[1])]), &image);
         assert_eq!(shape, Ok((2, 1)));
     }
 
-    #[test]
-    fn manual_assignment_errors() {
+    #[tokio::test]
+    async fn manual_assignment_errors() {
         let image = image_with_broker(1);
         let code =
             |topic: &CreatableTopic| manual_assignment_shape(topic, &image).map_err(|e| e.code);

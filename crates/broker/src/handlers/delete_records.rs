@@ -106,9 +106,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn deletes_up_to_the_high_watermark_only() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn deletes_up_to_the_high_watermark_only() {
+        let (_dir, broker) = test_broker().await;
         create(
             &broker,
             &[
@@ -116,7 +116,8 @@ mod tests {
                 ("compacted", 1, &[("cleanup.policy", Some("compact"))]),
             ],
             false,
-        );
+        )
+        .await;
         assert_eq!(
             delete(
                 &broker,

@@ -16,8 +16,7 @@ use strom_protocol::messages::delete_topics_response::{
 };
 
 use super::create_topics::count_occurrences;
-use crate::groups::OffsetsTopic;
-use crate::state::{now_ms, Broker};
+use crate::state::Broker;
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const TOPIC_DELETION_DISABLED: i16 = 73;
@@ -48,7 +47,7 @@ fn targets(request: DeleteTopicsRequest, version: i16) -> Vec<Target> {
 }
 
 /// Deletes one topic, returning its (name, id).
-fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), MetadataError> {
+async fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), MetadataError> {
     let name = match target {
         Target::Name(name) => name.clone(),
         Target::Id(id) => broker
@@ -71,67 +70,61 @@ fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), MetadataEr
             ))
         }
     };
-    let id = broker.metadata.delete_topic(&name)?;
+    let id = broker.controller.delete_topic(&name).await?;
     Ok((name, id))
 }
 
-pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let targets = targets(request, version);
     let occurrences = count_occurrences(&targets);
-    let mut deleted = Vec::new();
-    let responses = targets
-        .iter()
-        .map(|target| {
-            let outcome = if !broker.config.delete_topic_enable {
-                let code = if version < 3 {
-                    codes::INVALID_REQUEST
-                } else {
-                    TOPIC_DELETION_DISABLED
-                };
-                Err(MetadataError::new(code, "Topic deletion is disabled."))
-            } else if occurrences[target] > 1 {
-                let what = if matches!(target, Target::Id(_)) {
-                    "id"
-                } else {
-                    "name"
-                };
-                Err(MetadataError::new(
-                    codes::INVALID_REQUEST,
-                    format!("Duplicate topic {what}."),
-                ))
+    let mut responses = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let outcome = if !broker.config.delete_topic_enable {
+            let code = if version < 3 {
+                codes::INVALID_REQUEST
             } else {
-                delete(broker, target)
+                TOPIC_DELETION_DISABLED
             };
-            let (name, topic_id) = match target {
-                Target::Name(name) => (Some(name.clone()), ZERO_UUID),
-                Target::Id(id) => (None, *id),
-                Target::Ambiguous(name, id) => (name.clone(), *id),
+            Err(MetadataError::new(code, "Topic deletion is disabled."))
+        } else if occurrences[target] > 1 {
+            let what = if matches!(target, Target::Id(_)) {
+                "id"
+            } else {
+                "name"
             };
-            match outcome {
-                Ok((name, topic_id)) => {
-                    deleted.push(name.clone());
-                    DeletableTopicResult {
-                        name: Some(name),
-                        topic_id,
-                        error_code: 0,
-                        error_message: None,
-                    }
-                }
-                Err(error) => DeletableTopicResult {
-                    name,
-                    topic_id,
-                    error_code: error.code,
-                    error_message: Some(error.message),
-                },
-            }
-        })
-        .collect();
-    if !deleted.is_empty() {
-        broker.sync_partitions();
-        broker
-            .groups
-            .remove_topic_offsets(&deleted, now_ms(), &OffsetsTopic::new(broker));
+            Err(MetadataError::new(
+                codes::INVALID_REQUEST,
+                format!("Duplicate topic {what}."),
+            ))
+        } else {
+            delete(broker, target).await
+        };
+        let (name, topic_id) = match target {
+            Target::Name(name) => (Some(name.clone()), ZERO_UUID),
+            Target::Id(id) => (None, *id),
+            Target::Ambiguous(name, id) => (name.clone(), *id),
+        };
+        responses.push(match outcome {
+            Ok((name, topic_id)) => DeletableTopicResult {
+                name: Some(name),
+                topic_id,
+                error_code: 0,
+                error_message: None,
+            },
+            Err(error) => DeletableTopicResult {
+                name,
+                topic_id,
+                error_code: error.code,
+                error_message: Some(error.message),
+            },
+        });
     }
+    // The publisher deletes the logs and the topics' committed offsets.
+    broker.catch_up_with_controller().await;
     DeleteTopicsResponse {
         throttle_time_ms: 0,
         responses,
@@ -144,10 +137,10 @@ mod tests {
     use crate::handlers::create_topics::tests::{create, test_broker};
     use strom_protocol::messages::delete_topics_request::DeleteTopicState;
 
-    #[test]
-    fn deletes_by_name_and_by_id() {
-        let (_dir, broker) = test_broker();
-        create(&broker, &[("a", 1, &[]), ("b", 1, &[])], false);
+    #[tokio::test]
+    async fn deletes_by_name_and_by_id() {
+        let (_dir, broker) = test_broker().await;
+        create(&broker, &[("a", 1, &[]), ("b", 1, &[])], false).await;
         let b_id = broker.image().topic("b").expect("b exists").id;
         assert!(broker.partitions.get("a", 0).is_some());
 
@@ -156,6 +149,7 @@ mod tests {
             ..DeleteTopicsRequest::default()
         };
         let codes: Vec<i16> = handle(&broker, by_name, 5)
+            .await
             .responses
             .iter()
             .map(|r| r.error_code)
@@ -177,7 +171,7 @@ mod tests {
             ],
             ..DeleteTopicsRequest::default()
         };
-        let responses = handle(&broker, by_id, 6).responses;
+        let responses = handle(&broker, by_id, 6).await.responses;
         assert_eq!(
             (responses[0].error_code, responses[0].name.as_deref()),
             (0, Some("b"))
@@ -187,11 +181,15 @@ mod tests {
             (responses[1].error_code, responses[1].name.as_deref()),
             (UNKNOWN_TOPIC_ID, None)
         );
-        assert!(broker.image().topics.is_empty());
+        assert!(broker
+            .image()
+            .topics
+            .keys()
+            .all(|name| name == "__consumer_offsets"));
     }
 
-    #[test]
-    fn v6_entries_name_a_topic_by_name_or_id() {
+    #[tokio::test]
+    async fn v6_entries_name_a_topic_by_name_or_id() {
         let id = [7; 16];
         let request = DeleteTopicsRequest {
             topics: vec![
@@ -225,8 +223,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn older_versions_use_topic_names() {
+    #[tokio::test]
+    async fn older_versions_use_topic_names() {
         let request = DeleteTopicsRequest {
             topic_names: vec!["x".into()],
             ..DeleteTopicsRequest::default()

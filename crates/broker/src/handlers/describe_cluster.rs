@@ -34,7 +34,7 @@ pub fn handle(
         error_message: None,
         endpoint_type: ENDPOINT_TYPE_BROKER,
         cluster_id: image.cluster_id.clone(),
-        controller_id: broker.node_id,
+        controller_id: broker.controller.active_controller_id().unwrap_or(-1),
         brokers: Vec::new(),
         cluster_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
     };
@@ -71,9 +71,9 @@ mod tests {
     use super::*;
     use crate::handlers::create_topics::tests::test_broker;
 
-    #[test]
-    fn lists_registered_brokers_with_this_node_as_controller() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn lists_registered_brokers_with_this_node_as_controller() {
+        let (_dir, broker) = test_broker().await;
         let request = DescribeClusterRequest {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
@@ -108,8 +108,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cluster_operations_bit_field_matches_kafka() {
+    #[tokio::test]
+    async fn cluster_operations_bit_field_matches_kafka() {
         assert_eq!(CLUSTER_OPERATIONS, 8096);
     }
 }

@@ -572,14 +572,15 @@ mod tests {
         handle(broker, request, version).results
     }
 
-    #[test]
-    fn describes_topics_and_this_broker() {
-        let (_dir, broker) = test_broker();
+    #[tokio::test]
+    async fn describes_topics_and_this_broker() {
+        let (_dir, broker) = test_broker().await;
         create(
             &broker,
             &[("t", 1, &[("retention.ms", Some("1000"))])],
             false,
-        );
+        )
+        .await;
         let results = describe(
             &broker,
             &[
@@ -672,8 +673,8 @@ mod tests {
         assert!(v0[0].configs[0].synonyms.is_empty());
     }
 
-    #[test]
-    fn every_synonym_entry_names_a_topic_key_in_order() {
+    #[tokio::test]
+    async fn every_synonym_entry_names_a_topic_key_in_order() {
         for pair in TOPIC_CONFIG_SYNONYMS.windows(2) {
             assert!(pair[0].0 < pair[1].0, "{} out of order", pair[1].0);
         }
@@ -689,8 +690,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn converts_hours_and_minutes_to_milliseconds() {
+    #[tokio::test]
+    async fn converts_hours_and_minutes_to_milliseconds() {
         assert_eq!(in_topic_units("log.retention.hours", "2"), "7200000");
         assert_eq!(in_topic_units("log.retention.minutes", "3"), "180000");
         assert_eq!(in_topic_units("log.retention.ms", "5"), "5");
@@ -704,8 +705,8 @@ mod tests {
             .unwrap_or_else(|| panic!("{name} missing"))
     }
 
-    #[test]
-    fn topic_configs_resolve_override_static_and_default() {
+    #[tokio::test]
+    async fn topic_configs_resolve_override_static_and_default() {
         let (config, _) = BrokerConfig::from_properties_str(
             "log.retention.hours=24\nlog.segment.bytes=1048576\n",
         )
@@ -744,8 +745,8 @@ mod tests {
         assert!(throttled.synonyms.is_empty());
     }
 
-    #[test]
-    fn entry_result_honours_include_synonyms() {
+    #[tokio::test]
+    async fn entry_result_honours_include_synonyms() {
         let entry = ConfigEntry {
             name: "retention.ms".into(),
             value: Some("1".into()),
@@ -765,8 +766,8 @@ mod tests {
         assert!(entry.into_result(false).synonyms.is_empty());
     }
 
-    #[test]
-    fn broker_resource_names() {
+    #[tokio::test]
+    async fn broker_resource_names() {
         assert_eq!(parse_broker_resource(""), Ok(None));
         assert_eq!(parse_broker_resource("3"), Ok(Some(3)));
         assert_eq!(

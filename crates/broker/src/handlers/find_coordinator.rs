@@ -17,22 +17,22 @@ const TRANSACTION_KEY_TYPE: i8 = 1;
 /// FindCoordinator v4 and later look up a batch of keys.
 const FIRST_BATCHED_VERSION: i16 = 4;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     if version >= FIRST_BATCHED_VERSION {
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            coordinators.push(lookup(broker, key, request.key_type).await);
+        }
         return FindCoordinatorResponse {
-            coordinators: request
-                .coordinator_keys
-                .into_iter()
-                .map(|key| lookup(broker, key, request.key_type))
-                .collect(),
+            coordinators,
             ..Default::default()
         };
     }
-    let found = lookup(broker, request.key, request.key_type);
+    let found = lookup(broker, request.key, request.key_type).await;
     FindCoordinatorResponse {
         error_code: found.error_code,
         error_message: found.error_message,
@@ -43,7 +43,7 @@ pub fn handle(
     }
 }
 
-fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
+async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
     let failed = |key: String, error_code: i16, message: &str| Coordinator {
         key,
         node_id: -1,
@@ -52,12 +52,14 @@ fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
         error_code,
         error_message: Some(message.to_string()),
     };
-    match key_type {
-        GROUP_KEY_TYPE if !offsets_topic_ready(broker) => failed(
+    if key_type == GROUP_KEY_TYPE && !offsets_topic_ready(broker).await {
+        return failed(
             key,
             COORDINATOR_NOT_AVAILABLE,
             "the offsets topic cannot be created yet",
-        ),
+        );
+    }
+    match key_type {
         GROUP_KEY_TYPE => Coordinator {
             key,
             node_id: broker.node_id,
@@ -76,6 +78,6 @@ fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
 }
 
 /// Whether `__consumer_offsets` exists, creating it if it could not be created at start.
-fn offsets_topic_ready(broker: &Broker) -> bool {
-    broker.image().topic(OFFSETS_TOPIC).is_some() || ensure_offsets_topic(broker).is_ok()
+async fn offsets_topic_ready(broker: &Broker) -> bool {
+    broker.image().topic(OFFSETS_TOPIC).is_some() || ensure_offsets_topic(broker).await.is_ok()
 }

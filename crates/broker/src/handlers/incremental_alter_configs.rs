@@ -91,50 +91,58 @@ fn check_broker_key(key: &str, op: ConfigOpType, value: Option<&str>) -> Result<
 }
 
 /// Applies one resource's change (or only validates it).
-fn alter_resource(
+async fn alter_resource(
     broker: &Broker,
     resource_type: i8,
     resource_name: &str,
     change: &ConfigChange,
     validate_only: bool,
 ) -> Result<(), MetadataError> {
-    let metadata = &broker.metadata;
+    let controller = &broker.controller;
     match (resource_type, change) {
         (CONFIG_RESOURCE_TOPIC, ConfigChange::Replace(configs)) => {
-            metadata.replace_topic_configs(resource_name, configs, validate_only)
+            controller
+                .replace_topic_configs(resource_name, configs, validate_only)
+                .await
         }
         (CONFIG_RESOURCE_TOPIC, ConfigChange::Incremental(ops)) => {
-            metadata.alter_topic_configs(resource_name, ops, validate_only)
+            controller
+                .alter_topic_configs(resource_name, ops, validate_only)
+                .await
         }
         (CONFIG_RESOURCE_BROKER, ConfigChange::Replace(configs)) => {
             let broker_id = parse_broker_resource(resource_name)?;
             for (key, value) in configs {
                 check_broker_key(key, ConfigOpType::Set, Some(value))?;
             }
-            metadata.replace_broker_configs(broker_id, configs, validate_only)
+            controller
+                .replace_broker_configs(broker_id, configs, validate_only)
+                .await
         }
         (CONFIG_RESOURCE_BROKER, ConfigChange::Incremental(ops)) => {
             let broker_id = parse_broker_resource(resource_name)?;
             for op in ops {
                 check_broker_key(&op.key, op.op, op.value.as_deref())?;
             }
-            metadata.alter_broker_configs(broker_id, ops, validate_only)
+            controller
+                .alter_broker_configs(broker_id, ops, validate_only)
+                .await
         }
         (other, _) => Err(unsupported_resource_type(other)),
     }
 }
 
-/// Applies every resource's change in order, then brings partition logs in line with new topic
-/// configs. Returns one outcome per resource, in request order.
-pub(super) fn alter_resources(
+/// Applies every resource's change in order, then waits until the publisher has brought the
+/// partition logs in line with the new configs. Returns one outcome per resource, in request order.
+pub(super) async fn alter_resources(
     broker: &Broker,
     resources: Vec<ResourceChange>,
     validate_only: bool,
 ) -> Vec<ResourceOutcome> {
-    let outcomes: Vec<ResourceOutcome> = resources
-        .into_iter()
-        .map(|resource| {
-            let result = resource.change.and_then(|change| {
+    let mut outcomes: Vec<ResourceOutcome> = Vec::with_capacity(resources.len());
+    for resource in resources {
+        let result = match resource.change {
+            Ok(change) => {
                 alter_resource(
                     broker,
                     resource.resource_type,
@@ -142,22 +150,22 @@ pub(super) fn alter_resources(
                     &change,
                     validate_only,
                 )
-            });
-            let (code, message) = match result {
-                Ok(()) => (0, None),
-                Err(error) => (error.code, Some(error.message)),
-            };
-            (
-                resource.resource_type,
-                resource.resource_name,
-                code,
-                message,
-            )
-        })
-        .collect();
-    if !validate_only && outcomes.iter().any(|(_, _, code, _)| *code == 0) {
-        broker.sync_partitions();
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        let (code, message) = match result {
+            Ok(()) => (0, None),
+            Err(error) => (error.code, Some(error.message)),
+        };
+        outcomes.push((
+            resource.resource_type,
+            resource.resource_name,
+            code,
+            message,
+        ));
     }
+    broker.catch_up_with_controller().await;
     outcomes
 }
 
@@ -184,7 +192,7 @@ fn operations(resource: &AlterConfigsResource) -> Result<ConfigChange, MetadataE
         .map(ConfigChange::Incremental)
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
@@ -199,6 +207,7 @@ pub fn handle(
         })
         .collect();
     let responses = alter_resources(broker, resources, request.validate_only)
+        .await
         .into_iter()
         .map(
             |(resource_type, resource_name, error_code, error_message)| {
@@ -224,7 +233,7 @@ mod tests {
     use crate::handlers::describe_configs::{source, topic_config_entries};
     use strom_protocol::messages::incremental_alter_configs_request::AlterableConfig;
 
-    fn alter(
+    async fn alter(
         broker: &Broker,
         resource: (i8, &str),
         ops: &[(&str, i8, Option<&str>)],
@@ -245,21 +254,21 @@ mod tests {
             }],
             validate_only,
         };
-        handle(broker, request, 1).responses[0].error_code
+        handle(broker, request, 1).await.responses[0].error_code
     }
 
-    #[test]
-    fn alters_topic_and_broker_configs() {
-        let (_dir, broker) = test_broker();
-        create(&broker, &[("t", 1, &[])], false);
+    #[tokio::test]
+    async fn alters_topic_and_broker_configs() {
+        let (_dir, broker) = test_broker().await;
+        create(&broker, &[("t", 1, &[])], false).await;
         let topic = (CONFIG_RESOURCE_TOPIC, "t");
         let ops = [
             ("retention.ms", 0, Some("5000")),
             ("cleanup.policy", 2, Some("compact")),
         ];
-        assert_eq!(alter(&broker, topic, &ops, false), 0);
+        assert_eq!(alter(&broker, topic, &ops, false).await, 0);
         assert_eq!(
-            alter(&broker, topic, &[("segment.bytes", 0, Some("2048"))], true),
+            alter(&broker, topic, &[("segment.bytes", 0, Some("2048"))], true).await,
             0
         );
         let overrides = |broker: &Broker| {
@@ -275,15 +284,15 @@ mod tests {
         ];
         assert_eq!(overrides(&broker).into_iter().collect::<Vec<_>>(), expected);
         assert_eq!(
-            alter(&broker, (CONFIG_RESOURCE_TOPIC, "missing"), &ops, false),
+            alter(&broker, (CONFIG_RESOURCE_TOPIC, "missing"), &ops, false).await,
             codes::UNKNOWN_TOPIC_OR_PARTITION
         );
         assert_eq!(
-            alter(&broker, topic, &[("bogus", 0, Some("1"))], false),
+            alter(&broker, topic, &[("bogus", 0, Some("1"))], false).await,
             codes::INVALID_CONFIG
         );
         assert_eq!(
-            alter(&broker, (8, "t"), &ops, false),
+            alter(&broker, (8, "t"), &ops, false).await,
             codes::INVALID_REQUEST
         );
 
@@ -294,7 +303,8 @@ mod tests {
                 cluster_default,
                 &[("log.retention.ms", 0, Some("60000"))],
                 false
-            ),
+            )
+            .await,
             0
         );
         assert_eq!(
@@ -303,11 +313,12 @@ mod tests {
                 (CONFIG_RESOURCE_BROKER, "1"),
                 &[("num.partitions", 0, Some("3"))],
                 false
-            ),
+            )
+            .await,
             codes::INVALID_REQUEST
         );
         assert_eq!(
-            alter(&broker, topic, &[("retention.ms", 1, None)], false),
+            alter(&broker, topic, &[("retention.ms", 1, None)], false).await,
             0
         );
         let image = broker.image();
@@ -323,8 +334,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn broker_keys_must_be_dynamic_and_valid() {
+    #[tokio::test]
+    async fn broker_keys_must_be_dynamic_and_valid() {
         let code = |key, op, value| check_broker_key(key, op, value).map_err(|e| e.code);
         assert_eq!(
             code("log.retention.ms", ConfigOpType::Set, Some("1000")),
@@ -361,8 +372,8 @@ mod tests {
         assert!(message.contains("message.max.bytes"), "{message}");
     }
 
-    #[test]
-    fn operations_reject_unknown_codes_and_repeated_keys() {
+    #[tokio::test]
+    async fn operations_reject_unknown_codes_and_repeated_keys() {
         use strom_protocol::messages::incremental_alter_configs_request::AlterableConfig;
         let config = |name: &str, config_operation| AlterableConfig {
             name: name.into(),

@@ -13,7 +13,7 @@ use crate::state::Broker;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: InitProducerIdRequest,
     _version: i16,
@@ -38,7 +38,7 @@ pub fn handle(
             ..Default::default()
         };
     }
-    match broker.next_producer_id() {
+    match broker.next_producer_id().await {
         Ok(producer_id) => InitProducerIdResponse {
             producer_id,
             producer_epoch: 0,

@@ -1,7 +1,7 @@
 //! Metadata (key 3): brokers, controller, cluster id, and topics with their partitions' leaders,
 //! replicas and ISR. Unknown topics are created here when `auto.create.topics.enable` is on and the
-//! client allows it (v4+), as Kafka does; the new topic is returned at once since creation is
-//! synchronous on this node.
+//! client allows it (v4+), as Kafka does: the handler asks the controller and, once this broker has
+//! applied the new topic, returns it at once.
 
 use strom_metadata::TopicImage;
 use strom_protocol::messages::metadata_request::MetadataRequest;
@@ -20,7 +20,7 @@ pub fn is_internal_topic(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
 }
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     let requested = match request.topics {
         None => None,
         // In v0 an empty list means "all topics".
@@ -37,23 +37,29 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
                 .map(|topic| describe_topic(topic))
                 .collect()
         }
-        Some(requested) => requested
-            .into_iter()
-            .map(|wanted| match wanted.name {
-                Some(name) => lookup_or_create(broker, &name, request.allow_auto_topic_creation),
-                None => {
-                    let image = broker.image();
-                    match image.topic_by_id(&wanted.topic_id) {
-                        Some(topic) => describe_topic(topic),
-                        None => MetadataResponseTopic {
-                            error_code: UNKNOWN_TOPIC_ID,
-                            topic_id: wanted.topic_id,
-                            ..Default::default()
-                        },
+        Some(requested) => {
+            let mut topics = Vec::with_capacity(requested.len());
+            for wanted in requested {
+                let topic = match wanted.name {
+                    Some(name) => {
+                        lookup_or_create(broker, &name, request.allow_auto_topic_creation).await
                     }
-                }
-            })
-            .collect(),
+                    None => {
+                        let image = broker.image();
+                        match image.topic_by_id(&wanted.topic_id) {
+                            Some(topic) => describe_topic(topic),
+                            None => MetadataResponseTopic {
+                                error_code: UNKNOWN_TOPIC_ID,
+                                topic_id: wanted.topic_id,
+                                ..Default::default()
+                            },
+                        }
+                    }
+                };
+                topics.push(topic);
+            }
+            topics
+        }
     };
 
     let image = broker.image();
@@ -69,13 +75,13 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
             })
             .collect(),
         cluster_id: Some(image.cluster_id.clone()),
-        controller_id: broker.node_id,
+        controller_id: broker.controller.active_controller_id().unwrap_or(-1),
         topics,
         ..Default::default()
     }
 }
 
-fn lookup_or_create(
+async fn lookup_or_create(
     broker: &Broker,
     name: &str,
     client_allows_creation: bool,
@@ -91,18 +97,19 @@ fn lookup_or_create(
     if !(broker.config.auto_create_topics_enable && client_allows_creation) {
         return unknown(UNKNOWN_TOPIC_OR_PARTITION);
     }
-    let created = broker.metadata.create_topic(
-        name,
-        broker.config.num_partitions,
-        broker.config.default_replication_factor,
-        &[],
-        false,
-    );
+    let created = broker
+        .controller
+        .create_topic(
+            name,
+            broker.config.num_partitions,
+            broker.config.default_replication_factor,
+            &[],
+            false,
+        )
+        .await;
+    broker.catch_up_with_controller().await;
     match created {
-        Ok(_) => {
-            tracing::info!(topic = name, "auto-created topic");
-            broker.sync_partitions();
-        }
+        Ok(_) => tracing::info!(topic = name, "auto-created topic"),
         // Another connection created it first: fine.
         Err(error) if error.code == TOPIC_ALREADY_EXISTS => {}
         Err(error) => {

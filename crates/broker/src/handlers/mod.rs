@@ -104,7 +104,9 @@ pub async fn handle(
     let version = context.api_version;
     let response = match request {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
-        RequestBody::Metadata(r) => ResponseBody::Metadata(metadata::handle(broker, r, version)),
+        RequestBody::Metadata(r) => {
+            ResponseBody::Metadata(metadata::handle(broker, r, version).await)
+        }
         RequestBody::Produce(r) => {
             let internal_topics_allowed =
                 context.client_id.as_deref() == Some(produce::ADMIN_CLIENT_ID);
@@ -116,34 +118,34 @@ pub async fn handle(
             ResponseBody::ListOffsets(list_offsets::handle(broker, r, version))
         }
         RequestBody::CreateTopics(r) => {
-            ResponseBody::CreateTopics(create_topics::handle(broker, r, version))
+            ResponseBody::CreateTopics(create_topics::handle(broker, r, version).await)
         }
         RequestBody::DeleteTopics(r) => {
-            ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version))
+            ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
         RequestBody::DeleteRecords(r) => {
             ResponseBody::DeleteRecords(delete_records::handle(broker, r, version))
         }
         RequestBody::InitProducerId(r) => {
-            ResponseBody::InitProducerId(init_producer_id::handle(broker, r, version))
+            ResponseBody::InitProducerId(init_producer_id::handle(broker, r, version).await)
         }
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
         RequestBody::AlterConfigs(r) => {
-            ResponseBody::AlterConfigs(alter_configs::handle(broker, r, version))
+            ResponseBody::AlterConfigs(alter_configs::handle(broker, r, version).await)
         }
         RequestBody::CreatePartitions(r) => {
-            ResponseBody::CreatePartitions(create_partitions::handle(broker, r, version))
+            ResponseBody::CreatePartitions(create_partitions::handle(broker, r, version).await)
         }
         RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(broker, r, version),
+            incremental_alter_configs::handle(broker, r, version).await,
         ),
         RequestBody::DescribeCluster(r) => {
             ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
         }
         RequestBody::FindCoordinator(r) => {
-            ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version))
+            ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version).await)
         }
         RequestBody::JoinGroup(r) => ResponseBody::JoinGroup(
             join_group::handle(broker, r, version, client_identity(context)).await,

@@ -1,16 +1,151 @@
-//! End-to-end tests of the metadata store: operations, validation codes, and replay after reopen.
+//! End-to-end tests of the controller over the single-node quorum: operations, validation codes,
+//! replay after reopen, snapshots. A small synchronous wrapper drives the async controller.
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use strom_metadata::error::codes;
-use strom_metadata::{ConfigOp, ConfigOpType, MetadataStore};
+use strom_metadata::{
+    ConfigOp, ConfigOpType, Controller, LocalQuorum, MetadataError, MetadataImage, MetadataState,
+    TopicSummary,
+};
+use tokio::sync::watch;
 
-fn open(dir: &Path) -> MetadataStore {
-    MetadataStore::open(dir, 1, None).unwrap()
+/// The controller and the state it commits to, with a runtime to block on.
+struct Store {
+    runtime: tokio::runtime::Runtime,
+    controller: Controller,
+    quorum: Arc<LocalQuorum>,
+    state: Arc<MetadataState>,
 }
 
-fn store_with_brokers(dir: &Path, brokers: i32) -> MetadataStore {
+impl Store {
+    fn open(dir: &Path, node_id: i32, cluster_id: Option<String>) -> Result<Store, MetadataError> {
+        Self::open_with_snapshots(dir, node_id, cluster_id, u64::MAX)
+    }
+
+    fn open_with_snapshots(
+        dir: &Path,
+        node_id: i32,
+        cluster_id: Option<String>,
+        snapshot_interval_bytes: u64,
+    ) -> Result<Store, MetadataError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (quorum, state) = LocalQuorum::open(dir, node_id, cluster_id, snapshot_interval_bytes)?;
+        let quorum = Arc::new(quorum);
+        let controller = Controller::new(node_id, quorum.clone(), state.clone());
+        Ok(Store {
+            runtime,
+            controller,
+            quorum,
+            state,
+        })
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        self.state.image()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.state.subscribe()
+    }
+
+    fn register_broker(
+        &self,
+        id: i32,
+        host: &str,
+        port: i32,
+        rack: Option<String>,
+    ) -> Result<(), MetadataError> {
+        self.runtime
+            .block_on(self.controller.register_broker(id, host, port, rack))
+    }
+
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicSummary, MetadataError> {
+        self.runtime.block_on(self.controller.create_topic(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        ))
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<[u8; 16], MetadataError> {
+        self.runtime.block_on(self.controller.delete_topic(name))
+    }
+
+    fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        self.runtime.block_on(
+            self.controller
+                .create_partitions(name, total, validate_only),
+        )
+    }
+
+    fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        self.runtime.block_on(
+            self.controller
+                .alter_topic_configs(name, ops, validate_only),
+        )
+    }
+
+    fn replace_topic_configs(
+        &self,
+        name: &str,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        self.runtime.block_on(
+            self.controller
+                .replace_topic_configs(name, configs, validate_only),
+        )
+    }
+
+    fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        self.runtime.block_on(
+            self.controller
+                .alter_broker_configs(broker, ops, validate_only),
+        )
+    }
+
+    fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
+        self.runtime
+            .block_on(self.controller.allocate_producer_id_block(size))
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, 1, None).unwrap()
+}
+
+fn store_with_brokers(dir: &Path, brokers: i32) -> Store {
     let store = open(dir);
     for id in 1..=brokers {
         store
@@ -35,17 +170,16 @@ fn new_cluster_gets_kafka_style_id_that_persists() {
     assert!(cluster_id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    let reopened = MetadataStore::open(dir.path(), 1, Some("ignored".into())).unwrap();
+    let reopened = Store::open(dir.path(), 1, Some("ignored".into())).unwrap();
     assert_eq!(reopened.image().cluster_id, cluster_id);
     let properties = fs::read_to_string(dir.path().join("meta.properties")).unwrap();
     assert!(properties.contains(&format!("cluster.id={cluster_id}")));
     assert!(properties.contains("node.id=1"));
 
     let other = tempfile::tempdir().unwrap();
-    let given =
-        MetadataStore::open(other.path(), 1, Some("MkU3OEVBNTcwNTJENDM2Qg".into())).unwrap();
+    let given = Store::open(other.path(), 1, Some("MkU3OEVBNTcwNTJENDM2Qg".into())).unwrap();
     assert_eq!(given.image().cluster_id, "MkU3OEVBNTcwNTJENDM2Qg");
-    assert!(MetadataStore::open(other.path(), 2, None).is_err());
+    assert!(Store::open(other.path(), 2, None).is_err());
 }
 
 #[test]
@@ -106,9 +240,7 @@ fn validate_only_changes_nothing() {
 fn validation_errors_carry_kafka_codes() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_brokers(dir.path(), 2);
-    let code = |r: Result<strom_metadata::TopicSummary, strom_metadata::MetadataError>| {
-        r.unwrap_err().code
-    };
+    let code = |r: Result<TopicSummary, MetadataError>| r.unwrap_err().code;
     for bad in ["", ".", "..", "has space", "ümlaut", &"x".repeat(250)] {
         assert_eq!(
             code(store.create_topic(bad, 1, 1, &[], false)),
@@ -474,11 +606,13 @@ fn torn_tail_is_truncated_on_open() {
 fn subscribers_see_each_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_brokers(dir.path(), 1);
-    let changes = store.subscribe();
+    let mut changes = store.subscribe();
+    changes.borrow_and_update();
     store.create_topic("t", 1, 1, &[], false).unwrap();
-    let image = changes.try_recv().unwrap();
+    assert!(changes.has_changed().unwrap());
+    let image = changes.borrow_and_update().clone();
     assert!(image.topic("t").is_some());
-    assert!(changes.try_recv().is_err());
+    assert!(!changes.has_changed().unwrap());
 }
 
 #[test]
@@ -536,4 +670,90 @@ fn concurrent_writers_are_serialized() {
     assert_eq!(store.image().topics.len(), 40);
     let replayed = open(dir.path()).image();
     assert_eq!(*replayed, *store.image());
+}
+
+#[test]
+fn snapshots_purge_the_log_and_rebuild_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        // A snapshot after every ~4 KiB of entries.
+        let store = Store::open_with_snapshots(dir.path(), 1, None, 4096).unwrap();
+        store
+            .register_broker(1, "localhost", 9092, Some("rack-a".into()))
+            .unwrap();
+        for i in 0..60 {
+            store
+                .create_topic(
+                    &format!("topic-{i}"),
+                    3,
+                    1,
+                    &configs(&[("retention.ms", "1000")]),
+                    false,
+                )
+                .unwrap();
+        }
+        store.delete_topic("topic-7").unwrap();
+        store
+            .alter_broker_configs(None, &[ConfigOp::set("log.retention.ms", "5000")], false)
+            .unwrap();
+        store.allocate_producer_id_block(1000).unwrap();
+        store.runtime.block_on(store.quorum.snapshot_now()).unwrap();
+        store.image()
+    };
+    let snapshots: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".checkpoint"))
+        .collect();
+    assert_eq!(
+        snapshots.len(),
+        1,
+        "older snapshots are deleted: {snapshots:?}"
+    );
+    let segments: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".log"))
+        .collect();
+    assert_eq!(
+        segments.len(),
+        1,
+        "the log is purged behind the snapshot: {segments:?}"
+    );
+    assert!(!segments.contains(&format!("{:020}.log", 0)));
+
+    let store = Store::open_with_snapshots(dir.path(), 1, None, 4096).unwrap();
+    let mut after = MetadataImage::clone(&store.image());
+    after.version = before.version;
+    assert_eq!(after, *before);
+    // Producer ids continue after the snapshot, and the log keeps working.
+    assert_eq!(store.allocate_producer_id_block(10).unwrap().0, 1000);
+    store
+        .create_topic("after-snapshot", 1, 1, &[], false)
+        .unwrap();
+    drop(store);
+    assert!(open(dir.path()).image().topic("after-snapshot").is_some());
+}
+
+#[test]
+fn corruption_inside_the_log_stops_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_brokers(dir.path(), 1);
+        for i in 0..5 {
+            store
+                .create_topic(&format!("t{i}"), 1, 1, &[], false)
+                .unwrap();
+        }
+    }
+    let file = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    fs::write(&file, &bytes).unwrap();
+    let error = Store::open(dir.path(), 1, None)
+        .err()
+        .expect("a corrupt log must not open");
+    assert_eq!(error.code, codes::KAFKA_STORAGE_ERROR);
+    assert!(error.message.contains("corrupt"), "{}", error.message);
 }

@@ -1,18 +1,13 @@
-//! The metadata store: the controller side of cluster metadata. It validates requests (create and
-//! delete topics, add partitions, alter configs, register brokers, allocate producer ids), turns
-//! each into a batch of metadata records, appends the batch to the metadata log (fsynced) and
-//! applies it to a new [`MetadataImage`], which readers obtain as a cheap `Arc` snapshot.
-//!
-//! The log is the only store of metadata; on open it is replayed from the start. Besides the log, the
-//! metadata directory holds `meta.properties` (cluster id, node id), written once like Kafka's.
+//! The controller: turns metadata requests (create and delete topics, add partitions, alter
+//! configs, register brokers, allocate producer ids) into batches of metadata records, like Kafka's
+//! `QuorumController`. Each operation validates against the current image plus its own records
+//! (applied to a private copy first: the pending state), proposes the batch to the [`Quorum`], and
+//! returns once it is committed and applied to the [`MetadataState`]. Operations are serialized
+//! through commit, so the pending state of one never has to account for another's uncommitted
+//! records; the controller performs no effects itself — brokers apply committed records.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::hash::{BuildHasher, Hasher};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use strom_protocol::codec::Uuid;
 
@@ -22,20 +17,19 @@ use crate::config::{
 };
 use crate::error::{codes, MetadataError};
 use crate::image::{MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
-use crate::log::MetadataLog;
+use crate::meta_properties::random_uuid;
+use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
-    deserialize_record, serialize_record, BrokerEndpoint, ConfigRecord, MetadataRecord,
-    PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveTopicRecord, TopicRecord,
+    serialize_record, BrokerEndpoint, ConfigRecord, MetadataRecord, PartitionRecord,
+    ProducerIdsRecord, RegisterBrokerRecord, RemoveTopicRecord, TopicRecord,
 };
+use crate::state::MetadataState;
 
 /// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// The metadata log's own topic name (Kafka's `Topic.CLUSTER_METADATA_TOPIC_NAME`); its partition
 /// directory holds this store, so no user topic may take the name.
 pub const CLUSTER_METADATA_TOPIC_NAME: &str = "__cluster_metadata";
-const META_PROPERTIES: &str = "meta.properties";
-/// Epoch of entries written while the log is not yet replicated (a single-node quorum's first term).
-const INITIAL_EPOCH: i32 = 1;
 /// Kafka's `SecurityProtocol.PLAINTEXT` id.
 const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 
@@ -50,65 +44,24 @@ pub struct TopicSummary {
     pub configs: BTreeMap<String, String>,
 }
 
-/// Owns the metadata log and the current image. All methods take `&self`; writers are serialized.
+/// The controller of this node; only the quorum leader's can commit.
 #[derive(Debug)]
-pub struct MetadataStore {
+pub struct Controller {
     node_id: i32,
-    writer: Mutex<Writer>,
-    current: RwLock<Arc<MetadataImage>>,
-    subscribers: Mutex<Vec<mpsc::Sender<Arc<MetadataImage>>>>,
+    quorum: Arc<dyn Quorum>,
+    state: Arc<MetadataState>,
+    /// Serializes operations from validation through commit.
+    operations: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug)]
-struct Writer {
-    log: MetadataLog,
-    epoch: i32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl MetadataStore {
-    /// Opens the metadata directory `dir` (by convention `<log.dir>/__cluster_metadata-0`, see
-    /// [`crate::log::METADATA_LOG_DIR_NAME`]), replaying the metadata log.
-    ///
-    /// A directory without `meta.properties` starts a new cluster, with `cluster_id_if_new` or a
-    /// random Kafka-style cluster id.
-    pub fn open(
-        dir: &Path,
-        node_id: i32,
-        cluster_id_if_new: Option<String>,
-    ) -> Result<Self, MetadataError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| MetadataError::storage(&format!("creating {}", dir.display()), e))?;
-        let cluster_id = load_or_create_meta_properties(dir, node_id, cluster_id_if_new)?;
-        let (log, entries) = MetadataLog::open(dir)
-            .map_err(|e| MetadataError::storage("opening the metadata log", e))?;
-        let mut image = MetadataImage::empty(cluster_id);
-        for entry in entries {
-            let records = entry
-                .records
-                .into_iter()
-                .map(deserialize_record)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    MetadataError::storage(
-                        &format!("reading metadata log entry {}", entry.offset),
-                        e,
-                    )
-                })?;
-            image.apply_entry(entry.offset, &records).map_err(|e| {
-                MetadataError::storage(&format!("replaying metadata log entry {}", entry.offset), e)
-            })?;
-        }
-        let epoch = log.last_epoch().max(INITIAL_EPOCH);
-        Ok(Self {
+impl Controller {
+    pub fn new(node_id: i32, quorum: Arc<dyn Quorum>, state: Arc<MetadataState>) -> Self {
+        Self {
             node_id,
-            writer: Mutex::new(Writer { log, epoch }),
-            current: RwLock::new(Arc::new(image)),
-            subscribers: Mutex::new(Vec::new()),
-        })
+            quorum,
+            state,
+            operations: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// This node's id.
@@ -116,23 +69,18 @@ impl MetadataStore {
         self.node_id
     }
 
-    /// The current metadata image (a cheap shared snapshot).
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// The quorum this controller writes through.
+    pub fn quorum(&self) -> &Arc<dyn Quorum> {
+        &self.quorum
     }
 
-    /// A channel receiving each new image after it is committed. Dropping the receiver unsubscribes.
-    pub fn subscribe(&self) -> mpsc::Receiver<Arc<MetadataImage>> {
-        let (sender, receiver) = mpsc::channel();
-        lock(&self.subscribers).push(sender);
-        receiver
+    /// The committed image (what validation starts from).
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.state.image()
     }
 
     /// Registers (or re-registers with a new endpoint) a broker. Re-registering unchanged is a no-op.
-    pub fn register_broker(
+    pub async fn register_broker(
         &self,
         broker_id: i32,
         host: &str,
@@ -142,7 +90,7 @@ impl MetadataStore {
         let port = u16::try_from(port).map_err(|_| {
             MetadataError::new(codes::INVALID_REQUEST, format!("Invalid port {port}"))
         })?;
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         if let Some(existing) = image.brokers.get(&broker_id) {
             if existing.host == host && existing.port == i32::from(port) && existing.rack == rack {
@@ -153,7 +101,7 @@ impl MetadataStore {
             broker_id,
             incarnation_id: random_uuid(),
             // Like Kafka, the broker epoch is the offset of the registration in the metadata log.
-            broker_epoch: writer.log.next_offset(),
+            broker_epoch: self.quorum.status().high_watermark,
             end_points: vec![BrokerEndpoint {
                 name: "PLAINTEXT".into(),
                 host: host.into(),
@@ -164,15 +112,12 @@ impl MetadataStore {
             fenced: false,
             ..Default::default()
         };
-        self.commit(
-            &mut writer,
-            &image,
-            vec![MetadataRecord::RegisterBroker(record)],
-        )
+        self.commit(&image, vec![MetadataRecord::RegisterBroker(record)])
+            .await
     }
 
     /// Creates a topic: TopicRecord, ConfigRecords and PartitionRecords, committed as one entry.
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         name: &str,
         num_partitions: i32,
@@ -180,7 +125,7 @@ impl MetadataStore {
         configs: &[(String, String)],
         validate_only: bool,
     ) -> Result<TopicSummary, MetadataError> {
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         validate_topic_name(name)?;
         if name == CLUSTER_METADATA_TOPIC_NAME {
@@ -257,31 +202,31 @@ impl MetadataStore {
         records.extend((0..num_partitions).map(|partition| {
             new_partition_record(topic_id, partition, &brokers, start, replication_factor)
         }));
-        self.commit(&mut writer, &image, records)?;
+        self.commit(&image, records).await?;
         Ok(summary)
     }
 
     /// Deletes a topic (one RemoveTopicRecord) and returns its id.
-    pub fn delete_topic(&self, name: &str) -> Result<Uuid, MetadataError> {
-        let mut writer = lock(&self.writer);
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, MetadataError> {
+        let _operation = self.operations.lock().await;
         let image = self.image();
         let topic = image
             .topic(name)
             .ok_or_else(|| MetadataError::unknown_topic(name))?;
         let topic_id = topic.id;
         let record = MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id });
-        self.commit(&mut writer, &image, vec![record])?;
+        self.commit(&image, vec![record]).await?;
         Ok(topic_id)
     }
 
     /// Grows a topic to `new_total` partitions, replicated like its partition 0.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         new_total: i32,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         let topic = image
             .topic(name)
@@ -317,11 +262,11 @@ impl MetadataStore {
                 new_partition_record(topic.id, partition, &brokers, start, replication_factor)
             })
             .collect();
-        self.commit(&mut writer, &image, records)
+        self.commit(&image, records).await
     }
 
     /// IncrementalAlterConfigs on a topic.
-    pub fn alter_topic_configs(
+    pub async fn alter_topic_configs(
         &self,
         name: &str,
         ops: &[ConfigOp],
@@ -337,10 +282,11 @@ impl MetadataStore {
             }
             Ok(updated)
         })
+        .await
     }
 
     /// AlterConfigs (non-incremental) on a topic: `configs` become its complete set of overrides.
-    pub fn replace_topic_configs(
+    pub async fn replace_topic_configs(
         &self,
         name: &str,
         configs: &[(String, String)],
@@ -354,13 +300,14 @@ impl MetadataStore {
             }
             Ok(updated)
         })
+        .await
     }
 
     /// IncrementalAlterConfigs on a broker (`Some(id)`) or the cluster-wide broker default (`None`).
     ///
     /// Broker keys are not checked against a schema here (the broker validates the dynamic configs
     /// it supports); APPEND/SUBTRACT treat any value as a comma-separated list, empty by default.
-    pub fn alter_broker_configs(
+    pub async fn alter_broker_configs(
         &self,
         broker_id: Option<i32>,
         ops: &[ConfigOp],
@@ -369,10 +316,11 @@ impl MetadataStore {
         self.change_broker_configs(broker_id, validate_only, |current| {
             apply_config_ops(current, ops, |_| Some(""))
         })
+        .await
     }
 
     /// AlterConfigs (non-incremental) on a broker or the cluster default: replaces all overrides.
-    pub fn replace_broker_configs(
+    pub async fn replace_broker_configs(
         &self,
         broker_id: Option<i32>,
         configs: &[(String, String)],
@@ -381,17 +329,18 @@ impl MetadataStore {
         self.change_broker_configs(broker_id, validate_only, |_| {
             Ok(configs.iter().cloned().collect())
         })
+        .await
     }
 
     /// Reserves `size` producer ids; returns the first one and the size.
-    pub fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
+    pub async fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
         if size <= 0 {
             return Err(MetadataError::new(
                 codes::INVALID_REQUEST,
                 format!("Producer id block size must be positive, not {size}"),
             ));
         }
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         let first = image.next_producer_id;
         let next_producer_id = first.checked_add(size).ok_or_else(|| {
@@ -403,11 +352,11 @@ impl MetadataStore {
             broker_epoch,
             next_producer_id,
         });
-        self.commit(&mut writer, &image, vec![record])?;
+        self.commit(&image, vec![record]).await?;
         Ok((first, size))
     }
 
-    fn change_topic_configs(
+    async fn change_topic_configs(
         &self,
         name: &str,
         validate_only: bool,
@@ -415,7 +364,7 @@ impl MetadataStore {
             &BTreeMap<String, String>,
         ) -> Result<BTreeMap<String, String>, MetadataError>,
     ) -> Result<(), MetadataError> {
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         let topic = image
             .topic(name)
@@ -425,10 +374,10 @@ impl MetadataStore {
             return Ok(());
         }
         let records = config_change_records(CONFIG_RESOURCE_TOPIC, name, &topic.configs, &updated);
-        self.commit(&mut writer, &image, records)
+        self.commit(&image, records).await
     }
 
-    fn change_broker_configs(
+    async fn change_broker_configs(
         &self,
         broker_id: Option<i32>,
         validate_only: bool,
@@ -436,7 +385,7 @@ impl MetadataStore {
             &BTreeMap<String, String>,
         ) -> Result<BTreeMap<String, String>, MetadataError>,
     ) -> Result<(), MetadataError> {
-        let mut writer = lock(&self.writer);
+        let _operation = self.operations.lock().await;
         let image = self.image();
         let empty = BTreeMap::new();
         let current = image.broker_config(broker_id).unwrap_or(&empty);
@@ -452,41 +401,49 @@ impl MetadataStore {
         let resource_name = broker_id.map_or_else(String::new, |id| id.to_string());
         let records =
             config_change_records(CONFIG_RESOURCE_BROKER, &resource_name, current, &updated);
-        self.commit(&mut writer, &image, records)
+        self.commit(&image, records).await
     }
 
-    /// Applies `records` to a copy of `base`, appends them to the log as one entry, and publishes
-    /// the new image. Nothing is written if the records do not apply. An empty batch is a no-op.
-    fn commit(
+    /// Applies `records` to a copy of `base` (the pending state: a batch whose records do not
+    /// apply is refused before anything is written), proposes them as one entry, and waits until
+    /// the entry is committed and applied. An empty batch is a no-op.
+    async fn commit(
         &self,
-        writer: &mut Writer,
         base: &MetadataImage,
         records: Vec<MetadataRecord>,
     ) -> Result<(), MetadataError> {
         if records.is_empty() {
             return Ok(());
         }
-        let offset = writer.log.next_offset();
-        let mut next = base.clone();
-        next.apply_entry(offset, &records).map_err(|e| {
-            MetadataError::new(
-                codes::UNKNOWN_SERVER_ERROR,
-                format!("metadata records do not apply: {e}"),
-            )
-        })?;
+        let mut pending = base.clone();
+        pending
+            .apply_entry(base.last_offset + 1, &records)
+            .map_err(|e| {
+                MetadataError::new(
+                    codes::UNKNOWN_SERVER_ERROR,
+                    format!("metadata records do not apply: {e}"),
+                )
+            })?;
         let serialized = records
             .iter()
             .map(serialize_record)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| MetadataError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
-        writer
-            .log
-            .append(writer.epoch, &serialized)
-            .map_err(|e| MetadataError::storage("appending to the metadata log", e))?;
-        let next = Arc::new(next);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = next.clone();
-        lock(&self.subscribers).retain(|subscriber| subscriber.send(next.clone()).is_ok());
-        Ok(())
+        self.quorum
+            .propose(serialized)
+            .await
+            .map(drop)
+            .map_err(quorum_error)
+    }
+}
+
+/// The Kafka error a failed proposal is reported with.
+fn quorum_error(error: QuorumError) -> MetadataError {
+    match error {
+        QuorumError::NotLeader { .. } | QuorumError::ShuttingDown => {
+            MetadataError::new(codes::NOT_CONTROLLER, error.to_string())
+        }
+        QuorumError::Storage(message) => MetadataError::storage("metadata log", message),
     }
 }
 
@@ -590,104 +547,4 @@ fn config_change_records(
         .filter(|(key, value)| before.get(*key) != Some(value))
         .map(|(key, value)| record(key, Some(value)));
     removed.chain(set).collect()
-}
-
-/// Reads `meta.properties` (cluster id, node id) or writes it for a new cluster; returns the
-/// cluster id.
-fn load_or_create_meta_properties(
-    dir: &Path,
-    node_id: i32,
-    cluster_id_if_new: Option<String>,
-) -> Result<String, MetadataError> {
-    let path = dir.join(META_PROPERTIES);
-    let storage = |context: &str, e: std::io::Error| {
-        MetadataError::storage(&format!("{context} {}", path.display()), e)
-    };
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let properties: BTreeMap<&str, &str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .filter_map(|line| line.split_once('='))
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .collect();
-            let cluster_id = properties.get("cluster.id").ok_or_else(|| {
-                MetadataError::storage(
-                    &format!("reading {}", path.display()),
-                    "no cluster.id property",
-                )
-            })?;
-            if let Some(stored) = properties.get("node.id") {
-                if *stored != node_id.to_string() {
-                    return Err(MetadataError::storage(
-                        &format!("reading {}", path.display()),
-                        format!("node.id {stored} doesn't match the configured node id {node_id}"),
-                    ));
-                }
-            }
-            Ok((*cluster_id).to_owned())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = cluster_id_if_new.unwrap_or_else(|| base64url(&random_uuid()));
-            let contents = format!(
-                "#\n#Written by strom\ncluster.id={cluster_id}\ndirectory.id={}\nnode.id={node_id}\nversion=1\n",
-                base64url(&random_uuid())
-            );
-            let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
-            fs::write(&tmp, contents)
-                .and_then(|()| fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| fs::rename(&tmp, &path))
-                .and_then(|()| fs::File::open(dir)?.sync_all())
-                .map_err(|e| storage("writing", e))?;
-            Ok(cluster_id)
-        }
-        Err(e) => Err(storage("reading", e)),
-    }
-}
-
-/// A random version-4 UUID usable as a Kafka id: never all-zero or the reserved metadata topic id,
-/// and its base64 form never starts with '-' (Kafka's `Uuid.randomUuid` rules).
-pub fn random_uuid() -> Uuid {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let mut bytes = [0u8; 16];
-        for half in bytes.chunks_mut(8) {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            hasher.write_u128(nanos);
-            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-            hasher.write_u32(std::process::id());
-            half.copy_from_slice(&hasher.finish().to_be_bytes());
-        }
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let reserved = bytes == [0; 16] || bytes == METADATA_TOPIC_ID;
-        if !reserved && !base64url(&bytes).starts_with('-') {
-            return bytes;
-        }
-    }
-}
-
-/// Kafka's `Uuid.METADATA_TOPIC_ID` (0...01), reserved for the metadata topic.
-const METADATA_TOPIC_ID: Uuid = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-
-/// URL-safe base64 without padding, as Kafka prints UUIDs (22 characters for 16 bytes).
-pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]));
-        }
-    }
-    out
 }

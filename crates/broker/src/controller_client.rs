@@ -1,0 +1,140 @@
+//! How request handlers reach the controller. Handlers never change metadata themselves: they ask
+//! the controller, which commits records through the quorum, and then read the image this broker
+//! publishes once it has applied those records ([`crate::state::Broker::catch_up_with_controller`]).
+//!
+//! Today the controller always runs in this process ([`ControllerClient::Local`]); a broker that is
+//! not a controller forwards the same calls to the active controller over the network instead.
+
+use std::sync::Arc;
+
+use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
+use strom_protocol::codec::Uuid;
+
+/// The controller as a broker's handlers see it.
+#[derive(Debug, Clone)]
+pub enum ControllerClient {
+    /// The controller of this process (combined broker + controller).
+    Local(Arc<Controller>),
+}
+
+impl ControllerClient {
+    /// The id of the active controller, as Metadata and DescribeCluster report it.
+    pub fn active_controller_id(&self) -> Option<i32> {
+        match self {
+            Self::Local(controller) => controller.quorum().status().leader_id,
+        }
+    }
+
+    /// Offset of the newest metadata entry the controller has committed and applied; a broker
+    /// that has published this offset sees every change the controller has answered for.
+    pub fn committed_offset(&self) -> i64 {
+        match self {
+            Self::Local(controller) => controller.image().last_offset,
+        }
+    }
+
+    pub async fn register_broker(
+        &self,
+        broker_id: i32,
+        host: &str,
+        port: i32,
+        rack: Option<String>,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => c.register_broker(broker_id, host, port, rack).await,
+        }
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicSummary, MetadataError> {
+        match self {
+            Self::Local(c) => {
+                c.create_topic(
+                    name,
+                    num_partitions,
+                    replication_factor,
+                    configs,
+                    validate_only,
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, MetadataError> {
+        match self {
+            Self::Local(c) => c.delete_topic(name).await,
+        }
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        new_total: i32,
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => c.create_partitions(name, new_total, validate_only).await,
+        }
+    }
+
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_topic_configs(name, ops, validate_only).await,
+        }
+    }
+
+    pub async fn replace_topic_configs(
+        &self,
+        name: &str,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => c.replace_topic_configs(name, configs, validate_only).await,
+        }
+    }
+
+    pub async fn alter_broker_configs(
+        &self,
+        broker_id: Option<i32>,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_broker_configs(broker_id, ops, validate_only).await,
+        }
+    }
+
+    pub async fn replace_broker_configs(
+        &self,
+        broker_id: Option<i32>,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<(), MetadataError> {
+        match self {
+            Self::Local(c) => {
+                c.replace_broker_configs(broker_id, configs, validate_only)
+                    .await
+            }
+        }
+    }
+
+    /// Reserves a block of `size` producer ids: (first id, size).
+    pub async fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
+        match self {
+            Self::Local(c) => c.allocate_producer_id_block(size).await,
+        }
+    }
+}
