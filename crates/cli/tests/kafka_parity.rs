@@ -14,6 +14,8 @@ use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
 use strom_protocol::messages::heartbeat_response::HeartbeatResponse;
 use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
+use strom_protocol::messages::leave_group_request::{LeaveGroupRequest, MemberIdentity};
+use strom_protocol::messages::leave_group_response::LeaveGroupResponse;
 use strom_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -24,12 +26,14 @@ use strom_protocol::messages::sync_group_response::SyncGroupResponse;
 const OFFSET_COMMIT: i16 = 8;
 const JOIN_GROUP: i16 = 11;
 const HEARTBEAT: i16 = 12;
+const LEAVE_GROUP: i16 = 13;
 const SYNC_GROUP: i16 = 14;
 const CREATE_TOPICS: i16 = 19;
 
 const NONE: i16 = 0;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 const ILLEGAL_GENERATION: i16 = 22;
+const INVALID_GROUP_ID: i16 = 24;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const GROUP_ID_NOT_FOUND: i16 = 69;
@@ -265,4 +269,23 @@ fn offset_commit_to_an_unknown_group() {
         NONE,
         "a commit without a generation creates a simple group"
     );
+}
+
+/// SyncGroup, Heartbeat and LeaveGroup with an empty group id are INVALID_GROUP_ID, as in Kafka.
+#[test]
+fn empty_group_id_is_invalid() {
+    let broker = StromProcess::start(BROKER_PROPS);
+    let mut client = TypedClient::connect(&broker, "nameless");
+    assert_eq!(heartbeat(&mut client, "", 1, "m", None), INVALID_GROUP_ID);
+    let synced: SyncGroupResponse = client.call(SYNC_GROUP, 5, &SyncGroupRequest::default());
+    assert_eq!(synced.error_code, INVALID_GROUP_ID);
+    let leave = LeaveGroupRequest {
+        members: vec![MemberIdentity {
+            member_id: "m".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let left: LeaveGroupResponse = client.call(LEAVE_GROUP, 5, &leave);
+    assert_eq!(left.error_code, INVALID_GROUP_ID);
 }

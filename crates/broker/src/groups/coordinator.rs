@@ -228,6 +228,9 @@ impl GroupCoordinator {
         now_ms: i64,
         log: &dyn OffsetsLog,
     ) -> Pending<SyncGroupResponse> {
+        if request.group_id.is_empty() {
+            return Pending::Ready(sync_error(INVALID_GROUP_ID));
+        }
         let ctx = self.context(now_ms, log);
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(&request.group_id) else {
@@ -318,6 +321,9 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         now_ms: i64,
     ) -> i16 {
+        if group_id.is_empty() {
+            return INVALID_GROUP_ID;
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -345,6 +351,9 @@ impl GroupCoordinator {
         now_ms: i64,
         log: &dyn OffsetsLog,
     ) -> (i16, Vec<i16>) {
+        if group_id.is_empty() {
+            return (INVALID_GROUP_ID, Vec::new());
+        }
         let ctx = self.context(now_ms, log);
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {

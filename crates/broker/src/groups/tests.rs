@@ -620,6 +620,21 @@ fn unknown_instance_id_is_an_unknown_member_everywhere() {
     assert_eq!(h.coordinator.heartbeat("g", 1, &member, None, 0), NONE);
 }
 
+/// SyncGroup, Heartbeat and LeaveGroup refuse an empty group id as Kafka does, rather than
+/// treating it as a group without members.
+#[test]
+fn empty_group_id_is_invalid() {
+    let h = Harness::new(0);
+    assert_eq!(
+        h.coordinator.heartbeat("", 1, "m", None, 0),
+        INVALID_GROUP_ID
+    );
+    let mut sync = h.coordinator.sync(SyncGroupRequest::default(), 0, &h.log);
+    assert_eq!(answered(&mut sync).unwrap().error_code, INVALID_GROUP_ID);
+    let (top, errors) = h.coordinator.leave("", &[("m".into(), None)], 0, &h.log);
+    assert_eq!((top, errors), (INVALID_GROUP_ID, Vec::new()));
+}
+
 #[test]
 fn offsets_and_groups_survive_a_reload() {
     let h = Harness::new(0);
