@@ -1,7 +1,8 @@
 //! Answers that independent clients found differing from Apache Kafka's, each pinned down against
 //! a real `strom` process: the order in which the group coordinator checks an OffsetCommit or a
-//! Heartbeat (member, then generation, then group state). Frames are built with the protocol crate
-//! where librdkafka cannot be made to send them.
+//! Heartbeat (member, then generation, then group state), and the authorized-operations bit fields
+//! Kafka reports without an authorizer. Frames are built with the protocol crate where librdkafka
+//! cannot be made to send them.
 
 mod common;
 
@@ -10,12 +11,18 @@ use common::StromProcess;
 use strom_protocol::codec::Encoder;
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
+use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use strom_protocol::messages::describe_cluster_response::DescribeClusterResponse;
+use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use strom_protocol::messages::describe_groups_response::DescribeGroupsResponse;
 use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
 use strom_protocol::messages::heartbeat_response::HeartbeatResponse;
 use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
 use strom_protocol::messages::leave_group_request::{LeaveGroupRequest, MemberIdentity};
 use strom_protocol::messages::leave_group_response::LeaveGroupResponse;
+use strom_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use strom_protocol::messages::metadata_response::MetadataResponse;
 use strom_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -23,12 +30,15 @@ use strom_protocol::messages::offset_commit_response::OffsetCommitResponse;
 use strom_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
 
+const METADATA: i16 = 3;
 const OFFSET_COMMIT: i16 = 8;
 const JOIN_GROUP: i16 = 11;
 const HEARTBEAT: i16 = 12;
 const LEAVE_GROUP: i16 = 13;
 const SYNC_GROUP: i16 = 14;
+const DESCRIBE_GROUPS: i16 = 15;
 const CREATE_TOPICS: i16 = 19;
+const DESCRIBE_CLUSTER: i16 = 60;
 
 const NONE: i16 = 0;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
@@ -38,6 +48,20 @@ const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// Kafka's `Utils.to32BitField` of the `AclOperation` codes each resource type supports
+/// (`AclEntry.supportedOperations`), which is what a broker without an authorizer reports.
+/// Topic: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11.
+const TOPIC_OPERATIONS: i32 = 3576;
+/// Cluster: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+const CLUSTER_OPERATIONS: i32 = 8096;
+/// Group (Kafka 4.0, which added group configs): READ 3, DELETE 6, DESCRIBE 8,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
+const GROUP_OPERATIONS: i32 = 3400;
+/// The schema default of every authorized-operations field: "not requested".
+const NOT_REQUESTED: i32 = i32::MIN;
 
 const BROKER_PROPS: &[(&str, &str)] = &[
     ("group.initial.rebalance.delay.ms", "0"),
@@ -288,4 +312,98 @@ fn empty_group_id_is_invalid() {
     };
     let left: LeaveGroupResponse = client.call(LEAVE_GROUP, 5, &leave);
     assert_eq!(left.error_code, INVALID_GROUP_ID);
+}
+
+/// Without an authorizer, Kafka answers a request for authorized operations with every
+/// operation the resource type supports: Metadata (cluster in v8-v10, topics from v8),
+/// DescribeCluster and DescribeGroups.
+#[test]
+fn authorized_operations_are_every_supported_operation() {
+    let broker = StromProcess::start(BROKER_PROPS);
+    let mut client = TypedClient::connect(&broker, "describer");
+    create_topic(&mut client, "described");
+
+    let by_name = |name: &str| MetadataRequestTopic {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let request = MetadataRequest {
+        topics: Some(vec![by_name("described"), by_name("missing")]),
+        allow_auto_topic_creation: false,
+        include_cluster_authorized_operations: true,
+        include_topic_authorized_operations: true,
+    };
+    for version in [8, 10] {
+        let response: MetadataResponse = client.call(METADATA, version, &request);
+        assert_eq!(
+            response.cluster_authorized_operations, CLUSTER_OPERATIONS,
+            "v{version}"
+        );
+        let operations: Vec<(Option<&str>, i16, i32)> = response
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_deref(),
+                    t.error_code,
+                    t.topic_authorized_operations,
+                )
+            })
+            .collect();
+        assert_eq!(
+            operations,
+            [
+                (Some("described"), NONE, TOPIC_OPERATIONS),
+                (Some("missing"), 3, TOPIC_OPERATIONS),
+            ],
+            "v{version}"
+        );
+    }
+    let not_asked = MetadataRequest {
+        include_cluster_authorized_operations: false,
+        include_topic_authorized_operations: false,
+        ..request.clone()
+    };
+    let response: MetadataResponse = client.call(METADATA, 10, &not_asked);
+    assert_eq!(response.cluster_authorized_operations, NOT_REQUESTED);
+    assert_eq!(
+        response.topics[0].topic_authorized_operations,
+        NOT_REQUESTED
+    );
+
+    // v12: no cluster operations any more; a topic id nobody knows gets no operations.
+    let by_id = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            topic_id: [7; 16],
+            name: None,
+        }]),
+        ..request.clone()
+    };
+    let response: MetadataResponse = client.call(METADATA, 12, &by_id);
+    assert_eq!(response.cluster_authorized_operations, NOT_REQUESTED);
+    assert_eq!(response.topics[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    assert_eq!(
+        response.topics[0].topic_authorized_operations,
+        NOT_REQUESTED
+    );
+
+    let cluster: DescribeClusterResponse = client.call(
+        DESCRIBE_CLUSTER,
+        1,
+        &DescribeClusterRequest {
+            include_cluster_authorized_operations: true,
+            endpoint_type: 1,
+        },
+    );
+    assert_eq!(cluster.cluster_authorized_operations, CLUSTER_OPERATIONS);
+
+    let groups: DescribeGroupsResponse = client.call(
+        DESCRIBE_GROUPS,
+        5,
+        &DescribeGroupsRequest {
+            groups: vec!["any-group".into()],
+            include_authorized_operations: true,
+        },
+    );
+    assert_eq!(groups.groups[0].authorized_operations, GROUP_OPERATIONS);
 }

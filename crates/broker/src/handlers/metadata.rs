@@ -1,7 +1,8 @@
 //! Metadata (key 3): brokers, controller, cluster id, and topics with their partitions' leaders,
 //! replicas and ISR. Unknown topics are created here when `auto.create.topics.enable` is on and the
 //! client allows it (v4+), as Kafka does; the new topic is returned at once since creation is
-//! synchronous on this node.
+//! synchronous on this node. Authorized operations, when asked for, are everything a topic or
+//! the cluster supports, as Kafka reports them without an authorizer.
 
 use strom_metadata::TopicImage;
 use strom_protocol::messages::metadata_request::MetadataRequest;
@@ -9,11 +10,14 @@ use strom_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 
+use super::authorized_operations;
 use crate::state::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Metadata v11 dropped the cluster's authorized operations (DescribeCluster reports them).
+const LAST_VERSION_WITH_CLUSTER_OPERATIONS: i16 = 10;
 
 /// Topics Kafka treats as internal.
 pub fn is_internal_topic(name: &str) -> bool {
@@ -28,7 +32,7 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         Some(topics) => Some(topics),
     };
 
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => {
             let image = broker.image();
             image
@@ -56,6 +60,23 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
             .collect(),
     };
 
+    if request.include_topic_authorized_operations {
+        // Every topic looked up by name, known or not; a topic id nobody knows gets nothing.
+        for topic in topics
+            .iter_mut()
+            .filter(|topic| topic.error_code != UNKNOWN_TOPIC_ID)
+        {
+            topic.topic_authorized_operations = authorized_operations::TOPIC;
+        }
+    }
+    let cluster_authorized_operations = if request.include_cluster_authorized_operations
+        && version <= LAST_VERSION_WITH_CLUSTER_OPERATIONS
+    {
+        authorized_operations::CLUSTER
+    } else {
+        authorized_operations::NOT_REQUESTED
+    };
+
     let image = broker.image();
     MetadataResponse {
         brokers: image
@@ -71,6 +92,7 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         cluster_id: Some(image.cluster_id.clone()),
         controller_id: broker.node_id,
         topics,
+        cluster_authorized_operations,
         ..Default::default()
     }
 }
