@@ -1,13 +1,18 @@
 //! Answers that independent clients found differing from Apache Kafka's, each pinned down against
 //! a real `strom` process: the order in which the group coordinator checks an OffsetCommit or a
-//! Heartbeat (member, then generation, then group state), and the authorized-operations bit fields
-//! Kafka reports without an authorizer. Frames are built with the protocol crate where librdkafka
-//! cannot be made to send them.
+//! Heartbeat (member, then generation, then group state), the authorized-operations bit fields
+//! Kafka reports without an authorizer, and transactional producers failing at once instead of
+//! retrying until their timeout. Frames are built with the protocol crate where librdkafka cannot
+//! be made to send them.
 
 mod common;
 
+use std::time::Duration;
+
 use common::typed::TypedClient;
 use common::StromProcess;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::Producer;
 use strom_protocol::codec::Encoder;
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
@@ -15,6 +20,8 @@ use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterResponse;
 use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use strom_protocol::messages::describe_groups_response::DescribeGroupsResponse;
+use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use strom_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
 use strom_protocol::messages::heartbeat_response::HeartbeatResponse;
 use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
@@ -32,6 +39,7 @@ use strom_protocol::messages::sync_group_response::SyncGroupResponse;
 
 const METADATA: i16 = 3;
 const OFFSET_COMMIT: i16 = 8;
+const FIND_COORDINATOR: i16 = 10;
 const JOIN_GROUP: i16 = 11;
 const HEARTBEAT: i16 = 12;
 const LEAVE_GROUP: i16 = 13;
@@ -47,6 +55,7 @@ const INVALID_GROUP_ID: i16 = 24;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const GROUP_ID_NOT_FOUND: i16 = 69;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// Kafka's `Utils.to32BitField` of the `AclOperation` codes each resource type supports
@@ -406,4 +415,44 @@ fn authorized_operations_are_every_supported_operation() {
         },
     );
     assert_eq!(groups.groups[0].authorized_operations, GROUP_OPERATIONS);
+}
+
+/// Transactions do not exist yet: a transactional producer must learn that at once, with a
+/// fatal error, instead of retrying the coordinator lookup until its timeout.
+#[test]
+fn init_transactions_fails_at_once_with_a_fatal_error() {
+    let broker = StromProcess::start(BROKER_PROPS);
+    let producer = broker.producer(&[("transactional.id", "parity-txn")]);
+    let error = producer
+        .init_transactions(Duration::from_secs(30))
+        .expect_err("transactions are not supported");
+    let KafkaError::Transaction(error) = error else {
+        panic!("not a transaction error: {error:?}");
+    };
+    assert_ne!(error.code(), RDKafkaErrorCode::OperationTimedOut, "{error}");
+    assert!(error.is_fatal(), "{error}");
+    assert_eq!(
+        error.code(),
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+        "{error}"
+    );
+    assert!(error.string().contains("not supported"), "{error}");
+
+    // The batched lookup (v4+) answers per key, with the same error and its reason.
+    let mut client = TypedClient::connect(&broker, "txn-lookup");
+    let lookup = FindCoordinatorRequest {
+        key_type: 1,
+        coordinator_keys: vec!["parity-txn".into()],
+        ..Default::default()
+    };
+    let response: FindCoordinatorResponse = client.call(FIND_COORDINATOR, 4, &lookup);
+    let coordinator = &response.coordinators[0];
+    assert_eq!(
+        coordinator.error_code,
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    );
+    assert_eq!(
+        coordinator.error_message.as_deref(),
+        Some("transactions are not supported by this broker")
+    );
 }
