@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::typed::TypedClient;
-use common::StromProcess;
+use common::{StromProcess, WAIT_DEADLINE};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use strom_protocol::codec::Encoder;
@@ -19,7 +19,7 @@ use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
 use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterResponse;
 use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
-use strom_protocol::messages::describe_groups_response::DescribeGroupsResponse;
+use strom_protocol::messages::describe_groups_response::{DescribeGroupsResponse, DescribedGroup};
 use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use strom_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
@@ -123,6 +123,28 @@ fn send_join(client: &mut TypedClient, group: &str, topic: &str) -> String {
     first.member_id
 }
 
+/// The group as DescribeGroups reports it.
+fn describe(client: &mut TypedClient, group: &str) -> DescribedGroup {
+    let request = DescribeGroupsRequest {
+        groups: vec![group.into()],
+        include_authorized_operations: false,
+    };
+    let response: DescribeGroupsResponse = client.call(DESCRIBE_GROUPS, 5, &request);
+    response
+        .groups
+        .into_iter()
+        .next()
+        .expect("one group described")
+}
+
+/// Waits until `group` is in `state` (requests on other connections are handled concurrently,
+/// so a JoinGroup just sent elsewhere may not have arrived yet).
+fn wait_for_state(broker: &StromProcess, client: &mut TypedClient, group: &str, state: &str) {
+    broker.wait_until(&format!("{group} in {state}"), WAIT_DEADLINE, || {
+        describe(client, group).group_state == state
+    });
+}
+
 /// An OffsetCommit of offset 1 for partition 0 of `topic`.
 fn commit_request(
     group: &str,
@@ -215,6 +237,7 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
     // b's join starts a rebalance and waits for a to rejoin.
     let mut b = TypedClient::connect(&broker, "member-b");
     send_join(&mut b, group, topic);
+    wait_for_state(&broker, &mut a, group, "PreparingRebalance");
     assert_eq!(
         commit(&mut a, group, 1, &a_id, None, topic),
         NONE,
@@ -225,7 +248,7 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
     let b_joined: JoinGroupResponse = b.receive();
     assert_eq!((a_joined.generation_id, b_joined.generation_id), (2, 2));
 
-    // The group now awaits SyncGroup (CompletingRebalance).
+    assert_eq!(describe(&mut a, group).group_state, "CompletingRebalance");
     assert_eq!(
         commit(&mut a, group, 1, &a_id, None, topic),
         ILLEGAL_GENERATION,
@@ -321,6 +344,43 @@ fn empty_group_id_is_invalid() {
     };
     let left: LeaveGroupResponse = client.call(LEAVE_GROUP, 5, &leave);
     assert_eq!(left.error_code, INVALID_GROUP_ID);
+}
+
+/// Kafka 4.0 describes the members of a group that is rebalancing with their current assignment
+/// (but without their subscription metadata), so tools still show who owns what.
+#[test]
+fn members_of_a_rebalancing_group_are_described_with_their_assignment() {
+    let broker = StromProcess::start(BROKER_PROPS);
+    let (group, topic) = ("described-group", "described-topic");
+    let mut a = TypedClient::connect(&broker, "member-a");
+    create_topic(&mut a, topic);
+    let a_id = send_join(&mut a, group, topic);
+    let joined: JoinGroupResponse = a.receive();
+    assert_eq!(joined.generation_id, 1);
+    let sync = SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: 1,
+        member_id: a_id.clone(),
+        assignments: vec![SyncGroupRequestAssignment {
+            member_id: a_id.clone(),
+            assignment: bytes::Bytes::from_static(b"a-share"),
+        }],
+        ..Default::default()
+    };
+    let synced: SyncGroupResponse = a.call(SYNC_GROUP, 3, &sync);
+    assert_eq!(synced.assignment.as_ref(), b"a-share");
+
+    let mut b = TypedClient::connect(&broker, "member-b");
+    send_join(&mut b, group, topic);
+    wait_for_state(&broker, &mut a, group, "PreparingRebalance");
+    let described = describe(&mut a, group);
+    let member = described
+        .members
+        .iter()
+        .find(|m| m.member_id == a_id)
+        .expect("a is described");
+    assert_eq!(member.member_assignment.as_ref(), b"a-share");
+    assert!(member.member_metadata.is_empty());
 }
 
 /// Without an authorizer, Kafka answers a request for authorized operations with every

@@ -560,8 +560,9 @@ impl GroupCoordinator {
         listed
     }
 
-    /// DescribeGroups for one group (Kafka's `GroupMetadata.summary`: member metadata and
-    /// assignments only while Stable; an unknown group is reported as Dead).
+    /// DescribeGroups for one group (Kafka 4.0's `describeGroups`): members with their current
+    /// assignment, their metadata and the protocol only while Stable; an unknown group is
+    /// reported as Dead.
     pub fn describe_group(&self, group_id: &str) -> DescribedGroup {
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
@@ -596,11 +597,7 @@ impl GroupCoordinator {
                     } else {
                         Bytes::new()
                     },
-                    member_assignment: if stable {
-                        member.assignment.clone()
-                    } else {
-                        Bytes::new()
-                    },
+                    member_assignment: member.assignment.clone(),
                 })
                 .collect(),
             ..Default::default()

@@ -635,6 +635,25 @@ fn empty_group_id_is_invalid() {
     assert_eq!((top, errors), (INVALID_GROUP_ID, Vec::new()));
 }
 
+/// As in Kafka 4.0, members of a group that is not Stable are described with their current
+/// assignment but without their metadata.
+#[test]
+fn described_members_keep_their_assignment_during_a_rebalance() {
+    let h = Harness::new(0);
+    let a = h.stable_single(0);
+    let (_b, _b_join) = h.join_new(&range(&["t"]), 0);
+    let described = h.coordinator.describe_group("g");
+    assert_eq!(described.group_state, "PreparingRebalance");
+    assert_eq!(described.protocol_data, "");
+    let member = described
+        .members
+        .iter()
+        .find(|m| m.member_id == a)
+        .expect("a is described");
+    assert_eq!(member.member_assignment.as_ref(), b"all");
+    assert!(member.member_metadata.is_empty());
+}
+
 #[test]
 fn offsets_and_groups_survive_a_reload() {
     let h = Harness::new(0);

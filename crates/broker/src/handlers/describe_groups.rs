@@ -1,5 +1,5 @@
-//! DescribeGroups (key 15): state, protocol and members (client id, host, subscription and
-//! assignment while Stable) of each requested group; unknown groups are reported as Dead.
+//! DescribeGroups (key 15): state, protocol and members (client id, host, assignment, and the
+//! subscription while Stable) of each requested group; unknown groups are reported as Dead.
 
 use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use strom_protocol::messages::describe_groups_response::DescribeGroupsResponse;
