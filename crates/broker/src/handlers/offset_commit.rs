@@ -26,7 +26,7 @@ const VERSION_WITH_COMMIT_TIMESTAMP: i16 = 1;
 enum PartitionOutcome {
     /// Refused before the group is consulted (unknown topic or partition, empty group id).
     Refused(i16),
-    /// Refused by Kafka only once the committer passed the group's checks.
+    /// Refused only once the committer passed the group's checks, as in Kafka.
     MetadataTooLarge,
     /// Handed to the coordinator; answered with the group's verdict.
     Committed,
