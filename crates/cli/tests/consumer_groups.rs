@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::typed::TypedClient;
 use common::{StromProcess, OP_TIMEOUT, WAIT_DEADLINE};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -23,11 +22,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_protocol::codec::{Decode, Encode, Encoder};
 use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
-use strom_protocol::messages::request_header::RequestHeader;
-use strom_protocol::messages::response_header::ResponseHeader;
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
-use strom_protocol::messages::{request_header_version, response_header_version};
 
 const PARTITIONS: i32 = 4;
 
@@ -430,8 +426,7 @@ fn member_that_stops_polling_leaves_after_max_poll_interval() {
 /// A group member speaking the protocol itself, so that it can vanish without a LeaveGroup the
 /// way a killed process does.
 struct RawMember {
-    stream: TcpStream,
-    correlation_id: i32,
+    client: TypedClient,
 }
 
 impl RawMember {
@@ -441,13 +436,8 @@ impl RawMember {
     const SYNC_VERSION: i16 = 3;
 
     fn connect(broker: &StromProcess) -> RawMember {
-        let stream = TcpStream::connect(broker.addr()).expect("connect to broker");
-        stream
-            .set_read_timeout(Some(WAIT_DEADLINE))
-            .expect("set read timeout");
         RawMember {
-            stream,
-            correlation_id: 0,
+            client: TypedClient::connect(broker, "raw-member"),
         }
     }
 
@@ -457,35 +447,7 @@ impl RawMember {
         version: i16,
         request: &impl Encode,
     ) -> Response {
-        self.correlation_id += 1;
-        let header = RequestHeader {
-            request_api_key: api_key,
-            request_api_version: version,
-            correlation_id: self.correlation_id,
-            client_id: Some("raw-member".into()),
-        };
-        let mut out = Encoder::new();
-        header.encode(&mut out, request_header_version(api_key, version));
-        request.encode(&mut out, version);
-        let body = out.into_bytes();
-        let size = i32::try_from(body.len()).expect("request fits i32");
-        self.stream
-            .write_all(&size.to_be_bytes())
-            .expect("send size");
-        self.stream.write_all(&body).expect("send request");
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .expect("read response size");
-        let size = usize::try_from(i32::from_be_bytes(size)).expect("positive size");
-        let mut response = vec![0u8; size];
-        self.stream
-            .read_exact(&mut response)
-            .expect("read response");
-        let mut response = bytes::Bytes::from(response);
-        ResponseHeader::decode(&mut response, response_header_version(api_key, version))
-            .expect("decode response header");
-        Response::decode(&mut response, version).expect("decode response")
+        self.client.call(api_key, version, request)
     }
 
     /// Joins `group` as a range-assignor consumer of `topic` and syncs; returns the assignment.

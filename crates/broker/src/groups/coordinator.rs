@@ -33,6 +33,9 @@ const RETENTION_CHECK_INTERVAL_MS: i64 = 60_000;
 const FIRST_VERSION_REQUIRING_MEMBER_ID: i16 = 4;
 /// The first JoinGroup version that understands `skip_assignment` (KIP-814).
 const FIRST_VERSION_WITH_SKIP_ASSIGNMENT: i16 = 9;
+/// From OffsetCommit v9 a generation for a group that does not exist is GROUP_ID_NOT_FOUND
+/// (ILLEGAL_GENERATION before).
+const FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND: i16 = 9;
 
 /// The coordinator's settings, from the broker configuration.
 #[derive(Debug, Clone)]
@@ -225,6 +228,9 @@ impl GroupCoordinator {
         now_ms: i64,
         log: &dyn OffsetsLog,
     ) -> Pending<SyncGroupResponse> {
+        if request.group_id.is_empty() {
+            return Pending::Ready(sync_error(INVALID_GROUP_ID));
+        }
         let ctx = self.context(now_ms, log);
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(&request.group_id) else {
@@ -315,6 +321,9 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         now_ms: i64,
     ) -> i16 {
+        if group_id.is_empty() {
+            return INVALID_GROUP_ID;
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -342,6 +351,9 @@ impl GroupCoordinator {
         now_ms: i64,
         log: &dyn OffsetsLog,
     ) -> (i16, Vec<i16>) {
+        if group_id.is_empty() {
+            return (INVALID_GROUP_ID, Vec::new());
+        }
         let ctx = self.context(now_ms, log);
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -370,11 +382,8 @@ impl GroupCoordinator {
                     try_complete_join(group, &ctx);
                     return NONE;
                 }
-                if group.is_static_member_fenced(instance_id.as_deref(), member_id) {
-                    return FENCED_INSTANCE_ID;
-                }
-                if !group.members.contains_key(member_id) {
-                    return UNKNOWN_MEMBER_ID;
+                if let Err(code) = group.validate_member(instance_id.as_deref(), member_id) {
+                    return code;
                 }
                 remove_member_and_update(group, member_id, &ctx);
                 NONE
@@ -384,47 +393,42 @@ impl GroupCoordinator {
     }
 
     /// OffsetCommit (Kafka's `handleCommitOffsets`): checks the committer, writes the offsets to
-    /// the offsets log and then makes them visible. Returns the error for every partition.
+    /// the offsets log and then makes them visible. Returns the error for every partition; with
+    /// no offsets the committer is only checked.
     pub fn commit_offsets(
         &self,
         committer: &Committer<'_>,
         offsets: Vec<((String, i32), CommittedOffset)>,
+        version: i16,
         now_ms: i64,
         log: &dyn OffsetsLog,
     ) -> i16 {
-        let &Committer {
-            group_id,
-            generation_id,
-            member_id,
-            group_instance_id,
-        } = committer;
+        let group_id = committer.group_id;
         let ctx = self.context(now_ms, log);
         let mut groups = self.lock();
-        // A group that does not rely on the coordinator for membership may store offsets.
-        if !groups.contains_key(group_id) && generation_id >= 0 {
-            return ILLEGAL_GENERATION;
+        // A group that does not rely on the coordinator for membership may store offsets; a
+        // generation for a group that does not exist is refused.
+        if !groups.contains_key(group_id) && committer.generation_id >= 0 {
+            return if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
+                GROUP_ID_NOT_FOUND
+            } else {
+                ILLEGAL_GENERATION
+            };
         }
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, now_ms));
-        if group.state == GroupState::Dead {
-            return COORDINATOR_NOT_AVAILABLE;
+        if let Err(code) = validate_commit(group, committer) {
+            return code;
         }
-        if group.is_static_member_fenced(group_instance_id, member_id) {
-            return FENCED_INSTANCE_ID;
-        }
-        let simple_commit = generation_id < 0 && group.state == GroupState::Empty;
-        if !simple_commit {
-            if group.state == GroupState::CompletingRebalance {
-                return REBALANCE_IN_PROGRESS;
+        // A commit keeps the member's session alive, as a heartbeat would.
+        if matches!(
+            group.state,
+            GroupState::Stable | GroupState::PreparingRebalance
+        ) {
+            if let Some(member) = group.members.get_mut(committer.member_id) {
+                member.last_heartbeat_ms = now_ms;
             }
-            let Some(member) = group.members.get_mut(member_id) else {
-                return UNKNOWN_MEMBER_ID;
-            };
-            if generation_id != group.generation_id {
-                return ILLEGAL_GENERATION;
-            }
-            member.last_heartbeat_ms = now_ms;
         }
         if offsets.is_empty() {
             return NONE;
@@ -556,8 +560,9 @@ impl GroupCoordinator {
         listed
     }
 
-    /// DescribeGroups for one group (Kafka's `GroupMetadata.summary`: member metadata and
-    /// assignments only while Stable; an unknown group is reported as Dead).
+    /// DescribeGroups for one group (Kafka 4.0's `describeGroups`): members with their current
+    /// assignment, their metadata and the protocol only while Stable; an unknown group is
+    /// reported as Dead.
     pub fn describe_group(&self, group_id: &str) -> DescribedGroup {
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
@@ -592,11 +597,7 @@ impl GroupCoordinator {
                     } else {
                         Bytes::new()
                     },
-                    member_assignment: if stable {
-                        member.assignment.clone()
-                    } else {
-                        Bytes::new()
-                    },
+                    member_assignment: member.assignment.clone(),
                 })
                 .collect(),
             ..Default::default()
@@ -754,8 +755,8 @@ fn join_known_member(
     if group.pending_members.remove(member_id).is_some() {
         return add_member_and_rebalance(group, member_id.to_string(), params, ctx);
     }
-    if group.is_static_member_fenced(params.group_instance_id.as_deref(), member_id) {
-        return Pending::Ready(join_error(FENCED_INSTANCE_ID, member_id));
+    if let Err(code) = group.validate_member(params.group_instance_id.as_deref(), member_id) {
+        return Pending::Ready(join_error(code, member_id));
     }
     let Some(member) = group.members.get(member_id) else {
         return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, member_id));
@@ -1207,7 +1208,7 @@ fn delete_group_records(group: &mut Group, ctx: &Context<'_>) -> Result<(), Offs
     ctx.write(&group.id, &[(key.encode(), None)])
 }
 
-/// The checks Heartbeat and SyncGroup share: group alive, member not fenced, known, and of the
+/// The checks Heartbeat and SyncGroup share: group alive, a member of it (not fenced), of the
 /// current generation.
 fn check_member(
     group: &Group,
@@ -1216,16 +1217,43 @@ fn check_member(
     generation_id: i32,
 ) -> Result<(), i16> {
     if group.state == GroupState::Dead {
-        Err(COORDINATOR_NOT_AVAILABLE)
-    } else if group.is_static_member_fenced(instance_id, member_id) {
-        Err(FENCED_INSTANCE_ID)
-    } else if !group.members.contains_key(member_id) {
-        Err(UNKNOWN_MEMBER_ID)
-    } else if generation_id != group.generation_id {
-        Err(ILLEGAL_GENERATION)
-    } else {
-        Ok(())
+        return Err(COORDINATOR_NOT_AVAILABLE);
     }
+    group.validate_member(instance_id, member_id)?;
+    if generation_id != group.generation_id {
+        return Err(ILLEGAL_GENERATION);
+    }
+    Ok(())
+}
+
+/// Kafka's `ClassicGroup.validateOffsetCommit`. Member and generation are checked before the
+/// group state, so a member with a stale generation learns ILLEGAL_GENERATION even while the
+/// group rebalances. A commit without a generation (an admin or a consumer that assigns its own
+/// partitions) is accepted only while the group is empty.
+fn validate_commit(group: &Group, committer: &Committer<'_>) -> Result<(), i16> {
+    if group.state == GroupState::Dead {
+        return Err(COORDINATOR_NOT_AVAILABLE);
+    }
+    if committer.generation_id < 0 && group.state == GroupState::Empty {
+        return Ok(());
+    }
+    if committer.generation_id >= 0
+        || !committer.member_id.is_empty()
+        || committer.group_instance_id.is_some()
+    {
+        group.validate_member(committer.group_instance_id, committer.member_id)?;
+        if committer.generation_id != group.generation_id {
+            return Err(ILLEGAL_GENERATION);
+        }
+    } else {
+        // No member, no generation, and the group has members: only they may commit.
+        return Err(UNKNOWN_MEMBER_ID);
+    }
+    if group.state == GroupState::CompletingRebalance {
+        // A current member that has its JoinGroup answer but not yet its assignment.
+        return Err(REBALANCE_IN_PROGRESS);
+    }
+    Ok(())
 }
 
 fn join_error(error_code: i16, member_id: &str) -> JoinGroupResponse {

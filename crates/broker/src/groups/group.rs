@@ -12,6 +12,7 @@ use strom_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroup
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
 use tokio::sync::oneshot;
 
+use super::codes::{FENCED_INSTANCE_ID, UNKNOWN_MEMBER_ID};
 use super::records::{CommittedOffset, StoredGroup, StoredMember};
 
 /// The classic protocol's group states.
@@ -163,12 +164,24 @@ impl Group {
         self.leader_id.as_deref() == Some(member_id)
     }
 
-    /// True when `instance_id` belongs to a static member whose current member id is not
-    /// `member_id`: the request comes from a fenced (replaced) instance.
-    pub fn is_static_member_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
-        instance_id
-            .and_then(|id| self.static_members.get(id))
-            .is_some_and(|current| current != member_id)
+    /// Kafka's `validateMember`, the membership check of JoinGroup (known member), SyncGroup,
+    /// Heartbeat, LeaveGroup and OffsetCommit: a request naming a `group.instance.id` must come
+    /// from that static member's current member id (an instance id the group does not know:
+    /// UNKNOWN_MEMBER_ID; another member id: the sender was replaced, FENCED_INSTANCE_ID), and
+    /// the member id must belong to the group (UNKNOWN_MEMBER_ID).
+    pub fn validate_member(&self, instance_id: Option<&str>, member_id: &str) -> Result<(), i16> {
+        if let Some(instance_id) = instance_id {
+            match self.static_members.get(instance_id) {
+                None => return Err(UNKNOWN_MEMBER_ID),
+                Some(current) if current != member_id => return Err(FENCED_INSTANCE_ID),
+                Some(_) => {}
+            }
+        }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(UNKNOWN_MEMBER_ID)
+        }
     }
 
     /// Kafka's `supportsProtocols`: an empty group accepts any non-empty protocol list; otherwise

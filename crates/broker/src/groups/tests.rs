@@ -18,6 +18,8 @@ use super::store::{OffsetsLog, OffsetsLogError};
 
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;
+/// The OffsetCommit version the tests speak.
+const COMMIT_VERSION: i16 = 8;
 
 /// Records appended, as (partition, key, value).
 #[derive(Default)]
@@ -502,6 +504,7 @@ fn commits_are_checked_against_membership_and_generation() {
         h.coordinator.commit_offsets(
             &committer(generation, member),
             vec![(("t".into(), 0), offset(value))],
+            COMMIT_VERSION,
             0,
             &h.log,
         )
@@ -531,6 +534,126 @@ fn commits_are_checked_against_membership_and_generation() {
     assert_eq!(all, vec![("t".to_string(), vec![(0, Some(offset(9)))])]);
 }
 
+/// Kafka's `validateOffsetCommit` order: member, then generation, then the group state.
+#[test]
+fn commits_check_member_and_generation_before_the_rebalance_state() {
+    let h = Harness::new(0);
+    let offset = CommittedOffset {
+        offset: 1,
+        leader_epoch: 0,
+        metadata: String::new(),
+        commit_timestamp_ms: 0,
+    };
+    let commit = |committer: Committer<'_>, version: i16| {
+        h.coordinator.commit_offsets(
+            &committer,
+            vec![(("t".into(), 0), offset.clone())],
+            version,
+            0,
+            &h.log,
+        )
+    };
+    assert_eq!(commit(committer(3, "m"), 9), GROUP_ID_NOT_FOUND);
+    assert_eq!(commit(committer(3, "m"), 8), ILLEGAL_GENERATION);
+
+    let (a, b) = h.joined_pair();
+    assert_eq!(h.state(), "CompletingRebalance");
+    assert_eq!(commit(committer(1, &a), 8), ILLEGAL_GENERATION);
+    assert_eq!(commit(committer(2, "stranger"), 8), UNKNOWN_MEMBER_ID);
+    assert_eq!(commit(committer(-1, ""), 8), UNKNOWN_MEMBER_ID);
+    assert_eq!(commit(committer(2, &a), 8), REBALANCE_IN_PROGRESS);
+
+    h.sync(&a, 2, &[], 0);
+    h.sync(&b, 2, &[], 0);
+    assert_eq!(commit(committer(2, &b), 8), NONE);
+    let (_c, _c_join) = h.join_new(&range(&["t"]), 0);
+    assert_eq!(h.state(), "PreparingRebalance");
+    assert_eq!(
+        commit(committer(2, &b), 8),
+        NONE,
+        "the current generation may commit while the group prepares a rebalance"
+    );
+    assert_eq!(commit(committer(1, &b), 8), ILLEGAL_GENERATION);
+}
+
+/// An instance id the group does not know is an unknown member for every API, even when the
+/// member id belongs to a dynamic member (Kafka's `validateMember`).
+#[test]
+fn unknown_instance_id_is_an_unknown_member_everywhere() {
+    let h = Harness::new(0);
+    let member = h.stable_single(0);
+    let ghost = Some("ghost");
+    assert_eq!(
+        h.coordinator.heartbeat("g", 1, &member, ghost, 0),
+        UNKNOWN_MEMBER_ID
+    );
+    let committed = h.coordinator.commit_offsets(
+        &Committer {
+            group_instance_id: ghost,
+            ..committer(1, &member)
+        },
+        Vec::new(),
+        COMMIT_VERSION,
+        0,
+        &h.log,
+    );
+    assert_eq!(committed, UNKNOWN_MEMBER_ID);
+    let mut sync = h.coordinator.sync(
+        SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: member.clone(),
+            group_instance_id: ghost.map(String::from),
+            ..Default::default()
+        },
+        0,
+        &h.log,
+    );
+    assert_eq!(answered(&mut sync).unwrap().error_code, UNKNOWN_MEMBER_ID);
+    let mut join = h.join(join_request(&member, ghost, &range(&["t"])), 0);
+    assert_eq!(answered(&mut join).unwrap().error_code, UNKNOWN_MEMBER_ID);
+    let (top, errors) =
+        h.coordinator
+            .leave("g", &[(member.clone(), ghost.map(String::from))], 0, &h.log);
+    assert_eq!((top, errors), (NONE, vec![UNKNOWN_MEMBER_ID]));
+    assert_eq!(h.state(), "Stable", "nothing changed");
+    assert_eq!(h.coordinator.heartbeat("g", 1, &member, None, 0), NONE);
+}
+
+/// SyncGroup, Heartbeat and LeaveGroup refuse an empty group id as Kafka does, rather than
+/// treating it as a group without members.
+#[test]
+fn empty_group_id_is_invalid() {
+    let h = Harness::new(0);
+    assert_eq!(
+        h.coordinator.heartbeat("", 1, "m", None, 0),
+        INVALID_GROUP_ID
+    );
+    let mut sync = h.coordinator.sync(SyncGroupRequest::default(), 0, &h.log);
+    assert_eq!(answered(&mut sync).unwrap().error_code, INVALID_GROUP_ID);
+    let (top, errors) = h.coordinator.leave("", &[("m".into(), None)], 0, &h.log);
+    assert_eq!((top, errors), (INVALID_GROUP_ID, Vec::new()));
+}
+
+/// As in Kafka 4.0, members of a group that is not Stable are described with their current
+/// assignment but without their metadata.
+#[test]
+fn described_members_keep_their_assignment_during_a_rebalance() {
+    let h = Harness::new(0);
+    let a = h.stable_single(0);
+    let (_b, _b_join) = h.join_new(&range(&["t"]), 0);
+    let described = h.coordinator.describe_group("g");
+    assert_eq!(described.group_state, "PreparingRebalance");
+    assert_eq!(described.protocol_data, "");
+    let member = described
+        .members
+        .iter()
+        .find(|m| m.member_id == a)
+        .expect("a is described");
+    assert_eq!(member.member_assignment.as_ref(), b"all");
+    assert!(member.member_metadata.is_empty());
+}
+
 #[test]
 fn offsets_and_groups_survive_a_reload() {
     let h = Harness::new(0);
@@ -547,6 +670,7 @@ fn offsets_and_groups_survive_a_reload() {
             (("t".into(), 2), committed.clone()),
             (("u".into(), 0), committed.clone()),
         ],
+        COMMIT_VERSION,
         0,
         &h.log,
     );
@@ -619,6 +743,7 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     let result = h.coordinator.commit_offsets(
         &committer(-1, ""),
         vec![(("t".into(), 0), offset)],
+        COMMIT_VERSION,
         1_000,
         &h.log,
     );
@@ -670,6 +795,7 @@ fn stable_groups_lose_only_offsets_of_topics_nobody_subscribes_to() {
             (("t".into(), 0), offset.clone()),
             (("old".into(), 0), offset.clone()),
         ],
+        COMMIT_VERSION,
         0,
         &h.log,
     );
@@ -696,6 +822,7 @@ fn offsets_of_deleted_topics_are_removed_from_every_group() {
             (("doomed".into(), 0), offset.clone()),
             (("kept".into(), 0), offset),
         ],
+        COMMIT_VERSION,
         1_000,
         &h.log,
     );

@@ -1,13 +1,11 @@
-//! DescribeGroups (key 15): state, protocol and members (client id, host, subscription and
-//! assignment while Stable) of each requested group; unknown groups are reported as Dead.
+//! DescribeGroups (key 15): state, protocol and members (client id, host, assignment, and the
+//! subscription while Stable) of each requested group; unknown groups are reported as Dead.
 
 use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use strom_protocol::messages::describe_groups_response::DescribeGroupsResponse;
 
+use super::authorized_operations;
 use crate::state::Broker;
-
-/// Without an authorizer every group operation is allowed: READ (3), DELETE (6), DESCRIBE (8).
-const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub fn handle(
     broker: &Broker,
@@ -21,9 +19,9 @@ pub fn handle(
             .map(|group_id| {
                 let mut described = broker.groups.describe_group(group_id);
                 described.authorized_operations = if request.include_authorized_operations {
-                    ALL_GROUP_OPERATIONS
+                    authorized_operations::GROUP
                 } else {
-                    i32::MIN
+                    authorized_operations::NOT_REQUESTED
                 };
                 described
             })

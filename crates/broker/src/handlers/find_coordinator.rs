@@ -1,7 +1,8 @@
 //! FindCoordinator (key 10): names the broker that coordinates a group. Every group's offsets
 //! partition is led by this node, so the answer is always this broker's advertised address.
 //! Batched lookups (`coordinator_keys`, v4+) are answered key by key. Transaction coordinators
-//! (key type 1) do not exist yet: COORDINATOR_NOT_AVAILABLE.
+//! (key type 1) do not exist yet: the lookup fails with a non-retriable error (see
+//! [`TRANSACTIONS_UNSUPPORTED`]).
 
 use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use strom_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
@@ -12,6 +13,17 @@ use crate::state::Broker;
 
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const INVALID_REQUEST: i16 = 42;
+/// The answer to a transaction coordinator lookup while transactions do not exist:
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53). A retriable error (COORDINATOR_NOT_AVAILABLE)
+/// makes clients retry until their timeout. Among the non-retriable ones this is the only error
+/// that both main clients treat as fatal right away: librdkafka (`txnmgr`) raises a fatal error
+/// at FindCoordinator only for it and CLUSTER_AUTHORIZATION_FAILED and retries every other code
+/// (UNSUPPORTED_VERSION, INVALID_REQUEST, ...) until `init_transactions` times out; the Java
+/// producer fails fatally on it too. InitProducerId and Produce refuse transactional ids with the
+/// same code, so a client sees one consistent error whichever request comes first; the message
+/// says why.
+const TRANSACTIONS_UNSUPPORTED: i16 = 53;
+const TRANSACTIONS_UNSUPPORTED_MESSAGE: &str = "transactions are not supported by this broker";
 const GROUP_KEY_TYPE: i8 = 0;
 const TRANSACTION_KEY_TYPE: i8 = 1;
 /// FindCoordinator v4 and later look up a batch of keys.
@@ -70,8 +82,8 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
         },
         TRANSACTION_KEY_TYPE => failed(
             key,
-            COORDINATOR_NOT_AVAILABLE,
-            "transactions are not supported yet",
+            TRANSACTIONS_UNSUPPORTED,
+            TRANSACTIONS_UNSUPPORTED_MESSAGE,
         ),
         _ => failed(key, INVALID_REQUEST, "unknown coordinator key type"),
     }

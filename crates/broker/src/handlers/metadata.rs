@@ -1,7 +1,8 @@
 //! Metadata (key 3): brokers, controller, cluster id, and topics with their partitions' leaders,
 //! replicas and ISR. Unknown topics are created here when `auto.create.topics.enable` is on and the
 //! client allows it (v4+), as Kafka does: the handler asks the controller and, once this broker has
-//! applied the new topic, returns it at once.
+//! applied the new topic, returns it at once. Authorized operations, when asked for, are everything
+//! a topic or the cluster supports, as Kafka reports them without an authorizer.
 
 use strom_metadata::TopicImage;
 use strom_protocol::messages::metadata_request::MetadataRequest;
@@ -9,11 +10,14 @@ use strom_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 
+use super::authorized_operations;
 use crate::state::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Metadata v11 dropped the cluster's authorized operations (DescribeCluster reports them).
+const LAST_VERSION_WITH_CLUSTER_OPERATIONS: i16 = 10;
 
 /// Topics Kafka treats as internal.
 pub fn is_internal_topic(name: &str) -> bool {
@@ -28,7 +32,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         Some(topics) => Some(topics),
     };
 
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => {
             let image = broker.image();
             image
@@ -62,6 +66,23 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
     };
 
+    if request.include_topic_authorized_operations {
+        // Every topic looked up by name, known or not; a topic id nobody knows gets nothing.
+        for topic in topics
+            .iter_mut()
+            .filter(|topic| topic.error_code != UNKNOWN_TOPIC_ID)
+        {
+            topic.topic_authorized_operations = authorized_operations::TOPIC;
+        }
+    }
+    let cluster_authorized_operations = if request.include_cluster_authorized_operations
+        && version <= LAST_VERSION_WITH_CLUSTER_OPERATIONS
+    {
+        authorized_operations::CLUSTER
+    } else {
+        authorized_operations::NOT_REQUESTED
+    };
+
     let image = broker.image();
     MetadataResponse {
         brokers: image
@@ -77,6 +98,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         cluster_id: Some(image.cluster_id.clone()),
         controller_id: broker.controller.active_controller_id().unwrap_or(-1),
         topics,
+        cluster_authorized_operations,
         ..Default::default()
     }
 }

@@ -7,6 +7,7 @@
 
 mod alter_configs;
 pub mod api_versions;
+mod authorized_operations;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;

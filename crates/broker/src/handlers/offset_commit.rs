@@ -1,7 +1,8 @@
-//! OffsetCommit (key 8): stores a group's consumed positions. Partitions of unknown topics and
-//! oversized metadata strings are refused one by one; the rest are checked against the group's
-//! membership and generation and written to `__consumer_offsets` before the answer
-//! ([`crate::groups::GroupCoordinator::commit_offsets`]).
+//! OffsetCommit (key 8): stores a group's consumed positions. Partitions of unknown topics are
+//! refused one by one; the committer is then checked against the group's membership and
+//! generation ([`crate::groups::GroupCoordinator::commit_offsets`]), whose verdict answers every
+//! other partition; if it passes, partitions with oversized metadata are refused and the rest
+//! are written to `__consumer_offsets` before the answer.
 
 use strom_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use strom_protocol::messages::offset_commit_response::{
@@ -9,7 +10,7 @@ use strom_protocol::messages::offset_commit_response::{
 };
 
 use crate::groups::codes::{
-    INVALID_GROUP_ID, OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION,
+    INVALID_GROUP_ID, NONE, OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::groups::coordinator::Committer;
 use crate::groups::records::CommittedOffset;
@@ -21,24 +22,33 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// Only OffsetCommit v1 carries a per-partition commit timestamp.
 const VERSION_WITH_COMMIT_TIMESTAMP: i16 = 1;
 
+/// What happens to one requested partition.
+enum PartitionOutcome {
+    /// Refused before the group is consulted (unknown topic or partition, empty group id).
+    Refused(i16),
+    /// Refused only once the committer passed the group's checks, as in Kafka.
+    MetadataTooLarge,
+    /// Handed to the coordinator; answered with the group's verdict.
+    Committed,
+}
+
 pub fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let now = now_ms();
     let image = broker.image();
-    // (topic index, partition index, error) for every requested partition; valid ones are
-    // filled in with the coordinator's answer.
-    let mut errors: Vec<(usize, usize, Option<i16>)> = Vec::new();
+    // (topic index, partition index, outcome) for every requested partition.
+    let mut outcomes: Vec<(usize, usize, PartitionOutcome)> = Vec::new();
     let mut offsets = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let known = image.topic(&topic.name);
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             let metadata = partition.committed_metadata.clone().unwrap_or_default();
-            let error = if request.group_id.is_empty() {
-                Some(INVALID_GROUP_ID)
+            let outcome = if request.group_id.is_empty() {
+                PartitionOutcome::Refused(INVALID_GROUP_ID)
             } else if !known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index))
             {
-                Some(UNKNOWN_TOPIC_OR_PARTITION)
+                PartitionOutcome::Refused(UNKNOWN_TOPIC_OR_PARTITION)
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                Some(OFFSET_METADATA_TOO_LARGE)
+                PartitionOutcome::MetadataTooLarge
             } else {
                 let commit_timestamp_ms = if version == VERSION_WITH_COMMIT_TIMESTAMP
                     && partition.commit_timestamp >= 0
@@ -56,23 +66,32 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> Of
                         commit_timestamp_ms,
                     },
                 ));
-                None
+                PartitionOutcome::Committed
             };
-            errors.push((topic_index, partition_index, error));
+            outcomes.push((topic_index, partition_index, outcome));
         }
     }
-    let group_error = if offsets.is_empty() {
-        0
-    } else {
+    // As in Kafka, the committer is checked whenever a partition of an existing topic is asked
+    // for, even if all of them carry oversized metadata.
+    let consult_group = outcomes
+        .iter()
+        .any(|(_, _, outcome)| !matches!(outcome, PartitionOutcome::Refused(_)));
+    let group_error = if consult_group {
         let committer = Committer {
             group_id: &request.group_id,
             generation_id: request.generation_id_or_member_epoch,
             member_id: &request.member_id,
             group_instance_id: request.group_instance_id.as_deref(),
         };
-        broker
-            .groups
-            .commit_offsets(&committer, offsets, now, &OffsetsTopic::new(broker))
+        broker.groups.commit_offsets(
+            &committer,
+            offsets,
+            version,
+            now,
+            &OffsetsTopic::new(broker),
+        )
+    } else {
+        NONE
     };
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics
@@ -82,13 +101,18 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> Of
             partitions: Vec::with_capacity(topic.partitions.len()),
         })
         .collect();
-    for (topic_index, partition_index, error) in errors {
+    for (topic_index, partition_index, outcome) in outcomes {
+        let error = match outcome {
+            PartitionOutcome::Refused(error) => error,
+            PartitionOutcome::MetadataTooLarge if group_error == NONE => OFFSET_METADATA_TOO_LARGE,
+            PartitionOutcome::MetadataTooLarge | PartitionOutcome::Committed => group_error,
+        };
         let partition = &request.topics[topic_index].partitions[partition_index];
         topics[topic_index]
             .partitions
             .push(OffsetCommitResponsePartition {
                 partition_index: partition.partition_index,
-                error_code: error.unwrap_or(group_error),
+                error_code: error,
             });
     }
     OffsetCommitResponse {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 pub mod raw;
+pub mod typed;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
