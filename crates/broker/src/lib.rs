@@ -7,10 +7,12 @@
 //! per partition). Connections borrow the broker through an `Arc` and never hold a lock across an
 //! `.await`.
 
+mod admission;
 pub mod config;
 mod connection;
 mod groups;
 mod handlers;
+mod log_limit;
 mod partitions;
 mod server;
 mod state;
