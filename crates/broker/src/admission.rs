@@ -72,10 +72,10 @@ impl ConnectionLimits {
             return slot;
         }
         let verdict = self.full_lines.check(Instant::now());
+        report_suppressed_full(verdict.suppressed_before);
         if verdict.write {
             tracing::warn!(
                 max_connections = self.max_connections,
-                suppressed_before = verdict.suppressed_before,
                 "max.connections reached: new connections wait in the listen backlog until one closes"
             );
         }
@@ -116,9 +116,9 @@ impl ConnectionLimits {
             }
         }
         let verdict = self.rejected_lines.check(Instant::now());
+        report_suppressed_rejections(verdict.suppressed_before);
         if verdict.write {
             tracing::info!(
-                suppressed_before = verdict.suppressed_before,
                 "rejected connection from {ip}: address already has the configured maximum of {max} connections"
             );
         }
@@ -127,20 +127,8 @@ impl ConnectionLimits {
 
     /// Writes one summary line for each kind of line suppressed in a window that has ended.
     pub fn report_suppressed(&self, now: Instant) {
-        let rejected = self.rejected_lines.take_suppressed(now);
-        if rejected > 0 {
-            tracing::info!(
-                suppressed = rejected,
-                "suppressed {rejected} similar 'rejected connection' lines"
-            );
-        }
-        let full = self.full_lines.take_suppressed(now);
-        if full > 0 {
-            tracing::warn!(
-                suppressed = full,
-                "suppressed {full} similar 'max.connections reached' warnings"
-            );
-        }
+        report_suppressed_rejections(self.rejected_lines.take_suppressed(now));
+        report_suppressed_full(self.full_lines.take_suppressed(now));
     }
 
     /// Open connections from `ip` (canonical form).
@@ -148,6 +136,26 @@ impl ConnectionLimits {
     fn open_from(&self, ip: IpAddr) -> u32 {
         let open = self.open_per_ip.lock().unwrap_or_else(|p| p.into_inner());
         open.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// Writes the summary of `suppressed` "rejected connection" lines, if there were any.
+fn report_suppressed_rejections(suppressed: u64) {
+    if suppressed > 0 {
+        tracing::info!(
+            suppressed,
+            "suppressed {suppressed} similar 'rejected connection' lines"
+        );
+    }
+}
+
+/// Writes the summary of `suppressed` "max.connections reached" warnings, if there were any.
+fn report_suppressed_full(suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(
+            suppressed,
+            "suppressed {suppressed} similar 'max.connections reached' warnings"
+        );
     }
 }
 
@@ -315,7 +323,10 @@ mod tests {
             async move { budget.reserve(100).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "an exhausted budget makes frames wait");
+        assert!(
+            !waiting.is_finished(),
+            "an exhausted budget makes frames wait"
+        );
         drop(first);
         let third = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await

@@ -1572,11 +1572,15 @@ log.retention.check.interval.ms=300000
         // Kafka's rules: every admissible frame fits in the budget; per-ip 0 needs overrides.
         let error = parse_error("queued.max.request.bytes=1048576");
         assert!(
-            error.contains("queued.max.request.bytes") && error.contains("socket.request.max.bytes"),
+            error.contains("queued.max.request.bytes")
+                && error.contains("socket.request.max.bytes"),
             "{error}"
         );
         let error = parse_error("max.connections.per.ip=0");
-        assert!(error.contains("max.connections.per.ip.overrides"), "{error}");
+        assert!(
+            error.contains("max.connections.per.ip.overrides"),
+            "{error}"
+        );
         for bad in [
             "max.connections=-1",
             "max.connections.per.ip=-1",
