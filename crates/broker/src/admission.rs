@@ -7,7 +7,8 @@
 //!   maximum is accepted and closed at once, with a (rate-limited) log line.
 //! - [`RequestBudget`]: `queued.max.request.bytes`, the bytes of request frames held in memory
 //!   across all connections. A connection reserves a frame's size before it reads the frame's
-//!   body and gives it back once the request has been handled; while the budget is spent,
+//!   body and gives it back once the request no longer needs the frame (a Produce request once
+//!   handled, any other once decoded, as in Kafka); while the budget is spent,
 //!   connections wait without reading their sockets, so TCP flow control pushes back on the
 //!   clients. Nothing fails: the wait ends when other requests are done.
 

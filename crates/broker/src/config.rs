@@ -222,7 +222,8 @@ pub struct BrokerConfig {
     /// `queued.max.request.bytes`: the most bytes of request frames held in memory at once,
     /// across all connections; zero or negative means unbounded, as in Kafka. A connection
     /// takes a frame's size from this budget before it reads the frame body, and gives it back
-    /// once the request has been handled; while the budget is spent, connections stop reading
+    /// once the request no longer needs the frame (Produce: when handled; others: when decoded,
+    /// as in Kafka); while the budget is spent, connections stop reading
     /// (back-pressure). Kafka's default is -1; Strom's default is the larger of
     /// [`DEFAULT_QUEUED_MAX_REQUEST_BYTES`] (512 MiB) and `socket.request.max.bytes`: five
     /// maximum-size requests at once, far above what clients send in practice, so that a

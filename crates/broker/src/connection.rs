@@ -4,10 +4,11 @@
 //!
 //! Memory: before reading a frame's body, the connection reserves the frame's size from the
 //! broker-wide request budget (`queued.max.request.bytes`, see [`crate::admission`]) and gives it
-//! back once the request has been handled (the frame's memory is free by then; responses are not
-//! counted). While the budget is spent the connection does not read its socket. The body is read
-//! into a buffer of its own, so its memory goes as soon as the request is done. Outside the
-//! budget a connection holds one read chunk (64 KiB) of input that is not yet a whole frame.
+//! back as Kafka does: a Produce request once it has been handled, any other once it is decoded
+//! (see [`handle_frame`]; responses are not counted). While the budget is spent the connection
+//! does not read its socket. The body is read into a buffer of its own, so its memory goes as
+//! soon as the request is done with it. Outside the budget a connection holds one read chunk
+//! (64 KiB) of input that is not yet a whole frame.
 //!
 //! Hostile input never takes the broker down: a frame larger than `socket.request.max.bytes` or
 //! smaller than a header closes the connection; a frame that fails to decode closes this
@@ -43,6 +44,7 @@ const MIN_FRAME: usize = 8;
 /// How much input a connection reads at a time before it knows the frame size.
 const READ_CHUNK: usize = 64 * 1024;
 
+const PRODUCE_KEY: i16 = 0;
 const API_VERSIONS_KEY: i16 = 18;
 const UNSUPPORTED_VERSION: i16 = 35;
 
@@ -164,10 +166,7 @@ pub async fn serve_connection(
         let result = match frame {
             Ok(None) => return,
             Ok(Some((frame, budget_share))) => {
-                let handled = handle_frame(&broker, frame, peer).await;
-                // The frame is gone once handled: give its bytes back before writing.
-                drop(budget_share);
-                match handled {
+                match handle_frame(&broker, frame, budget_share, peer).await {
                     Ok(Some(response)) => {
                         tokio::time::timeout(max_idle, write_chunks(&mut stream, &response))
                             .await
@@ -285,9 +284,16 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> Result<(), Co
 }
 
 /// Decodes, handles and encodes one request; `None` when no response is due (produce with acks=0).
+///
+/// The frame's share of the request budget is given back as Kafka gives back its request
+/// buffers: a Produce request (whose records are slices of the frame) keeps it until it has
+/// been handled, any other request once it is decoded. Requests that wait inside their handler
+/// (JoinGroup and SyncGroup until the rebalance completes, Fetch up to its `max_wait_ms`) must
+/// not hold budget, or a client could stop every connection's reading for as long as it likes.
 async fn handle_frame(
     broker: &Broker,
     frame: Bytes,
+    budget_share: RequestPermit,
     peer: SocketAddr,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let mut peek = frame.clone();
@@ -295,6 +301,7 @@ async fn handle_frame(
     let api_key = get_i16(&mut peek).map_err(bad)?;
     let api_version = get_i16(&mut peek).map_err(bad)?;
     let correlation_id = get_i32(&mut peek).map_err(bad)?;
+    drop(peek);
 
     let Some(supported) = handlers::supported_versions(api_key) else {
         return Err(ConnectionError::BadRequest(format!(
@@ -320,12 +327,16 @@ async fn handle_frame(
     let header = RequestHeader::decode(&mut body_buf, request_header_version(api_key, api_version))
         .map_err(bad)?;
     let request = RequestBody::decode(api_key, api_version, &mut body_buf).map_err(bad)?;
+    drop(body_buf);
+    let budget_share = (api_key == PRODUCE_KEY).then_some(budget_share);
     let context = handlers::RequestContext {
         api_version,
         client_id: header.client_id,
         peer,
     };
-    let Some(response) = handlers::handle(broker, &context, request).await else {
+    let response = handlers::handle(broker, &context, request).await;
+    drop(budget_share);
+    let Some(response) = response else {
         return Ok(None);
     };
     let header_version = response_header_version(api_key, api_version);
