@@ -187,8 +187,9 @@ async fn request_memory_budget_bounds_resident_memory_under_concurrent_big_frame
          sent {frames_total_kib} KiB of produce frames ({arrived_together} fully buffered at once) \
          with a {BUDGET}-byte request budget"
     );
-    // Budget plus room for the allocator, per-connection read buffers, and the broker itself.
-    let bound_kib = rss_at_start + (2 * BUDGET / 1024) as u64;
+    // The budget, plus as much again and a half for what the allocator keeps of freed frames
+    // (measured: 70-100 MiB above the start for this load, 320 MiB without the budget).
+    let bound_kib = rss_at_start + (5 * BUDGET / 2 / 1024) as u64;
     assert!(
         peak < bound_kib,
         "broker peak RSS {peak} KiB exceeds {bound_kib} KiB (start {rss_at_start} KiB, \
