@@ -23,6 +23,9 @@ const DEFAULT_HOURS: i64 = 168;
 const DEFAULT_LOG_DIR: &str = "./strom-data";
 /// Smallest `log.segment.bytes` Kafka accepts (the size of a legacy v0 record overhead).
 const MIN_SEGMENT_BYTES: i64 = 14;
+/// Strom's default for `queued.max.request.bytes` when `socket.request.max.bytes` is smaller
+/// (Kafka's default is -1, unbounded). See [`BrokerConfig::queued_max_request_bytes`].
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: i64 = 512 * 1024 * 1024;
 
 /// Kafka server keys that Strom accepts without warning but that have no effect (thread pool
 /// sizes, socket buffers, security protocol mapping, ...). They are kept in
@@ -35,7 +38,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "num.replica.fetchers",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "queued.max.requests",
     "background.threads",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
@@ -206,6 +208,34 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: i32,
     /// `connections.max.idle.ms`: a connection idle this long is closed; default 600000.
     pub connections_max_idle_ms: i64,
+    /// `max.connections`: the most connections open at once; default `i32::MAX`. As in Kafka,
+    /// the listener stops accepting while the limit is reached (new connections wait in the
+    /// accept backlog) and resumes when a connection closes.
+    pub max_connections: i32,
+    /// `max.connections.per.ip`: the most connections open at once from one client address;
+    /// default `i32::MAX`. A connection over the limit is accepted and closed at once, as in
+    /// Kafka. May be 0 only if `max.connections.per.ip.overrides` is set.
+    pub max_connections_per_ip: i32,
+    /// `max.connections.per.ip.overrides`: `host:count,...` with IP addresses or host names
+    /// (resolved when the key is read; every address of a name gets the count); default empty.
+    pub max_connections_per_ip_overrides: BTreeMap<IpAddr, i32>,
+    /// `queued.max.request.bytes`: the most bytes of request frames held in memory at once,
+    /// across all connections; zero or negative means unbounded, as in Kafka. A connection
+    /// takes a frame's size from this budget before it reads the frame body, and gives it back
+    /// once the request no longer needs the frame (Produce: when handled; others: when decoded,
+    /// as in Kafka); while the budget is spent, connections stop reading
+    /// (back-pressure). Kafka's default is -1; Strom's default is the larger of
+    /// [`DEFAULT_QUEUED_MAX_REQUEST_BYTES`] (512 MiB) and `socket.request.max.bytes`: five
+    /// maximum-size requests at once, far above what clients send in practice, so that a
+    /// flood of large frames costs a bounded amount of memory instead of all of it. An explicit
+    /// positive value must be at least `socket.request.max.bytes` (Kafka's rule), so every
+    /// admissible frame fits in the budget.
+    ///
+    /// (`queued.max.requests`, Kafka's bound on parsed requests waiting for a handler thread, is
+    /// validated but has nothing to bound: a Strom connection handles its request itself, one
+    /// at a time, so no request ever waits in a queue; requests in flight are bounded by
+    /// `max.connections`.)
+    pub queued_max_request_bytes: i64,
     /// Effective retention time from `log.retention.ms` > `log.retention.minutes` >
     /// `log.retention.hours` (default 168 hours); any negative value becomes -1 (unlimited).
     pub log_retention_ms: i64,
@@ -281,6 +311,7 @@ struct DerivedSources {
     log_dirs: Option<Vec<PathBuf>>,
     log_dir: Option<PathBuf>,
     advertised_listeners: Option<Vec<Listener>>,
+    queued_max_request_bytes: Option<i64>,
 }
 
 /// What [`BrokerConfig::set`] made of a key.
@@ -319,6 +350,10 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             fetch_max_bytes: 57_671_680,
             connections_max_idle_ms: 600_000,
+            max_connections: i32::MAX,
+            max_connections_per_ip: i32::MAX,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             log_retention_ms: 0,
             log_retention_bytes: -1,
             log_segment_bytes: 1_073_741_824,
@@ -433,6 +468,22 @@ impl BrokerConfig {
                     advertised.name
                 )));
             }
+        }
+        if self.queued_max_request_bytes > 0
+            && self.queued_max_request_bytes < i64::from(self.socket_request_max_bytes)
+        {
+            return Err(ConfigError::Inconsistent(format!(
+                "queued.max.request.bytes ({}) must be at least socket.request.max.bytes ({}), \
+                 or -1 for no bound",
+                self.queued_max_request_bytes, self.socket_request_max_bytes
+            )));
+        }
+        if self.max_connections_per_ip == 0 && self.max_connections_per_ip_overrides.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "max.connections.per.ip can be set to zero only if \
+                 max.connections.per.ip.overrides is set"
+                    .to_string(),
+            ));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(ConfigError::Inconsistent(
@@ -573,6 +624,16 @@ impl BrokerConfig {
             "socket.request.max.bytes" => self.socket_request_max_bytes = v.int_at_least(1)?,
             "fetch.max.bytes" => self.fetch_max_bytes = v.int_at_least(1024)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = v.long_at_least(1)?,
+            "max.connections" => self.max_connections = v.int_at_least(0)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = v.int_at_least(0)?,
+            "max.connections.per.ip.overrides" => {
+                self.max_connections_per_ip_overrides = v.connection_overrides()?
+            }
+            // Validated only; see `queued_max_request_bytes` for why there is no queue to bound.
+            "queued.max.requests" => {
+                v.int_at_least(1)?;
+            }
+            "queued.max.request.bytes" => self.sources.queued_max_request_bytes = Some(v.long()?),
             "log.retention.ms" => self.sources.retention_ms = Some(v.long()?),
             "log.retention.minutes" => self.sources.retention_minutes = Some(v.int()?.into()),
             "log.retention.hours" => self.sources.retention_hours = Some(v.int()?.into()),
@@ -666,6 +727,9 @@ impl BrokerConfig {
             .flush_interval_ms
             .or(sources.flush_scheduler_interval_ms)
             .unwrap_or(i64::MAX);
+        self.queued_max_request_bytes = sources.queued_max_request_bytes.unwrap_or_else(|| {
+            DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(i64::from(self.socket_request_max_bytes))
+        });
         self.log_dirs = sources
             .log_dirs
             .clone()
@@ -870,6 +934,46 @@ impl Value<'_> {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// Parses `max.connections.per.ip.overrides`: `host:count` entries (split at the last `:`,
+    /// so bare IPv6 addresses work; brackets are allowed), hosts being IP addresses or names.
+    fn connection_overrides(&self) -> Result<BTreeMap<IpAddr, i32>, ConfigError> {
+        let mut overrides = BTreeMap::new();
+        for entry in self.list() {
+            let (host, count) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| self.invalid(format!("'{entry}' is not host:count")))?;
+            let count: i32 = count
+                .trim()
+                .parse()
+                .ok()
+                .filter(|count| *count >= 0)
+                .ok_or_else(|| self.invalid(format!("'{entry}' has an invalid count")))?;
+            let host = host.trim();
+            let host = host
+                .strip_prefix('[')
+                .and_then(|bracketed| bracketed.strip_suffix(']'))
+                .unwrap_or(host);
+            if host.is_empty() {
+                return Err(self.invalid(format!("'{entry}' has no host")));
+            }
+            let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => (host, 0)
+                    .to_socket_addrs()
+                    .map_err(|error| self.invalid(format!("cannot resolve '{host}': {error}")))?
+                    .map(|address| address.ip())
+                    .collect(),
+            };
+            if addresses.is_empty() {
+                return Err(self.invalid(format!("'{host}' resolves to no address")));
+            }
+            for address in addresses {
+                overrides.insert(address.to_canonical(), count);
+            }
+        }
+        Ok(overrides)
     }
 
     fn listeners(&self) -> Result<Vec<Listener>, ConfigError> {
@@ -1422,6 +1526,76 @@ log.retention.check.interval.ms=300000
             Err(ConfigError::InvalidValue { .. })
         ));
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn connection_and_request_memory_limits() {
+        let config = BrokerConfig::default();
+        assert_eq!(config.max_connections, i32::MAX);
+        assert_eq!(config.max_connections_per_ip, i32::MAX);
+        assert!(config.max_connections_per_ip_overrides.is_empty());
+        assert_eq!(config.queued_max_request_bytes, 512 * 1024 * 1024);
+
+        let (config, warnings) = parse(
+            "max.connections=100\nmax.connections.per.ip=0\nqueued.max.requests=10\n\
+             max.connections.per.ip.overrides=127.0.0.1:5, [::1]:7, ::2:3 ,10.0.0.1:0",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(config.max_connections_per_ip, 0);
+        let overrides: Vec<(String, i32)> = config
+            .max_connections_per_ip_overrides
+            .iter()
+            .map(|(ip, count)| (ip.to_string(), *count))
+            .collect();
+        assert_eq!(
+            overrides,
+            [("10.0.0.1", 0), ("127.0.0.1", 5), ("::1", 7), ("::2", 3)]
+                .map(|(ip, count)| (ip.to_string(), count))
+        );
+        let (config, _) = parse("max.connections.per.ip.overrides=localhost:9");
+        assert_eq!(
+            config
+                .max_connections_per_ip_overrides
+                .get(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(&9)
+        );
+
+        // The default budget grows with socket.request.max.bytes; -1 means no bound.
+        let (config, _) = parse("socket.request.max.bytes=1073741824");
+        assert_eq!(config.queued_max_request_bytes, 1_073_741_824);
+        let (config, _) = parse("queued.max.request.bytes=-1");
+        assert_eq!(config.queued_max_request_bytes, -1);
+        let (config, _) =
+            parse("socket.request.max.bytes=1048576\nqueued.max.request.bytes=1048576");
+        assert_eq!(config.queued_max_request_bytes, 1_048_576);
+
+        // Kafka's rules: every admissible frame fits in the budget; per-ip 0 needs overrides.
+        let error = parse_error("queued.max.request.bytes=1048576");
+        assert!(
+            error.contains("queued.max.request.bytes")
+                && error.contains("socket.request.max.bytes"),
+            "{error}"
+        );
+        let error = parse_error("max.connections.per.ip=0");
+        assert!(
+            error.contains("max.connections.per.ip.overrides"),
+            "{error}"
+        );
+        for bad in [
+            "max.connections=-1",
+            "max.connections.per.ip=-1",
+            "queued.max.requests=0",
+            "queued.max.request.bytes=lots",
+            "max.connections.per.ip.overrides=127.0.0.1",
+            "max.connections.per.ip.overrides=127.0.0.1:many",
+            "max.connections.per.ip.overrides=127.0.0.1:-2",
+            "max.connections.per.ip.overrides=:5",
+        ] {
+            let error = parse_error(bad);
+            let key = bad.split('=').next().unwrap();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -2,17 +2,27 @@
 //! request to its handler and writes the response, one request at a time in order (as Kafka does: a
 //! connection's next request is read only after the previous response is queued).
 //!
+//! Memory: before reading a frame's body, the connection reserves the frame's size from the
+//! broker-wide request budget (`queued.max.request.bytes`, see [`crate::admission`]) and gives it
+//! back as Kafka does: a Produce request once it has been handled, any other once it is decoded
+//! (see [`handle_frame`]; responses are not counted). While the budget is spent the connection
+//! does not read its socket. The body is read into a buffer of its own, so its memory goes as
+//! soon as the request is done with it. Outside the budget a connection holds one read chunk
+//! (64 KiB) of input that is not yet a whole frame.
+//!
 //! Hostile input never takes the broker down: a frame larger than `socket.request.max.bytes` or
-//! smaller than a header closes the connection; buffers grow only as bytes actually arrive; a frame
-//! that fails to decode closes this connection with a log line, leaving all others untouched. A
-//! connection that sends no complete request for `connections.max.idle.ms` is closed, as in Kafka.
+//! smaller than a header closes the connection; a frame that fails to decode closes this
+//! connection with a log line, leaving all others untouched. Those log lines are rate-limited per
+//! kind of error ([`crate::log_limit`]), so a flood of bad frames cannot flood the log. A
+//! connection that sends no complete request for `connections.max.idle.ms` (not counting time
+//! spent waiting for request budget) is closed, as in Kafka.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use strom_protocol::codec::{get_i16, get_i32, Decode, Encode, Encoder};
 use strom_protocol::messages::{
     api_versions_response::ApiVersionsResponse, request_header::RequestHeader,
@@ -21,15 +31,20 @@ use strom_protocol::messages::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::admission::{RequestBudget, RequestPermit};
+use crate::config::BrokerConfig;
 use crate::handlers;
+use crate::log_limit::LogRateLimiter;
 use crate::state::Broker;
 
 /// The smallest frame that can hold a request header: api key, version, correlation id.
 const MIN_FRAME: usize = 8;
-/// The smallest step by which a read buffer grows.
+/// How much input a connection reads at a time before it knows the frame size.
 const READ_CHUNK: usize = 64 * 1024;
 
+const PRODUCE_KEY: i16 = 0;
 const API_VERSIONS_KEY: i16 = 18;
 const UNSUPPORTED_VERSION: i16 = 35;
 
@@ -46,8 +61,87 @@ enum ConnectionError {
     Idle(std::time::Duration),
 }
 
+/// What all connections share: the request memory budget and the rate limits of the warnings
+/// peers can provoke.
+#[derive(Debug)]
+pub struct ConnectionShared {
+    request_budget: RequestBudget,
+    warnings: ClosingWarnings,
+}
+
+impl ConnectionShared {
+    pub fn from_config(config: &BrokerConfig) -> Arc<ConnectionShared> {
+        Arc::new(ConnectionShared {
+            request_budget: RequestBudget::from_config(config),
+            warnings: ClosingWarnings::new(),
+        })
+    }
+
+    /// Writes one "suppressed K similar warnings" line per kind of warning suppressed in a
+    /// window that has ended by `now`.
+    pub fn report_suppressed_warnings(&self, now: std::time::Instant) {
+        self.warnings.report_suppressed(now);
+    }
+}
+
+/// The kinds of "closing connection" warnings, each rate-limited on its own.
+const WARNING_KINDS: [&str; 3] = ["bad frame size", "bad request", "i/o error"];
+
+/// Rate limits of the warnings written when a peer's input closes its connection.
+#[derive(Debug)]
+struct ClosingWarnings {
+    /// One limiter per entry of [`WARNING_KINDS`].
+    limiters: [LogRateLimiter; WARNING_KINDS.len()],
+}
+
+impl ClosingWarnings {
+    fn new() -> ClosingWarnings {
+        ClosingWarnings {
+            limiters: std::array::from_fn(|_| LogRateLimiter::for_peer_events()),
+        }
+    }
+
+    /// Logs why a connection is being closed: a disconnect silently, an idle timeout at debug
+    /// level, anything else as a warning, rate-limited per kind.
+    fn log(&self, peer: SocketAddr, error: &ConnectionError) {
+        let kind = match error {
+            ConnectionError::Io(io) if is_disconnect(io) => return,
+            ConnectionError::Idle(_) => {
+                tracing::debug!(%peer, %error, "closing connection");
+                return;
+            }
+            ConnectionError::BadFrameSize(..) => 0,
+            ConnectionError::BadRequest(_) => 1,
+            ConnectionError::Io(_) => 2,
+        };
+        let verdict = self.limiters[kind].check(std::time::Instant::now());
+        report(WARNING_KINDS[kind], verdict.suppressed_before);
+        if verdict.write {
+            tracing::warn!(%peer, %error, "closing connection");
+        }
+    }
+
+    fn report_suppressed(&self, now: std::time::Instant) {
+        for (kind, limiter) in WARNING_KINDS.iter().zip(&self.limiters) {
+            report(kind, limiter.take_suppressed(now));
+        }
+    }
+}
+
+/// Writes the summary of `suppressed` warnings of `kind`, if there were any.
+fn report(kind: &str, suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(
+            kind,
+            suppressed,
+            "closing connection: suppressed {suppressed} similar warnings"
+        );
+    }
+}
+
 pub async fn serve_connection(
     broker: Arc<Broker>,
+    shared: Arc<ConnectionShared>,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
@@ -57,34 +151,35 @@ pub async fn serve_connection(
     // response, before it is closed (`connections.max.idle.ms`). Bounds a peer that trickles a
     // frame byte by byte or never reads what it asked for.
     let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+    let mut pending = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
-            frame = tokio::time::timeout(
+            frame = read_frame(
+                &mut stream,
+                &mut pending,
+                max_frame,
                 max_idle,
-                read_frame(&mut stream, &mut buffer, max_frame),
-            ) => frame.unwrap_or(Err(ConnectionError::Idle(max_idle))),
+                &shared.request_budget,
+            ) => frame,
         };
         let result = match frame {
             Ok(None) => return,
-            Ok(Some(frame)) => match handle_frame(&broker, frame, peer).await {
-                Ok(Some(response)) => {
-                    tokio::time::timeout(max_idle, write_chunks(&mut stream, &response))
-                        .await
-                        .unwrap_or(Err(ConnectionError::Idle(max_idle)))
+            Ok(Some((frame, budget_share))) => {
+                match handle_frame(&broker, frame, budget_share, peer).await {
+                    Ok(Some(response)) => {
+                        tokio::time::timeout(max_idle, write_chunks(&mut stream, &response))
+                            .await
+                            .unwrap_or(Err(ConnectionError::Idle(max_idle)))
+                    }
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
                 }
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
-            },
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = result {
-            match error {
-                ConnectionError::Io(ref io) if is_disconnect(io) => {}
-                ConnectionError::Idle(_) => tracing::debug!(%peer, %error, "closing connection"),
-                _ => tracing::warn!(%peer, %error, "closing connection"),
-            }
+            shared.warnings.log(peer, &error);
             return;
         }
     }
@@ -98,37 +193,62 @@ fn is_disconnect(error: &std::io::Error) -> bool {
     )
 }
 
-/// Reads one size-prefixed frame; `None` on a clean end of stream between frames.
+/// Reads one size-prefixed frame together with its share of the request budget; `None` on a
+/// clean end of stream between frames. The whole frame must arrive within `max_idle`, not
+/// counting the time spent waiting for budget (the socket is not read meanwhile).
 async fn read_frame(
     stream: &mut TcpStream,
-    buffer: &mut BytesMut,
+    pending: &mut BytesMut,
     max_frame: usize,
-) -> Result<Option<Bytes>, ConnectionError> {
-    loop {
-        if buffer.len() >= 4 {
-            let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-            if size < MIN_FRAME as i32 || size as usize > max_frame {
-                return Err(ConnectionError::BadFrameSize(i64::from(size), max_frame));
-            }
-            let total = 4 + size as usize;
-            if buffer.len() >= total {
-                buffer.advance(4);
-                return Ok(Some(buffer.split_to(size as usize).freeze()));
-            }
-            // Grow geometrically with what has actually arrived, never by what the size claims:
-            // a hostile size costs at most twice the bytes really sent.
-            buffer.reserve((total - buffer.len()).min(buffer.len().max(READ_CHUNK)));
-        } else {
-            buffer.reserve(READ_CHUNK);
-        }
-        if stream.read_buf(buffer).await? == 0 {
-            if buffer.is_empty() {
+    max_idle: Duration,
+    budget: &RequestBudget,
+) -> Result<Option<(Bytes, RequestPermit)>, ConnectionError> {
+    let mut deadline = Instant::now() + max_idle;
+    while pending.len() < 4 {
+        pending.reserve(READ_CHUNK);
+        if read_by(stream, pending, deadline, max_idle).await? == 0 {
+            if pending.is_empty() {
                 return Ok(None);
             }
-            return Err(ConnectionError::Io(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
+    }
+    let size = i32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]);
+    let size = match usize::try_from(size) {
+        Ok(size) if (MIN_FRAME..=max_frame).contains(&size) => size,
+        _ => return Err(ConnectionError::BadFrameSize(i64::from(size), max_frame)),
+    };
+    let waiting_since = Instant::now();
+    let budget_share = budget.reserve(size).await;
+    deadline += waiting_since.elapsed();
+    pending.advance(4);
+    if pending.len() >= size {
+        return Ok(Some((pending.split_to(size).freeze(), budget_share)));
+    }
+    // The reserved budget pays for the whole frame; read the rest straight into it.
+    let mut frame = BytesMut::with_capacity(size);
+    frame.extend_from_slice(pending);
+    pending.clear();
+    while frame.len() < size {
+        let missing = size - frame.len();
+        if read_by(stream, &mut (&mut frame).limit(missing), deadline, max_idle).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some((frame.freeze(), budget_share)))
+}
+
+/// One read into `buffer`, failing as idle if nothing arrives by `deadline`; returns the bytes
+/// read (0 at end of stream).
+async fn read_by(
+    stream: &mut TcpStream,
+    buffer: &mut impl BufMut,
+    deadline: Instant,
+    max_idle: Duration,
+) -> Result<usize, ConnectionError> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buffer)).await {
+        Ok(read) => Ok(read?),
+        Err(_) => Err(ConnectionError::Idle(max_idle)),
     }
 }
 
@@ -164,9 +284,16 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> Result<(), Co
 }
 
 /// Decodes, handles and encodes one request; `None` when no response is due (produce with acks=0).
+///
+/// The frame's share of the request budget is given back as Kafka gives back its request
+/// buffers: a Produce request (whose records are slices of the frame) keeps it until it has
+/// been handled, any other request once it is decoded. Requests that wait inside their handler
+/// (JoinGroup and SyncGroup until the rebalance completes, Fetch up to its `max_wait_ms`) must
+/// not hold budget, or a client could stop every connection's reading for as long as it likes.
 async fn handle_frame(
     broker: &Broker,
     frame: Bytes,
+    budget_share: RequestPermit,
     peer: SocketAddr,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let mut peek = frame.clone();
@@ -174,6 +301,7 @@ async fn handle_frame(
     let api_key = get_i16(&mut peek).map_err(bad)?;
     let api_version = get_i16(&mut peek).map_err(bad)?;
     let correlation_id = get_i32(&mut peek).map_err(bad)?;
+    drop(peek);
 
     let Some(supported) = handlers::supported_versions(api_key) else {
         return Err(ConnectionError::BadRequest(format!(
@@ -199,12 +327,16 @@ async fn handle_frame(
     let header = RequestHeader::decode(&mut body_buf, request_header_version(api_key, api_version))
         .map_err(bad)?;
     let request = RequestBody::decode(api_key, api_version, &mut body_buf).map_err(bad)?;
+    drop(body_buf);
+    let budget_share = (api_key == PRODUCE_KEY).then_some(budget_share);
     let context = handlers::RequestContext {
         api_version,
         client_id: header.client_id,
         peer,
     };
-    let Some(response) = handlers::handle(broker, &context, request).await else {
+    let response = handlers::handle(broker, &context, request).await;
+    drop(budget_share);
+    let Some(response) = response else {
         return Ok(None);
     };
     let header_version = response_header_version(api_key, api_version);

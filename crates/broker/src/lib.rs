@@ -7,11 +7,13 @@
 //! per partition). Connections borrow the broker through an `Arc` and never hold a lock across an
 //! `.await`.
 
+mod admission;
 pub mod config;
 mod connection;
 mod controller_client;
 mod groups;
 mod handlers;
+mod log_limit;
 mod partitions;
 mod publisher;
 mod server;

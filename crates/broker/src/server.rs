@@ -16,8 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admission::ConnectionLimits;
 use crate::config::BrokerConfig;
-use crate::connection;
+use crate::connection::{self, ConnectionShared};
 use crate::controller_client::ControllerClient;
 use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::partitions::PartitionRegistry;
@@ -29,6 +30,8 @@ const HOUSEKEEPING_TICK: Duration = Duration::from_millis(500);
 /// How often compacted partitions are checked for a cleaning pass (Kafka's
 /// `log.cleaner.backoff.ms` is 15 s; passes are skipped cheaply when nothing is dirty).
 const COMPACTION_TICK: Duration = Duration::from_secs(2);
+/// How often summaries of suppressed log lines are written.
+const SUPPRESSED_WARNINGS_TICK: Duration = Duration::from_secs(1);
 
 /// A running broker: its bound address, and the means to stop it.
 pub struct ServerHandle {
@@ -186,21 +189,40 @@ pub(crate) async fn open_broker(
     Ok(broker)
 }
 
+/// Accepts connections within `max.connections` (waiting, as Kafka does, while that many are
+/// open) and `max.connections.per.ip` (closing the ones over it), one task each.
 async fn accept_loop(
     broker: Arc<Broker>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limits = ConnectionLimits::from_config(&broker.config);
+    let shared = ConnectionShared::from_config(&broker.config);
+    tokio::spawn(report_suppressed_warnings(
+        limits.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
     loop {
+        let free_slot = tokio::select! {
+            _ = shutdown.changed() => return,
+            free_slot = limits.wait_for_free_slot() => free_slot,
+        };
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Over its address's limit: dropping the stream closes it.
+                    let Some(slot) = limits.admit(free_slot, peer.ip()) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
+                    let shared = shared.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        connection::serve_connection(broker, stream, peer, shutdown).await;
+                        connection::serve_connection(broker, shared, stream, peer, shutdown).await;
+                        drop(slot);
                     });
                 }
                 Err(error) => {
@@ -210,6 +232,25 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Writes the summary lines of rate-limited log lines (see [`crate::log_limit`]) once their
+/// window has ended, so that a burst is reported even when nothing follows it.
+async fn report_suppressed_warnings(
+    limits: Arc<ConnectionLimits>,
+    shared: Arc<ConnectionShared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(SUPPRESSED_WARNINGS_TICK);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = std::time::Instant::now();
+        limits.report_suppressed(now);
+        shared.report_suppressed_warnings(now);
     }
 }
 
