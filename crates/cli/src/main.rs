@@ -1,5 +1,5 @@
 //! `strom`: one binary for the Strom broker (`strom server`) and the Kafka-protocol client tools
-//! (`topics`, `produce`, `consume`, `groups`, `cluster`, `bench`). The client tools use librdkafka through
+//! (`topics`, `produce`, `consume`, `groups`, `cluster`, `bench`) and `storage` (format data directories). The client tools use librdkafka through
 //! the `rdkafka` crate, so they work against any Kafka-compatible cluster.
 
 mod bench;
@@ -9,6 +9,7 @@ mod consume;
 mod groups;
 mod produce;
 mod server;
+mod storage;
 mod topics;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// Format data directories for a cluster (like kafka-storage.sh).
+    Storage(storage::StorageArgs),
 }
 
 #[tokio::main]
@@ -71,6 +74,7 @@ async fn main() -> ExitCode {
             client::init_client_tracing();
             cluster::run(args).await
         }
+        Command::Storage(args) => storage::run(args),
         Command::Bench(args) => {
             client::init_client_tracing();
             bench::run(args).await

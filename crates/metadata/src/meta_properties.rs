@@ -16,57 +16,143 @@ use crate::error::MetadataError;
 
 const META_PROPERTIES: &str = "meta.properties";
 
-/// Reads `meta.properties` (cluster id, node id) or writes it for a new cluster; returns the
-/// cluster id.
+/// What `meta.properties` records about a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaProperties {
+    pub cluster_id: String,
+    pub node_id: Option<i32>,
+    pub directory_id: Option<String>,
+}
+
+/// Reads `meta.properties` in `dir`; `None` if the directory is not formatted.
+pub fn read_meta_properties(dir: &Path) -> Result<Option<MetaProperties>, MetadataError> {
+    let path = dir.join(META_PROPERTIES);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(MetadataError::storage(
+                &format!("reading {}", path.display()),
+                e,
+            ))
+        }
+    };
+    let properties: BTreeMap<&str, &str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let invalid =
+        |what: String| MetadataError::storage(&format!("reading {}", path.display()), what);
+    let cluster_id = properties
+        .get("cluster.id")
+        .ok_or_else(|| invalid("no cluster.id property".into()))?;
+    let node_id = match properties.get("node.id") {
+        Some(text) => Some(
+            text.parse()
+                .map_err(|_| invalid(format!("node.id {text} is not a number")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(MetaProperties {
+        cluster_id: (*cluster_id).to_owned(),
+        node_id,
+        directory_id: properties.get("directory.id").map(|s| (*s).to_owned()),
+    }))
+}
+
+/// Checks a cluster id the way `kafka-storage format -t` does: 16 bytes in URL-safe base64.
+pub fn validate_cluster_id(cluster_id: &str) -> Result<(), String> {
+    let valid = cluster_id.len() == 22
+        && cluster_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "Cluster ID string {cluster_id} does not appear to be a valid UUID: a cluster id is \
+             22 characters of URL-safe base64 (see `strom storage random-uuid`)"
+        ))
+    }
+}
+
+/// Formats `dir` for node `node_id` of cluster `cluster_id` (`kafka-storage format`): writes
+/// `meta.properties`. A directory already formatted for the same cluster and node is left alone
+/// when `ignore_formatted`; otherwise formatting an already formatted directory is an error.
+pub fn format_directory(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: i32,
+    ignore_formatted: bool,
+) -> Result<bool, MetadataError> {
+    validate_cluster_id(cluster_id)
+        .map_err(|e| MetadataError::new(crate::error::codes::INVALID_REQUEST, e))?;
+    if let Some(existing) = read_meta_properties(dir)? {
+        let same = existing.cluster_id == cluster_id && existing.node_id == Some(node_id);
+        if ignore_formatted && same {
+            return Ok(false);
+        }
+        return Err(MetadataError::storage(
+            &format!("formatting {}", dir.display()),
+            format!(
+                "the directory is already formatted (cluster.id={}, node.id={}); use \
+                 --ignore-formatted to skip directories formatted for this node",
+                existing.cluster_id,
+                existing
+                    .node_id
+                    .map_or_else(|| "none".into(), |id| id.to_string())
+            ),
+        ));
+    }
+    write_meta_properties(dir, cluster_id, node_id)?;
+    Ok(true)
+}
+
+fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> Result<(), MetadataError> {
+    let path = dir.join(META_PROPERTIES);
+    let contents = format!(
+        "#\n#Written by strom\ncluster.id={cluster_id}\ndirectory.id={}\nnode.id={node_id}\nversion=1\n",
+        base64url(&random_uuid())
+    );
+    let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
+    fs::create_dir_all(dir)
+        .and_then(|()| fs::write(&tmp, contents))
+        .and_then(|()| fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, &path))
+        .and_then(|()| fs::File::open(dir)?.sync_all())
+        .map_err(|e| MetadataError::storage(&format!("writing {}", path.display()), e))
+}
+
+/// Reads `meta.properties` (cluster id, node id) or, when `cluster_id_if_new` allows it, formats
+/// the directory for a new cluster (the zero-config single node formats itself on first start);
+/// returns the cluster id. A directory of another node, or of another cluster than
+/// `cluster_id_if_new` names, is refused with a message saying so.
 pub fn load_or_create_meta_properties(
     dir: &Path,
     node_id: i32,
     cluster_id_if_new: Option<String>,
 ) -> Result<String, MetadataError> {
     let path = dir.join(META_PROPERTIES);
-    let storage = |context: &str, e: std::io::Error| {
-        MetadataError::storage(&format!("{context} {}", path.display()), e)
-    };
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let properties: BTreeMap<&str, &str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .filter_map(|line| line.split_once('='))
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .collect();
-            let cluster_id = properties.get("cluster.id").ok_or_else(|| {
-                MetadataError::storage(
+    match read_meta_properties(dir)? {
+        Some(existing) => {
+            if let Some(stored) = existing.node_id.filter(|stored| *stored != node_id) {
+                return Err(MetadataError::storage(
                     &format!("reading {}", path.display()),
-                    "no cluster.id property",
-                )
-            })?;
-            if let Some(stored) = properties.get("node.id") {
-                if *stored != node_id.to_string() {
-                    return Err(MetadataError::storage(
-                        &format!("reading {}", path.display()),
-                        format!("node.id {stored} doesn't match the configured node id {node_id}"),
-                    ));
-                }
+                    format!(
+                        "the directory belongs to node.id {stored}, not to the configured node id {node_id}"
+                    ),
+                ));
             }
-            Ok((*cluster_id).to_owned())
+            Ok(existing.cluster_id)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             let cluster_id = cluster_id_if_new.unwrap_or_else(|| base64url(&random_uuid()));
-            let contents = format!(
-                "#\n#Written by strom\ncluster.id={cluster_id}\ndirectory.id={}\nnode.id={node_id}\nversion=1\n",
-                base64url(&random_uuid())
-            );
-            let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
-            fs::write(&tmp, contents)
-                .and_then(|()| fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| fs::rename(&tmp, &path))
-                .and_then(|()| fs::File::open(dir)?.sync_all())
-                .map_err(|e| storage("writing", e))?;
+            write_meta_properties(dir, &cluster_id, node_id)?;
             Ok(cluster_id)
         }
-        Err(e) => Err(storage("reading", e)),
     }
 }
 
