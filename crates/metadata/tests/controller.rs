@@ -800,9 +800,9 @@ proptest::proptest! {
                 Operation::DeleteTopic(t) => store.delete_topic(&format!("t{t}")).map(drop),
                 Operation::AddPartitions(t, p) => store.create_partitions(&format!("t{t}"), *p, false),
                 Operation::SetTopicConfig(t, v) => store.alter_topic_configs(
-                    &format!("t{t}"), &[ConfigOp::set("retention.ms", &v.to_string())], false),
+                    &format!("t{t}"), &[ConfigOp::set("retention.ms", v.to_string())], false),
                 Operation::SetBrokerDefault(v) => store.alter_broker_configs(
-                    None, &[ConfigOp::set("log.retention.ms", &v.to_string())], false),
+                    None, &[ConfigOp::set("log.retention.ms", v.to_string())], false),
                 Operation::AllocateProducerIds => store.allocate_producer_id_block(100).map(drop),
             };
             if result.is_err() {
