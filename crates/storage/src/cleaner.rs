@@ -841,6 +841,7 @@ mod tests {
             log.append(&record(&format!("k{}", i % 2), &i.to_string()), 0, NOW)
                 .unwrap();
         }
+        log.update_high_watermark(log.log_end_offset());
         assert!(log.segment_count() > 3);
         log
     }
@@ -896,6 +897,7 @@ mod tests {
         for i in 0..10 {
             log.append(&record("k", &i.to_string()), 0, NOW).unwrap();
         }
+        log.update_high_watermark(log.log_end_offset());
         let plan = log.plan_compaction(NOW).unwrap().unwrap();
         let stats = log.install_compaction(clean(plan).unwrap()).unwrap();
         assert!(stats.records_removed > 0);

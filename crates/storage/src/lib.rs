@@ -90,6 +90,7 @@
 pub mod cleaner;
 pub mod config;
 pub mod error;
+pub mod leader_epoch;
 pub mod log;
 pub mod producer_state;
 mod segment;
@@ -97,4 +98,5 @@ mod segment;
 pub use cleaner::{compact_now, CleanerCheckpoint, CompactionStats};
 pub use config::{ConfigValueError, LogConfig};
 pub use error::{StorageError, StorageResult};
+pub use leader_epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendOutcome, PartitionLog};
