@@ -3,8 +3,9 @@
 //! since the cleaning pass that first saw them, and never moves an offset.
 //!
 //! # A cleaning pass ([`compact_now`])
-//! 1. **Plan, under the partition lock** (brief): pick the cleanable segments (sealed ones only,
-//!    never the active segment; none whose newest record is younger than `min.compaction.lag.ms`),
+//! 1. **Plan, under the partition lock** (brief): pick the cleanable segments (sealed ones wholly
+//!    below the high watermark only, never the active segment; none whose newest record is younger
+//!    than `min.compaction.lag.ms`),
 //!    decide whether a pass is due (dirty bytes / cleanable bytes >= `min.cleanable.dirty.ratio`,
 //!    or dirty data older than `max.compaction.lag.ms`, or tombstones whose delete horizon passed)
 //!    and duplicate the file handles of those segments.
