@@ -172,11 +172,8 @@ async fn records_without_key_are_refused_each_named_like_kafka() {
             partition_data: vec![PartitionProduceData {
                 index: 0,
                 records: Some(batch.build()),
-                ..Default::default()
             }],
-            ..Default::default()
         }],
-        ..Default::default()
     };
     let response = produce_v8(&broker, &request);
     let partition = &response.responses[0].partition_responses[0];

@@ -868,7 +868,9 @@ impl PartitionLog {
     }
 
     /// Whole batches starting with the one containing `fetch_offset`, up to `max_bytes` (at least
-    /// one batch when `min_one_message`), never a batch reaching `max_offset_exclusive`.
+    /// one batch when `min_one_message`), never a batch reaching `max_offset_exclusive`: the high
+    /// watermark for consumers, the log end for followers. A fetch offset between the bound and
+    /// the log end reads nothing; outside `[log start, log end]` it is `OffsetOutOfRange`.
     pub fn read(
         &self,
         fetch_offset: i64,
