@@ -319,7 +319,8 @@ impl PartitionLog {
                         epochs.assign(header.partition_leader_epoch, header.base_offset);
                     })?;
                 }
-                (epochs, true)
+                // An empty log (a new partition) has nothing to remember yet.
+                (epochs, self.size_bytes() > 0)
             }
         };
         changed |= epochs.truncate_from_end(self.log_end_offset());
