@@ -150,7 +150,10 @@ impl PartitionRegistry {
                 continue;
             }
             match PartitionLog::open(&dir, config) {
-                Ok(log) => {
+                Ok(mut log) => {
+                    // Single node: this broker leads with itself as the only in-sync replica, so
+                    // everything in its log is committed (Kafka's leader HW on becoming leader).
+                    log.update_high_watermark(log.log_end_offset());
                     partitions.insert(
                         (topic.clone(), index),
                         Arc::new(Partition {

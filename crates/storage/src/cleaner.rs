@@ -3,8 +3,9 @@
 //! since the cleaning pass that first saw them, and never moves an offset.
 //!
 //! # A cleaning pass ([`compact_now`])
-//! 1. **Plan, under the partition lock** (brief): pick the cleanable segments (sealed ones only,
-//!    never the active segment; none whose newest record is younger than `min.compaction.lag.ms`),
+//! 1. **Plan, under the partition lock** (brief): pick the cleanable segments (sealed ones wholly
+//!    below the high watermark only, never the active segment; none whose newest record is younger
+//!    than `min.compaction.lag.ms`),
 //!    decide whether a pass is due (dirty bytes / cleanable bytes >= `min.cleanable.dirty.ratio`,
 //!    or dirty data older than `max.compaction.lag.ms`, or tombstones whose delete horizon passed)
 //!    and duplicate the file handles of those segments.
@@ -841,6 +842,7 @@ mod tests {
             log.append(&record(&format!("k{}", i % 2), &i.to_string()), 0, NOW)
                 .unwrap();
         }
+        log.update_high_watermark(log.log_end_offset());
         assert!(log.segment_count() > 3);
         log
     }
@@ -896,6 +898,7 @@ mod tests {
         for i in 0..10 {
             log.append(&record("k", &i.to_string()), 0, NOW).unwrap();
         }
+        log.update_high_watermark(log.log_end_offset());
         let plan = log.plan_compaction(NOW).unwrap().unwrap();
         let stats = log.install_compaction(clean(plan).unwrap()).unwrap();
         assert!(stats.records_removed > 0);

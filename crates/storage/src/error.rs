@@ -56,9 +56,30 @@ pub enum StorageError {
         lower: i64,
         upper: i64,
     },
-    /// The requested offset lies outside `[log start, log end]`.
+    /// Records without key sent to a compacted topic: their indexes within the (first offending)
+    /// batch, Kafka's `RecordError.batch_index`, one per record.
+    #[error("compacted topic cannot accept {} record(s) without key", batch_indexes.len())]
+    RecordsWithoutKey { batch_indexes: Vec<usize> },
+    /// The requested offset lies outside `[start, end]` (the log start and the log end, or the
+    /// high watermark where the operation is bounded by it).
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// A follower append starting below the log end offset (Kafka's
+    /// `UnexpectedAppendOffsetException`): the follower must truncate first.
+    #[error("follower append starts at offset {first_offset}, below the log end offset {log_end_offset}")]
+    UnexpectedAppendOffset {
+        first_offset: i64,
+        log_end_offset: i64,
+    },
+    /// A follower append whose batches do not have increasing offsets (Kafka's
+    /// `OffsetsOutOfOrderException`).
+    #[error(
+        "follower append has a batch at offset {base_offset} after offset {previous_last_offset}"
+    )]
+    OffsetsOutOfOrder {
+        previous_last_offset: i64,
+        base_offset: i64,
+    },
 }
 
 impl StorageError {
@@ -81,7 +102,9 @@ impl StorageError {
             Self::OutOfOrderSequence { .. } => 45,
             Self::InvalidProducerEpoch { .. } => 47,
             Self::Io { .. } => 56,
-            Self::InvalidRecord(_) => 87,
+            Self::InvalidRecord(_) | Self::RecordsWithoutKey { .. } => 87,
+            // Raised to a follower's own fetcher, never sent to a client: UNKNOWN_SERVER_ERROR.
+            Self::UnexpectedAppendOffset { .. } | Self::OffsetsOutOfOrder { .. } => -1,
         }
     }
 }

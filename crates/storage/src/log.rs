@@ -1,8 +1,16 @@
-//! A partition log: the ordered segments of one partition directory, with append (validation,
-//! timestamp bounds, idempotent producer checks, offset assignment, header patching), reads,
-//! ListOffsets lookups, retention, DeleteRecords, truncation, flushing and crash recovery; and the
-//! locked steps of a compaction pass (planning and swapping in cleaned segments, see
+//! A partition log: the ordered segments of one partition directory, with the two ways in, as
+//! Kafka's `UnifiedLog` has them: the leader append ([`PartitionLog::append`]: validation,
+//! timestamp bounds, idempotent producer checks, offset assignment, header patching) and the
+//! follower append ([`PartitionLog::append_as_follower`]: the leader's batches kept byte for byte);
+//! the high watermark, the recovery point and the leader-epoch cache ([`crate::leader_epoch`]);
+//! reads, ListOffsets lookups, retention, DeleteRecords, truncation, flushing and crash recovery;
+//! and the locked steps of a compaction pass (planning and swapping in cleaned segments, see
 //! [`crate::cleaner`]).
+//!
+//! Kafka keeps the high watermark and the recovery point of all partitions of a log directory in
+//! two files (`replication-offset-checkpoint`, `recovery-point-offset-checkpoint`); here each
+//! partition directory holds its own pair, under the same names, in the format of the log start
+//! checkpoint (a version line `0`, then the offset).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,16 +28,29 @@ use crate::cleaner::{
 };
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError, StorageResult};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::{
-    fsync_dir, is_uncompressed, segment_file_with, walk_records, write_file_atomically,
-    PatchedBatch, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    delete_segment_files, fsync_dir, is_uncompressed, segment_file_with, walk_records,
+    write_file_atomically, PatchedBatch, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 /// Name of the file holding the log start offset inside the partition directory.
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
+/// Name of the file holding the high watermark inside the partition directory (Kafka's name for
+/// its per-log-directory file).
+pub const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// Name of the file holding the recovery point inside the partition directory (Kafka's name for
+/// its per-log-directory file).
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 const CHECKPOINT_VERSION: &str = "0";
+/// How often a moved high watermark is written to its checkpoint by the periodic duty (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+/// How often a moved recovery point is written to its checkpoint by the periodic duty (Kafka's
+/// `log.flush.offset.checkpoint.interval.ms` default).
+const RECOVERY_POINT_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 /// Present while the log is cleanly flushed and closed: the next open trusts the tail's indexes
 /// instead of re-validating the whole tail segment (Kafka's `.kafka_cleanshutdown`).
 pub const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
@@ -41,7 +62,8 @@ pub struct AppendOutcome {
     pub base_offset: i64,
     /// Offset of the last record appended.
     pub last_offset: i64,
-    /// The broker's append time under LogAppendTime, -1 under CreateTime.
+    /// The broker's append time under LogAppendTime, -1 under CreateTime (and for a follower
+    /// append, whose batches carry the leader's times).
     pub log_append_time: i64,
     /// Number of records appended.
     pub record_count: usize,
@@ -49,7 +71,19 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
+/// What the high watermark and recovery point checkpoint files hold, and when they were written.
+#[derive(Debug, Clone, Copy)]
+struct Checkpointed {
+    high_watermark: i64,
+    high_watermark_ms: i64,
+    recovery_point: i64,
+    recovery_point_ms: i64,
+}
+
 /// The commit log of one partition. Single writer: mutate through `&mut self`, read through `&self`.
+///
+/// Invariants: `log start <= high watermark <= log end`, `recovery point <= log end`, offsets
+/// increase across appends (checked with `debug_assert!`s after each change).
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
@@ -57,6 +91,14 @@ pub struct PartitionLog {
     /// Ordered by base offset; never empty; the last one is the active segment.
     segments: Vec<Segment>,
     log_start_offset: i64,
+    /// Offsets below it are committed (replicated to the in-sync replicas; on a single node, simply
+    /// appended): what consumers may read. Moved by its owner, never by an append.
+    high_watermark: i64,
+    /// Offsets below it are known fsynced: recovery validates only segments reaching past it.
+    recovery_point: i64,
+    /// The leader epochs that wrote to the log and where each started.
+    epochs: LeaderEpochCache,
+    checkpointed: Checkpointed,
     producers: ProducerStateManager,
     unflushed_messages: i64,
     /// Wall-clock time of the last fsync of the active segment.
@@ -86,9 +128,11 @@ pub(crate) fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
 }
 
 impl PartitionLog {
-    /// Opens (creating if needed) the log in `dir`, recovering from an unclean shutdown: the last
-    /// segment is validated batch by batch and cut at the first torn or corrupt batch; earlier
-    /// segments are trusted once their indexes check out.
+    /// Opens (creating if needed) the log in `dir`, recovering from an unclean shutdown: the
+    /// segments reaching past the recovery point (at least the last one) are validated batch by
+    /// batch and cut at the first torn or corrupt batch; earlier segments are trusted once their
+    /// indexes check out. The high watermark is the checkpointed one, clamped to
+    /// `[log start, log end]`: its owner moves it on from there.
     pub fn open(dir: &Path, config: LogConfig) -> StorageResult<PartitionLog> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         cleaner::recover_interrupted_swaps(dir)?;
@@ -119,52 +163,29 @@ impl PartitionLog {
             }
         }
 
-        let checkpoint = read_log_start_checkpoint(dir)?;
+        let checkpoint = read_offset_checkpoint(dir, LOG_START_CHECKPOINT)?;
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean_shutdown = marker.exists();
         if clean_shutdown {
             fs::remove_file(&marker).context(|| format!("deleting {}", marker.display()))?;
             fsync_dir(dir)?;
         }
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        if let Some((&tail, sealed)) = bases.split_last() {
-            for &base in sealed {
-                let segment = Segment::open_sealed(dir, base, now_ms, config.index_interval_bytes)?;
-                // Only a compaction merge interrupted by a crash leaves a segment starting inside
-                // the previous one: a member whose records are all in the merged segment.
-                if segments
-                    .last()
-                    .is_some_and(|previous: &Segment| base < previous.next_offset())
-                {
-                    tracing::warn!(dir = %dir.display(), base, "deleting a merged segment");
-                    segment.delete()?;
-                    fsync_dir(dir)?;
-                    continue;
-                }
-                segments.push(segment);
-            }
-            let (segment, truncated) = Segment::open_recovering(
-                dir,
-                tail,
-                now_ms,
-                config.index_interval_bytes,
-                clean_shutdown,
-            )?;
-            if truncated > 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    bytes_truncated = truncated,
-                    "truncated torn or corrupt tail of the log"
-                );
-            }
-            segments.push(segment);
-        } else {
-            segments.push(Segment::create(
+        // Segments wholly below the recovery point were fsynced. Without the checkpoint (a log
+        // written before it existed) the guarantee of those days holds: every sealed segment was
+        // fsynced when it was rolled.
+        let recovery_checkpoint = read_offset_checkpoint(dir, RECOVERY_POINT_CHECKPOINT)?;
+        let flushed_up_to = recovery_checkpoint.or(bases.last().copied()).unwrap_or(0);
+        let segments =
+            Self::open_segments(dir, &bases, &config, flushed_up_to, clean_shutdown, now_ms)?;
+        let segments = if segments.is_empty() {
+            vec![Segment::create(
                 dir,
                 checkpoint.unwrap_or(0).max(0),
                 now_ms,
-            )?);
-        }
+            )?]
+        } else {
+            segments
+        };
 
         let first_base = segments[0].base_offset();
         let log_end = segments.last().map_or(first_base, Segment::next_offset);
@@ -172,6 +193,15 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
+        let high_watermark_checkpoint = read_offset_checkpoint(dir, HIGH_WATERMARK_CHECKPOINT)?;
+        let high_watermark = high_watermark_checkpoint
+            .unwrap_or(0)
+            .clamp(log_start_offset, log_end);
+        let recovery_point = if clean_shutdown {
+            log_end
+        } else {
+            flushed_up_to.min(log_end)
+        };
         let cleaner = cleaner::read_cleaner_checkpoint(dir)?
             .map(|checkpoint| CleanerCheckpoint {
                 first_dirty_offset: checkpoint.first_dirty_offset.min(log_end),
@@ -186,6 +216,16 @@ impl PartitionLog {
             config,
             segments,
             log_start_offset,
+            high_watermark,
+            recovery_point,
+            epochs: LeaderEpochCache::default(),
+            // What the files hold (-1: no file), so that the periodic duty writes any difference.
+            checkpointed: Checkpointed {
+                high_watermark: high_watermark_checkpoint.unwrap_or(-1),
+                high_watermark_ms: now_ms,
+                recovery_point: recovery_checkpoint.unwrap_or(-1),
+                recovery_point_ms: now_ms,
+            },
             producers: ProducerStateManager::default(),
             unflushed_messages: 0,
             last_flush_ms: now_ms,
@@ -194,8 +234,102 @@ impl PartitionLog {
             cleaning_in_progress: false,
             truncations: 0,
         };
+        log.load_leader_epochs()?;
         log.rebuild_producer_state()?;
+        log.debug_assert_invariants();
         Ok(log)
+    }
+
+    /// Opens the segments named by `bases` (sorted). Segments wholly below `flushed_up_to` are
+    /// trusted once their indexes check out; later ones (the tail always, unless the log was shut
+    /// down cleanly) are validated batch by batch and cut at the first torn or corrupt batch, and
+    /// when a sealed one is cut, the segments after it are deleted (their data followed data that
+    /// was lost), as Kafka's recovery does.
+    fn open_segments(
+        dir: &Path,
+        bases: &[i64],
+        config: &LogConfig,
+        flushed_up_to: i64,
+        clean_shutdown: bool,
+        now_ms: i64,
+    ) -> StorageResult<Vec<Segment>> {
+        let index_interval = config.index_interval_bytes;
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for (position, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(position + 1).copied();
+            let Some(next_base) = next_base else {
+                let (segment, truncated) =
+                    Segment::open_recovering(dir, base, now_ms, index_interval, clean_shutdown)?;
+                if truncated > 0 {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        bytes_truncated = truncated,
+                        "truncated torn or corrupt tail of the log"
+                    );
+                }
+                segments.push(segment);
+                break;
+            };
+            let (segment, truncated) = if clean_shutdown || next_base <= flushed_up_to {
+                (Segment::open_sealed(dir, base, now_ms, index_interval)?, 0)
+            } else {
+                Segment::open_recovering(dir, base, now_ms, index_interval, false)?
+            };
+            // Only a compaction merge interrupted by a crash leaves a segment starting inside
+            // the previous one: a member whose records are all in the merged segment.
+            if segments
+                .last()
+                .is_some_and(|previous| base < previous.next_offset())
+            {
+                tracing::warn!(dir = %dir.display(), base, "deleting a merged segment");
+                segment.delete()?;
+                fsync_dir(dir)?;
+                continue;
+            }
+            segments.push(segment);
+            if truncated > 0 {
+                let dropped = &bases[position + 1..];
+                tracing::warn!(
+                    dir = %dir.display(),
+                    base,
+                    bytes_truncated = truncated,
+                    segments_deleted = dropped.len(),
+                    "truncated a torn or corrupt unflushed segment; deleting the segments after it"
+                );
+                for &later in dropped {
+                    delete_segment_files(dir, later, "")?;
+                }
+                fsync_dir(dir)?;
+                break;
+            }
+        }
+        Ok(segments)
+    }
+
+    /// Loads the leader-epoch cache, rebuilding it from the batch headers when its checkpoint is
+    /// missing or unreadable, and trims it to the log's offsets (a crash may have lost batches
+    /// whose epoch was already recorded: the cache is written before the data).
+    fn load_leader_epochs(&mut self) -> StorageResult<()> {
+        let (mut epochs, mut changed) = match LeaderEpochCache::load(&self.dir)? {
+            Some(epochs) => (epochs, false),
+            None => {
+                let mut epochs = LeaderEpochCache::default();
+                for segment in &self.segments {
+                    segment.for_each_header(0, |header| {
+                        epochs.assign(header.partition_leader_epoch, header.base_offset);
+                    })?;
+                }
+                // An empty log (a new partition) has nothing to remember yet.
+                (epochs, self.size_bytes() > 0)
+            }
+        };
+        changed |= epochs.truncate_from_end(self.log_end_offset());
+        changed |= epochs.truncate_from_start(self.log_start_offset);
+        self.epochs = epochs;
+        if changed {
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Loads the newest producer snapshot at or below the log end and replays batch headers after it.
@@ -228,6 +362,65 @@ impl PartitionLog {
 
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset()
+    }
+
+    /// Offsets below it are committed: consumers read, and ListOffsets answers, below it.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark to `offset` clamped to `[log start, log end]` (never beyond the
+    /// log end offset) and returns it. The owner of the partition moves it: a leader when its
+    /// in-sync replicas have the data (on a single node, right after each append), a follower from
+    /// its leader's. It reaches its checkpoint file within
+    /// `HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS` (see [`PartitionLog::maybe_roll_and_flush`]) and
+    /// on [`PartitionLog::flush`].
+    pub fn update_high_watermark(&mut self, offset: i64) -> i64 {
+        self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.debug_assert_invariants();
+        self.high_watermark
+    }
+
+    /// Offsets below it are known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// The newest leader epoch that wrote to the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: (epoch, end offset) for `epoch`, with Kafka's rules (see
+    /// [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader-epoch cache.
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Checks the offsets' invariants (debug builds only).
+    fn debug_assert_invariants(&self) {
+        let log_end = self.log_end_offset();
+        debug_assert!(
+            self.log_start_offset <= self.high_watermark,
+            "log start {} above the high watermark {}",
+            self.log_start_offset,
+            self.high_watermark
+        );
+        debug_assert!(
+            self.high_watermark <= log_end,
+            "high watermark {} above the log end {log_end}",
+            self.high_watermark
+        );
+        debug_assert!(
+            self.recovery_point <= log_end,
+            "recovery point {} above the log end {log_end}",
+            self.recovery_point
+        );
     }
 
     /// The directory holding this partition's files.
@@ -273,8 +466,12 @@ impl PartitionLog {
         &mut self.segments[last]
     }
 
-    /// Validates, checks producer sequences, assigns offsets, patches and writes `records` (one or
-    /// more v2 batches). A retried idempotent batch is answered with its original offsets.
+    /// The leader append (Kafka's `appendAsLeader`): validates `records` (one or more v2 batches),
+    /// checks producer sequences, assigns offsets from the log end, stamps every batch with
+    /// `leader_epoch` (recorded in the leader-epoch cache) and writes it. A CreateTime batch whose
+    /// header max timestamp differs from its records' (older clients write -1) gets the derived
+    /// one, as Kafka sets it. A retried idempotent batch is answered with its original offsets.
+    /// The high watermark does not move: the caller advances it once the data is committed.
     pub fn append(
         &mut self,
         records: &Bytes,
@@ -295,6 +492,13 @@ impl PartitionLog {
             });
         }
         let timestamp_bounds = TimestampBounds::of(&self.config);
+        let log_append_time = if self.config.timestamp_type_log_append {
+            now_ms
+        } else {
+            -1
+        };
+        // Each batch's max timestamp as it will be stored.
+        let mut max_timestamps = Vec::with_capacity(batches.len());
         for (header, batch) in &batches {
             if batch.len() > self.config.max_message_bytes {
                 return Err(StorageError::MessageTooLarge {
@@ -320,16 +524,21 @@ impl PartitionLog {
             if self.config.cleanup_policy_compact && !header.is_control() {
                 check_records_have_keys(batch)?;
             }
+            let max_timestamp = if log_append_time >= 0 {
+                log_append_time
+            } else {
+                records_max_timestamp(header, batch)?
+            };
             if let Some(bounds) = timestamp_bounds {
-                bounds.check(header, batch, now_ms)?;
+                let stored = BatchHeader {
+                    max_timestamp,
+                    ..*header
+                };
+                bounds.check(&stored, batch, now_ms)?;
             }
+            max_timestamps.push(max_timestamp);
         }
 
-        let log_append_time = if self.config.timestamp_type_log_append {
-            now_ms
-        } else {
-            -1
-        };
         let base_offset = self.log_end_offset();
         // Several idempotent batches in one append must be checked against each other: stage them
         // on a copy of the state. The usual single batch is checked against the state itself.
@@ -342,11 +551,11 @@ impl PartitionLog {
         let mut next_offset = base_offset;
         let mut record_count = 0usize;
         // Only the first bytes of each batch change (outside the CRC): they are written from a
-        // small patched copy, the rest straight from `records`. LogAppendTime rewrites fields
-        // under the CRC, so those batches are copied whole.
+        // small patched copy, the rest straight from `records`. LogAppendTime, or a max timestamp
+        // to correct, rewrites fields under the CRC, so those batches are copied whole.
         let mut patched = Vec::with_capacity(batches.len());
         let mut max_timestamp = i64::MIN;
-        for (header, batch) in &batches {
+        for ((header, batch), &stored_timestamp) in batches.iter().zip(&max_timestamps) {
             if header.has_producer_id() {
                 match staged.as_ref().unwrap_or(&self.producers).check(header)? {
                     SequenceCheck::Duplicate(original) => {
@@ -364,11 +573,6 @@ impl PartitionLog {
                         });
                     }
                     SequenceCheck::Append => {
-                        let stored_timestamp = if log_append_time >= 0 {
-                            log_append_time
-                        } else {
-                            header.max_timestamp
-                        };
                         if let Some(state) = staged.as_mut() {
                             state.record(header, next_offset, stored_timestamp);
                         }
@@ -376,10 +580,14 @@ impl PartitionLog {
                     }
                 }
             }
-            max_timestamp = max_timestamp.max(header.max_timestamp);
+            max_timestamp = max_timestamp.max(stored_timestamp);
             patched.push(if log_append_time >= 0 {
                 let mut copy = batch.to_vec();
                 set_log_append_time(&mut copy, log_append_time);
+                PatchedBatch::new(&Bytes::from(copy), next_offset, leader_epoch)?
+            } else if stored_timestamp != header.max_timestamp {
+                let mut copy = batch.to_vec();
+                set_create_time_max_timestamp(&mut copy, stored_timestamp);
                 PatchedBatch::new(&Bytes::from(copy), next_offset, leader_epoch)?
             } else {
                 PatchedBatch::new(batch, next_offset, leader_epoch)?
@@ -389,23 +597,18 @@ impl PartitionLog {
         }
         let last_offset = next_offset - 1;
 
-        let incoming_timestamp = if log_append_time >= 0 {
-            log_append_time
-        } else {
-            max_timestamp
-        };
-        if self.should_roll(
-            records.len() as u64,
-            incoming_timestamp,
-            last_offset,
-            now_ms,
-        ) {
+        if self.should_roll(records.len() as u64, max_timestamp, last_offset, now_ms) {
             self.roll(now_ms)?;
         }
-
         self.drop_clean_shutdown_marker()?;
+        // The epoch goes to the cache (and its file) before the data, as in Kafka: a crash may
+        // leave an epoch without data (trimmed on open), never data without its epoch.
+        if self.epochs.assign(leader_epoch, base_offset) {
+            self.epochs.write(&self.dir)?;
+        }
         let index_interval = self.config.index_interval_bytes;
         self.active_mut().append(&patched, index_interval)?;
+        debug_assert_eq!(self.log_end_offset(), last_offset + 1);
         for (header, offset, timestamp) in &accepted {
             self.producers.record(header, *offset, *timestamp);
         }
@@ -414,10 +617,106 @@ impl PartitionLog {
         if self.unflushed_messages >= self.config.flush_messages {
             self.flush_active(now_ms)?;
         }
+        self.debug_assert_invariants();
         Ok(AppendOutcome {
             base_offset,
             last_offset,
             log_append_time,
+            record_count,
+            duplicate: false,
+        })
+    }
+
+    /// The follower append (Kafka's `appendAsFollower`): writes a leader's batches exactly as they
+    /// are (offsets, partition leader epochs, timestamps, bytes). Each batch is checked for length,
+    /// magic and CRC-32C; the first must start at or after the log end offset (after it only where
+    /// the leader's compaction removed whole batches) and each later one after the previous one.
+    /// Indexes, the leader-epoch cache (from each batch's partition leader epoch) and idempotent
+    /// producer state (recorded, never refused: the leader already judged it) follow. Record rules
+    /// (`max.message.bytes`, keys, timestamps) are the leader's business and not checked. The high
+    /// watermark does not move; the caller sets it from the leader's.
+    pub fn append_as_follower(&mut self, records: &Bytes) -> StorageResult<AppendOutcome> {
+        let batches = split_batches(records)
+            .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+        let (Some((first, _)), Some((last, _))) = (batches.first(), batches.last()) else {
+            return Err(StorageError::InvalidRecord(
+                "append holds no record batch".into(),
+            ));
+        };
+        if records.len() as u64 > self.segment_bytes() {
+            return Err(StorageError::RecordListTooLarge {
+                size: records.len(),
+                max: self.segment_bytes(),
+            });
+        }
+        let log_end = self.log_end_offset();
+        if first.base_offset < log_end {
+            return Err(StorageError::UnexpectedAppendOffset {
+                first_offset: first.base_offset,
+                log_end_offset: log_end,
+            });
+        }
+        for pair in batches.windows(2) {
+            let (previous, next) = (&pair[0].0, &pair[1].0);
+            if next.base_offset <= previous.last_offset() {
+                return Err(StorageError::OffsetsOutOfOrder {
+                    previous_last_offset: previous.last_offset(),
+                    base_offset: next.base_offset,
+                });
+            }
+        }
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        let max_timestamp = batches
+            .iter()
+            .map(|(header, _)| header.max_timestamp)
+            .max()
+            .unwrap_or(NO_TIMESTAMP);
+        let now_ms = wall_clock_ms();
+        if self.should_roll(records.len() as u64, max_timestamp, last_offset, now_ms) {
+            self.roll(now_ms)?;
+        }
+        let relative_last = last_offset - self.active().base_offset();
+        if relative_last > i64::from(i32::MAX) {
+            return Err(StorageError::InvalidRecord(format!(
+                "follower append reaches offset {last_offset}, beyond what the segment at {} can index",
+                self.active().base_offset()
+            )));
+        }
+        self.drop_clean_shutdown_marker()?;
+        let mut epochs_changed = false;
+        for (header, _) in &batches {
+            epochs_changed |= self
+                .epochs
+                .assign(header.partition_leader_epoch, header.base_offset);
+        }
+        if epochs_changed {
+            self.epochs.write(&self.dir)?;
+        }
+        let stored = batches
+            .iter()
+            .map(|(_, batch)| PatchedBatch::unchanged(batch))
+            .collect::<StorageResult<Vec<_>>>()?;
+        let index_interval = self.config.index_interval_bytes;
+        self.active_mut().append(&stored, index_interval)?;
+        debug_assert_eq!(self.log_end_offset(), last_offset + 1);
+        let mut record_count = 0usize;
+        for (header, _) in &batches {
+            if header.has_producer_id() {
+                self.producers
+                    .record(header, header.base_offset, header.max_timestamp);
+            }
+            record_count += usize::try_from(header.record_count).unwrap_or(0);
+        }
+
+        self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as i64);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush_active(now_ms)?;
+        }
+        self.debug_assert_invariants();
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time: -1,
             record_count,
             duplicate: false,
         })
@@ -448,13 +747,16 @@ impl PartitionLog {
             || last_offset - active.base_offset() > i64::from(i32::MAX)
     }
 
-    /// Seals the active segment (fsyncing it), snapshots producer state and starts a new segment
-    /// at the log end offset.
+    /// Seals the active segment (fsyncing it), so the recovery point reaches the log end (and its
+    /// checkpoint is written), snapshots producer state and starts a new segment at the log end
+    /// offset.
     fn roll(&mut self, now_ms: i64) -> StorageResult<()> {
         let log_end = self.log_end_offset();
         self.active_mut().seal()?;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
+        self.recovery_point = log_end;
+        self.checkpoint_recovery_point(now_ms)?;
         self.producers.write_snapshot(&self.dir, log_end)?;
         let segment = Segment::create(&self.dir, log_end, now_ms)?;
         self.segments.push(segment);
@@ -462,16 +764,40 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Fsyncs the active segment's log file: everything up to the log end is then flushed.
     fn flush_active(&mut self, now_ms: i64) -> StorageResult<()> {
         self.active_mut().flush_log()?;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
+        self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Writes the high watermark to its checkpoint file if it changed since last written.
+    fn checkpoint_high_watermark(&mut self, now_ms: i64) -> StorageResult<()> {
+        if self.checkpointed.high_watermark != self.high_watermark {
+            write_offset_checkpoint(&self.dir, HIGH_WATERMARK_CHECKPOINT, self.high_watermark)?;
+            self.checkpointed.high_watermark = self.high_watermark;
+        }
+        self.checkpointed.high_watermark_ms = now_ms;
+        Ok(())
+    }
+
+    /// Writes the recovery point to its checkpoint file if it changed since last written.
+    fn checkpoint_recovery_point(&mut self, now_ms: i64) -> StorageResult<()> {
+        if self.checkpointed.recovery_point != self.recovery_point {
+            write_offset_checkpoint(&self.dir, RECOVERY_POINT_CHECKPOINT, self.recovery_point)?;
+            self.checkpointed.recovery_point = self.recovery_point;
+        }
+        self.checkpointed.recovery_point_ms = now_ms;
         Ok(())
     }
 
     /// Periodic duty: rolls an active segment older than `segment.ms` (wall clock since it was
-    /// created; for compacted logs also `max.compaction.lag.ms`) and fsyncs when unflushed data is
-    /// older than `flush.ms`.
+    /// created; for compacted logs also `max.compaction.lag.ms`), fsyncs when unflushed data is
+    /// older than `flush.ms`, and writes a moved high watermark (every
+    /// `HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS`) and recovery point (every
+    /// `RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`) to their checkpoint files.
     pub fn maybe_roll_and_flush(&mut self, now_ms: i64) -> StorageResult<()> {
         let active = self.active();
         if !active.is_empty()
@@ -479,7 +805,18 @@ impl PartitionLog {
         {
             self.roll(now_ms)?;
         }
-        self.maybe_flush_by_time(now_ms)
+        self.maybe_flush_by_time(now_ms)?;
+        if now_ms.saturating_sub(self.checkpointed.high_watermark_ms)
+            >= HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS
+        {
+            self.checkpoint_high_watermark(now_ms)?;
+        }
+        if now_ms.saturating_sub(self.checkpointed.recovery_point_ms)
+            >= RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+        {
+            self.checkpoint_recovery_point(now_ms)?;
+        }
+        Ok(())
     }
 
     /// The `flush.ms` part of [`PartitionLog::maybe_roll_and_flush`]: fsyncs the active segment
@@ -494,16 +831,20 @@ impl PartitionLog {
     }
 
     /// Fsyncs the active segment (log and indexes), writes a producer state snapshot at the log
-    /// end offset and marks the log as cleanly shut down (the mark is dropped by the next append),
-    /// so that a reopen needs no tail scan. Meant for shutdown; periodic flushing is
+    /// end offset, the recovery point (now the log end) and high watermark checkpoints, and marks
+    /// the log as cleanly shut down (the mark is dropped by the next append), so that a reopen
+    /// needs no tail scan. Meant for shutdown; periodic flushing is
     /// [`PartitionLog::maybe_flush_by_time`].
     pub fn flush(&mut self) -> StorageResult<()> {
         let now_ms = wall_clock_ms();
         self.active_mut().seal()?;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
+        self.recovery_point = self.log_end_offset();
         self.producers
             .write_snapshot(&self.dir, self.log_end_offset())?;
+        self.checkpoint_recovery_point(now_ms)?;
+        self.checkpoint_high_watermark(now_ms)?;
         if !self.clean_marker_present {
             write_file_atomically(&self.dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
             self.clean_marker_present = true;
@@ -528,7 +869,9 @@ impl PartitionLog {
     }
 
     /// Whole batches starting with the one containing `fetch_offset`, up to `max_bytes` (at least
-    /// one batch when `min_one_message`), never a batch reaching `max_offset_exclusive`.
+    /// one batch when `min_one_message`), never a batch reaching `max_offset_exclusive`: the high
+    /// watermark for consumers, the log end for followers. A fetch offset between the bound and
+    /// the log end reads nothing; outside `[log start, log end]` it is `OffsetOutOfRange`.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -640,23 +983,52 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (persisted), deleting segments
-    /// that lie wholly below it. Returns the new log start offset.
+    /// that lie wholly below it. As in Kafka, `offset` may not pass the high watermark
+    /// (`OffsetOutOfRange`, reported with the high watermark as the end). Returns the new log
+    /// start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> StorageResult<i64> {
-        let log_end = self.log_end_offset();
-        if offset > log_end || offset < 0 {
+        if offset > self.high_watermark || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 start: self.log_start_offset,
-                end: log_end,
+                end: self.high_watermark,
             });
         }
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
-            self.write_log_start_checkpoint()?;
+            self.log_start_moved()?;
             self.delete_segments_below_start()?;
-            self.producers.evict_before(self.log_start_offset);
         }
+        self.debug_assert_invariants();
         Ok(self.log_start_offset)
+    }
+
+    /// After the log start offset moved: persists it and forgets the producers and leader epochs
+    /// wholly before it.
+    fn log_start_moved(&mut self) -> StorageResult<()> {
+        self.write_log_start_checkpoint()?;
+        self.producers.evict_before(self.log_start_offset);
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// How many segments, from the oldest, lie wholly below the high watermark: their successor
+    /// (or, for the active segment, the log end) starts at or below it. Only those may be deleted
+    /// by retention or cleaned, as in Kafka, so the log start never passes the high watermark and
+    /// uncommitted data is never compacted.
+    fn segments_below_high_watermark(&self) -> usize {
+        let log_end = self.log_end_offset();
+        (0..self.segments.len())
+            .take_while(|&index| {
+                let upper_bound = self
+                    .segments
+                    .get(index + 1)
+                    .map_or(log_end, Segment::base_offset);
+                upper_bound <= self.high_watermark
+            })
+            .count()
     }
 
     /// Deletes sealed segments whose records are all below the log start offset.
@@ -680,8 +1052,9 @@ impl PartitionLog {
     }
 
     /// Time and size retention (`cleanup.policy=delete`) plus removal of segments below the log
-    /// start offset. Like Kafka, when every segment including the active one has expired, a new
-    /// empty active segment is rolled first so the expired one can go. Returns segments deleted.
+    /// start offset. Like Kafka, only segments wholly below the high watermark are deleted, and
+    /// when every segment including the active one has expired, a new empty active segment is
+    /// rolled first so the expired one can go. Returns segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
         let mut deleted = self.delete_segments_below_start()?;
         if !self.config.cleanup_policy_delete {
@@ -721,6 +1094,7 @@ impl PartitionLog {
             }
             expired = expired.max(by_size);
         }
+        expired = expired.min(self.segments_below_high_watermark());
         if expired == 0 {
             return Ok(deleted);
         }
@@ -732,14 +1106,16 @@ impl PartitionLog {
         let first_base = self.segments[0].base_offset();
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
-            self.write_log_start_checkpoint()?;
-            self.producers.evict_before(self.log_start_offset);
+            self.log_start_moved()?;
         }
+        self.debug_assert_invariants();
         Ok(deleted)
     }
 
     /// Removes every record at or after `offset` (cutting at the start of the batch holding it).
     /// Truncating at or below the first segment empties the log and restarts it at `offset`.
+    /// The high watermark and the recovery point come down to the new log end if above it (and
+    /// are checkpointed then), and the leader epochs starting at or after it are forgotten.
     pub fn truncate_to(&mut self, offset: i64) -> StorageResult<()> {
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -755,7 +1131,7 @@ impl PartitionLog {
             self.segments
                 .push(Segment::create(&self.dir, start, now_ms)?);
             self.log_start_offset = start;
-            self.write_log_start_checkpoint()?;
+            self.log_start_moved()?;
         } else {
             let keep = self.segment_index_for(offset) + 1;
             for segment in self.segments.drain(keep..) {
@@ -766,15 +1142,30 @@ impl PartitionLog {
             fsync_dir(&self.dir)?;
             if self.log_start_offset > self.log_end_offset() {
                 self.log_start_offset = self.log_end_offset();
-                self.write_log_start_checkpoint()?;
+                self.log_start_moved()?;
             }
         }
         self.unflushed_messages = 0;
-        if self.cleaner.first_dirty_offset > self.log_end_offset() {
-            self.cleaner.first_dirty_offset = self.log_end_offset().max(self.log_start_offset);
+        let log_end = self.log_end_offset();
+        if self.cleaner.first_dirty_offset > log_end {
+            self.cleaner.first_dirty_offset = log_end.max(self.log_start_offset);
             cleaner::write_cleaner_checkpoint(&self.dir, &self.cleaner)?;
         }
-        self.rebuild_producer_state()
+        let high_watermark = self.high_watermark.clamp(self.log_start_offset, log_end);
+        if high_watermark != self.high_watermark {
+            self.high_watermark = high_watermark;
+            self.checkpoint_high_watermark(now_ms)?;
+        }
+        if self.recovery_point > log_end {
+            self.recovery_point = log_end;
+            self.checkpoint_recovery_point(now_ms)?;
+        }
+        if self.epochs.truncate_from_end(log_end) {
+            self.epochs.write(&self.dir)?;
+        }
+        self.rebuild_producer_state()?;
+        self.debug_assert_invariants();
+        Ok(())
     }
 
     /// The compaction state: offsets below `first_dirty_offset` have been cleaned.
@@ -789,7 +1180,9 @@ impl PartitionLog {
             return Ok(None);
         }
         let min_lag = self.config.min_compaction_lag_ms;
-        let sealed = &self.segments[..self.segments.len() - 1];
+        // Sealed segments below the high watermark: uncommitted data is never cleaned.
+        let cleanable_count = (self.segments.len() - 1).min(self.segments_below_high_watermark());
+        let sealed = &self.segments[..cleanable_count];
         let cleanable: Vec<&Segment> = sealed
             .iter()
             .take_while(|segment| {
@@ -997,8 +1390,7 @@ impl PartitionLog {
     }
 
     fn write_log_start_checkpoint(&self) -> StorageResult<()> {
-        let text = format!("{CHECKPOINT_VERSION}\n{}\n", self.log_start_offset);
-        write_file_atomically(&self.dir.join(LOG_START_CHECKPOINT), text.as_bytes())
+        write_offset_checkpoint(&self.dir, LOG_START_CHECKPOINT, self.log_start_offset)
     }
 }
 
@@ -1115,21 +1507,66 @@ fn records_fill_batch(header: &BatchHeader, batch: &Bytes) -> bool {
     rest.is_empty()
 }
 
-/// Refuses a batch holding a record without key (Kafka: a compacted topic cannot accept one).
-fn check_records_have_keys(batch: &bytes::Bytes) -> StorageResult<()> {
+/// The max timestamp a CreateTime batch is stored with: its records' largest timestamp, as Kafka
+/// derives it on append (`NO_TIMESTAMP` when no record has one). Uncompressed records are walked
+/// (cheaply: only their leading fields); a compressed batch is trusted unless its header has no max
+/// timestamp, in which case it is decompressed (older clients, such as sarama 1.22, write -1).
+fn records_max_timestamp(header: &BatchHeader, batch: &Bytes) -> StorageResult<i64> {
+    if is_uncompressed(header) {
+        let mut max_timestamp = NO_TIMESTAMP;
+        walk_records(header, &batch[BATCH_HEADER_LEN..], |_, timestamp| {
+            max_timestamp = max_timestamp.max(timestamp);
+            false
+        });
+        return Ok(max_timestamp);
+    }
+    if header.max_timestamp != NO_TIMESTAMP {
+        return Ok(header.max_timestamp);
+    }
     let records = decode_records(batch, DEFAULT_MAX_DECOMPRESSED_BYTES)
         .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
-    if records.iter().any(|record| record.key.is_none()) {
-        return Err(StorageError::InvalidRecord(
-            "compacted topic cannot accept a record without key".into(),
-        ));
-    }
-    Ok(())
+    Ok(records
+        .iter()
+        .map(|record| record.timestamp(header))
+        .fold(NO_TIMESTAMP, i64::max))
 }
 
-/// Reads the persisted log start offset, if any.
-fn read_log_start_checkpoint(dir: &Path) -> StorageResult<Option<i64>> {
-    let path = dir.join(LOG_START_CHECKPOINT);
+/// Where a v2 batch keeps its CRC-32C, where the bytes the CRC covers start, and where its max
+/// timestamp lies (Kafka's batch layout).
+const CRC_AT: usize = 17;
+const CRC_COVERS_FROM: usize = 21;
+const MAX_TIMESTAMP_AT: usize = 35;
+
+/// Sets the max timestamp of a CreateTime batch in place and recomputes its CRC (the field lies
+/// under it), as Kafka's `setMaxTimestamp` does.
+fn set_create_time_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_COVERS_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Refuses a batch holding records without key (Kafka: a compacted topic cannot accept one),
+/// naming each by its index in the batch.
+fn check_records_have_keys(batch: &Bytes) -> StorageResult<()> {
+    let records = decode_records(batch, DEFAULT_MAX_DECOMPRESSED_BYTES)
+        .map_err(|error| StorageError::CorruptRecords(error.to_string()))?;
+    let batch_indexes: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(index, _)| index)
+        .collect();
+    if batch_indexes.is_empty() {
+        Ok(())
+    } else {
+        Err(StorageError::RecordsWithoutKey { batch_indexes })
+    }
+}
+
+/// Reads a single-offset checkpoint file `name` of `dir` (a version line, then the offset), if
+/// present and well formed.
+fn read_offset_checkpoint(dir: &Path, name: &str) -> StorageResult<Option<i64>> {
+    let path = dir.join(name);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -1147,10 +1584,16 @@ fn read_log_start_checkpoint(dir: &Path) -> StorageResult<Option<i64>> {
     ) {
         (Some(CHECKPOINT_VERSION), Some(Ok(offset))) if offset >= 0 => Ok(Some(offset)),
         _ => {
-            tracing::warn!(path = %path.display(), "ignoring malformed log start checkpoint");
+            tracing::warn!(path = %path.display(), "ignoring malformed checkpoint");
             Ok(None)
         }
     }
+}
+
+/// Writes a single-offset checkpoint file `name` of `dir` (atomically, fsynced).
+fn write_offset_checkpoint(dir: &Path, name: &str, offset: i64) -> StorageResult<()> {
+    let text = format!("{CHECKPOINT_VERSION}\n{offset}\n");
+    write_file_atomically(&dir.join(name), text.as_bytes())
 }
 
 #[cfg(test)]

@@ -44,6 +44,24 @@ pub(crate) fn segment_file_with(
     dir.join(format!("{base_offset:020}{suffix}{extra}"))
 }
 
+/// Deletes the three files of the segment at `base_offset` carrying the extra suffix `extra`
+/// (files already missing are fine). The caller fsyncs the directory.
+pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64, extra: &str) -> StorageResult<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let path = segment_file_with(dir, base_offset, suffix, extra);
+        match fs::remove_file(&path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(StorageError::io(
+                    format!("deleting {}", path.display()),
+                    error,
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> StorageResult<()> {
     File::open(dir)
@@ -740,19 +758,7 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn delete(self) -> StorageResult<()> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = segment_file_with(&self.dir, self.base_offset, suffix, self.extra_suffix);
-            match fs::remove_file(&path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(StorageError::io(
-                        format!("deleting {}", path.display()),
-                        error,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        delete_segment_files(&self.dir, self.base_offset, self.extra_suffix)
     }
 }
 

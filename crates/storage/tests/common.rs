@@ -141,3 +141,27 @@ pub fn decode_records(data: &[u8]) -> Vec<Record> {
     }
     out
 }
+
+/// The leader append of a single-node broker: the data is committed at once, so the high watermark
+/// moves to the log end right after it (as the broker's produce path does).
+pub trait CommittedAppend {
+    fn append_committed(
+        &mut self,
+        records: &Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> strom_storage::StorageResult<strom_storage::AppendOutcome>;
+}
+
+impl CommittedAppend for strom_storage::PartitionLog {
+    fn append_committed(
+        &mut self,
+        records: &Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> strom_storage::StorageResult<strom_storage::AppendOutcome> {
+        let outcome = self.append(records, leader_epoch, now_ms)?;
+        self.update_high_watermark(self.log_end_offset());
+        Ok(outcome)
+    }
+}

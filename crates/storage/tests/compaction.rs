@@ -2,6 +2,8 @@
 //! `delete.retention.ms`, the active segment left alone, appends concurrent with a pass, recovery
 //! from an interrupted swap, codecs, producer state and keyless records.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::CommittedAppend;
 use kafka_protocol::records as oracle;
 use strom_protocol::records::{
     decode_records, split_batches, BatchBuilder, BatchHeader, Compression,
@@ -140,7 +143,7 @@ fn keeps_the_latest_value_per_key_at_original_offsets() {
         let outcome = log
             .lock()
             .unwrap()
-            .append(&keyed(&[(&key, Some(&value))]), 0, NOW)
+            .append_committed(&keyed(&[(&key, Some(&value))]), 0, NOW)
             .unwrap();
         written.push((outcome.base_offset, Some(key), Some(value)));
     }
@@ -196,7 +199,7 @@ fn keeps_the_latest_value_per_key_at_original_offsets() {
         let outcome = log
             .lock()
             .unwrap()
-            .append(&keyed(&[(&key, Some(&value))]), 0, NOW)
+            .append_committed(&keyed(&[(&key, Some(&value))]), 0, NOW)
             .unwrap();
         written.push((outcome.base_offset, Some(key), Some(value)));
     }
@@ -222,7 +225,7 @@ fn batches_keep_their_offsets_with_gaps_inside() {
     let log = lock(PartitionLog::open(dir.path(), compacted(1 << 20)).unwrap());
     {
         let mut log = log.lock().unwrap();
-        log.append(
+        log.append_committed(
             &keyed(&[
                 ("a", Some("1")),
                 ("b", Some("1")),
@@ -233,10 +236,11 @@ fn batches_keep_their_offsets_with_gaps_inside() {
             NOW,
         )
         .unwrap();
-        log.append(&keyed(&[("a", Some("2")), ("d", Some("2"))]), 3, NOW)
+        log.append_committed(&keyed(&[("a", Some("2")), ("d", Some("2"))]), 3, NOW)
             .unwrap();
         log.maybe_roll_and_flush(FAR_FUTURE).unwrap();
-        log.append(&keyed(&[("a", Some("3"))]), 3, NOW).unwrap();
+        log.append_committed(&keyed(&[("a", Some("3"))]), 3, NOW)
+            .unwrap();
     }
     compact_now(&log, NOW).unwrap().unwrap();
     let batches = read_batches(&log.lock().unwrap());
@@ -277,11 +281,13 @@ fn tombstones_live_for_delete_retention_then_disappear() {
     let log = lock(PartitionLog::open(dir.path(), config.clone()).unwrap());
     {
         let mut log = log.lock().unwrap();
-        log.append(&keyed(&[("a", Some("1")), ("b", Some("1"))]), 0, NOW)
+        log.append_committed(&keyed(&[("a", Some("1")), ("b", Some("1"))]), 0, NOW)
             .unwrap();
-        log.append(&keyed(&[("a", None)]), 0, NOW).unwrap();
+        log.append_committed(&keyed(&[("a", None)]), 0, NOW)
+            .unwrap();
         log.maybe_roll_and_flush(FAR_FUTURE).unwrap();
-        log.append(&keyed(&[("c", Some("1"))]), 0, NOW).unwrap();
+        log.append_committed(&keyed(&[("c", Some("1"))]), 0, NOW)
+            .unwrap();
     }
     compact_now(&log, NOW).unwrap().unwrap();
     let entries = read_entries(&log.lock().unwrap());
@@ -351,7 +357,7 @@ fn appends_concurrent_with_compaction_lose_nothing() {
                 let offset = log
                     .lock()
                     .unwrap()
-                    .append(&batch, 0, NOW)
+                    .append_committed(&batch, 0, NOW)
                     .unwrap()
                     .base_offset;
                 last_write.insert(key, (offset, value));
@@ -400,7 +406,7 @@ fn build_closed_log(dir: &Path) -> Vec<Entry> {
         let key = format!("k{}", i % 3);
         let value = format!("v{i}");
         let offset = log
-            .append(&keyed(&[(&key, Some(&value))]), 0, NOW)
+            .append_committed(&keyed(&[(&key, Some(&value))]), 0, NOW)
             .unwrap()
             .base_offset;
         written.push((offset, Some(key), Some(value)));
@@ -466,12 +472,18 @@ fn crash_after_the_swap_commits_completes_it() {
             "b".to_string()
         };
         let batch = keyed(&[(&key, Some("v"))]);
-        log.lock().unwrap().append(&batch, 0, NOW).unwrap();
+        log.lock()
+            .unwrap()
+            .append_committed(&batch, 0, NOW)
+            .unwrap();
     }
     compact_now(&log, NOW).unwrap().unwrap();
     for i in 0..12 {
         let batch = keyed(&[(&format!("c{i}"), Some("v"))]);
-        log.lock().unwrap().append(&batch, 0, NOW).unwrap();
+        log.lock()
+            .unwrap()
+            .append_committed(&batch, 0, NOW)
+            .unwrap();
     }
     let log_end = log.lock().unwrap().log_end_offset();
     log.into_inner().unwrap().close().unwrap();
@@ -563,16 +575,17 @@ fn compressed_batches_keep_their_codec() {
                 ],
                 None,
             );
-            log.append(&batch, 0, NOW).unwrap();
+            log.append_committed(&batch, 0, NOW).unwrap();
         }
-        log.append(
+        log.append_committed(
             &keyed(&[("shared", Some("new")), ("shared2", Some("new"))]),
             0,
             NOW,
         )
         .unwrap();
         log.maybe_roll_and_flush(FAR_FUTURE).unwrap();
-        log.append(&keyed(&[("tail", Some("1"))]), 0, NOW).unwrap();
+        log.append_committed(&keyed(&[("tail", Some("1"))]), 0, NOW)
+            .unwrap();
     }
     compact_now(&log, NOW).unwrap().unwrap();
     let batches = read_batches(&log.lock().unwrap());
@@ -608,12 +621,15 @@ fn producer_state_survives_compaction() {
     {
         let mut log = log.lock().unwrap();
         for sequence in 0..3 {
-            log.append(&producer_batch(sequence, "x"), 0, NOW).unwrap();
+            log.append_committed(&producer_batch(sequence, "x"), 0, NOW)
+                .unwrap();
         }
         // Another writer supersedes the producer's last record.
-        log.append(&keyed(&[("x", Some("other"))]), 0, NOW).unwrap();
+        log.append_committed(&keyed(&[("x", Some("other"))]), 0, NOW)
+            .unwrap();
         log.maybe_roll_and_flush(FAR_FUTURE).unwrap();
-        log.append(&keyed(&[("tail", Some("1"))]), 0, NOW).unwrap();
+        log.append_committed(&keyed(&[("tail", Some("1"))]), 0, NOW)
+            .unwrap();
     }
     compact_now(&log, NOW).unwrap().unwrap();
     let batches = read_batches(&log.lock().unwrap());
@@ -629,14 +645,18 @@ fn producer_state_survives_compaction() {
         fs::remove_file(snapshot).unwrap();
     }
     let mut log = PartitionLog::open(dir.path(), compacted(1 << 20)).unwrap();
-    let retry = log.append(&producer_batch(2, "x"), 0, NOW).unwrap();
+    let retry = log
+        .append_committed(&producer_batch(2, "x"), 0, NOW)
+        .unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.base_offset, 2);
     assert!(matches!(
-        log.append(&producer_batch(5, "x"), 0, NOW),
+        log.append_committed(&producer_batch(5, "x"), 0, NOW),
         Err(StorageError::OutOfOrderSequence { expected: 3, .. })
     ));
-    let next = log.append(&producer_batch(3, "x"), 0, NOW).unwrap();
+    let next = log
+        .append_committed(&producer_batch(3, "x"), 0, NOW)
+        .unwrap();
     assert!(!next.duplicate);
 }
 
@@ -647,15 +667,21 @@ fn records_without_key_are_refused_on_compacted_logs() {
     let mut builder = BatchBuilder::new(0, Compression::Lz4, NOW);
     builder.push(NOW, Some(Bytes::from_static(b"k")), None, Vec::new());
     builder.push(NOW, None, Some(Bytes::from_static(b"v")), Vec::new());
-    let error = log.append(&builder.build(), 0, NOW).unwrap_err();
-    assert!(matches!(error, StorageError::InvalidRecord(_)), "{error}");
+    builder.push(NOW, Some(Bytes::from_static(b"k")), None, Vec::new());
+    builder.push(NOW, None, None, Vec::new());
+    let error = log.append_committed(&builder.build(), 0, NOW).unwrap_err();
+    match &error {
+        StorageError::RecordsWithoutKey { batch_indexes } => assert_eq!(batch_indexes, &[1, 3]),
+        other => panic!("expected records without key, got {other}"),
+    }
     assert_eq!(error.kafka_error_code(), 87);
     assert_eq!(log.log_end_offset(), 0);
-    log.append(&keyed(&[("k", None)]), 0, NOW).unwrap();
+    log.append_committed(&keyed(&[("k", None)]), 0, NOW)
+        .unwrap();
 
     let plain = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(plain.path(), LogConfig::default()).unwrap();
-    log.append(&builder.build(), 0, NOW).unwrap();
+    log.append_committed(&builder.build(), 0, NOW).unwrap();
 }
 
 #[test]
@@ -673,11 +699,12 @@ fn compact_and_delete_apply_both() {
         for i in 0..10 {
             let key = format!("old-{i}");
             let batch = keyed_with(Compression::None, NOW - 10_000, &[(&key, Some("v"))], None);
-            log.append(&batch, 0, NOW).unwrap();
+            log.append_committed(&batch, 0, NOW).unwrap();
         }
         for i in 0..20 {
             let key = format!("k{}", i % 2);
-            log.append(&keyed(&[(&key, Some("v"))]), 0, NOW).unwrap();
+            log.append_committed(&keyed(&[(&key, Some("v"))]), 0, NOW)
+                .unwrap();
         }
     }
     compact_now(&log, NOW).unwrap().unwrap();
@@ -716,7 +743,7 @@ fn plain_logs_are_never_compacted_and_min_lag_holds_back() {
     for _ in 0..10 {
         log.lock()
             .unwrap()
-            .append(&keyed(&[("k", Some("v"))]), 0, NOW)
+            .append_committed(&keyed(&[("k", Some("v"))]), 0, NOW)
             .unwrap();
     }
     assert!(compact_now(&log, NOW).unwrap().is_none());
@@ -730,7 +757,7 @@ fn plain_logs_are_never_compacted_and_min_lag_holds_back() {
     for _ in 0..10 {
         log.lock()
             .unwrap()
-            .append(&keyed(&[("k", Some("v"))]), 0, NOW)
+            .append_committed(&keyed(&[("k", Some("v"))]), 0, NOW)
             .unwrap();
     }
     assert!(compact_now(&log, NOW + 1_000).unwrap().is_none());
@@ -787,10 +814,11 @@ fn clients_see_surviving_records_unchanged() {
                     headers,
                 );
             }
-            log.append(&builder.build(), 9, NOW).unwrap();
+            log.append_committed(&builder.build(), 9, NOW).unwrap();
         }
         log.maybe_roll_and_flush(FAR_FUTURE).unwrap();
-        log.append(&keyed(&[("tail", Some("1"))]), 9, NOW).unwrap();
+        log.append_committed(&keyed(&[("tail", Some("1"))]), 9, NOW)
+            .unwrap();
     }
     let before = oracle_records(&log.lock().unwrap());
     compact_now(&log, NOW).unwrap().unwrap();

@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 
 use bytes::Bytes;
-use common::{batch, decode_records, BatchSpec};
+use common::{batch, decode_records, BatchSpec, CommittedAppend};
 use strom_storage::{LogConfig, PartitionLog, StorageError};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -172,7 +172,7 @@ fn retention_by_size_deletes_oldest_segments() {
     let mut config = small_segments(one.len() as u64 * 2);
     let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
     for _ in 0..10 {
-        log.append(&batch("x", 2, NOW), 0, NOW).unwrap();
+        log.append_committed(&batch("x", 2, NOW), 0, NOW).unwrap();
     }
     assert_eq!(log.segment_count(), 5);
     assert_eq!(log.apply_retention(NOW).unwrap(), 0);
@@ -201,10 +201,12 @@ fn retention_by_time_deletes_expired_segments_including_active() {
     };
     let mut log = PartitionLog::open(dir.path(), config).unwrap();
     for i in 0..4 {
-        log.append(&batch("o", 2, NOW + i), 0, NOW).unwrap();
+        log.append_committed(&batch("o", 2, NOW + i), 0, NOW)
+            .unwrap();
     }
     for i in 0..3 {
-        log.append(&batch("n", 2, NOW + 5000 + i), 0, NOW).unwrap();
+        log.append_committed(&batch("n", 2, NOW + 5000 + i), 0, NOW)
+            .unwrap();
     }
     assert_eq!(log.segment_count(), 4);
     assert_eq!(log.apply_retention(NOW + 5500).unwrap(), 2);
@@ -216,7 +218,7 @@ fn retention_by_time_deletes_expired_segments_including_active() {
     assert_eq!(log.log_end_offset(), 14);
     assert_eq!(log.size_bytes(), 0);
     assert_eq!(
-        log.append(&batch("again", 1, NOW), 0, NOW)
+        log.append_committed(&batch("again", 1, NOW), 0, NOW)
             .unwrap()
             .base_offset,
         14
@@ -235,7 +237,7 @@ fn delete_records_before_persists_across_reopen() {
     let config = small_segments(one.len() as u64 * 2);
     let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
     for _ in 0..5 {
-        log.append(&batch("x", 2, NOW), 0, NOW).unwrap();
+        log.append_committed(&batch("x", 2, NOW), 0, NOW).unwrap();
     }
     assert!(matches!(
         log.delete_records_before(11),
@@ -495,7 +497,7 @@ fn offset_for_timestamp_and_max_timestamp() {
     for b in 0..10 {
         let mut spec = BatchSpec::new("t", 4, 0);
         spec.timestamps = (0..4).map(|i| 1000 + 10 * (b * 4 + i)).collect();
-        log.append(&spec.build(), 0, NOW).unwrap();
+        log.append_committed(&spec.build(), 0, NOW).unwrap();
     }
     assert!(log.segment_count() > 1);
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
@@ -513,7 +515,7 @@ fn offset_for_timestamp_and_max_timestamp() {
     // Max timestamp in the middle of a batch.
     let mut spec = BatchSpec::new("m", 3, 0);
     spec.timestamps = vec![5000, 9000, 7000];
-    log.append(&spec.build(), 0, NOW).unwrap();
+    log.append_committed(&spec.build(), 0, NOW).unwrap();
     assert_eq!(log.max_timestamp(), Some((9000, 41)));
     assert_eq!(log.offset_for_timestamp(6000).unwrap(), Some((41, 9000)));
 }

@@ -3,12 +3,15 @@
 //! reopens keeps every record at its offset, keeps the latest value of every key, leaves keys
 //! unique below the cleaner's first dirty offset and never touches the active segment.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use common::CommittedAppend;
 use proptest::prelude::*;
 use strom_protocol::records::{decode_records, split_batches, BatchBuilder, Compression};
 use strom_storage::{compact_now, LogConfig, PartitionLog};
@@ -156,7 +159,7 @@ proptest! {
             match step {
                 Step::Append { records, codec } => {
                     let data = batch(records, *codec, now);
-                    let outcome = log.get_mut().unwrap().append(&data, 0, now).unwrap();
+                    let outcome = log.get_mut().unwrap().append_committed(&data, 0, now).unwrap();
                     assert_eq!(outcome.base_offset, model.len() as i64);
                     for (key, value) in records {
                         model.push((

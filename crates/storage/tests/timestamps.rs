@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::BatchSpec;
-use strom_protocol::records::{BatchBuilder, Compression};
+use strom_protocol::records::{split_batches, BatchBuilder, BatchHeader, Compression};
 use strom_storage::{LogConfig, PartitionLog, StorageError};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -262,4 +262,59 @@ fn log_append_time_ignores_the_bounds() {
     log.append(&spec_with(&[1, NOW * 2]).build(), 0, NOW)
         .unwrap();
     assert_eq!(log.log_end_offset(), 2);
+}
+
+/// `batch` with its header max timestamp set to -1 and the CRC fixed up, as older clients (sarama
+/// 1.22) write CreateTime batches.
+fn without_max_timestamp(batch: &Bytes) -> Bytes {
+    let mut raw = batch.to_vec();
+    raw[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+    let crc = crc32c::crc32c(&raw[21..]);
+    raw[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(raw)
+}
+
+#[test]
+fn batches_without_a_header_max_timestamp_are_found_by_timestamp() {
+    for compression in [Compression::None, Compression::Lz4] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        // Offsets 0..=2 at NOW, NOW + 10, NOW + 20; offsets 3..=4 at NOW + 30, NOW + 25.
+        let first =
+            without_max_timestamp(&compressed_batch(compression, &[NOW, NOW + 10, NOW + 20]));
+        let second = without_max_timestamp(&compressed_batch(compression, &[NOW + 30, NOW + 25]));
+        assert_eq!(BatchHeader::parse(&first).unwrap().max_timestamp, -1);
+        log.append(&first, 0, NOW).unwrap();
+        log.append(&second, 0, NOW).unwrap();
+        for (target, expected) in [
+            (0, Some((0, NOW))),
+            (NOW + 5, Some((1, NOW + 10))),
+            (NOW + 21, Some((3, NOW + 30))),
+            (NOW + 26, Some((3, NOW + 30))),
+            (NOW + 31, None),
+        ] {
+            assert_eq!(
+                log.offset_for_timestamp(target).unwrap(),
+                expected,
+                "{compression:?} target {target}"
+            );
+        }
+        assert_eq!(log.max_timestamp(), Some((NOW + 30, 3)), "{compression:?}");
+        // The stored header carries the derived max timestamp (Kafka sets it on append), with a
+        // valid CRC, so followers, recovery and consumers see it too.
+        let stored = log.read(0, 1 << 20, i64::MAX, true).unwrap();
+        let headers: Vec<i64> = split_batches(&stored)
+            .unwrap()
+            .iter()
+            .map(|(header, _)| header.max_timestamp)
+            .collect();
+        assert_eq!(headers, [NOW + 20, NOW + 30], "{compression:?}");
+        // Still found after a crash, when the tail's indexes are rebuilt from the batches.
+        drop(log);
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(
+            log.offset_for_timestamp(NOW + 21).unwrap(),
+            Some((3, NOW + 30))
+        );
+    }
 }

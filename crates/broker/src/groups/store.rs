@@ -75,10 +75,13 @@ impl OffsetsLog for OffsetsTopic<'_> {
             builder.push(now_ms, Some(key.clone()), value.clone(), Vec::new());
         }
         // The log writes with pwrite: once append returns, a SIGKILL cannot lose the records.
-        hosted
-            .log()
-            .append(&builder.build(), leader_epoch, now_ms)
+        let mut log = hosted.log();
+        log.append(&builder.build(), leader_epoch, now_ms)
             .map_err(|source| OffsetsLogError::Append { partition, source })?;
+        // The only in-sync replica has it: committed.
+        let log_end = log.log_end_offset();
+        log.update_high_watermark(log_end);
+        drop(log);
         self.broker.partitions.data_arrived.notify_waiters();
         Ok(())
     }

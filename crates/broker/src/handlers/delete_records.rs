@@ -1,8 +1,8 @@
 //! DeleteRecords (API 21): moves partitions' log start offsets forward, deleting the segments that
 //! fall wholly below them, and reports each partition's new low watermark.
 //!
-//! Offset -1 means the high watermark, which on a single node is the log end offset. An offset
-//! beyond it (or otherwise negative) is OFFSET_OUT_OF_RANGE; a partition this broker does not host
+//! Offset -1 means the high watermark. An offset beyond it (or otherwise negative) is
+//! OFFSET_OUT_OF_RANGE, as in Kafka; a partition this broker does not host
 //! is UNKNOWN_TOPIC_OR_PARTITION; a topic whose `cleanup.policy` lacks `delete` refuses with
 //! POLICY_VIOLATION, as in Kafka. Failed partitions report a low watermark of -1.
 
@@ -31,7 +31,7 @@ fn delete_partition(broker: &Broker, topic: &str, request: &DeleteRecordsPartiti
         return (-1, POLICY_VIOLATION);
     }
     let offset = if request.offset == HIGH_WATERMARK {
-        log.log_end_offset()
+        log.high_watermark()
     } else {
         request.offset
     };
@@ -149,6 +149,13 @@ mod tests {
             .log()
             .append(&batch.build(), 0, 0)
             .expect("append");
+        // Appended but not committed: nothing may be deleted past the high watermark.
+        assert_eq!(delete(&broker, "t", &[(0, 2)]), [(-1, 1)]);
+        assert_eq!(delete(&broker, "t", &[(0, HIGH_WATERMARK)]), [(0, 0)]);
+        let mut log = partition.log();
+        let end = log.log_end_offset();
+        log.update_high_watermark(end);
+        drop(log);
         assert_eq!(delete(&broker, "t", &[(0, 2)]), [(2, 0)]);
         assert_eq!(delete(&broker, "t", &[(0, 1)]), [(2, 0)]);
         assert_eq!(delete(&broker, "t", &[(0, 6)]), [(-1, 1)]);

@@ -1,13 +1,14 @@
 //! Fetch (key 1): reads record batches from partition logs, with long polling.
 //!
 //! Data path: for each requested partition the log returns whole batches, starting with the batch
-//! that contains the fetch offset and ending before the high watermark, as one `Bytes` read from the
+//! that contains the fetch offset and ending before the high watermark (the log's, which is also
+//! the `high_watermark` reported), as one `Bytes` read from the
 //! segment file; the response encoder carries those bytes to the socket without copying them. Limits
 //! follow Kafka: `max_bytes` for the response and `partition_max_bytes` per partition, except that
 //! the first batch found is always returned whole (KIP-74) so a large record can never stall a
 //! consumer; `max_bytes` itself is capped at Kafka's default `fetch.max.bytes`. If fewer than
 //! `min_bytes` are available the request waits (up to `max_wait_ms`) for
-//! appends, woken by the partition registry's `data_arrived` signal.
+//! the high watermark to move, woken by the partition registry's `data_arrived` signal.
 //!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
 //! to send full fetch requests. With no transactions yet, the last stable offset is the high
@@ -37,13 +38,13 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     loop {
         let mut woken = pin!(broker.partitions.data_arrived.notified());
         woken.as_mut().enable();
-        let read_at = log_end_offsets(broker, &request, version);
+        let read_at = high_watermarks(broker, &request, version);
         let (response, bytes, has_error) = read_once(broker, &request, version);
         if bytes >= min_bytes || has_error || Instant::now() >= deadline {
             return response;
         }
-        // Every append wakes every waiting fetch: read again only once one of the requested
-        // partitions has grown (or gone), not for appends elsewhere.
+        // Every append wakes every waiting fetch: read again only once the high watermark of one of
+        // the requested partitions has moved (or the partition has gone), not for appends elsewhere.
         loop {
             if tokio::time::timeout_at(deadline, woken.as_mut())
                 .await
@@ -53,7 +54,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             }
             woken.set(broker.partitions.data_arrived.notified());
             woken.as_mut().enable();
-            if log_end_offsets(broker, &request, version) != read_at {
+            if high_watermarks(broker, &request, version) != read_at {
                 break;
             }
         }
@@ -73,8 +74,8 @@ fn topic_name(
     }
 }
 
-/// The log end offset of every requested partition (`None` where none is hosted).
-fn log_end_offsets(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<i64>> {
+/// The high watermark of every requested partition (`None` where none is hosted).
+fn high_watermarks(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<i64>> {
     let image = broker.image();
     request
         .topics
@@ -83,8 +84,8 @@ fn log_end_offsets(broker: &Broker, request: &FetchRequest, version: i16) -> Vec
             let name = topic_name(&image, topic, version);
             topic.partitions.iter().map(move |wanted| {
                 let partition = broker.partitions.get(name.as_deref()?, wanted.partition)?;
-                let end = partition.log().log_end_offset();
-                Some(end)
+                let high_watermark = partition.log().high_watermark();
+                Some(high_watermark)
             })
         })
         .collect()
@@ -138,7 +139,7 @@ fn read_once(
                         return data;
                     };
                     let log = partition.log();
-                    let high_watermark = log.log_end_offset();
+                    let high_watermark = log.high_watermark();
                     data.high_watermark = high_watermark;
                     data.last_stable_offset = high_watermark;
                     data.log_start_offset = log.log_start_offset();

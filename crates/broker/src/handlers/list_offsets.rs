@@ -4,7 +4,9 @@
 //! stable offset for read_committed: the same here until transactions exist), -3 the record with the
 //! largest timestamp (KIP-734), -4 earliest local (KIP-1005: the log start, as nothing is tiered),
 //! -5 earliest pending upload (KIP-1023: nothing is tiered, so none). A timestamp >= 0 finds the
-//! first record whose timestamp is at least that; none gives offset -1.
+//! first record whose timestamp is at least that; none gives offset -1. As in Kafka's
+//! `Partition.fetchOffsetForTimestamp`, an answer found by timestamp (or max timestamp) at or
+//! after the high watermark is no answer: consumers cannot read there yet.
 
 use strom_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use strom_protocol::messages::list_offsets_response::{
@@ -51,14 +53,18 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         return answer;
                     };
                     let log = partition.log();
+                    let high_watermark = log.high_watermark();
+                    let committed = |found: Option<(i64, i64)>| {
+                        found.filter(|&(_, offset)| offset < high_watermark)
+                    };
                     let found = match wanted.timestamp {
-                        LATEST => Ok(Some((-1, log.log_end_offset()))),
+                        LATEST => Ok(Some((-1, high_watermark))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
-                        MAX_TIMESTAMP => Ok(log.max_timestamp()),
+                        MAX_TIMESTAMP => Ok(committed(log.max_timestamp())),
                         EARLIEST_PENDING_UPLOAD => Ok(None),
                         timestamp => log
                             .offset_for_timestamp(timestamp)
-                            .map(|found| found.map(|(offset, ts)| (ts, offset))),
+                            .map(|found| committed(found.map(|(offset, ts)| (ts, offset)))),
                     };
                     match found {
                         Ok(Some((timestamp, offset))) => {

@@ -4,8 +4,8 @@
 //! storage engine validates each batch (magic v2, sizes, CRC-32C), checks idempotent-producer
 //! sequences, patches the base offset and leader epoch in place and writes the batch as received.
 //! On this single-node broker the leader is the only in-sync replica, so once the append returns the
-//! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
-//! `min.insync.replicas`). With `acks=0` no response is sent. When the topic has a flush policy
+//! handler moves the high watermark to the log end, and `acks=1` and `acks=all` are both satisfied
+//! (`acks=all` still honours `min.insync.replicas`). With `acks=0` no response is sent. When the topic has a flush policy
 //! (`flush.messages`), the append may fsync, so it runs under `block_in_place` and the worker's
 //! other connections keep being served meanwhile. Internal topics
 //! (`__consumer_offsets`) are written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as
@@ -102,6 +102,9 @@ pub fn handle(
                     };
                     match appended_records {
                         Ok(outcome) => {
+                            // The only in-sync replica has it: committed.
+                            let log_end = log.log_end_offset();
+                            log.update_high_watermark(log_end);
                             appended |= !outcome.duplicate;
                             PartitionProduceResponse {
                                 index: data.index,
@@ -114,7 +117,8 @@ pub fn handle(
                         }
                         Err(error) => {
                             tracing::info!(topic = %topic.name, partition = data.index, %error, "append refused");
-                            let (error_message, record_errors) = describe_refusal(&error);
+                            let (error_message, record_errors) =
+                                describe_refusal(&error, &topic.name, data.index);
                             PartitionProduceResponse {
                                 log_start_offset: log.log_start_offset(),
                                 error_message: Some(error_message),
@@ -144,17 +148,52 @@ pub fn handle(
     })
 }
 
-/// The partition-level message and per-record errors of a refused append, as Kafka words them:
-/// a record with an out-of-range timestamp is named by its index in the batch.
-fn describe_refusal(error: &StorageError) -> (String, Vec<BatchIndexAndErrorMessage>) {
+/// The partition-level message and per-record errors of a refused append to `topic`-`partition`,
+/// as Kafka words them: a record with an out-of-range timestamp, and every record without key on a
+/// compacted topic, is named by its index in the batch.
+fn describe_refusal(
+    error: &StorageError,
+    topic: &str,
+    partition: i32,
+) -> (String, Vec<BatchIndexAndErrorMessage>) {
+    let record_error = |batch_index: usize, message: String| BatchIndexAndErrorMessage {
+        batch_index: i32::try_from(batch_index).unwrap_or(i32::MAX),
+        batch_index_error_message: Some(message),
+    };
     match error {
         StorageError::InvalidTimestamp { batch_index, .. } => (
             "One or more records have been rejected due to invalid timestamp".to_string(),
-            vec![BatchIndexAndErrorMessage {
-                batch_index: i32::try_from(*batch_index).unwrap_or(i32::MAX),
-                batch_index_error_message: Some(error.to_string()),
-            }],
+            vec![record_error(*batch_index, error.to_string())],
         ),
+        StorageError::RecordsWithoutKey { batch_indexes } => {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+            );
+            let record_errors: Vec<BatchIndexAndErrorMessage> = batch_indexes
+                .iter()
+                .map(|&index| record_error(index, message.clone()))
+                .collect();
+            // Kafka's summary shows the first three, in Java's `RecordError` notation.
+            let shown: Vec<String> = record_errors
+                .iter()
+                .take(3)
+                .map(|record| {
+                    format!(
+                        "RecordError(batchIndex={}, message='{message}')",
+                        record.batch_index
+                    )
+                })
+                .collect();
+            (
+                format!(
+                    "One or more records have been rejected due to {} record errors in total, \
+                     and only showing the first three errors at most: [{}]",
+                    record_errors.len(),
+                    shown.join(", ")
+                ),
+                record_errors,
+            )
+        }
         other => (other.to_string(), Vec::new()),
     }
 }
@@ -184,7 +223,7 @@ mod tests {
             lower: 10,
             upper: 20,
         };
-        let (message, record_errors) = describe_refusal(&error);
+        let (message, record_errors) = describe_refusal(&error, "t", 0);
         assert_eq!(
             message,
             "One or more records have been rejected due to invalid timestamp"
@@ -198,9 +237,33 @@ mod tests {
     }
 
     #[test]
+    fn keyless_records_on_a_compacted_topic_are_each_named_like_kafka() {
+        let error = StorageError::RecordsWithoutKey {
+            batch_indexes: vec![0, 2, 3, 5],
+        };
+        let (message, record_errors) = describe_refusal(&error, "facts", 4);
+        let per_record =
+            "Compacted topic cannot accept message without key in topic partition facts-4";
+        let indexes: Vec<i32> = record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(indexes, [0, 2, 3, 5]);
+        assert!(record_errors
+            .iter()
+            .all(|e| e.batch_index_error_message.as_deref() == Some(per_record)));
+        assert_eq!(
+            message,
+            format!(
+                "One or more records have been rejected due to 4 record errors in total, and only \
+                 showing the first three errors at most: [RecordError(batchIndex=0, message='{per_record}'), \
+                 RecordError(batchIndex=2, message='{per_record}'), \
+                 RecordError(batchIndex=3, message='{per_record}')]"
+            )
+        );
+    }
+
+    #[test]
     fn other_refusals_carry_their_own_message() {
-        let error = StorageError::InvalidRecord("keyless record on a compacted topic".into());
-        let (message, record_errors) = describe_refusal(&error);
+        let error = StorageError::InvalidRecord("batch holds no record".into());
+        let (message, record_errors) = describe_refusal(&error, "t", 0);
         assert_eq!(message, error.to_string());
         assert!(record_errors.is_empty());
     }
