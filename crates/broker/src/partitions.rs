@@ -12,7 +12,7 @@ use strom_metadata::MetadataImage;
 use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
-use crate::handlers::describe_configs::dynamic_broker_key_topic;
+use crate::config::BrokerConfig;
 
 /// One hosted partition: its log behind a lock, and what it was opened with.
 pub struct Partition {
@@ -37,8 +37,9 @@ type PartitionKey = (String, i32);
 /// All partitions hosted here, by topic name and index.
 pub struct PartitionRegistry {
     log_dir: PathBuf,
-    node_id: i32,
-    broker_log_defaults: LogConfig,
+    /// The broker's configuration: its node id and `server.properties`, the static layer of each
+    /// log's config.
+    config: BrokerConfig,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// The metadata image version the registry last synced with.
     synced_version: Mutex<u64>,
@@ -47,11 +48,10 @@ pub struct PartitionRegistry {
 }
 
 impl PartitionRegistry {
-    pub fn new(log_dir: &Path, node_id: i32, broker_log_defaults: LogConfig) -> Self {
+    pub fn new(log_dir: &Path, config: &BrokerConfig) -> Self {
         Self {
             log_dir: log_dir.to_path_buf(),
-            node_id,
-            broker_log_defaults,
+            config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
             synced_version: Mutex::new(u64::MAX),
             data_arrived: Notify::new(),
@@ -68,28 +68,23 @@ impl PartitionRegistry {
         partitions.values().cloned().collect()
     }
 
-    /// The log configuration of a topic, layered as in Kafka: static broker defaults
-    /// (`server.properties`), then dynamic cluster-wide broker configs, then this broker's dynamic
-    /// configs, then the topic's own overrides.
+    /// The log configuration of a topic: each topic key's effective value as
+    /// [`strom_config::ConfigLayers`] resolves it (static broker defaults < dynamic cluster-wide
+    /// broker configs < this broker's dynamic configs < the topic's overrides), the same values
+    /// DescribeConfigs reports. A value the log cannot use (validated on write, so only from a
+    /// damaged metadata log) is logged and its key keeps its default.
     pub fn topic_log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        let mut overrides: Vec<(String, String)> = Vec::new();
-        for scope in [None, Some(self.node_id)] {
-            for (key, value) in image.broker_config(scope).into_iter().flatten() {
-                if let Some(topic_key) = dynamic_broker_key_topic(key) {
-                    overrides.push((topic_key.to_string(), value.clone()));
-                }
+        let layers = self.config.config_layers(image, Some(topic));
+        let mut config = LogConfig::default();
+        for def in strom_config::topic_keys() {
+            let Some((value, _)) = layers.topic_value(def.name) else {
+                continue;
+            };
+            if let Err(error) = config.set(def.name, &value) {
+                tracing::warn!(topic, %error, "ignoring an invalid topic config value");
             }
         }
-        if let Some(topic) = image.topic(topic) {
-            overrides.extend(topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        match self.broker_log_defaults.with_overrides(&overrides) {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::warn!(topic, %error, "ignoring invalid topic config overrides");
-                self.broker_log_defaults.clone()
-            }
-        }
+        config
     }
 
     /// Opens logs for partitions that appeared, applies changed configs, and deletes the logs of

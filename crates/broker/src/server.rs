@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strom_metadata::MetadataStore;
-use strom_storage::LogConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -106,10 +105,7 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
         )
         .map_err(|e| anyhow::anyhow!("cannot register broker {}: {}", config.node_id, e.message))?;
 
-    let broker_log_defaults = LogConfig::default()
-        .with_overrides(&config.broker_defaults_as_topic_config())
-        .map_err(|e| anyhow::anyhow!("invalid log configuration: {e}"))?;
-    let partitions = PartitionRegistry::new(&log_dir, config.node_id, broker_log_defaults);
+    let partitions = PartitionRegistry::new(&log_dir, &config);
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,

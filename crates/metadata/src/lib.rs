@@ -11,7 +11,7 @@ pub mod log;
 pub mod records;
 pub mod store;
 
-pub use config::{ConfigOp, ConfigOpType, ConfigType, TopicConfigDef, TOPIC_CONFIG_DEFAULTS};
+pub use config::{ConfigOp, ConfigOpType};
 pub use error::MetadataError;
 pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicChanges, TopicImage};
 pub use store::{MetadataStore, TopicSummary};

@@ -285,7 +285,6 @@ pub(super) mod tests {
     use strom_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,
     };
-    use strom_storage::LogConfig;
 
     use crate::config::BrokerConfig;
     use crate::partitions::PartitionRegistry;
@@ -308,7 +307,7 @@ pub(super) mod tests {
             advertised_host: "localhost".into(),
             advertised_port: 9092,
             metadata,
-            partitions: PartitionRegistry::new(dir, 1, LogConfig::default()),
+            partitions: PartitionRegistry::new(dir, &config),
             groups: crate::groups::GroupCoordinator::new(crate::groups::GroupConfig::from_broker(
                 &config,
             )),
