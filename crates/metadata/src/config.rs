@@ -144,7 +144,9 @@ fn list_default(def: &ConfigDef) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::codes::INVALID_CONFIG;
+    use strom_protocol::ErrorCode;
+
+    const INVALID_CONFIG: i16 = ErrorCode::InvalidConfig.code();
 
     #[test]
     fn validates_values() {

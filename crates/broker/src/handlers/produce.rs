@@ -78,10 +78,9 @@ pub fn handle(
                         .map(|p| p.leader_epoch)
                         .unwrap_or(0);
                     if acks == -1 {
-                        let isr: Vec<i32> = topic_image
+                        let isr: &[i32] = topic_image
                             .and_then(|t| t.partitions.get(&data.index))
-                            .map(|p| p.isr.clone())
-                            .unwrap_or_default();
+                            .map_or(&[], |p| p.isr.as_slice());
                         // The effective min.insync.replicas, layered exactly as DescribeConfigs
                         // reports it (topic override, this broker's and the cluster-wide dynamic
                         // configs, server.properties, default). Values are validated on write;
