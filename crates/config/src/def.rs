@@ -140,6 +140,9 @@ pub struct ConfigDef {
     /// May also be set for one listener as `listener.name.<listener>.<key>` (Kafka's listener
     /// configs); such an override is cluster-wide if the key is [`BrokerScope::ClusterWide`].
     pub per_listener: bool,
+    /// A thread pool size that a dynamic update may change to at least half and at most double
+    /// the size in effect (Kafka's `DynamicThreadPool` rule).
+    pub thread_pool: bool,
     /// For a topic key: the broker keys that set its default, in Kafka's order of precedence.
     pub broker_synonyms: &'static [BrokerSynonym],
 }
@@ -300,6 +303,7 @@ impl ConfigDef {
             is_topic_key: false,
             broker_scope: BrokerScope::NotBroker,
             per_listener: false,
+            thread_pool: false,
             broker_synonyms: &[],
         }
     }
@@ -325,6 +329,14 @@ impl ConfigDef {
     pub(crate) const fn per_listener(self) -> Self {
         Self {
             per_listener: true,
+            ..self
+        }
+    }
+
+    /// Marks a thread pool size, whose dynamic updates are bounded by the size in effect.
+    pub(crate) const fn thread_pool(self) -> Self {
+        Self {
+            thread_pool: true,
             ..self
         }
     }

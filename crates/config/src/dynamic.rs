@@ -10,17 +10,19 @@
 //! not know are custom configs and accepted, as in Kafka; a per-listener override
 //! (`listener.name.<listener>.<key>`) is checked as its base key and is per-broker unless the base
 //! key is a cluster-wide listener config (`max.connections`, `max.connection.creation.rate`,
-//! `num.network.threads`). Kafka answers all of these with INVALID_REQUEST and the message.
+//! `num.network.threads`). A thread pool may be resized to at least half and at most double the
+//! size in effect. Kafka answers all of these with INVALID_REQUEST and the message.
 
 use crate::def::BrokerScope;
 use crate::{broker_key, broker_key_or_listener_base, listener_override};
 
 /// Checks broker configs about to be set (`(key, value)`; deleted keys are not checked, as Kafka
-/// validates what remains). `per_broker` is false for the cluster-wide default. The error is
-/// Kafka's message.
+/// validates what remains). `per_broker` is false for the cluster-wide default; `in_effect` gives
+/// the value of a key the broker runs with now. The error is Kafka's message.
 pub fn check_dynamic_broker_configs(
     configs: &[(&str, &str)],
     per_broker: bool,
+    in_effect: impl Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
     let static_keys = offending(configs, |key| {
         broker_key(key).is_some_and(|def| def.broker_scope == BrokerScope::ReadOnly)
@@ -45,7 +47,37 @@ pub fn check_dynamic_broker_configs(
             "Cannot update these configs at default cluster level, broker id must be specified",
         )?;
     }
+    for (key, value) in configs {
+        let Some(def) = broker_key(key).filter(|def| def.thread_pool) else {
+            continue;
+        };
+        let current = in_effect(key).and_then(|current| current.trim().parse().ok());
+        if let (Ok(new), Some(current)) = (value.trim().parse(), current) {
+            check_thread_count(def.name, new, current)?;
+        }
+    }
     Ok(())
+}
+
+/// Kafka's `DynamicThreadPool` rule: a pool may shrink to half and grow to double its size. The
+/// message is Kafka's, as wrapped by its dynamic config validation.
+fn check_thread_count(key: &str, new: i64, current: i64) -> Result<(), String> {
+    let problem = if new == current {
+        return Ok(());
+    } else if new <= 0 {
+        "value should be at least 1".to_owned()
+    } else if new < current / 2 {
+        format!("value should be at least half the current value {current}")
+    } else if new > current.saturating_mul(2) {
+        format!("value should not be greater than double the current value {current}")
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "Invalid value org.apache.kafka.common.config.ConfigException: Dynamic thread count \
+         update validation failed for {key}={new}, {problem} for configuration Invalid dynamic \
+         configuration"
+    ))
 }
 
 /// Whether a broker key may be set for one broker only, not as the cluster-wide default.
@@ -83,12 +115,17 @@ fn check(refused: Vec<&str>, message: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The table's defaults are in effect.
+    fn in_effect(key: &str) -> Option<String> {
+        crate::find(key)?.default.map(str::to_owned)
+    }
+
     fn per_broker(configs: &[(&str, &str)]) -> Result<(), String> {
-        check_dynamic_broker_configs(configs, true)
+        check_dynamic_broker_configs(configs, true, in_effect)
     }
 
     fn cluster(configs: &[(&str, &str)]) -> Result<(), String> {
-        check_dynamic_broker_configs(configs, false)
+        check_dynamic_broker_configs(configs, false, in_effect)
     }
 
     #[test]
@@ -166,6 +203,21 @@ mod tests {
                     .into()
             )
         );
+        assert_eq!(
+            cluster(&[("num.io.threads", "17")]),
+            Err(
+                "Invalid value org.apache.kafka.common.config.ConfigException: Dynamic thread \
+                 count update validation failed for num.io.threads=17, value should not be \
+                 greater than double the current value 8 for configuration Invalid dynamic \
+                 configuration"
+                    .into()
+            )
+        );
+        assert!(cluster(&[("num.io.threads", "3")])
+            .is_err_and(|e| e.contains("at least half the current value 8")));
+        assert!(cluster(&[("num.replica.fetchers", "0")])
+            .is_err_and(|e| e.contains("value should be at least 1")));
+        assert_eq!(cluster(&[("num.io.threads", "4")]), Ok(()));
         assert_eq!(
             per_broker(&[("listener.name.x.max.connections", "-1")]),
             Err(

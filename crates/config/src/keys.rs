@@ -463,18 +463,26 @@ pub static KEYS: &[ConfigDef] = &[
     key("max.connections.per.ip.overrides", STRING, Some(""), Any).broker(ClusterWide),
     key("num.network.threads", Int, Some("3"), AtLeast(1))
         .broker(ClusterWide)
-        .per_listener(),
+        .per_listener()
+        .thread_pool(),
     // Thread pools.
-    key("background.threads", Int, Some("10"), AtLeast(1)).broker(ClusterWide),
-    key("num.io.threads", Int, Some("8"), AtLeast(1)).broker(ClusterWide),
+    key("background.threads", Int, Some("10"), AtLeast(1))
+        .broker(ClusterWide)
+        .thread_pool(),
+    key("num.io.threads", Int, Some("8"), AtLeast(1))
+        .broker(ClusterWide)
+        .thread_pool(),
     key(
         "num.recovery.threads.per.data.dir",
         Int,
         Some("1"),
         AtLeast(1),
     )
-    .broker(ClusterWide),
-    key("num.replica.fetchers", Int, Some("1"), Any).broker(ClusterWide),
+    .broker(ClusterWide)
+    .thread_pool(),
+    key("num.replica.fetchers", Int, Some("1"), Any)
+        .broker(ClusterWide)
+        .thread_pool(),
     // Log cleaner.
     key("log.cleaner.backoff.ms", Long, Some("15000"), AtLeast(0)).broker(ClusterWide),
     key(

@@ -95,14 +95,30 @@ fn target_broker(broker: &Broker, resource_name: &str) -> Result<Option<i32>, Me
     Ok(Some(id))
 }
 
-/// Checks broker configs about to be set against Kafka's dynamic broker config rules.
-fn check_broker_configs(configs: &[(&str, &str)], per_broker: bool) -> Result<(), MetadataError> {
-    check_dynamic_broker_configs(configs, per_broker).map_err(MetadataError::invalid_request)
+/// Checks broker configs about to be set against Kafka's dynamic broker config rules, given the
+/// values this broker runs with now.
+fn check_broker_configs(
+    broker: &Broker,
+    configs: &[(&str, &str)],
+    per_broker: bool,
+) -> Result<(), MetadataError> {
+    let image = broker.image();
+    let layers = broker.config.config_layers(&image, None);
+    let in_effect = |key: &str| match layers.broker_value(key) {
+        Some((value, _)) => Some(value.to_owned()),
+        None => strom_config::broker_key(key)?.default.map(str::to_owned),
+    };
+    check_dynamic_broker_configs(configs, per_broker, in_effect)
+        .map_err(MetadataError::invalid_request)
 }
 
 /// Checks the operations on a broker resource: APPEND/SUBTRACT need a known list key, and every
 /// value set must be acceptable (deleted keys are not checked, as in Kafka).
-fn check_broker_ops(ops: &[ConfigOp], per_broker: bool) -> Result<(), MetadataError> {
+fn check_broker_ops(
+    broker: &Broker,
+    ops: &[ConfigOp],
+    per_broker: bool,
+) -> Result<(), MetadataError> {
     for op in ops {
         let verb = match op.op {
             ConfigOpType::Append => "append",
@@ -124,7 +140,7 @@ fn check_broker_ops(ops: &[ConfigOp], per_broker: bool) -> Result<(), MetadataEr
         .filter(|op| op.op != ConfigOpType::Delete)
         .filter_map(|op| Some((op.key.as_str(), op.value.as_deref()?)))
         .collect();
-    check_broker_configs(&set, per_broker)
+    check_broker_configs(broker, &set, per_broker)
 }
 
 /// Applies one resource's change (or only validates it).
@@ -149,12 +165,12 @@ fn alter_resource(
                 .iter()
                 .map(|(key, value)| (key.as_str(), value.as_str()))
                 .collect();
-            check_broker_configs(&set, broker_id.is_some())?;
+            check_broker_configs(broker, &set, broker_id.is_some())?;
             metadata.replace_broker_configs(broker_id, configs, validate_only)
         }
         (CONFIG_RESOURCE_BROKER, ConfigChange::Incremental(ops)) => {
             let broker_id = target_broker(broker, resource_name)?;
-            check_broker_ops(ops, broker_id.is_some())?;
+            check_broker_ops(broker, ops, broker_id.is_some())?;
             metadata.alter_broker_configs(broker_id, ops, validate_only)
         }
         (other, _) => Err(unsupported_resource_type(other)),
@@ -422,6 +438,16 @@ mod tests {
                 ok.clone(),
             ),
             (cluster, vec![("num.io.threads", 0, Some("16"))], ok.clone()),
+            (
+                this_broker,
+                vec![("num.io.threads", 0, Some("33"))],
+                refused(
+                    "Invalid value org.apache.kafka.common.config.ConfigException: Dynamic \
+                     thread count update validation failed for num.io.threads=33, value should \
+                     not be greater than double the current value 16 for configuration Invalid \
+                     dynamic configuration",
+                ),
+            ),
             (
                 cluster,
                 vec![("custom.plugin.key", 0, Some("x"))],
