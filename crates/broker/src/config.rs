@@ -1311,7 +1311,7 @@ log.retention.check.interval.ms=300000
             ("flush.messages", "10"),
             ("flush.ms", "20"),
             ("max.message.bytes", "4096"),
-            ("cleanup.policy", "compact, delete"),
+            ("cleanup.policy", "compact,delete"),
             ("message.timestamp.type", "LogAppendTime"),
             ("index.interval.bytes", "100"),
             ("min.insync.replicas", "2"),

@@ -8,9 +8,10 @@
 //! the broker synonyms count in Kafka's order (`log.retention.ms` before `log.retention.minutes`
 //! before `log.retention.hours`), and a synonym's value is converted to the topic key's unit.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-use crate::def::{BrokerSynonym, ConfigDef};
+use crate::def::{list_elements, BrokerSynonym, ConfigDef, ConfigType};
 use crate::{broker_key, listener_override, topic_key, topic_keys};
 
 /// Config keys and values of one layer (a topic's overrides, a broker's dynamic configs, ...).
@@ -149,30 +150,13 @@ impl<'a> ConfigLayers<'a> {
     /// The effective value of a topic key and its source, or `None` if `name` is not a topic key.
     pub fn topic_value(&self, name: &str) -> Option<(String, ConfigSource)> {
         let def = topic_key(name)?;
-        Some(
-            self.topic_candidates(def)
-                .find_map(|candidate| Some((candidate.topic_value()?, candidate.source)))
-                .unwrap_or_else(|| {
-                    (
-                        def.default.unwrap_or_default().to_owned(),
-                        ConfigSource::Default,
-                    )
-                }),
-        )
+        Some(resolve(def, self.topic_candidates(def)))
     }
 
     /// The effective value of a topic key with its synonyms.
     pub fn topic_config(&self, def: &'static ConfigDef) -> EffectiveValue {
         let candidates: Vec<Candidate<'a>> = self.topic_candidates(def).collect();
-        let (value, source) = candidates
-            .iter()
-            .find_map(|candidate| Some((candidate.topic_value()?, candidate.source)))
-            .unwrap_or_else(|| {
-                (
-                    def.default.unwrap_or_default().to_owned(),
-                    ConfigSource::Default,
-                )
-            });
+        let (value, source) = resolve(def, &candidates);
         EffectiveValue {
             def,
             value,
@@ -234,6 +218,31 @@ impl<'a> ConfigLayers<'a> {
     }
 }
 
+/// The value of the first candidate in the topic key's unit (a list as `a,b`, the way Kafka
+/// prints it), else the topic key's own default.
+fn resolve<'c, C: Borrow<Candidate<'c>>>(
+    def: &ConfigDef,
+    candidates: impl IntoIterator<Item = C>,
+) -> (String, ConfigSource) {
+    let (value, source) = candidates
+        .into_iter()
+        .find_map(|candidate| {
+            let candidate = candidate.borrow();
+            Some((candidate.topic_value()?, candidate.source))
+        })
+        .unwrap_or_else(|| {
+            (
+                def.default.unwrap_or_default().to_owned(),
+                ConfigSource::Default,
+            )
+        });
+    if def.config_type == ConfigType::List {
+        (list_elements(&value).collect::<Vec<_>>().join(","), source)
+    } else {
+        (value, source)
+    }
+}
+
 /// The broker keys that set the same thing as `name`, in Kafka's order of precedence: the broker
 /// synonyms of a topic key when it has several (`log.retention.ms`, `.minutes`, `.hours`), a
 /// listener override and its base key, or `name` alone.
@@ -273,7 +282,11 @@ mod tests {
         let topic = map(&[("min.insync.replicas", "3")]);
         let broker = map(&[("min.insync.replicas", "2")]);
         let default = map(&[("min.insync.replicas", "4"), ("log.retention.ms", "10")]);
-        let server = map(&[("log.retention.hours", "1"), ("log.segment.bytes", "2048")]);
+        let server = map(&[
+            ("log.retention.hours", "1"),
+            ("log.segment.bytes", "2048"),
+            ("log.cleanup.policy", " compact , delete"),
+        ]);
         let mut layers = ConfigLayers {
             topic: Some(&topic),
             dynamic_broker: Some(&broker),
@@ -307,6 +320,10 @@ mod tests {
         assert_eq!(
             value(&layers, "segment.bytes"),
             ("2048".into(), ConfigSource::StaticBroker)
+        );
+        assert_eq!(
+            value(&layers, "cleanup.policy"),
+            ("compact,delete".into(), ConfigSource::StaticBroker)
         );
         layers.static_broker = None;
         assert_eq!(
