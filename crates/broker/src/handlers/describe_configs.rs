@@ -177,7 +177,9 @@ fn broker_config_entries(
                 value: value.filter(|_| !sensitive),
                 source: source.code(),
                 config_type: def.map_or(UNKNOWN_TYPE_CODE, |def| def.config_type.describe_code()),
-                read_only: !strom_config::broker_key(key).is_some_and(|def| def.is_dynamic()),
+                // Kafka: read-only unless one of its dynamic broker keys (so a per-listener
+                // override or a custom key is read-only).
+                read_only: strom_config::broker_key(key).is_none_or(|def| def.is_read_only()),
                 sensitive,
                 synonyms: masked(synonyms, sensitive),
             }
