@@ -216,3 +216,46 @@ fn report(partition: &Partition, what: &str, error: &StorageError) {
         "{what} failed"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_metadata::{ConfigOp, MetadataStore};
+
+    #[test]
+    fn log_config_layers_static_dynamic_and_topic_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, _) = BrokerConfig::from_properties_str(
+            "log.retention.minutes=5\nlog.segment.bytes=4096\nmessage.max.bytes=2000",
+        )
+        .expect("valid properties");
+        let metadata = MetadataStore::open(&dir.path().join("meta"), config.node_id, None)
+            .expect("open metadata store");
+        metadata
+            .register_broker(config.node_id, "localhost", 9092, None)
+            .expect("register broker");
+        let overrides = [("flush.messages".to_owned(), "1".to_owned())];
+        metadata
+            .create_topic("t", 1, 1, &overrides, false)
+            .expect("create topic");
+        let set = |broker_id, key: &str, value: &str| {
+            metadata
+                .alter_broker_configs(broker_id, &[ConfigOp::set(key, value)], false)
+                .expect("alter broker configs");
+        };
+        set(None, "log.cleanup.policy", "compact");
+        set(None, "log.segment.bytes", "16384");
+        set(Some(config.node_id), "log.segment.bytes", "8192");
+        set(None, "message.max.bytes", "3000");
+
+        let registry = PartitionRegistry::new(dir.path(), &config);
+        let log = registry.topic_log_config(&metadata.image(), "t");
+        assert_eq!(log.retention_ms, 300_000, "static log.retention.minutes");
+        assert_eq!(log.segment_bytes, 8192, "per-broker beats cluster default");
+        assert_eq!(log.max_message_bytes, 3000, "cluster default beats static");
+        assert!(log.cleanup_policy_compact && !log.cleanup_policy_delete);
+        assert_eq!(log.flush_messages, 1, "topic override");
+        let other = registry.topic_log_config(&metadata.image(), "not-a-topic");
+        assert_eq!(other.flush_messages, LogConfig::default().flush_messages);
+    }
+}
