@@ -3,9 +3,12 @@
 //! `cargo run -p xtask -- codegen [--schemas DIR] [--metadata-schemas DIR]` reads Kafka's JSON message
 //! schemas and writes the Rust codec for them into `crates/protocol/src/messages/` (requests,
 //! responses, headers and data types) and `crates/protocol/src/metadata_records/` (KRaft metadata
-//! records). The output is checked in, so building the workspace never needs the schemas.
+//! records), and `crates/protocol/src/error_code.rs` from Kafka's error code table
+//! (`--error-codes FILE`, default `../shared/kafka-error-codes.tsv`). The output is checked in, so
+//! building the workspace never needs the schemas.
 
 mod codegen;
+mod error_codes;
 mod schema;
 
 use std::path::PathBuf;
@@ -13,7 +16,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str =
-    "usage: cargo run -p xtask -- codegen [--schemas DIR] [--metadata-schemas DIR] [--no-fmt]";
+    "usage: cargo run -p xtask -- codegen [--schemas DIR] [--metadata-schemas DIR] \
+                     [--error-codes FILE] [--no-fmt]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,6 +31,7 @@ fn main() -> Result<()> {
     let mut options = codegen::Options {
         protocol_schemas: workspace_root.join("../shared/kafka-protocol-schemas"),
         metadata_schemas: workspace_root.join("../shared/kafka-metadata-schemas"),
+        error_codes: workspace_root.join("../shared/kafka-error-codes.tsv"),
         protocol_crate: workspace_root.join("crates/protocol"),
         run_rustfmt: true,
     };
@@ -41,6 +46,10 @@ fn main() -> Result<()> {
                     args.next()
                         .context("--metadata-schemas needs a directory")?,
                 );
+            }
+            "--error-codes" => {
+                options.error_codes =
+                    PathBuf::from(args.next().context("--error-codes needs a file")?);
             }
             "--no-fmt" => options.run_rustfmt = false,
             other => bail!("unknown argument {other:?}\n{USAGE}"),

@@ -1,52 +1,26 @@
 //! Broker configuration read from Kafka's own `server.properties` keys.
 //!
 //! [`BrokerConfig::from_properties_str`] understands the Java `.properties` syntax (`key=value`,
-//! `key: value` or `key value`, `#`/`!` comment lines, `\` line continuations and escapes) and
-//! maps the Kafka server keys Strom acts on to typed fields, using Kafka's defaults except where a
-//! field's documentation says otherwise. Unknown keys produce a warning string (the caller logs
-//! it); a recognised key with an invalid value is a [`ConfigError`] naming the key and the value.
-//! Every recognised key that was explicitly set is also kept, as written, in
-//! [`BrokerConfig::explicit`] so that DescribeConfigs can list it.
+//! `key: value` or `key value`, `#`/`!` comment lines, `\` line continuations and escapes). Keys,
+//! types, defaults and valid values come from the key table of `strom-config`: a key the table
+//! does not know produces a warning string (the caller logs it); a known key with an invalid value
+//! is a [`ConfigError`] naming the key and the value. The broker keys Strom acts on become typed
+//! fields; every known key that was explicitly set is also kept, as written, in
+//! [`BrokerConfig::explicit`]: the static layer of [`BrokerConfig::config_layers`], from which the
+//! broker-level defaults of topic configs (`log.retention.ms`, `min.insync.replicas`, ...) are
+//! resolved together with the dynamic configs and topic overrides.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-/// Milliseconds in one minute.
-const MS_PER_MINUTE: i64 = 60 * 1000;
-/// Milliseconds in one hour.
-const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;
-/// Kafka's default for `log.retention.hours` and `log.roll.hours`.
-const DEFAULT_HOURS: i64 = 168;
-/// Strom's default data directory (Kafka's `log.dir` default is `/tmp/kafka-logs`).
-const DEFAULT_LOG_DIR: &str = "./strom-data";
-/// Smallest `log.segment.bytes` Kafka accepts (the size of a legacy v0 record overhead).
-const MIN_SEGMENT_BYTES: i64 = 14;
+use strom_config::{ConfigDef, ConfigLayers, ConfigSource, InvalidValue};
+use strom_metadata::MetadataImage;
+
 /// Strom's default for `queued.max.request.bytes` when `socket.request.max.bytes` is smaller
 /// (Kafka's default is -1, unbounded). See [`BrokerConfig::queued_max_request_bytes`].
 pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: i64 = 512 * 1024 * 1024;
-
-/// Kafka server keys that Strom accepts without warning but that have no effect (thread pool
-/// sizes, socket buffers, security protocol mapping, ...). They are kept in
-/// [`BrokerConfig::explicit`] like every other recognised key.
-const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
-    "listener.security.protocol.map",
-    "num.network.threads",
-    "num.io.threads",
-    "num.recovery.threads.per.data.dir",
-    "num.replica.fetchers",
-    "socket.send.buffer.bytes",
-    "socket.receive.buffer.bytes",
-    "background.threads",
-    "share.coordinator.state.topic.replication.factor",
-    "share.coordinator.state.topic.min.isr",
-    "group.coordinator.rebalance.protocols",
-    "auto.leader.rebalance.enable",
-    "unclean.leader.election.enable",
-    "metadata.log.dir",
-    "metadata.log.segment.bytes",
-];
 
 /// An error building a [`BrokerConfig`].
 #[derive(Debug, thiserror::Error)]
@@ -148,65 +122,46 @@ pub struct QuorumVoter {
     pub endpoint: HostPort,
 }
 
-/// `log.message.timestamp.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    /// Keep the producer's timestamp.
-    CreateTime,
-    /// Overwrite the timestamp with the broker's append time.
-    LogAppendTime,
-}
-
-impl TimestampType {
-    /// The spelling Kafka uses in configuration values.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimestampType::CreateTime => "CreateTime",
-            TimestampType::LogAppendTime => "LogAppendTime",
-        }
-    }
-}
-
-/// The broker's configuration. Construct with [`BrokerConfig::default`],
-/// [`BrokerConfig::from_properties_str`] or [`BrokerConfig::from_file`], then refine with
-/// [`BrokerConfig::apply_override`] and check with [`BrokerConfig::validate`].
+/// The broker's configuration: the broker keys Strom acts on as typed fields (defaults from the
+/// key table of `strom-config`), and every explicitly set key as written. Construct with
+/// [`BrokerConfig::default`], [`BrokerConfig::from_properties_str`] or
+/// [`BrokerConfig::from_file`], then refine with [`BrokerConfig::apply_override`] and check with
+/// [`BrokerConfig::validate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
-    /// `node.id` (or the legacy `broker.id`); default 1 (Kafka requires it to be set).
+    /// `node.id`, else the legacy `broker.id`.
     pub node_id: i32,
-    /// `process.roles`; default `broker,controller`.
+    /// `process.roles`.
     pub process_roles: ProcessRoles,
-    /// `listeners`; default `PLAINTEXT://127.0.0.1:9092`.
+    /// `listeners`.
     pub listeners: Vec<Listener>,
     /// `advertised.listeners`. When not set it is derived from `listeners`, with a wildcard host
     /// (`0.0.0.0`, `::`, empty) advertised as `127.0.0.1` (Kafka advertises the machine's
     /// canonical host name instead; Strom keeps it simple and local).
     pub advertised_listeners: Vec<Listener>,
-    /// `controller.listener.names`; default empty (Strom's in-process controller needs none).
+    /// `controller.listener.names` (Strom's in-process controller needs none).
     pub controller_listener_names: Vec<String>,
     /// `controller.quorum.voters`; parsed and stored.
     pub controller_quorum_voters: Vec<QuorumVoter>,
     /// `controller.quorum.bootstrap.servers`; parsed and stored.
     pub controller_quorum_bootstrap_servers: Vec<HostPort>,
-    /// `inter.broker.listener.name`; `None` when not set.
+    /// `inter.broker.listener.name`.
     pub inter_broker_listener_name: Option<String>,
-    /// `log.dirs`, else `log.dir`; default `./strom-data`. Only the first directory is used.
+    /// `log.dirs`, else `log.dir`. Only the first directory is used.
     pub log_dirs: Vec<PathBuf>,
-    /// `num.partitions`; default 1.
+    /// `num.partitions`.
     pub num_partitions: i32,
-    /// `default.replication.factor`; default 1.
+    /// `default.replication.factor`.
     pub default_replication_factor: i16,
-    /// `auto.create.topics.enable`; default true.
+    /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
-    /// `delete.topic.enable`; default true.
+    /// `delete.topic.enable`.
     pub delete_topic_enable: bool,
-    /// `message.max.bytes`; default 1048588.
-    pub message_max_bytes: i32,
-    /// `socket.request.max.bytes`; default 104857600.
+    /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: i32,
-    /// `fetch.max.bytes`: the most a fetch response carries; default 57671680 (55 MiB).
+    /// `fetch.max.bytes`: the most a fetch response carries.
     pub fetch_max_bytes: i32,
-    /// `connections.max.idle.ms`: a connection idle this long is closed; default 600000.
+    /// `connections.max.idle.ms`: a connection idle this long is closed.
     pub connections_max_idle_ms: i64,
     /// `max.connections`: the most connections open at once; default `i32::MAX`. As in Kafka,
     /// the listener stops accepting while the limit is reached (new connections wait in the
@@ -236,153 +191,102 @@ pub struct BrokerConfig {
     /// at a time, so no request ever waits in a queue; requests in flight are bounded by
     /// `max.connections`.)
     pub queued_max_request_bytes: i64,
-    /// Effective retention time from `log.retention.ms` > `log.retention.minutes` >
-    /// `log.retention.hours` (default 168 hours); any negative value becomes -1 (unlimited).
-    pub log_retention_ms: i64,
-    /// `log.retention.bytes`; default -1 (unlimited).
-    pub log_retention_bytes: i64,
-    /// `log.segment.bytes`; default 1073741824.
-    pub log_segment_bytes: i32,
-    /// Effective roll time from `log.roll.ms` > `log.roll.hours` (default 168 hours).
-    pub log_roll_ms: i64,
-    /// `log.flush.interval.messages`; default `i64::MAX` (never flush by count).
-    pub log_flush_interval_messages: i64,
-    /// `log.flush.interval.ms`, else `log.flush.scheduler.interval.ms`; default `i64::MAX`
-    /// (never flush by time; the operating system decides).
-    pub log_flush_interval_ms: i64,
-    /// `log.retention.check.interval.ms`; default 300000.
+    /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: i64,
-    /// `log.cleanup.policy`, normalised to a comma list of `delete`/`compact`; default `delete`.
-    pub log_cleanup_policy: String,
-    /// `log.message.timestamp.type`; default `CreateTime`.
-    pub log_message_timestamp_type: TimestampType,
-    /// `log.index.interval.bytes`; default 4096.
-    pub log_index_interval_bytes: i32,
-    /// `offsets.topic.num.partitions`; default 50.
+    /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
-    /// `offsets.topic.replication.factor`; default 1 (Kafka's is 3, which a single node cannot
-    /// satisfy).
+    /// `offsets.topic.replication.factor`.
     pub offsets_topic_replication_factor: i16,
-    /// `offsets.topic.segment.bytes`; default 104857600.
+    /// `offsets.topic.segment.bytes`.
     pub offsets_topic_segment_bytes: i32,
-    /// `offsets.retention.minutes`; default 10080 (7 days).
+    /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: i32,
-    /// `group.initial.rebalance.delay.ms`; default 3000.
+    /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: i32,
-    /// `group.min.session.timeout.ms`; default 6000.
+    /// `group.min.session.timeout.ms`.
     pub group_min_session_timeout_ms: i32,
-    /// `group.max.session.timeout.ms`; default 1800000.
+    /// `group.max.session.timeout.ms`.
     pub group_max_session_timeout_ms: i32,
-    /// `min.insync.replicas`; default 1.
-    pub min_insync_replicas: i32,
-    /// `transaction.state.log.num.partitions`; default 50.
+    /// `transaction.state.log.num.partitions`.
     pub transaction_state_log_num_partitions: i32,
-    /// `transaction.state.log.replication.factor`; default 1 (Kafka's is 3).
+    /// `transaction.state.log.replication.factor`.
     pub transaction_state_log_replication_factor: i16,
-    /// `transaction.state.log.min.isr`; default 1 (Kafka's is 2).
+    /// `transaction.state.log.min.isr`.
     pub transaction_state_log_min_isr: i32,
-    /// `transaction.state.log.segment.bytes`; default 104857600.
+    /// `transaction.state.log.segment.bytes`.
     pub transaction_state_log_segment_bytes: i32,
-    /// `transaction.max.timeout.ms`; default 900000.
+    /// `transaction.max.timeout.ms`.
     pub transaction_max_timeout_ms: i32,
-    /// `transactional.id.expiration.ms`; default 604800000 (7 days).
+    /// `transactional.id.expiration.ms`.
     pub transactional_id_expiration_ms: i32,
-    /// `broker.rack`; default none.
+    /// `broker.rack`.
     pub broker_rack: Option<String>,
-    /// Every recognised key that was explicitly set, with its value as written (trimmed).
+    /// Every known key that was explicitly set, with its value as written (trimmed): the static
+    /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
-    /// Raw settings behind the derived fields above, kept so that overrides applied later still
-    /// honour Kafka's precedence rules.
-    sources: DerivedSources,
-}
-
-/// Settings that feed derived fields (several keys for one effective value).
-#[derive(Debug, Clone, Default, PartialEq)]
-struct DerivedSources {
-    node_id: Option<i32>,
-    broker_id: Option<i32>,
-    retention_ms: Option<i64>,
-    retention_minutes: Option<i64>,
-    retention_hours: Option<i64>,
-    roll_ms: Option<i64>,
-    roll_hours: Option<i64>,
-    flush_interval_ms: Option<i64>,
-    flush_scheduler_interval_ms: Option<i64>,
-    log_dirs: Option<Vec<PathBuf>>,
-    log_dir: Option<PathBuf>,
-    advertised_listeners: Option<Vec<Listener>>,
-    queued_max_request_bytes: Option<i64>,
 }
 
 /// What [`BrokerConfig::set`] made of a key.
 enum KeyKind {
-    /// A key Strom acts on or deliberately accepts.
+    /// A key of the table (or a per-listener override of one).
     Recognised,
     /// A key Strom does not know.
     Unknown,
 }
 
 impl Default for BrokerConfig {
+    /// The table's default of every broker key, parsed like a `server.properties` value.
     fn default() -> Self {
-        let listeners = vec![Listener {
-            name: "PLAINTEXT".to_string(),
-            host: "127.0.0.1".to_string(),
-            port: 9092,
-        }];
         let mut config = BrokerConfig {
-            node_id: 1,
+            node_id: 0,
             process_roles: ProcessRoles {
-                broker: true,
-                controller: true,
+                broker: false,
+                controller: false,
             },
+            listeners: Vec::new(),
             advertised_listeners: Vec::new(),
-            listeners,
             controller_listener_names: Vec::new(),
             controller_quorum_voters: Vec::new(),
             controller_quorum_bootstrap_servers: Vec::new(),
             inter_broker_listener_name: None,
             log_dirs: Vec::new(),
-            num_partitions: 1,
-            default_replication_factor: 1,
-            auto_create_topics_enable: true,
-            delete_topic_enable: true,
-            message_max_bytes: 1_048_588,
-            socket_request_max_bytes: 104_857_600,
-            fetch_max_bytes: 57_671_680,
-            connections_max_idle_ms: 600_000,
-            max_connections: i32::MAX,
-            max_connections_per_ip: i32::MAX,
+            num_partitions: 0,
+            default_replication_factor: 0,
+            auto_create_topics_enable: false,
+            delete_topic_enable: false,
+            socket_request_max_bytes: 0,
+            fetch_max_bytes: 0,
+            connections_max_idle_ms: 0,
+            max_connections: 0,
+            max_connections_per_ip: 0,
             max_connections_per_ip_overrides: BTreeMap::new(),
-            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
-            log_retention_ms: 0,
-            log_retention_bytes: -1,
-            log_segment_bytes: 1_073_741_824,
-            log_roll_ms: 0,
-            log_flush_interval_messages: i64::MAX,
-            log_flush_interval_ms: 0,
-            log_retention_check_interval_ms: 300_000,
-            log_cleanup_policy: "delete".to_string(),
-            log_message_timestamp_type: TimestampType::CreateTime,
-            log_index_interval_bytes: 4096,
-            offsets_topic_num_partitions: 50,
-            offsets_topic_replication_factor: 1,
-            offsets_topic_segment_bytes: 104_857_600,
-            offsets_retention_minutes: 10_080,
-            group_initial_rebalance_delay_ms: 3000,
-            group_min_session_timeout_ms: 6000,
-            group_max_session_timeout_ms: 1_800_000,
-            min_insync_replicas: 1,
-            transaction_state_log_num_partitions: 50,
-            transaction_state_log_replication_factor: 1,
-            transaction_state_log_min_isr: 1,
-            transaction_state_log_segment_bytes: 104_857_600,
-            transaction_max_timeout_ms: 900_000,
-            transactional_id_expiration_ms: 604_800_000,
+            queued_max_request_bytes: 0,
+            log_retention_check_interval_ms: 0,
+            offsets_topic_num_partitions: 0,
+            offsets_topic_replication_factor: 0,
+            offsets_topic_segment_bytes: 0,
+            offsets_retention_minutes: 0,
+            group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 0,
+            group_max_session_timeout_ms: 0,
+            transaction_state_log_num_partitions: 0,
+            transaction_state_log_replication_factor: 0,
+            transaction_state_log_min_isr: 0,
+            transaction_state_log_segment_bytes: 0,
+            transaction_max_timeout_ms: 0,
+            transactional_id_expiration_ms: 0,
             broker_rack: None,
             explicit: BTreeMap::new(),
-            sources: DerivedSources::default(),
         };
-        config.resolve_derived();
+        let defaults = strom_config::broker_keys()
+            .filter_map(|def| Some((def, def.default?)))
+            .try_for_each(|(def, value)| config.assign(def, value))
+            .and_then(|()| config.resolve_derived());
+        // The table's defaults are valid values of their keys (strom-config tests each one, and
+        // this crate's tests build a default configuration).
+        if let Err(error) = defaults {
+            panic!("a default of the config key table does not parse: {error}");
+        }
         config
     }
 }
@@ -426,7 +330,8 @@ impl BrokerConfig {
     }
 
     /// Checks that the settings agree with each other: a broker needs a listener that is not a
-    /// controller listener, named listeners must exist, and every listener host must resolve.
+    /// controller listener, named listeners must exist, every listener host must resolve, and the
+    /// broker-level defaults of topic keys must be valid topic values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = Vec::new();
         for listener in &self.listeners {
@@ -491,6 +396,26 @@ impl BrokerConfig {
                     .to_string(),
             ));
         }
+        self.check_topic_defaults()
+    }
+
+    /// Checks that each broker-level default of a topic key set in `server.properties` is a valid
+    /// value of the topic key (`log.roll.ms=0` would make `segment.ms` 0).
+    fn check_topic_defaults(&self) -> Result<(), ConfigError> {
+        let layers = ConfigLayers {
+            static_broker: Some(&self.explicit),
+            ..ConfigLayers::default()
+        };
+        for effective in layers.topic_configs() {
+            if effective.source != ConfigSource::StaticBroker {
+                continue;
+            }
+            if let Err(error) = effective.def.validate(&effective.value) {
+                let set_by = &effective.synonyms[0];
+                let value = set_by.value.as_deref().unwrap_or_default();
+                return Err(invalid_value(&set_by.name, value, error));
+            }
+        }
         Ok(())
     }
 
@@ -527,42 +452,24 @@ impl BrokerConfig {
         self.log_dirs
             .first()
             .cloned()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR))
+            .unwrap_or_else(|| PathBuf::from(default_value("log.dir")))
     }
 
-    /// The broker-wide defaults for topic-level configs, as `(topic key, value)` pairs:
-    /// `log.retention.ms` -> `retention.ms`, `log.retention.bytes` -> `retention.bytes`,
-    /// `log.segment.bytes` -> `segment.bytes`, `log.roll.ms` -> `segment.ms`,
-    /// `log.flush.interval.messages` -> `flush.messages`, `log.flush.interval.ms` -> `flush.ms`,
-    /// `message.max.bytes` -> `max.message.bytes`, `log.cleanup.policy` -> `cleanup.policy`,
-    /// `log.message.timestamp.type` -> `message.timestamp.type`, `log.index.interval.bytes` ->
-    /// `index.interval.bytes`, `min.insync.replicas` -> `min.insync.replicas`.
-    pub fn broker_defaults_as_topic_config(&self) -> Vec<(String, String)> {
-        [
-            ("cleanup.policy", self.log_cleanup_policy.clone()),
-            (
-                "flush.messages",
-                self.log_flush_interval_messages.to_string(),
-            ),
-            ("flush.ms", self.log_flush_interval_ms.to_string()),
-            (
-                "index.interval.bytes",
-                self.log_index_interval_bytes.to_string(),
-            ),
-            ("max.message.bytes", self.message_max_bytes.to_string()),
-            (
-                "message.timestamp.type",
-                self.log_message_timestamp_type.as_str().to_string(),
-            ),
-            ("min.insync.replicas", self.min_insync_replicas.to_string()),
-            ("retention.bytes", self.log_retention_bytes.to_string()),
-            ("retention.ms", self.log_retention_ms.to_string()),
-            ("segment.bytes", self.log_segment_bytes.to_string()),
-            ("segment.ms", self.log_roll_ms.to_string()),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_string(), value))
-        .collect()
+    /// The configuration layers that apply to `topic` (or to any topic, for `None`) on this
+    /// broker: the topic's overrides, this broker's and the cluster-wide dynamic configs of the
+    /// metadata image, and `server.properties`. Every topic key's effective value is resolved from
+    /// them by [`ConfigLayers::topic_value`] / [`ConfigLayers::topic_configs`].
+    pub fn config_layers<'a>(
+        &'a self,
+        image: &'a MetadataImage,
+        topic: Option<&str>,
+    ) -> ConfigLayers<'a> {
+        ConfigLayers {
+            topic: topic.and_then(|name| image.topic(name)).map(|t| &t.configs),
+            dynamic_broker: image.broker_config(Some(self.node_id)),
+            dynamic_default: image.broker_config(None),
+            static_broker: Some(&self.explicit),
+        }
     }
 
     /// The listener serving clients: the first non-controller listener, else the first one.
@@ -584,16 +491,29 @@ impl BrokerConfig {
             .find(|listener| !self.controller_listener_names.contains(&listener.name))
     }
 
-    /// Parses and stores one key. Recognised keys are recorded in `explicit`.
+    /// Checks one key against the key table, stores it and records it in `explicit`.
     fn set(&mut self, key: &str, raw_value: &str) -> Result<KeyKind, ConfigError> {
         let value = raw_value.trim();
-        let v = Value { key, value };
-        match key {
-            "node.id" => self.sources.node_id = Some(v.int_at_least(0)?),
-            "broker.id" => self.sources.broker_id = Some(v.int_at_least(0)?),
+        let Some(def) = strom_config::broker_key_or_listener_base(key) else {
+            return Ok(KeyKind::Unknown);
+        };
+        def.validate(value)
+            .map_err(|error| invalid_value(key, value, error))?;
+        if def.name == key {
+            self.assign(def, value)?;
+        }
+        self.explicit.insert(key.to_string(), value.to_string());
+        self.resolve_derived()?;
+        Ok(KeyKind::Recognised)
+    }
+
+    /// Stores the value of a key Strom acts on in its typed field; other keys (and the keys
+    /// [`BrokerConfig::resolve_derived`] combines) have no field.
+    fn assign(&mut self, def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+        let v = Value { def, value };
+        match def.name {
             "process.roles" => self.process_roles = v.process_roles()?,
             "listeners" => self.listeners = v.listeners()?,
-            "advertised.listeners" => self.sources.advertised_listeners = Some(v.listeners()?),
             "controller.listener.names" => {
                 self.controller_listener_names = v
                     .list()
@@ -612,131 +532,63 @@ impl BrokerConfig {
             "inter.broker.listener.name" => {
                 self.inter_broker_listener_name = Some(v.non_empty()?.to_ascii_uppercase())
             }
-            "log.dirs" => self.sources.log_dirs = Some(v.paths()?),
-            "log.dir" => self.sources.log_dir = Some(PathBuf::from(v.non_empty()?)),
-            "num.partitions" => self.num_partitions = v.int_at_least(1)?,
-            "default.replication.factor" => {
-                self.default_replication_factor = v.short_at_least(1)?
-            }
+            "num.partitions" => self.num_partitions = v.int()?,
+            "default.replication.factor" => self.default_replication_factor = v.short()?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = v.boolean()?,
             "delete.topic.enable" => self.delete_topic_enable = v.boolean()?,
-            "message.max.bytes" => self.message_max_bytes = v.int_at_least(0)?,
-            "socket.request.max.bytes" => self.socket_request_max_bytes = v.int_at_least(1)?,
-            "fetch.max.bytes" => self.fetch_max_bytes = v.int_at_least(1024)?,
-            "connections.max.idle.ms" => self.connections_max_idle_ms = v.long_at_least(1)?,
-            "max.connections" => self.max_connections = v.int_at_least(0)?,
-            "max.connections.per.ip" => self.max_connections_per_ip = v.int_at_least(0)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = v.int()?,
+            "fetch.max.bytes" => self.fetch_max_bytes = v.int()?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = v.long()?,
+            "max.connections" => self.max_connections = v.int()?,
+            "max.connections.per.ip" => self.max_connections_per_ip = v.int()?,
             "max.connections.per.ip.overrides" => {
                 self.max_connections_per_ip_overrides = v.connection_overrides()?
             }
-            // Validated only; see `queued_max_request_bytes` for why there is no queue to bound.
-            "queued.max.requests" => {
-                v.int_at_least(1)?;
-            }
-            "queued.max.request.bytes" => self.sources.queued_max_request_bytes = Some(v.long()?),
-            "log.retention.ms" => self.sources.retention_ms = Some(v.long()?),
-            "log.retention.minutes" => self.sources.retention_minutes = Some(v.int()?.into()),
-            "log.retention.hours" => self.sources.retention_hours = Some(v.int()?.into()),
-            "log.retention.bytes" => self.log_retention_bytes = v.long()?,
-            "log.segment.bytes" => {
-                self.log_segment_bytes = v.int_at_least(MIN_SEGMENT_BYTES as i32)?
-            }
-            "log.roll.ms" => self.sources.roll_ms = Some(v.long_at_least(1)?),
-            "log.roll.hours" => self.sources.roll_hours = Some(v.int_at_least(1)?.into()),
-            "log.flush.interval.messages" => {
-                self.log_flush_interval_messages = v.long_at_least(1)?
-            }
-            "log.flush.interval.ms" => self.sources.flush_interval_ms = Some(v.long()?),
-            "log.flush.scheduler.interval.ms" => {
-                self.sources.flush_scheduler_interval_ms = Some(v.long()?)
-            }
-            "log.retention.check.interval.ms" => {
-                self.log_retention_check_interval_ms = v.long_at_least(1)?
-            }
-            "log.cleanup.policy" => self.log_cleanup_policy = v.cleanup_policy()?,
-            "log.message.timestamp.type" => self.log_message_timestamp_type = v.timestamp_type()?,
-            "log.index.interval.bytes" => self.log_index_interval_bytes = v.int_at_least(0)?,
-            "offsets.topic.num.partitions" => {
-                self.offsets_topic_num_partitions = v.int_at_least(1)?
-            }
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = v.long()?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int()?,
             "offsets.topic.replication.factor" => {
-                self.offsets_topic_replication_factor = v.short_at_least(1)?
+                self.offsets_topic_replication_factor = v.short()?
             }
-            "offsets.topic.segment.bytes" => {
-                self.offsets_topic_segment_bytes = v.int_at_least(1)?
-            }
-            "offsets.retention.minutes" => self.offsets_retention_minutes = v.int_at_least(1)?,
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = v.int()?,
+            "offsets.retention.minutes" => self.offsets_retention_minutes = v.int()?,
             "group.initial.rebalance.delay.ms" => {
-                self.group_initial_rebalance_delay_ms = v.int_at_least(0)?
+                self.group_initial_rebalance_delay_ms = v.int()?
             }
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = v.int()?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = v.int()?,
-            "min.insync.replicas" => self.min_insync_replicas = v.int_at_least(1)?,
             "transaction.state.log.num.partitions" => {
-                self.transaction_state_log_num_partitions = v.int_at_least(1)?
+                self.transaction_state_log_num_partitions = v.int()?
             }
             "transaction.state.log.replication.factor" => {
-                self.transaction_state_log_replication_factor = v.short_at_least(1)?
+                self.transaction_state_log_replication_factor = v.short()?
             }
-            "transaction.state.log.min.isr" => {
-                self.transaction_state_log_min_isr = v.int_at_least(1)?
-            }
+            "transaction.state.log.min.isr" => self.transaction_state_log_min_isr = v.int()?,
             "transaction.state.log.segment.bytes" => {
-                self.transaction_state_log_segment_bytes = v.int_at_least(1)?
+                self.transaction_state_log_segment_bytes = v.int()?
             }
-            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = v.int_at_least(1)?,
-            "transactional.id.expiration.ms" => {
-                self.transactional_id_expiration_ms = v.int_at_least(1)?
-            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = v.int()?,
+            "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int()?,
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
             }
-            other if ACCEPTED_WITHOUT_EFFECT.contains(&other) => {}
-            _ => return Ok(KeyKind::Unknown),
+            _ => {}
         }
-        self.explicit.insert(key.to_string(), value.to_string());
-        self.resolve_derived();
-        Ok(KeyKind::Recognised)
+        Ok(())
     }
 
-    /// Recomputes the fields that several keys contribute to, with Kafka's precedence.
-    fn resolve_derived(&mut self) {
-        let sources = &self.sources;
-        self.node_id = sources.node_id.or(sources.broker_id).unwrap_or(1);
-        let retention = sources
-            .retention_ms
-            .or_else(|| {
-                sources
-                    .retention_minutes
-                    .map(|m| m.saturating_mul(MS_PER_MINUTE))
-            })
-            .unwrap_or_else(|| {
-                sources
-                    .retention_hours
-                    .unwrap_or(DEFAULT_HOURS)
-                    .saturating_mul(MS_PER_HOUR)
-            });
-        self.log_retention_ms = if retention < 0 { -1 } else { retention };
-        self.log_roll_ms = sources.roll_ms.unwrap_or_else(|| {
-            sources
-                .roll_hours
-                .unwrap_or(DEFAULT_HOURS)
-                .saturating_mul(MS_PER_HOUR)
-        });
-        self.log_flush_interval_ms = sources
-            .flush_interval_ms
-            .or(sources.flush_scheduler_interval_ms)
-            .unwrap_or(i64::MAX);
-        self.queued_max_request_bytes = sources.queued_max_request_bytes.unwrap_or_else(|| {
-            DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(i64::from(self.socket_request_max_bytes))
-        });
-        self.log_dirs = sources
-            .log_dirs
-            .clone()
-            .or_else(|| sources.log_dir.clone().map(|dir| vec![dir]))
-            .unwrap_or_else(|| vec![PathBuf::from(DEFAULT_LOG_DIR)]);
-        self.advertised_listeners = match &sources.advertised_listeners {
-            Some(listeners) => listeners.clone(),
+    /// Recomputes the fields that several keys contribute to, with Kafka's precedence: `node.id`
+    /// over `broker.id`, `log.dirs` over `log.dir`, `advertised.listeners` over `listeners`.
+    fn resolve_derived(&mut self) -> Result<(), ConfigError> {
+        let (key, value) = self.first_setting(&["node.id", "broker.id"]);
+        self.node_id = Value::of(key, &value)?.int()?;
+        self.queued_max_request_bytes = match self.explicit.get("queued.max.request.bytes") {
+            Some(value) => Value::of("queued.max.request.bytes", value)?.long()?,
+            None => DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(i64::from(self.socket_request_max_bytes)),
+        };
+        let (key, value) = self.first_setting(&["log.dirs", "log.dir"]);
+        self.log_dirs = Value::of(key, &value)?.paths()?;
+        self.advertised_listeners = match self.explicit.get("advertised.listeners") {
+            Some(value) => Value::of("advertised.listeners", value)?.listeners()?,
             None => self
                 .listeners
                 .iter()
@@ -747,6 +599,34 @@ impl BrokerConfig {
                 })
                 .collect(),
         };
+        Ok(())
+    }
+
+    /// The first of `keys` that is explicitly set, else the first that has a default.
+    fn first_setting(&self, keys: &[&'static str]) -> (&'static str, String) {
+        let explicit = keys
+            .iter()
+            .find_map(|key| Some((*key, self.explicit.get(*key)?.clone())));
+        explicit.unwrap_or_else(|| {
+            keys.iter()
+                .find_map(|key| Some((*key, strom_config::find(key)?.default?.to_string())))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// The table's default of a key ("" for a null default).
+fn default_value(key: &str) -> &'static str {
+    strom_config::find(key)
+        .and_then(|def| def.default)
+        .unwrap_or_default()
+}
+
+fn invalid_value(key: &str, value: &str, error: InvalidValue) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: error.reason,
     }
 }
 
@@ -781,68 +661,48 @@ fn resolve_bind_addr(listener: &Listener) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| unresolvable("host resolves to no address".to_string()))
 }
 
-/// A key and its trimmed value, with typed parsers that produce [`ConfigError::InvalidValue`].
+/// A key's definition and its trimmed value, with typed parsers that produce
+/// [`ConfigError::InvalidValue`].
 struct Value<'a> {
-    key: &'a str,
+    def: &'a ConfigDef,
     value: &'a str,
 }
 
-impl Value<'_> {
+impl<'a> Value<'a> {
+    /// The value of a key of the table.
+    fn of(key: &str, value: &'a str) -> Result<Value<'a>, ConfigError> {
+        let def = strom_config::find(key).ok_or_else(|| ConfigError::UnknownKey {
+            key: key.to_string(),
+        })?;
+        Ok(Value { def, value })
+    }
+
     fn invalid(&self, reason: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
-            key: self.key.to_string(),
+            key: self.def.name.to_string(),
             value: self.value.to_string(),
             reason: reason.into(),
         }
     }
 
-    fn int(&self) -> Result<i32, ConfigError> {
-        self.value
-            .parse()
-            .map_err(|_| self.invalid("expected an integer"))
-    }
-
     fn long(&self) -> Result<i64, ConfigError> {
-        self.value
-            .parse()
-            .map_err(|_| self.invalid("expected an integer"))
+        self.def
+            .parse_long(self.value)
+            .map_err(|error| invalid_value(self.def.name, self.value, error))
     }
 
-    fn int_at_least(&self, min: i32) -> Result<i32, ConfigError> {
-        let parsed = self.int()?;
-        if parsed < min {
-            return Err(self.invalid(format!("must be at least {min}")));
-        }
-        Ok(parsed)
+    fn int(&self) -> Result<i32, ConfigError> {
+        i32::try_from(self.long()?).map_err(|_| self.invalid("Not a number of type INT"))
     }
 
-    fn long_at_least(&self, min: i64) -> Result<i64, ConfigError> {
-        let parsed = self.long()?;
-        if parsed < min {
-            return Err(self.invalid(format!("must be at least {min}")));
-        }
-        Ok(parsed)
-    }
-
-    fn short_at_least(&self, min: i16) -> Result<i16, ConfigError> {
-        let parsed: i16 = self
-            .value
-            .parse()
-            .map_err(|_| self.invalid("expected an integer between -32768 and 32767"))?;
-        if parsed < min {
-            return Err(self.invalid(format!("must be at least {min}")));
-        }
-        Ok(parsed)
+    fn short(&self) -> Result<i16, ConfigError> {
+        i16::try_from(self.long()?).map_err(|_| self.invalid("Not a number of type SHORT"))
     }
 
     fn boolean(&self) -> Result<bool, ConfigError> {
-        if self.value.eq_ignore_ascii_case("true") {
-            Ok(true)
-        } else if self.value.eq_ignore_ascii_case("false") {
-            Ok(false)
-        } else {
-            Err(self.invalid("expected true or false"))
-        }
+        self.def
+            .parse_bool(self.value)
+            .map_err(|error| invalid_value(self.def.name, self.value, error))
     }
 
     fn non_empty(&self) -> Result<&str, ConfigError> {
@@ -892,27 +752,6 @@ impl Value<'_> {
         Ok(roles)
     }
 
-    fn cleanup_policy(&self) -> Result<String, ConfigError> {
-        let policies = self.list();
-        if policies.is_empty() {
-            return Err(self.invalid("expected delete, compact or compact,delete"));
-        }
-        for policy in &policies {
-            if policy != "delete" && policy != "compact" {
-                return Err(self.invalid("expected delete, compact or compact,delete"));
-            }
-        }
-        Ok(policies.join(","))
-    }
-
-    fn timestamp_type(&self) -> Result<TimestampType, ConfigError> {
-        match self.value {
-            "CreateTime" => Ok(TimestampType::CreateTime),
-            "LogAppendTime" => Ok(TimestampType::LogAppendTime),
-            _ => Err(self.invalid("expected CreateTime or LogAppendTime")),
-        }
-    }
-
     /// Parses `host:port` (IPv6 hosts in brackets; an empty host is allowed).
     fn host_port(&self, entry: &str) -> Result<HostPort, ConfigError> {
         let (host, port) = entry
@@ -936,8 +775,6 @@ impl Value<'_> {
         })
     }
 
-    /// Parses `max.connections.per.ip.overrides`: `host:count` entries (split at the last `:`,
-    /// so bare IPv6 addresses work; brackets are allowed), hosts being IP addresses or names.
     fn connection_overrides(&self) -> Result<BTreeMap<IpAddr, i32>, ConfigError> {
         let mut overrides = BTreeMap::new();
         for entry in self.list() {
@@ -1136,6 +973,15 @@ mod tests {
         }
     }
 
+    /// The value a topic key gets from `server.properties` (or the default) alone.
+    fn topic_default(config: &BrokerConfig, key: &str) -> String {
+        let layers = ConfigLayers {
+            static_broker: Some(&config.explicit),
+            ..ConfigLayers::default()
+        };
+        layers.topic_value(key).expect("a topic key").0
+    }
+
     #[test]
     fn defaults_match_kafka_except_documented_ones() {
         let config = BrokerConfig::default();
@@ -1154,23 +1000,12 @@ mod tests {
         assert_eq!(config.num_partitions, 1);
         assert_eq!(config.default_replication_factor, 1);
         assert!(config.auto_create_topics_enable);
-        assert_eq!(config.message_max_bytes, 1_048_588);
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
-        assert_eq!(config.log_retention_ms, 168 * 3_600_000);
-        assert_eq!(config.log_retention_bytes, -1);
-        assert_eq!(config.log_segment_bytes, 1_073_741_824);
-        assert_eq!(config.log_roll_ms, 168 * 3_600_000);
-        assert_eq!(config.log_flush_interval_messages, i64::MAX);
-        assert_eq!(config.log_flush_interval_ms, i64::MAX);
         assert_eq!(config.log_retention_check_interval_ms, 300_000);
-        assert_eq!(config.log_cleanup_policy, "delete");
-        assert_eq!(config.log_message_timestamp_type, TimestampType::CreateTime);
-        assert_eq!(config.log_index_interval_bytes, 4096);
         assert_eq!(config.offsets_topic_num_partitions, 50);
         assert_eq!(config.offsets_topic_replication_factor, 1);
         assert_eq!(config.offsets_retention_minutes, 10_080);
         assert_eq!(config.group_initial_rebalance_delay_ms, 3000);
-        assert_eq!(config.min_insync_replicas, 1);
         assert_eq!(config.transaction_state_log_num_partitions, 50);
         assert_eq!(config.broker_rack, None);
         assert!(config.explicit.is_empty());
@@ -1305,22 +1140,27 @@ log.retention.check.interval.ms=300000
     fn invalid_values_name_key_and_value() {
         assert_eq!(
             parse_error("num.partitions=abc"),
-            "invalid value 'abc' for num.partitions: expected an integer"
+            "invalid value 'abc' for num.partitions: Not a number of type INT"
         );
         assert_eq!(
             parse_error("num.partitions=0"),
-            "invalid value '0' for num.partitions: must be at least 1"
+            "invalid value '0' for num.partitions: Value must be at least 1"
         );
-        assert!(parse_error("auto.create.topics.enable=yes").contains("expected true or false"));
+        assert!(parse_error("auto.create.topics.enable=yes").contains("either true or false"));
         assert!(parse_error("process.roles=worker").contains("process.roles"));
         assert!(parse_error("log.cleanup.policy=forever").contains("log.cleanup.policy"));
         assert!(parse_error("log.message.timestamp.type=Now").contains("CreateTime"));
         assert!(parse_error("listeners=localhost:9092").contains("NAME://host:port"));
         assert!(parse_error("listeners=PLAINTEXT://host:99999").contains("invalid port"));
-        assert!(parse_error("default.replication.factor=40000").contains("between"));
+        assert!(parse_error("default.replication.factor=40000").contains("no more than 32767"));
         assert!(parse_error("log.segment.bytes=10").contains("at least 14"));
         assert!(parse_error("controller.quorum.voters=1@h").contains("host:port"));
         assert!(parse_error("controller.quorum.voters=x@h:1").contains("node id"));
+        assert_eq!(
+            parse_error("log.roll.ms=0"),
+            "invalid value '0' for log.roll.ms: Value must be at least 1"
+        );
+        assert!(parse_error("log.flush.interval.ms=-1").contains("log.flush.interval.ms"));
     }
 
     #[test]
@@ -1336,32 +1176,46 @@ log.retention.check.interval.ms=300000
 
     #[test]
     fn retention_precedence_ms_over_minutes_over_hours() {
-        let (config, _) = parse("log.retention.hours=1");
-        assert_eq!(config.log_retention_ms, 3_600_000);
-        let (config, _) = parse("log.retention.hours=1\nlog.retention.minutes=2");
-        assert_eq!(config.log_retention_ms, 120_000);
-        let (config, _) =
-            parse("log.retention.ms=5\nlog.retention.hours=1\nlog.retention.minutes=2");
-        assert_eq!(config.log_retention_ms, 5);
-        let (config, _) = parse("log.retention.minutes=-5");
-        assert_eq!(config.log_retention_ms, -1);
+        let retention = |text| topic_default(&parse(text).0, "retention.ms");
+        assert_eq!(retention(""), "604800000");
+        assert_eq!(retention("log.retention.hours=1"), "3600000");
+        assert_eq!(
+            retention("log.retention.hours=1\nlog.retention.minutes=2"),
+            "120000"
+        );
+        assert_eq!(
+            retention("log.retention.ms=5\nlog.retention.hours=1\nlog.retention.minutes=2"),
+            "5"
+        );
+        assert_eq!(retention("log.retention.minutes=-5"), "-1");
         let (mut config, _) = parse("log.retention.ms=100");
         config.apply_override("log.retention.hours", "2").unwrap();
-        assert_eq!(config.log_retention_ms, 100);
+        assert_eq!(topic_default(&config, "retention.ms"), "100");
     }
 
     #[test]
     fn roll_and_flush_precedence() {
-        let (config, _) = parse("log.roll.hours=2");
-        assert_eq!(config.log_roll_ms, 7_200_000);
-        let (config, _) = parse("log.roll.hours=2\nlog.roll.ms=10");
-        assert_eq!(config.log_roll_ms, 10);
-        let (config, _) = parse("log.flush.scheduler.interval.ms=500");
-        assert_eq!(config.log_flush_interval_ms, 500);
-        let (config, _) = parse("log.flush.scheduler.interval.ms=500\nlog.flush.interval.ms=7");
-        assert_eq!(config.log_flush_interval_ms, 7);
-        let (config, _) = parse("log.flush.interval.messages=1");
-        assert_eq!(config.log_flush_interval_messages, 1);
+        let value = |text, key| topic_default(&parse(text).0, key);
+        assert_eq!(value("log.roll.hours=2", "segment.ms"), "7200000");
+        assert_eq!(
+            value("log.roll.hours=2\nlog.roll.ms=10", "segment.ms"),
+            "10"
+        );
+        assert_eq!(
+            value("log.flush.scheduler.interval.ms=500", "flush.ms"),
+            "500"
+        );
+        assert_eq!(
+            value(
+                "log.flush.scheduler.interval.ms=500\nlog.flush.interval.ms=7",
+                "flush.ms"
+            ),
+            "7"
+        );
+        assert_eq!(
+            value("log.flush.interval.messages=1", "flush.messages"),
+            "1"
+        );
     }
 
     #[test]
@@ -1529,6 +1383,75 @@ log.retention.check.interval.ms=300000
     }
 
     #[test]
+    fn transaction_state_log_settings_are_stored() {
+        let (config, _) = parse(
+            "transaction.state.log.num.partitions=5\ntransaction.state.log.replication.factor=2\n\
+             transaction.state.log.min.isr=2\ntransaction.state.log.segment.bytes=1000",
+        );
+        assert_eq!(config.transaction_state_log_num_partitions, 5);
+        assert_eq!(config.transaction_state_log_replication_factor, 2);
+        assert_eq!(config.transaction_state_log_min_isr, 2);
+        assert_eq!(config.transaction_state_log_segment_bytes, 1000);
+    }
+
+    #[test]
+    fn topic_config_defaults_follow_broker_settings() {
+        let (config, _) = parse(
+            "log.retention.ms=1000\nlog.segment.bytes=2048\nlog.roll.ms=3000\n\
+             log.flush.interval.messages=10\nlog.flush.interval.ms=20\nmessage.max.bytes=4096\n\
+             log.cleanup.policy=compact, delete\nlog.message.timestamp.type=LogAppendTime\n\
+             log.index.interval.bytes=100\nmin.insync.replicas=2\nlog.retention.bytes=99",
+        );
+        for (key, value) in [
+            ("retention.ms", "1000"),
+            ("retention.bytes", "99"),
+            ("segment.bytes", "2048"),
+            ("segment.ms", "3000"),
+            ("flush.messages", "10"),
+            ("flush.ms", "20"),
+            ("max.message.bytes", "4096"),
+            ("cleanup.policy", "compact,delete"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("index.interval.bytes", "100"),
+            ("min.insync.replicas", "2"),
+        ] {
+            assert_eq!(topic_default(&config, key), value, "{key}");
+        }
+    }
+
+    #[test]
+    fn listener_overrides_of_known_keys_are_recognised() {
+        let (config, warnings) = parse(
+            "listener.name.external.ssl.keystore.location=/ks\n\
+             listener.name.external.max.connections=10\nlistener.name.x.no.such.key=1",
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("listener.name.x.no.such.key"));
+        assert_eq!(
+            config
+                .explicit
+                .get("listener.name.external.ssl.keystore.location")
+                .map(String::as_str),
+            Some("/ks")
+        );
+        assert!(parse_error("listener.name.external.max.connections=-1")
+            .contains("Value must be at least 0"));
+    }
+
+    #[test]
+    fn from_file_reads_and_reports_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "num.partitions=4\n").unwrap();
+        let (config, warnings) = BrokerConfig::from_file(&path).unwrap();
+        assert_eq!(config.num_partitions, 4);
+        assert!(warnings.is_empty());
+        let missing = dir.path().join("missing.properties");
+        let message = BrokerConfig::from_file(&missing).unwrap_err().to_string();
+        assert!(message.contains("missing.properties"), "{message}");
+    }
+
+    #[test]
     fn connection_and_request_memory_limits() {
         let config = BrokerConfig::default();
         assert_eq!(config.max_connections, i32::MAX);
@@ -1596,61 +1519,5 @@ log.retention.check.interval.ms=300000
             let key = bad.split('=').next().unwrap();
             assert!(error.contains(key), "{bad}: {error}");
         }
-    }
-
-    #[test]
-    fn transaction_state_log_settings_are_stored() {
-        let (config, _) = parse(
-            "transaction.state.log.num.partitions=5\ntransaction.state.log.replication.factor=2\n\
-             transaction.state.log.min.isr=2\ntransaction.state.log.segment.bytes=1000",
-        );
-        assert_eq!(config.transaction_state_log_num_partitions, 5);
-        assert_eq!(config.transaction_state_log_replication_factor, 2);
-        assert_eq!(config.transaction_state_log_min_isr, 2);
-        assert_eq!(config.transaction_state_log_segment_bytes, 1000);
-    }
-
-    #[test]
-    fn topic_config_defaults_follow_broker_settings() {
-        let (config, _) = parse(
-            "log.retention.ms=1000\nlog.segment.bytes=2048\nlog.roll.ms=3000\n\
-             log.flush.interval.messages=10\nlog.flush.interval.ms=20\nmessage.max.bytes=4096\n\
-             log.cleanup.policy=compact, delete\nlog.message.timestamp.type=LogAppendTime\n\
-             log.index.interval.bytes=100\nmin.insync.replicas=2\nlog.retention.bytes=99",
-        );
-        let defaults: BTreeMap<String, String> = config
-            .broker_defaults_as_topic_config()
-            .into_iter()
-            .collect();
-        let expected: BTreeMap<String, String> = [
-            ("retention.ms", "1000"),
-            ("retention.bytes", "99"),
-            ("segment.bytes", "2048"),
-            ("segment.ms", "3000"),
-            ("flush.messages", "10"),
-            ("flush.ms", "20"),
-            ("max.message.bytes", "4096"),
-            ("cleanup.policy", "compact,delete"),
-            ("message.timestamp.type", "LogAppendTime"),
-            ("index.interval.bytes", "100"),
-            ("min.insync.replicas", "2"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(defaults, expected);
-    }
-
-    #[test]
-    fn from_file_reads_and_reports_missing_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.properties");
-        std::fs::write(&path, "num.partitions=4\n").unwrap();
-        let (config, warnings) = BrokerConfig::from_file(&path).unwrap();
-        assert_eq!(config.num_partitions, 4);
-        assert!(warnings.is_empty());
-        let missing = dir.path().join("missing.properties");
-        let message = BrokerConfig::from_file(&missing).unwrap_err().to_string();
-        assert!(message.contains("missing.properties"), "{message}");
     }
 }

@@ -19,7 +19,7 @@ use strom_metadata::MetadataImage;
 use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
-use crate::handlers::describe_configs::dynamic_broker_key_topic;
+use crate::config::BrokerConfig;
 
 /// One hosted partition: its log behind a lock, and what it was opened with.
 pub struct Partition {
@@ -44,8 +44,9 @@ type PartitionKey = (String, i32);
 /// All partitions hosted here, by topic name and index.
 pub struct PartitionRegistry {
     log_dir: PathBuf,
-    node_id: i32,
-    broker_log_defaults: LogConfig,
+    /// The broker's configuration: its node id and `server.properties`, the static layer of each
+    /// log's config.
+    config: BrokerConfig,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// The metadata image version the registry last synced with (`u64::MAX` before the first).
     synced_version: Mutex<u64>,
@@ -54,11 +55,10 @@ pub struct PartitionRegistry {
 }
 
 impl PartitionRegistry {
-    pub fn new(log_dir: &Path, node_id: i32, broker_log_defaults: LogConfig) -> Self {
+    pub fn new(log_dir: &Path, config: &BrokerConfig) -> Self {
         Self {
             log_dir: log_dir.to_path_buf(),
-            node_id,
-            broker_log_defaults,
+            config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
             synced_version: Mutex::new(u64::MAX),
             data_arrived: Notify::new(),
@@ -75,28 +75,23 @@ impl PartitionRegistry {
         partitions.values().cloned().collect()
     }
 
-    /// The log configuration of a topic, layered as in Kafka: static broker defaults
-    /// (`server.properties`), then dynamic cluster-wide broker configs, then this broker's dynamic
-    /// configs, then the topic's own overrides.
+    /// The log configuration of a topic: each topic key's effective value as
+    /// [`strom_config::ConfigLayers`] resolves it (static broker defaults < dynamic cluster-wide
+    /// broker configs < this broker's dynamic configs < the topic's overrides), the same values
+    /// DescribeConfigs reports. A value the log cannot use (validated on write, so only from a
+    /// damaged metadata log) is logged and its key keeps its default.
     pub fn topic_log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        let mut overrides: Vec<(String, String)> = Vec::new();
-        for scope in [None, Some(self.node_id)] {
-            for (key, value) in image.broker_config(scope).into_iter().flatten() {
-                if let Some(topic_key) = dynamic_broker_key_topic(key) {
-                    overrides.push((topic_key.to_string(), value.clone()));
-                }
+        let layers = self.config.config_layers(image, Some(topic));
+        let mut config = LogConfig::default();
+        for def in strom_config::topic_keys() {
+            let Some((value, _)) = layers.topic_value(def.name) else {
+                continue;
+            };
+            if let Err(error) = config.set(def.name, &value) {
+                tracing::warn!(topic, %error, "ignoring an invalid topic config value");
             }
         }
-        if let Some(topic) = image.topic(topic) {
-            overrides.extend(topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        match self.broker_log_defaults.with_overrides(&overrides) {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::warn!(topic, %error, "ignoring invalid topic config overrides");
-                self.broker_log_defaults.clone()
-            }
-        }
+        config
     }
 
     /// Opens logs for partitions that appeared, applies changed configs, and deletes the logs of
@@ -373,7 +368,7 @@ mod tests {
     #[test]
     fn a_directory_of_another_topic_incarnation_is_set_aside_not_adopted() {
         let dir = tempfile::tempdir().unwrap();
-        let old = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        let old = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
         old.sync_with_image(&image_with_topic("t", [1; 16]));
         let partition = old.get("t", 0).unwrap();
         let mut builder = strom_protocol::records::BatchBuilder::new(
@@ -388,14 +383,14 @@ mod tests {
         drop(old);
 
         // The metadata now names another topic "t" (a new id): the old data must not reappear.
-        let new = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        let new = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
         new.sync_with_image(&image_with_topic("t", [2; 16]));
         assert_eq!(new.get("t", 0).unwrap().log().log_end_offset(), 0);
         assert_eq!(strays(dir.path()).len(), 1);
 
         // A directory the metadata does not know at all is set aside at start.
         std::fs::create_dir_all(dir.path().join("unknown-0")).unwrap();
-        let restarted = PartitionRegistry::new(dir.path(), 1, LogConfig::default());
+        let restarted = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
         restarted.sync_with_image(&image_with_topic("t", [2; 16]));
         assert!(!dir.path().join("unknown-0").exists());
         assert_eq!(strays(dir.path()).len(), 2);
@@ -404,5 +399,48 @@ mod tests {
             .join("t-0")
             .join(PARTITION_METADATA_FILE)
             .exists());
+    }
+
+    #[test]
+    fn log_config_layers_static_dynamic_and_topic_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, _) = BrokerConfig::from_properties_str(
+            "log.retention.minutes=5\nlog.segment.bytes=4096\nmessage.max.bytes=2000",
+        )
+        .expect("valid properties");
+        let mut image = image_with_topic("t", [1; 16]);
+        if let Some(topic) = image.topics.get_mut("t") {
+            Arc::make_mut(topic)
+                .configs
+                .insert("flush.messages".into(), "1".into());
+        }
+        let pairs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        image.broker_configs.insert(
+            None,
+            pairs(&[
+                ("log.cleanup.policy", "compact"),
+                ("log.segment.bytes", "16384"),
+                ("message.max.bytes", "3000"),
+            ]),
+        );
+        image.broker_configs.insert(
+            Some(config.node_id),
+            pairs(&[("log.segment.bytes", "8192")]),
+        );
+
+        let registry = PartitionRegistry::new(dir.path(), &config);
+        let log = registry.topic_log_config(&image, "t");
+        assert_eq!(log.retention_ms, 300_000, "static log.retention.minutes");
+        assert_eq!(log.segment_bytes, 8192, "per-broker beats cluster default");
+        assert_eq!(log.max_message_bytes, 3000, "cluster default beats static");
+        assert!(log.cleanup_policy_compact && !log.cleanup_policy_delete);
+        assert_eq!(log.flush_messages, 1, "topic override");
+        let other = registry.topic_log_config(&image, "not-a-topic");
+        assert_eq!(other.flush_messages, LogConfig::default().flush_messages);
     }
 }

@@ -11,7 +11,6 @@ use anyhow::Context;
 use strom_metadata::local_quorum::DEFAULT_SNAPSHOT_INTERVAL_BYTES;
 use strom_metadata::log::METADATA_LOG_DIR_NAME;
 use strom_metadata::{Controller, LocalQuorum};
-use strom_storage::LogConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -156,10 +155,7 @@ pub(crate) async fn open_broker(
         metadata_state.clone(),
     ));
 
-    let broker_log_defaults = LogConfig::default()
-        .with_overrides(&config.broker_defaults_as_topic_config())
-        .map_err(|e| anyhow::anyhow!("invalid log configuration: {e}"))?;
-    let partitions = PartitionRegistry::new(&log_dir, config.node_id, broker_log_defaults);
+    let partitions = PartitionRegistry::new(&log_dir, &config);
     let groups = GroupCoordinator::new(GroupConfig::from_broker(&config));
     let broker = Arc::new(Broker::new(
         config,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use strom_protocol::codec::Uuid;
 
 use crate::config::{
-    apply_config_ops, topic_config_def_or_error, topic_list_default, validate_topic_config,
-    ConfigOp,
+    apply_config_ops, broker_list_default, topic_config_def_or_error, topic_list_default,
+    validate_topic_config, ConfigOp,
 };
 use crate::error::{codes, MetadataError};
 use crate::image::{MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
@@ -305,8 +305,8 @@ impl Controller {
 
     /// IncrementalAlterConfigs on a broker (`Some(id)`) or the cluster-wide broker default (`None`).
     ///
-    /// Broker keys are not checked against a schema here (the broker validates the dynamic configs
-    /// it supports); APPEND/SUBTRACT treat any value as a comma-separated list, empty by default.
+    /// Broker keys are not checked here (the broker decides which keys may change dynamically);
+    /// APPEND/SUBTRACT apply to list keys and start from the key's default.
     pub async fn alter_broker_configs(
         &self,
         broker_id: Option<i32>,
@@ -314,7 +314,7 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), MetadataError> {
         self.change_broker_configs(broker_id, validate_only, |current| {
-            apply_config_ops(current, ops, |_| Some(""))
+            apply_config_ops(current, ops, broker_list_default)
         })
         .await
     }

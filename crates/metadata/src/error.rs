@@ -1,17 +1,22 @@
 //! Errors of metadata operations, carrying the Kafka error code a request handler sends back.
 
-/// Kafka error codes this crate returns (see Kafka's `Errors` enum).
+use strom_protocol::ErrorCode;
+
+/// The wire codes of the Kafka errors this crate returns, as `i16` constants for the existing
+/// call sites; each is [`ErrorCode::code`] of the generated enum. New code uses [`ErrorCode`].
 pub mod codes {
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const NOT_CONTROLLER: i16 = 41;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    use strom_protocol::ErrorCode;
+
+    pub const UNKNOWN_SERVER_ERROR: i16 = ErrorCode::UnknownServerError.code();
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ErrorCode::UnknownTopicOrPartition.code();
+    pub const INVALID_TOPIC_EXCEPTION: i16 = ErrorCode::InvalidTopicException.code();
+    pub const TOPIC_ALREADY_EXISTS: i16 = ErrorCode::TopicAlreadyExists.code();
+    pub const INVALID_PARTITIONS: i16 = ErrorCode::InvalidPartitions.code();
+    pub const INVALID_REPLICATION_FACTOR: i16 = ErrorCode::InvalidReplicationFactor.code();
+    pub const INVALID_CONFIG: i16 = ErrorCode::InvalidConfig.code();
+    pub const NOT_CONTROLLER: i16 = ErrorCode::NotController.code();
+    pub const INVALID_REQUEST: i16 = ErrorCode::InvalidRequest.code();
+    pub const KAFKA_STORAGE_ERROR: i16 = ErrorCode::KafkaStorageError.code();
 }
 
 /// A failed metadata operation: the Kafka error code to return and a human-readable message.
@@ -30,19 +35,28 @@ impl MetadataError {
         }
     }
 
+    /// An error of the generated [`ErrorCode`] enum with a message.
+    pub fn of(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(error.code(), message)
+    }
+
     pub fn invalid_config(message: impl Into<String>) -> Self {
-        Self::new(codes::INVALID_CONFIG, message)
+        Self::of(ErrorCode::InvalidConfig, message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::of(ErrorCode::InvalidRequest, message)
     }
 
     pub fn unknown_topic(name: &str) -> Self {
-        Self::new(
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
+        Self::of(
+            ErrorCode::UnknownTopicOrPartition,
             format!("Topic {name} does not exist."),
         )
     }
 
     /// The metadata log or its directory could not be read or written.
     pub fn storage(context: &str, err: impl std::fmt::Display) -> Self {
-        Self::new(codes::KAFKA_STORAGE_ERROR, format!("{context}: {err}"))
+        Self::of(ErrorCode::KafkaStorageError, format!("{context}: {err}"))
     }
 }

@@ -24,7 +24,7 @@ pub mod records;
 pub mod snapshot;
 pub mod state;
 
-pub use config::{ConfigOp, ConfigOpType, ConfigType, TopicConfigDef, TOPIC_CONFIG_DEFAULTS};
+pub use config::{ConfigOp, ConfigOpType};
 pub use controller::{Controller, TopicSummary};
 pub use error::MetadataError;
 pub use image::{

@@ -1,5 +1,6 @@
 //! The Kafka wire protocol: primitives ([`codec`]), the request and response messages generated from
-//! Kafka's official JSON schemas ([`messages`]), and record batches ([`records`]).
+//! Kafka's official JSON schemas ([`messages`]), record batches ([`records`]) and Kafka's error
+//! codes ([`ErrorCode`], generated from Kafka's error table).
 //!
 //! Why a codec of our own instead of the `kafka-protocol` crate: its decoder sizes vectors from
 //! untrusted array lengths (a few hostile bytes can request a 150 GB allocation and abort the process)
@@ -9,6 +10,9 @@
 
 pub mod codec;
 pub mod compression;
+pub mod error_code;
 pub mod messages;
 pub mod metadata_records;
 pub mod records;
+
+pub use error_code::ErrorCode;

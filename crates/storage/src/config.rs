@@ -1,5 +1,10 @@
-//! Per-partition log configuration: the topic-level settings Kafka applies to a log, with Kafka's
-//! defaults, and parsing of topic config overrides (`segment.bytes`, `retention.ms`, ...).
+//! Per-partition log configuration: the topic-level settings Kafka applies to a log as typed fields.
+//! Keys, defaults and valid values come from the key table of `strom-config`; this module only maps
+//! each log key to its field (`segment.bytes`, `retention.ms`, ...).
+
+use std::sync::LazyLock;
+
+use strom_config::{list_elements, InvalidValue};
 
 /// Settings of one partition log. [`Default`] gives Kafka's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,63 +54,68 @@ pub struct LogConfig {
     pub message_timestamp_difference_max_ms: i64,
 }
 
-/// Kafka's default `segment.ms` and `retention.ms`: seven days.
-pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-/// Kafka's default `delete.retention.ms`: one day.
-pub const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
 // The only float, `min.cleanable.dirty.ratio`, is validated to lie in [0, 1] (never NaN), so
 // equality stays reflexive.
 impl Eq for LogConfig {}
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            segment_bytes: 1 << 30,
-            segment_ms: SEVEN_DAYS_MS,
-            retention_ms: SEVEN_DAYS_MS,
-            retention_bytes: -1,
-            cleanup_policy_delete: true,
-            cleanup_policy_compact: false,
-            delete_retention_ms: ONE_DAY_MS,
-            min_compaction_lag_ms: 0,
-            max_compaction_lag_ms: i64::MAX,
-            min_cleanable_dirty_ratio: 0.5,
-            max_message_bytes: 1_048_588,
-            flush_messages: i64::MAX,
-            flush_ms: i64::MAX,
-            timestamp_type_log_append: false,
-            index_interval_bytes: 4096,
-            message_timestamp_before_max_ms: i64::MAX,
-            message_timestamp_after_max_ms: i64::MAX,
-            message_timestamp_difference_max_ms: i64::MAX,
+/// The defaults of the key table, parsed once.
+static DEFAULTS: LazyLock<LogConfig> = LazyLock::new(|| {
+    let mut config = LogConfig::UNSET;
+    for def in strom_config::topic_keys() {
+        if let Some(default) = def.default {
+            // The table's defaults are valid values of their keys (strom-config tests each one).
+            if let Err(error) = config.set(def.name, default) {
+                panic!("default of a log config key does not parse: {error}");
+            }
         }
+    }
+    config
+});
+
+impl Default for LogConfig {
+    /// Kafka's defaults, from the key table of `strom-config`.
+    fn default() -> Self {
+        DEFAULTS.clone()
     }
 }
 
-/// A topic config value that cannot be applied to a log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value {value:?} for config {key}: {reason}")]
-pub struct ConfigValueError {
-    pub key: String,
-    pub value: String,
-    pub reason: String,
-}
-
-/// Smallest `segment.bytes` Kafka accepts (one record batch log overhead plus a little).
-const MIN_SEGMENT_BYTES: i64 = 14;
+/// A topic config value that cannot be applied to a log (Kafka's wording: `Invalid value x for
+/// configuration k: reason`).
+pub type ConfigValueError = InvalidValue;
 
 impl LogConfig {
-    /// Applies topic-level overrides (Kafka key names) on top of `self`. Keys that are not log
-    /// settings (e.g. `min.insync.replicas`) are ignored; a bad value of a known key is an error
-    /// naming the key.
+    /// Every field before the table's defaults are applied.
+    const UNSET: LogConfig = LogConfig {
+        segment_bytes: 0,
+        segment_ms: 0,
+        retention_ms: 0,
+        retention_bytes: 0,
+        cleanup_policy_delete: false,
+        cleanup_policy_compact: false,
+        delete_retention_ms: 0,
+        min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: 0,
+        min_cleanable_dirty_ratio: 0.0,
+        max_message_bytes: 0,
+        flush_messages: 0,
+        flush_ms: 0,
+        timestamp_type_log_append: false,
+        index_interval_bytes: 0,
+        message_timestamp_before_max_ms: 0,
+        message_timestamp_after_max_ms: 0,
+        message_timestamp_difference_max_ms: 0,
+    };
+
+    /// Applies topic-level overrides (Kafka key names) on top of `self`. Topic keys that are not
+    /// log settings (e.g. `min.insync.replicas`) are ignored; a bad value, or a key that is not a
+    /// topic key, is an error naming the key.
     pub fn with_overrides(
         &self,
         overrides: &[(String, String)],
     ) -> Result<LogConfig, ConfigValueError> {
         let mut config = self.clone();
         for (key, value) in overrides {
-            config.apply(key, value)?;
+            config.set(key, value)?;
         }
         Ok(config)
     }
@@ -140,94 +150,41 @@ impl LogConfig {
         }
     }
 
-    /// Whether `key` is one of the topic configs this type understands.
-    pub fn is_log_config_key(key: &str) -> bool {
-        matches!(
-            key,
-            "segment.bytes"
-                | "segment.ms"
-                | "retention.ms"
-                | "retention.bytes"
-                | "cleanup.policy"
-                | "max.message.bytes"
-                | "flush.messages"
-                | "flush.ms"
-                | "message.timestamp.type"
-                | "message.timestamp.before.max.ms"
-                | "message.timestamp.after.max.ms"
-                | "message.timestamp.difference.max.ms"
-                | "index.interval.bytes"
-                | "delete.retention.ms"
-                | "min.compaction.lag.ms"
-                | "max.compaction.lag.ms"
-                | "min.cleanable.dirty.ratio"
-        )
-    }
-
-    fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigValueError> {
-        let error = |reason: &str| ConfigValueError {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        let long = |min: i64, max: i64| -> Result<i64, ConfigValueError> {
-            let parsed: i64 = value.trim().parse().map_err(|_| error("not an integer"))?;
-            if parsed < min || parsed > max {
-                return Err(error(&format!("must be in [{min}, {max}]")));
-            }
-            Ok(parsed)
-        };
+    /// Sets one topic key, checked against the key table; topic keys that are not log settings
+    /// are ignored.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigValueError> {
+        let def = strom_config::topic_key(key)
+            .ok_or_else(|| InvalidValue::new(key, value, "Unknown topic config name"))?;
+        let long = || def.parse_long(value);
+        let size = |value: i64| usize::try_from(value).unwrap_or(usize::MAX);
         match key {
-            "segment.bytes" => {
-                self.segment_bytes = long(MIN_SEGMENT_BYTES, i64::from(i32::MAX))? as u64
-            }
-            "segment.ms" => self.segment_ms = long(1, i64::MAX)?,
-            "retention.ms" => self.retention_ms = long(-1, i64::MAX)?,
-            "retention.bytes" => self.retention_bytes = long(i64::MIN, i64::MAX)?,
+            "segment.bytes" => self.segment_bytes = long()?.unsigned_abs(),
+            "segment.ms" => self.segment_ms = long()?,
+            "retention.ms" => self.retention_ms = long()?,
+            "retention.bytes" => self.retention_bytes = long()?,
             "cleanup.policy" => {
-                let mut delete = false;
-                let mut compact = false;
-                for policy in value.split(',').map(str::trim) {
-                    match policy {
-                        "delete" => delete = true,
-                        "compact" => compact = true,
-                        _ => return Err(error("must be a list of delete and compact")),
-                    }
-                }
-                self.cleanup_policy_delete = delete;
-                self.cleanup_policy_compact = compact;
+                def.validate(value)?;
+                self.cleanup_policy_delete = list_elements(value).any(|p| p == "delete");
+                self.cleanup_policy_compact = list_elements(value).any(|p| p == "compact");
             }
-            "max.message.bytes" => self.max_message_bytes = long(0, i64::from(i32::MAX))? as usize,
-            "flush.messages" => self.flush_messages = long(1, i64::MAX)?,
-            "flush.ms" => self.flush_ms = long(0, i64::MAX)?,
+            "max.message.bytes" => self.max_message_bytes = size(long()?),
+            "flush.messages" => self.flush_messages = long()?,
+            "flush.ms" => self.flush_ms = long()?,
             "message.timestamp.type" => {
-                self.timestamp_type_log_append = match value.trim() {
-                    "CreateTime" => false,
-                    "LogAppendTime" => true,
-                    _ => return Err(error("must be CreateTime or LogAppendTime")),
-                }
+                def.validate(value)?;
+                self.timestamp_type_log_append = value.trim() == "LogAppendTime";
             }
-            "message.timestamp.before.max.ms" => {
-                self.message_timestamp_before_max_ms = long(0, i64::MAX)?
-            }
-            "message.timestamp.after.max.ms" => {
-                self.message_timestamp_after_max_ms = long(0, i64::MAX)?
-            }
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms = long()?,
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms = long()?,
             "message.timestamp.difference.max.ms" => {
-                self.message_timestamp_difference_max_ms = long(0, i64::MAX)?
+                self.message_timestamp_difference_max_ms = long()?
             }
-            "index.interval.bytes" => {
-                self.index_interval_bytes = long(0, i64::from(i32::MAX))? as usize
-            }
-            "delete.retention.ms" => self.delete_retention_ms = long(0, i64::MAX)?,
-            "min.compaction.lag.ms" => self.min_compaction_lag_ms = long(0, i64::MAX)?,
-            "max.compaction.lag.ms" => self.max_compaction_lag_ms = long(1, i64::MAX)?,
+            "index.interval.bytes" => self.index_interval_bytes = size(long()?),
+            "delete.retention.ms" => self.delete_retention_ms = long()?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = long()?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = long()?,
             "min.cleanable.dirty.ratio" => {
-                let ratio: f64 = value.trim().parse().map_err(|_| error("not a number"))?;
-                if !(0.0..=1.0).contains(&ratio) {
-                    return Err(error("must be in [0, 1]"));
-                }
-                self.min_cleanable_dirty_ratio = ratio;
+                self.min_cleanable_dirty_ratio = def.parse_double(value)?
             }
             _ => {}
         }
@@ -271,7 +228,7 @@ mod tests {
         let defaults = LogConfig::default();
         assert!(!defaults.cleanup_policy_compact);
         assert_eq!(defaults.delete_retention_ms, 86_400_000);
-        assert_eq!(defaults.max_segment_ms(), SEVEN_DAYS_MS);
+        assert_eq!(defaults.max_segment_ms(), 7 * 24 * 3_600_000);
         let config = defaults
             .with_overrides(&pairs(&[
                 ("cleanup.policy", "compact, delete"),
@@ -329,10 +286,34 @@ mod tests {
             "message.timestamp.after.max.ms",
             "message.timestamp.difference.max.ms",
         ] {
-            assert!(LogConfig::is_log_config_key(key));
             let error = defaults.with_overrides(&pairs(&[(key, "-1")])).unwrap_err();
             assert_eq!(error.key, key);
         }
+    }
+
+    #[test]
+    fn defaults_come_from_the_key_table() {
+        let defaults = LogConfig::default();
+        assert_eq!(defaults.segment_bytes, 1 << 30);
+        assert_eq!(defaults.segment_ms, 7 * 24 * 3_600_000);
+        assert_eq!(defaults.retention_ms, 7 * 24 * 3_600_000);
+        assert_eq!(defaults.retention_bytes, -1);
+        assert!(defaults.cleanup_policy_delete && !defaults.cleanup_policy_compact);
+        assert_eq!(defaults.max_message_bytes, 1_048_588);
+        assert_eq!(defaults.flush_messages, i64::MAX);
+        assert_eq!(defaults.flush_ms, i64::MAX);
+        assert_eq!(defaults.index_interval_bytes, 4096);
+        assert_eq!(defaults.max_compaction_lag_ms, i64::MAX);
+        assert_eq!(defaults.min_cleanable_dirty_ratio, 0.5);
+        assert!(!defaults.timestamp_type_log_append);
+        let no_policy = defaults
+            .with_overrides(&pairs(&[("cleanup.policy", "")]))
+            .unwrap();
+        assert!(!no_policy.cleanup_policy_delete && !no_policy.cleanup_policy_compact);
+        let error = defaults
+            .with_overrides(&pairs(&[("no.such.key", "1")]))
+            .unwrap_err();
+        assert_eq!(error.key, "no.such.key");
     }
 
     #[test]

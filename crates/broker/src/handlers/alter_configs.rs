@@ -1,6 +1,6 @@
 //! AlterConfigs (API 33), the legacy non-incremental form: each resource's listed configs replace
-//! its whole set of overrides (keys not listed return to their defaults). A null value leaves its
-//! key unset. Resource handling is shared with IncrementalAlterConfigs.
+//! its whole set of overrides (keys not listed return to their defaults). A null value is refused
+//! (INVALID_REQUEST), as by Kafka. Resource handling is shared with IncrementalAlterConfigs.
 
 use strom_protocol::messages::alter_configs_request::AlterConfigsRequest;
 use strom_protocol::messages::alter_configs_response::{
@@ -8,7 +8,7 @@ use strom_protocol::messages::alter_configs_response::{
 };
 
 use super::incremental_alter_configs::{
-    alter_resources, check_unique_keys, ConfigChange, ResourceChange,
+    alter_resources, check_no_null_values, check_unique_keys, ConfigChange, ResourceChange,
 };
 use crate::state::Broker;
 
@@ -22,6 +22,15 @@ pub async fn handle(
         .into_iter()
         .map(|resource| ResourceChange {
             change: check_unique_keys(resource.configs.iter().map(|config| config.name.as_str()))
+                .and_then(|()| {
+                    check_no_null_values(
+                        resource
+                            .configs
+                            .iter()
+                            .filter(|config| config.value.is_none())
+                            .map(|config| config.name.as_str()),
+                    )
+                })
                 .map(|()| {
                     ConfigChange::Replace(
                         resource
@@ -75,16 +84,10 @@ mod tests {
             resources: vec![AlterConfigsResource {
                 resource_type: CONFIG_RESOURCE_TOPIC,
                 resource_name: "t".into(),
-                configs: vec![
-                    AlterableConfig {
-                        name: "segment.bytes".into(),
-                        value: Some("2048".into()),
-                    },
-                    AlterableConfig {
-                        name: "flush.ms".into(),
-                        value: None,
-                    },
-                ],
+                configs: vec![AlterableConfig {
+                    name: "segment.bytes".into(),
+                    value: Some("2048".into()),
+                }],
             }],
             validate_only: false,
         };
@@ -99,5 +102,31 @@ mod tests {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(overrides, [("segment.bytes", "2048")]);
+    }
+
+    #[tokio::test]
+    async fn null_values_are_refused() {
+        let (_dir, broker) = test_broker().await;
+        create(&broker, &[("t", 1, &[])], false).await;
+        let request = AlterConfigsRequest {
+            resources: vec![AlterConfigsResource {
+                resource_type: CONFIG_RESOURCE_TOPIC,
+                resource_name: "t".into(),
+                configs: vec![AlterableConfig {
+                    name: "flush.ms".into(),
+                    value: None,
+                }],
+            }],
+            validate_only: false,
+        };
+        let response = handle(&broker, request, 2).await;
+        assert_eq!(
+            response.responses[0].error_code,
+            strom_protocol::ErrorCode::InvalidRequest.code()
+        );
+        assert_eq!(
+            response.responses[0].error_message.as_deref(),
+            Some("Null value not supported for : flush.ms")
+        );
     }
 }

@@ -301,8 +301,10 @@ pub(super) mod tests {
     /// started like a real one (controller, publisher, registration, offsets topic).
     pub(in crate::handlers) async fn test_broker() -> (TestDir, Arc<Broker>) {
         let temp_dir = tempfile::tempdir().expect("temp dir");
-        let mut config = BrokerConfig::default();
-        config.log_dirs = vec![temp_dir.path().to_path_buf()];
+        let config = BrokerConfig {
+            log_dirs: vec![temp_dir.path().to_path_buf()],
+            ..BrokerConfig::default()
+        };
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let broker = crate::server::open_broker(config, "localhost".into(), 9092, shutdown_rx)
             .await

@@ -1,19 +1,22 @@
 //! DescribeConfigs (API 32): the effective configuration of topics and of this broker, with each
 //! value's source and, on request, its synonyms, as Kafka's `ConfigHelper` reports them.
 //!
-//! Also home of the config tables the other config handlers share: which broker keys stand behind a
-//! topic key ([`TOPIC_CONFIG_SYNONYMS`]), the broker keys Strom knows ([`BROKER_CONFIG_KEYS`]) and
-//! the resolution of a topic's effective configs ([`topic_config_entries`], used by CreateTopics).
+//! Keys, types, read-only and sensitive flags come from the key table of `strom-config`. A topic
+//! key's value is resolved by [`strom_config::ConfigLayers`] from the topic's override, this
+//! broker's dynamic configs, the cluster-wide dynamic defaults, `server.properties` and the
+//! defaults, in that order: the same resolution that the partition logs and Produce enforce. Also
+//! home of [`topic_config_entries`], which CreateTopics (v5+) reports.
 //!
-//! A topic key's value comes from the first of: the topic's override (`DYNAMIC_TOPIC_CONFIG`), a
-//! dynamic config of this broker (`DYNAMIC_BROKER_CONFIG`), a cluster-wide dynamic broker default
-//! (`DYNAMIC_DEFAULT_BROKER_CONFIG`), `server.properties` (`STATIC_BROKER_CONFIG`), Kafka's default
-//! (`DEFAULT_CONFIG`).
+//! A broker key is listed with its value in the first layer that sets it (this broker's dynamic
+//! configs, the cluster-wide defaults, `server.properties`), else its default; keys Kafka does not
+//! know (custom configs) and passwords are sensitive and reported without value. The resource ""
+//! lists only the cluster-wide dynamic defaults.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use strom_metadata::config::TOPIC_CONFIG_DEFAULTS;
-use strom_metadata::error::codes;
+use strom_config::{
+    ConfigLayers, ConfigMap, ConfigSource, ConfigSynonym, EffectiveValue, UNKNOWN_TYPE_CODE,
+};
 use strom_metadata::image::{CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
 use strom_metadata::{MetadataError, MetadataImage};
 use strom_protocol::messages::describe_configs_request::{
@@ -23,210 +26,51 @@ use strom_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
     DescribeConfigsSynonym,
 };
+use strom_protocol::ErrorCode;
 
 use crate::config::BrokerConfig;
 use crate::state::Broker;
-
-/// Kafka's `DescribeConfigsResponse.ConfigSource` ids.
-pub(super) mod source {
-    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
-    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
-    pub const STATIC_BROKER_CONFIG: i8 = 4;
-    pub const DEFAULT_CONFIG: i8 = 5;
-}
-
-/// Kafka's `DescribeConfigsResponse.ConfigType` ids of the types broker keys use.
-mod config_type {
-    pub const UNKNOWN: i8 = 0;
-    pub const BOOLEAN: i8 = 1;
-    pub const STRING: i8 = 2;
-    pub const INT: i8 = 3;
-    pub const SHORT: i8 = 4;
-    pub const LONG: i8 = 5;
-    pub const LIST: i8 = 7;
-}
-
-/// For each topic key, the broker keys that set its default, in Kafka's order of precedence
-/// (`ServerTopicConfigSynonyms`). The first broker key is the one Kafka lets you change dynamically.
-pub(super) const TOPIC_CONFIG_SYNONYMS: &[(&str, &[&str])] = &[
-    ("cleanup.policy", &["log.cleanup.policy"]),
-    ("compression.gzip.level", &["compression.gzip.level"]),
-    ("compression.lz4.level", &["compression.lz4.level"]),
-    ("compression.type", &["compression.type"]),
-    ("compression.zstd.level", &["compression.zstd.level"]),
-    ("delete.retention.ms", &["log.cleaner.delete.retention.ms"]),
-    ("file.delete.delay.ms", &["log.segment.delete.delay.ms"]),
-    ("flush.messages", &["log.flush.interval.messages"]),
-    (
-        "flush.ms",
-        &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"],
-    ),
-    ("index.interval.bytes", &["log.index.interval.bytes"]),
-    ("local.retention.bytes", &["log.local.retention.bytes"]),
-    ("local.retention.ms", &["log.local.retention.ms"]),
-    (
-        "max.compaction.lag.ms",
-        &["log.cleaner.max.compaction.lag.ms"],
-    ),
-    ("max.message.bytes", &["message.max.bytes"]),
-    (
-        "message.downconversion.enable",
-        &["log.message.downconversion.enable"],
-    ),
-    ("message.format.version", &["log.message.format.version"]),
-    (
-        "message.timestamp.after.max.ms",
-        &["log.message.timestamp.after.max.ms"],
-    ),
-    (
-        "message.timestamp.before.max.ms",
-        &["log.message.timestamp.before.max.ms"],
-    ),
-    (
-        "message.timestamp.difference.max.ms",
-        &["log.message.timestamp.difference.max.ms"],
-    ),
-    ("message.timestamp.type", &["log.message.timestamp.type"]),
-    (
-        "min.cleanable.dirty.ratio",
-        &["log.cleaner.min.cleanable.ratio"],
-    ),
-    (
-        "min.compaction.lag.ms",
-        &["log.cleaner.min.compaction.lag.ms"],
-    ),
-    ("min.insync.replicas", &["min.insync.replicas"]),
-    ("preallocate", &["log.preallocate"]),
-    ("retention.bytes", &["log.retention.bytes"]),
-    (
-        "retention.ms",
-        &[
-            "log.retention.ms",
-            "log.retention.minutes",
-            "log.retention.hours",
-        ],
-    ),
-    ("segment.bytes", &["log.segment.bytes"]),
-    ("segment.index.bytes", &["log.index.size.max.bytes"]),
-    (
-        "segment.jitter.ms",
-        &["log.roll.jitter.ms", "log.roll.jitter.hours"],
-    ),
-    ("segment.ms", &["log.roll.ms", "log.roll.hours"]),
-    (
-        "unclean.leader.election.enable",
-        &["unclean.leader.election.enable"],
-    ),
-];
-
-/// The broker keys Strom knows, with their DescribeConfigs type.
-pub(super) const BROKER_CONFIG_KEYS: &[(&str, i8)] = &[
-    ("advertised.listeners", config_type::STRING),
-    ("auto.create.topics.enable", config_type::BOOLEAN),
-    ("broker.rack", config_type::STRING),
-    ("default.replication.factor", config_type::INT),
-    ("delete.topic.enable", config_type::BOOLEAN),
-    ("group.initial.rebalance.delay.ms", config_type::INT),
-    ("group.max.session.timeout.ms", config_type::INT),
-    ("group.min.session.timeout.ms", config_type::INT),
-    ("listeners", config_type::STRING),
-    ("log.cleanup.policy", config_type::LIST),
-    ("log.dirs", config_type::STRING),
-    ("log.flush.interval.messages", config_type::LONG),
-    ("log.flush.interval.ms", config_type::LONG),
-    ("log.index.interval.bytes", config_type::INT),
-    ("log.message.timestamp.type", config_type::STRING),
-    ("log.retention.bytes", config_type::LONG),
-    ("log.retention.check.interval.ms", config_type::LONG),
-    ("log.retention.ms", config_type::LONG),
-    ("log.roll.ms", config_type::LONG),
-    ("log.segment.bytes", config_type::INT),
-    ("message.max.bytes", config_type::INT),
-    ("min.insync.replicas", config_type::INT),
-    ("node.id", config_type::INT),
-    ("num.partitions", config_type::INT),
-    ("offsets.retention.minutes", config_type::INT),
-    ("offsets.topic.num.partitions", config_type::INT),
-    ("offsets.topic.replication.factor", config_type::SHORT),
-    ("offsets.topic.segment.bytes", config_type::INT),
-    ("process.roles", config_type::LIST),
-    ("socket.request.max.bytes", config_type::INT),
-    ("transaction.max.timeout.ms", config_type::INT),
-    ("transaction.state.log.min.isr", config_type::INT),
-    ("transaction.state.log.num.partitions", config_type::INT),
-    (
-        "transaction.state.log.replication.factor",
-        config_type::SHORT,
-    ),
-    ("transaction.state.log.segment.bytes", config_type::INT),
-    ("transactional.id.expiration.ms", config_type::INT),
-];
-
-/// The broker keys standing behind a topic key (empty if none).
-fn broker_synonyms(topic_key: &str) -> &'static [&'static str] {
-    TOPIC_CONFIG_SYNONYMS
-        .iter()
-        .find(|(key, _)| *key == topic_key)
-        .map_or(&[], |(_, synonyms)| synonyms)
-}
-
-/// The topic key a broker key can be changed dynamically for, if it is such a key (Kafka's
-/// `DynamicLogConfig.ReconfigurableConfigs`: the first broker synonym of each topic key).
-pub(crate) fn dynamic_broker_key_topic(broker_key: &str) -> Option<&'static str> {
-    TOPIC_CONFIG_SYNONYMS
-        .iter()
-        .find(|(_, synonyms)| synonyms.first() == Some(&broker_key))
-        .map(|(topic_key, _)| *topic_key)
-}
-
-/// Whether Strom knows `key` as a broker config key.
-pub(super) fn is_known_broker_key(key: &str) -> bool {
-    BROKER_CONFIG_KEYS.iter().any(|(name, _)| *name == key)
-        || TOPIC_CONFIG_SYNONYMS
-            .iter()
-            .any(|(_, synonyms)| synonyms.contains(&key))
-}
-
-/// A broker key's value expressed in its topic key's unit (`log.retention.hours` is in hours,
-/// `retention.ms` in milliseconds).
-fn in_topic_units(broker_key: &str, value: &str) -> String {
-    let factor = if broker_key.ends_with(".hours") {
-        3_600_000
-    } else if broker_key.ends_with(".minutes") {
-        60_000
-    } else {
-        return value.to_owned();
-    };
-    value.trim().parse::<i64>().map_or_else(
-        |_| value.to_owned(),
-        |v| v.saturating_mul(factor).to_string(),
-    )
-}
 
 /// One config key as DescribeConfigs (and CreateTopics v5+) report it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct ConfigEntry {
     pub name: String,
+    /// `None` for a null value or a sensitive key.
     pub value: Option<String>,
+    /// DescribeConfigs' `ConfigSource` code.
     pub source: i8,
     pub config_type: i8,
     pub read_only: bool,
-    /// Where the value comes from, highest precedence first (`(name, value, source)`).
-    pub synonyms: Vec<(String, Option<String>, i8)>,
+    pub sensitive: bool,
+    /// Where the value comes from, highest precedence first.
+    pub synonyms: Vec<ConfigSynonym>,
 }
 
 impl ConfigEntry {
+    /// A topic key's entry.
+    fn topic(effective: EffectiveValue) -> Self {
+        let sensitive = effective.def.is_sensitive();
+        ConfigEntry {
+            name: effective.def.name.to_owned(),
+            value: (!sensitive).then_some(effective.value),
+            source: effective.source.code(),
+            config_type: effective.def.config_type.describe_code(),
+            read_only: false,
+            sensitive,
+            synonyms: masked(effective.synonyms, sensitive),
+        }
+    }
+
     fn into_result(self, include_synonyms: bool) -> DescribeConfigsResourceResult {
         DescribeConfigsResourceResult {
-            is_default: self.source == source::DEFAULT_CONFIG,
+            is_default: self.source == ConfigSource::Default.code(),
             synonyms: if include_synonyms {
                 self.synonyms
                     .into_iter()
-                    .map(|(name, value, source)| DescribeConfigsSynonym {
-                        name,
-                        value,
-                        source,
+                    .map(|synonym| DescribeConfigsSynonym {
+                        name: synonym.name,
+                        value: synonym.value,
+                        source: synonym.source.code(),
                     })
                     .collect()
             } else {
@@ -236,234 +80,126 @@ impl ConfigEntry {
             value: self.value,
             read_only: self.read_only,
             config_source: self.source,
-            is_sensitive: false,
+            is_sensitive: self.sensitive,
             config_type: self.config_type,
             documentation: None,
         }
     }
 }
 
-/// The dynamic broker configs that apply to this broker: its own, then the cluster-wide defaults.
-fn dynamic_broker_layers(
-    image: &MetadataImage,
-    node_id: i32,
-) -> [(Option<&BTreeMap<String, String>>, i8); 2] {
-    [
-        (
-            image.broker_config(Some(node_id)),
-            source::DYNAMIC_BROKER_CONFIG,
-        ),
-        (
-            image.broker_config(None),
-            source::DYNAMIC_DEFAULT_BROKER_CONFIG,
-        ),
-    ]
-}
-
-/// Every topic config key with its effective value for a topic with `overrides`, sorted by name.
-pub(super) fn topic_config_entries(
-    config: &BrokerConfig,
-    image: &MetadataImage,
-    node_id: i32,
-    overrides: &BTreeMap<String, String>,
-) -> Vec<ConfigEntry> {
-    let static_values: BTreeMap<String, String> = config
-        .broker_defaults_as_topic_config()
+/// Synonyms with their values hidden when the key is sensitive.
+fn masked(synonyms: Vec<ConfigSynonym>, sensitive: bool) -> Vec<ConfigSynonym> {
+    if !sensitive {
+        return synonyms;
+    }
+    synonyms
         .into_iter()
-        .collect();
-    let dynamic = dynamic_broker_layers(image, node_id);
-    TOPIC_CONFIG_DEFAULTS
-        .iter()
-        .map(|def| {
-            let broker_keys = broker_synonyms(def.name);
-            let mut synonyms = Vec::new();
-            if let Some(value) = overrides.get(def.name) {
-                synonyms.push((
-                    def.name.to_owned(),
-                    Some(value.clone()),
-                    source::DYNAMIC_TOPIC_CONFIG,
-                ));
-            }
-            let layers = dynamic
-                .iter()
-                .copied()
-                .chain([(Some(&config.explicit), source::STATIC_BROKER_CONFIG)]);
-            for (layer, layer_source) in layers {
-                let Some(layer) = layer else { continue };
-                for key in broker_keys {
-                    if let Some(value) = layer.get(*key) {
-                        synonyms.push(((*key).to_owned(), Some(value.clone()), layer_source));
-                    }
-                }
-            }
-            if let Some(primary) = broker_keys.first() {
-                synonyms.push((
-                    (*primary).to_owned(),
-                    Some(def.default.to_owned()),
-                    source::DEFAULT_CONFIG,
-                ));
-            }
-            // A static broker setting is reported as the broker applies it (`log.retention.hours`
-            // converted, negative retention normalised); other layers as written.
-            let (value, source) = match synonyms.first() {
-                Some((key, Some(value), source)) => {
-                    let applied = (*source == source::STATIC_BROKER_CONFIG)
-                        .then(|| static_values.get(def.name))
-                        .flatten();
-                    let value = applied
-                        .cloned()
-                        .unwrap_or_else(|| in_topic_units(key, value));
-                    (value, *source)
-                }
-                _ => (def.default.to_owned(), source::DEFAULT_CONFIG),
-            };
-            ConfigEntry {
-                name: def.name.to_owned(),
-                value: Some(value),
-                source,
-                config_type: def.config_type.describe_code(),
-                read_only: false,
-                synonyms,
-            }
+        .map(|synonym| ConfigSynonym {
+            value: None,
+            ..synonym
         })
         .collect()
 }
 
-/// The value of a broker key as Strom runs with it when `server.properties` does not set it.
-fn broker_default_value(config: &BrokerConfig, key: &str) -> Option<String> {
-    let joined = |items: Vec<String>| items.join(",");
-    Some(match key {
-        "advertised.listeners" => joined(
-            config
-                .advertised_listeners
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        ),
-        "auto.create.topics.enable" => config.auto_create_topics_enable.to_string(),
-        "broker.rack" => return config.broker_rack.clone(),
-        "default.replication.factor" => config.default_replication_factor.to_string(),
-        "delete.topic.enable" => config.delete_topic_enable.to_string(),
-        "group.initial.rebalance.delay.ms" => config.group_initial_rebalance_delay_ms.to_string(),
-        "group.max.session.timeout.ms" => config.group_max_session_timeout_ms.to_string(),
-        "group.min.session.timeout.ms" => config.group_min_session_timeout_ms.to_string(),
-        "listeners" => joined(config.listeners.iter().map(ToString::to_string).collect()),
-        "log.cleanup.policy" => config.log_cleanup_policy.clone(),
-        "log.dirs" => config.log_dir().display().to_string(),
-        "log.flush.interval.messages" => config.log_flush_interval_messages.to_string(),
-        "log.flush.interval.ms" => config.log_flush_interval_ms.to_string(),
-        "log.index.interval.bytes" => config.log_index_interval_bytes.to_string(),
-        "log.message.timestamp.type" => config.log_message_timestamp_type.as_str().to_owned(),
-        "log.retention.bytes" => config.log_retention_bytes.to_string(),
-        "log.retention.check.interval.ms" => config.log_retention_check_interval_ms.to_string(),
-        "log.retention.ms" => config.log_retention_ms.to_string(),
-        "log.roll.ms" => config.log_roll_ms.to_string(),
-        "log.segment.bytes" => config.log_segment_bytes.to_string(),
-        "message.max.bytes" => config.message_max_bytes.to_string(),
-        "min.insync.replicas" => config.min_insync_replicas.to_string(),
-        "node.id" => config.node_id.to_string(),
-        "num.partitions" => config.num_partitions.to_string(),
-        "offsets.retention.minutes" => config.offsets_retention_minutes.to_string(),
-        "offsets.topic.num.partitions" => config.offsets_topic_num_partitions.to_string(),
-        "offsets.topic.replication.factor" => config.offsets_topic_replication_factor.to_string(),
-        "offsets.topic.segment.bytes" => config.offsets_topic_segment_bytes.to_string(),
-        "process.roles" => config.process_roles.to_string(),
-        "socket.request.max.bytes" => config.socket_request_max_bytes.to_string(),
-        "transaction.max.timeout.ms" => config.transaction_max_timeout_ms.to_string(),
-        "transaction.state.log.min.isr" => config.transaction_state_log_min_isr.to_string(),
-        "transaction.state.log.num.partitions" => {
-            config.transaction_state_log_num_partitions.to_string()
-        }
-        "transaction.state.log.replication.factor" => {
-            config.transaction_state_log_replication_factor.to_string()
-        }
-        "transaction.state.log.segment.bytes" => {
-            config.transaction_state_log_segment_bytes.to_string()
-        }
-        "transactional.id.expiration.ms" => config.transactional_id_expiration_ms.to_string(),
-        _ => return None,
-    })
+/// Every topic config key with its effective value for a topic with `overrides` on broker
+/// `node_id`, sorted by name.
+pub(super) fn topic_config_entries(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    node_id: i32,
+    overrides: &ConfigMap,
+) -> Vec<ConfigEntry> {
+    let layers = ConfigLayers {
+        topic: Some(overrides),
+        dynamic_broker: image.broker_config(Some(node_id)),
+        dynamic_default: image.broker_config(None),
+        static_broker: Some(&config.explicit),
+    };
+    layers
+        .topic_configs()
+        .into_iter()
+        .map(ConfigEntry::topic)
+        .collect()
+}
+
+/// The value of a broker key that no layer sets: the node id for `node.id` and `broker.id`
+/// (which stand for each other), else the table's default.
+fn broker_default(config: &BrokerConfig, key: &str) -> Option<String> {
+    match key {
+        "node.id" | "broker.id" => Some(config.node_id.to_string()),
+        _ => strom_config::broker_key(key)?.default.map(str::to_owned),
+    }
 }
 
 /// The configs of this broker (`per_broker`) or, for the resource name "", the cluster-wide
 /// dynamic defaults only, as Kafka lists them.
 fn broker_config_entries(
-    broker: &Broker,
+    config: &BrokerConfig,
     image: &MetadataImage,
     per_broker: bool,
 ) -> Vec<ConfigEntry> {
-    let config = &broker.config;
-    let layers: Vec<(Option<&BTreeMap<String, String>>, i8)> = if per_broker {
-        dynamic_broker_layers(image, broker.node_id)
-            .into_iter()
-            .chain([(Some(&config.explicit), source::STATIC_BROKER_CONFIG)])
-            .collect()
+    let layers = if per_broker {
+        config.config_layers(image, None)
     } else {
-        vec![(
-            image.broker_config(None),
-            source::DYNAMIC_DEFAULT_BROKER_CONFIG,
-        )]
+        ConfigLayers {
+            dynamic_default: image.broker_config(None),
+            ..ConfigLayers::default()
+        }
     };
-    let mut keys: BTreeSet<&str> = layers
-        .iter()
-        .filter_map(|(layer, _)| *layer)
-        .flat_map(|layer| layer.keys().map(String::as_str))
-        .collect();
+    let mut keys: BTreeSet<&str> = [
+        layers.dynamic_broker,
+        layers.dynamic_default,
+        layers.static_broker,
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|layer| layer.keys().map(String::as_str))
+    .collect();
     if per_broker {
-        keys.extend(BROKER_CONFIG_KEYS.iter().map(|(name, _)| *name));
+        keys.extend(strom_config::broker_keys().map(|def| def.name));
     }
     keys.into_iter()
         .map(|key| {
-            let mut synonyms: Vec<(String, Option<String>, i8)> = layers
-                .iter()
-                .filter_map(|(layer, layer_source)| {
-                    let value = (*layer)?.get(key)?;
-                    Some((key.to_owned(), Some(value.clone()), *layer_source))
-                })
+            let def = strom_config::broker_key_or_listener_base(key);
+            // Kafka treats a key whose type it cannot tell as sensitive.
+            let sensitive = def.is_none_or(|def| def.is_sensitive());
+            let (value, source) = layers.broker_value(key).map_or_else(
+                || (broker_default(config, key), ConfigSource::Default),
+                |(value, source)| (Some(value.to_owned()), source),
+            );
+            let synonyms = layers
+                .broker_synonyms(key)
+                .into_iter()
+                .filter(|s| per_broker || s.source == ConfigSource::DynamicDefaultBroker)
                 .collect();
-            let default = broker_default_value(config, key);
-            if per_broker && BROKER_CONFIG_KEYS.iter().any(|(name, _)| *name == key) {
-                synonyms.push((key.to_owned(), default.clone(), source::DEFAULT_CONFIG));
-            }
-            let (value, source) = synonyms
-                .first()
-                .map_or((default, source::DEFAULT_CONFIG), |(_, value, source)| {
-                    (value.clone(), *source)
-                });
             ConfigEntry {
                 name: key.to_owned(),
-                value,
-                source,
-                config_type: BROKER_CONFIG_KEYS
-                    .iter()
-                    .find(|(name, _)| *name == key)
-                    .map_or(config_type::UNKNOWN, |(_, code)| *code),
-                read_only: dynamic_broker_key_topic(key).is_none(),
-                synonyms,
+                value: value.filter(|_| !sensitive),
+                source: source.code(),
+                config_type: def.map_or(UNKNOWN_TYPE_CODE, |def| def.config_type.describe_code()),
+                // Kafka: read-only unless one of its dynamic broker keys (so a per-listener
+                // override or a custom key is read-only).
+                read_only: strom_config::broker_key(key).is_none_or(|def| def.is_read_only()),
+                sensitive,
+                synonyms: masked(synonyms, sensitive),
             }
         })
         .collect()
 }
 
 /// Parses a BROKER resource name: "" is the cluster-wide default (`None`), else a broker id.
-pub(super) fn parse_broker_resource(name: &str) -> Result<Option<i32>, MetadataError> {
+fn parse_broker_resource(name: &str) -> Result<Option<i32>, MetadataError> {
     if name.is_empty() {
         return Ok(None);
     }
     name.parse::<i32>().map(Some).map_err(|_| {
-        MetadataError::new(
-            codes::INVALID_REQUEST,
-            format!("Unable to parse broker name {name} as a base 10 number."),
-        )
+        MetadataError::invalid_request(format!("Broker id must be an integer, but it is: {name}"))
     })
 }
 
 /// The error for a resource type the config APIs do not handle.
 pub(super) fn unsupported_resource_type(resource_type: i8) -> MetadataError {
-    MetadataError::new(
-        codes::INVALID_REQUEST,
-        format!("Unsupported resource type: {resource_type}"),
-    )
+    MetadataError::invalid_request(format!("Unsupported resource type: {resource_type}"))
 }
 
 /// The configs of one resource, or why they cannot be described.
@@ -476,8 +212,8 @@ fn describe_resource(
     match resource.resource_type {
         CONFIG_RESOURCE_TOPIC => {
             let topic = image.topic(name).ok_or_else(|| {
-                MetadataError::new(
-                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                MetadataError::of(
+                    ErrorCode::UnknownTopicOrPartition,
                     "This server does not host this topic-partition.",
                 )
             })?;
@@ -489,15 +225,14 @@ fn describe_resource(
             ))
         }
         CONFIG_RESOURCE_BROKER => match parse_broker_resource(name)? {
-            None => Ok(broker_config_entries(broker, image, false)),
-            Some(id) if id == broker.node_id => Ok(broker_config_entries(broker, image, true)),
-            Some(_) => Err(MetadataError::new(
-                codes::INVALID_REQUEST,
-                format!(
-                    "Unexpected broker id, expected {} or empty string, but received {name}",
-                    broker.node_id
-                ),
-            )),
+            None => Ok(broker_config_entries(&broker.config, image, false)),
+            Some(id) if id == broker.node_id => {
+                Ok(broker_config_entries(&broker.config, image, true))
+            }
+            Some(_) => Err(MetadataError::invalid_request(format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                broker.node_id
+            ))),
         },
         other => Err(unsupported_resource_type(other)),
     }
@@ -516,7 +251,7 @@ pub fn handle(
         .map(|resource| {
             let described = describe_resource(broker, &image, &resource);
             let mut result = DescribeConfigsResult {
-                error_code: 0,
+                error_code: ErrorCode::None.code(),
                 error_message: None,
                 resource_type: resource.resource_type,
                 resource_name: resource.resource_name,
@@ -548,7 +283,9 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strom_metadata::config::topic_config_def;
+    use std::collections::BTreeMap;
+
+    use strom_metadata::ConfigOp;
 
     use crate::handlers::create_topics::tests::{create, test_broker};
 
@@ -570,6 +307,17 @@ mod tests {
             include_documentation: false,
         };
         handle(broker, request, version).results
+    }
+
+    fn find<'a>(
+        result: &'a DescribeConfigsResult,
+        name: &str,
+    ) -> &'a DescribeConfigsResourceResult {
+        result
+            .configs
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} not listed"))
     }
 
     #[tokio::test]
@@ -594,20 +342,27 @@ mod tests {
                 (CONFIG_RESOURCE_BROKER, "2", None),
                 (CONFIG_RESOURCE_BROKER, "", None),
                 (8, "x", None),
+                (CONFIG_RESOURCE_BROKER, "x", None),
             ],
             4,
         );
         let codes: Vec<i16> = results.iter().map(|r| r.error_code).collect();
+        let invalid_request = ErrorCode::InvalidRequest.code();
         assert_eq!(
             codes,
             [
                 0,
-                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition.code(),
                 0,
-                codes::INVALID_REQUEST,
+                invalid_request,
                 0,
-                codes::INVALID_REQUEST
+                invalid_request,
+                invalid_request
             ]
+        );
+        assert_eq!(
+            results[6].error_message.as_deref(),
+            Some("Broker id must be an integer, but it is: x")
         );
 
         let topic: Vec<(&str, Option<&str>, i8, i8)> = results[0]
@@ -628,13 +383,13 @@ mod tests {
                 (
                     "retention.ms",
                     Some("1000"),
-                    source::DYNAMIC_TOPIC_CONFIG,
+                    ConfigSource::DynamicTopic.code(),
                     5
                 ),
                 (
                     "segment.bytes",
                     Some("1073741824"),
-                    source::DEFAULT_CONFIG,
+                    ConfigSource::Default.code(),
                     3
                 ),
             ]
@@ -642,21 +397,22 @@ mod tests {
         assert_eq!(results[0].configs[0].synonyms[0].name, "retention.ms");
         assert_eq!(results[0].configs[1].documentation, None);
 
-        let node_id = results[2]
-            .configs
-            .iter()
-            .find(|c| c.name == "node.id")
-            .expect("node.id");
+        let node_id = find(&results[2], "node.id");
         assert_eq!(
             (node_id.value.as_deref(), node_id.read_only),
             (Some("1"), true)
         );
-        let retention = results[2]
-            .configs
-            .iter()
-            .find(|c| c.name == "log.retention.ms")
-            .expect("log.retention.ms");
+        let retention = find(&results[2], "log.retention.ms");
         assert!(!retention.read_only);
+        assert_eq!(retention.value, None);
+        let hours = find(&results[2], "log.retention.hours");
+        assert_eq!(
+            (hours.value.as_deref(), hours.read_only),
+            (Some("168"), true)
+        );
+        let password = find(&results[2], "ssl.keystore.password");
+        assert!(password.is_sensitive && !password.read_only);
+        assert_eq!(password.config_type, 9);
         assert!(results[4].configs.is_empty());
 
         let v0 = describe(
@@ -674,35 +430,82 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_synonym_entry_names_a_topic_key_in_order() {
-        for pair in TOPIC_CONFIG_SYNONYMS.windows(2) {
-            assert!(pair[0].0 < pair[1].0, "{} out of order", pair[1].0);
-        }
-        for (key, synonyms) in TOPIC_CONFIG_SYNONYMS {
-            assert!(
-                topic_config_def(key).is_some(),
-                "{key} is not a topic config key"
-            );
-            assert!(!synonyms.is_empty());
-        }
-        for pair in BROKER_CONFIG_KEYS.windows(2) {
-            assert!(pair[0].0 < pair[1].0, "{} out of order", pair[1].0);
-        }
-    }
+    async fn broker_entries_list_dynamic_values_and_hide_secrets() {
+        let (_dir, broker) = test_broker().await;
+        let controller = &broker.controller;
+        controller
+            .alter_broker_configs(
+                None,
+                &[
+                    ConfigOp::set("min.insync.replicas", "2"),
+                    ConfigOp::set("custom.key", "x"),
+                ],
+                false,
+            )
+            .await
+            .expect("stored");
+        controller
+            .alter_broker_configs(
+                Some(1),
+                &[
+                    ConfigOp::set("listener.name.external.ssl.keystore.location", "/ks"),
+                    ConfigOp::set("listener.name.external.ssl.keystore.password", "secret"),
+                ],
+                false,
+            )
+            .await
+            .expect("stored");
+        broker.catch_up_with_controller().await;
+        let results = describe(
+            &broker,
+            &[
+                (CONFIG_RESOURCE_BROKER, "1", None),
+                (CONFIG_RESOURCE_BROKER, "", None),
+            ],
+            4,
+        );
+        let min_isr = find(&results[0], "min.insync.replicas");
+        assert_eq!(min_isr.value.as_deref(), Some("2"));
+        assert_eq!(
+            min_isr.config_source,
+            ConfigSource::DynamicDefaultBroker.code()
+        );
+        let location = find(&results[0], "listener.name.external.ssl.keystore.location");
+        assert_eq!(location.value.as_deref(), Some("/ks"));
+        assert_eq!(location.config_type, 2);
+        let synonyms: Vec<&str> = location.synonyms.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(synonyms, ["listener.name.external.ssl.keystore.location"]);
+        let password = find(&results[0], "listener.name.external.ssl.keystore.password");
+        assert!(password.is_sensitive);
+        assert_eq!(password.value, None);
+        assert_eq!(password.synonyms[0].value, None);
+        let custom = find(&results[0], "custom.key");
+        assert!(custom.is_sensitive && custom.read_only);
+        assert_eq!((custom.value.as_deref(), custom.config_type), (None, 0));
 
-    #[tokio::test]
-    async fn converts_hours_and_minutes_to_milliseconds() {
-        assert_eq!(in_topic_units("log.retention.hours", "2"), "7200000");
-        assert_eq!(in_topic_units("log.retention.minutes", "3"), "180000");
-        assert_eq!(in_topic_units("log.retention.ms", "5"), "5");
-        assert_eq!(in_topic_units("log.cleanup.policy", "compact"), "compact");
-    }
+        let cluster: Vec<&str> = results[1].configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(cluster, ["custom.key", "min.insync.replicas"]);
+        let min_isr = find(&results[1], "min.insync.replicas");
+        assert_eq!(min_isr.synonyms.len(), 1);
+        assert_eq!(
+            min_isr.synonyms[0].source,
+            ConfigSource::DynamicDefaultBroker.code()
+        );
 
-    fn entry<'a>(entries: &'a [ConfigEntry], name: &str) -> &'a ConfigEntry {
-        entries
+        let topic = topic_config_entries(
+            &broker.config,
+            &broker.image(),
+            1,
+            &BTreeMap::from([("segment.bytes".to_owned(), "2048".to_owned())]),
+        );
+        let min_isr = topic
             .iter()
-            .find(|e| e.name == name)
-            .unwrap_or_else(|| panic!("{name} missing"))
+            .find(|e| e.name == "min.insync.replicas")
+            .expect("listed");
+        assert_eq!(
+            (min_isr.value.as_deref(), min_isr.source),
+            (Some("2"), ConfigSource::DynamicDefaultBroker.code())
+        );
     }
 
     #[tokio::test]
@@ -714,34 +517,40 @@ mod tests {
         let image = MetadataImage::empty("cluster".into());
         let overrides = BTreeMap::from([("segment.bytes".to_owned(), "2048".to_owned())]);
         let entries = topic_config_entries(&config, &image, config.node_id, &overrides);
-        assert_eq!(entries.len(), TOPIC_CONFIG_DEFAULTS.len());
+        assert_eq!(entries.len(), strom_config::topic_keys().count());
+        let entry = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
 
-        let segment = entry(&entries, "segment.bytes");
+        let segment = entry("segment.bytes");
         assert_eq!(segment.value.as_deref(), Some("2048"));
-        assert_eq!(segment.source, source::DYNAMIC_TOPIC_CONFIG);
-        let sources: Vec<i8> = segment.synonyms.iter().map(|s| s.2).collect();
+        assert_eq!(segment.source, ConfigSource::DynamicTopic.code());
+        let sources: Vec<ConfigSource> = segment.synonyms.iter().map(|s| s.source).collect();
         assert_eq!(
             sources,
             [
-                source::DYNAMIC_TOPIC_CONFIG,
-                source::STATIC_BROKER_CONFIG,
-                source::DEFAULT_CONFIG
+                ConfigSource::DynamicTopic,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default
             ]
         );
 
-        let retention = entry(&entries, "retention.ms");
+        let retention = entry("retention.ms");
         assert_eq!(retention.value.as_deref(), Some("86400000"));
-        assert_eq!(retention.source, source::STATIC_BROKER_CONFIG);
-        assert_eq!(retention.synonyms[0].0, "log.retention.hours");
+        assert_eq!(retention.source, ConfigSource::StaticBroker.code());
+        assert_eq!(retention.synonyms[0].name, "log.retention.hours");
         assert_eq!(retention.config_type, 5);
 
-        let policy = entry(&entries, "cleanup.policy");
+        let policy = entry("cleanup.policy");
         assert_eq!(policy.value.as_deref(), Some("delete"));
-        assert_eq!(policy.source, source::DEFAULT_CONFIG);
+        assert_eq!(policy.source, ConfigSource::Default.code());
         assert_eq!(policy.config_type, 7);
 
-        let throttled = entry(&entries, "leader.replication.throttled.replicas");
-        assert_eq!(throttled.source, source::DEFAULT_CONFIG);
+        let throttled = entry("leader.replication.throttled.replicas");
+        assert_eq!(throttled.source, ConfigSource::Default.code());
         assert!(throttled.synonyms.is_empty());
     }
 
@@ -750,14 +559,15 @@ mod tests {
         let entry = ConfigEntry {
             name: "retention.ms".into(),
             value: Some("1".into()),
-            source: source::DEFAULT_CONFIG,
+            source: ConfigSource::Default.code(),
             config_type: 5,
             read_only: false,
-            synonyms: vec![(
-                "log.retention.ms".into(),
-                Some("1".into()),
-                source::DEFAULT_CONFIG,
-            )],
+            sensitive: false,
+            synonyms: vec![ConfigSynonym {
+                name: "log.retention.ms".into(),
+                value: Some("1".into()),
+                source: ConfigSource::Default,
+            }],
         };
         let with = entry.clone().into_result(true);
         assert_eq!(with.synonyms.len(), 1);
@@ -772,14 +582,7 @@ mod tests {
         assert_eq!(parse_broker_resource("3"), Ok(Some(3)));
         assert_eq!(
             parse_broker_resource("x").map_err(|e| e.code),
-            Err(codes::INVALID_REQUEST)
+            Err(ErrorCode::InvalidRequest.code())
         );
-        assert_eq!(
-            dynamic_broker_key_topic("log.retention.ms"),
-            Some("retention.ms")
-        );
-        assert_eq!(dynamic_broker_key_topic("log.retention.hours"), None);
-        assert!(is_known_broker_key("log.retention.hours"));
-        assert!(!is_known_broker_key("no.such.key"));
     }
 }

@@ -1,30 +1,29 @@
 //! IncrementalAlterConfigs (API 44): SET / DELETE / APPEND / SUBTRACT of single config keys of
 //! topics and brokers. Also the resource handling shared with AlterConfigs ([`alter_resources`]).
 //!
-//! Topic configs go through the metadata store, which refuses unknown keys and invalid values with
-//! INVALID_CONFIG. Broker configs (resource name "" for the cluster-wide default, or a broker id) may
-//! set only the keys Kafka updates dynamically, the broker-level defaults of topic configs such as
-//! `log.retention.ms`; other known broker keys are INVALID_REQUEST ("Cannot update these configs
-//! dynamically"), unknown ones INVALID_CONFIG.
+//! As in Kafka: a resource named twice, a key named twice within a resource, or a null value for
+//! anything but DELETE is INVALID_REQUEST. Topic configs go through the metadata store, which
+//! refuses unknown keys and invalid values with INVALID_CONFIG. Broker configs (resource name ""
+//! for the cluster-wide default, or this broker's id) may set what Kafka's `DynamicBrokerConfig`
+//! accepts, as decided by [`strom_config::dynamic`]: refusals (static keys, SSL stores without a
+//! listener prefix, invalid values, per-broker keys at the cluster level) are INVALID_REQUEST with
+//! Kafka's message; APPEND/SUBTRACT of an unknown or non-list key is INVALID_CONFIG.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use strom_metadata::config::{
-    topic_config_def, validate_topic_config, ConfigOp, ConfigOpType, ConfigType,
-};
-use strom_metadata::error::codes;
+use strom_config::dynamic::check_dynamic_broker_configs;
+use strom_config::ConfigType;
 use strom_metadata::image::{CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
-use strom_metadata::MetadataError;
+use strom_metadata::{ConfigOp, ConfigOpType, MetadataError};
 use strom_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, IncrementalAlterConfigsRequest,
 };
 use strom_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
+use strom_protocol::ErrorCode;
 
-use super::describe_configs::{
-    dynamic_broker_key_topic, is_known_broker_key, parse_broker_resource, unsupported_resource_type,
-};
+use super::describe_configs::unsupported_resource_type;
 use crate::state::Broker;
 
 /// What an alter request does to one resource's configs.
@@ -55,39 +54,93 @@ pub(super) fn check_unique_keys<'a>(
     if keys.into_iter().all(|key| seen.insert(key)) {
         Ok(())
     } else {
-        Err(MetadataError::new(
-            codes::INVALID_REQUEST,
+        Err(MetadataError::invalid_request(
             "Error due to duplicate config keys",
         ))
     }
 }
 
-/// Checks that a broker key may be changed dynamically and that a value set for it is valid.
-fn check_broker_key(key: &str, op: ConfigOpType, value: Option<&str>) -> Result<(), MetadataError> {
-    let Some(topic_key) = dynamic_broker_key_topic(key) else {
-        return Err(if is_known_broker_key(key) {
-            MetadataError::new(
-                codes::INVALID_REQUEST,
-                format!("Cannot update these configs dynamically: Set({key})"),
-            )
-        } else {
-            MetadataError::invalid_config(format!("Unknown broker config name: {key}"))
-        });
-    };
-    let is_list =
-        topic_config_def(topic_key).is_some_and(|def| def.config_type == ConfigType::List);
-    if matches!(op, ConfigOpType::Append | ConfigOpType::Subtract) && !is_list {
-        return Err(MetadataError::invalid_config(format!(
-            "Can't {} to key {key} because its type is not LIST.",
-            format!("{op:?}").to_uppercase()
+/// The error for keys given a null value where a value is needed (Kafka's wording).
+pub(super) fn check_no_null_values<'a>(
+    null_keys: impl IntoIterator<Item = &'a str>,
+) -> Result<(), MetadataError> {
+    let null_keys: Vec<&str> = null_keys.into_iter().collect();
+    if null_keys.is_empty() {
+        Ok(())
+    } else {
+        Err(MetadataError::invalid_request(format!(
+            "Null value not supported for : {}",
+            null_keys.join(", ")
+        )))
+    }
+}
+
+/// The broker a BROKER resource names: `None` for "" (the cluster-wide default), else this
+/// broker's id; another id is refused, as Kafka's brokers do.
+fn target_broker(broker: &Broker, resource_name: &str) -> Result<Option<i32>, MetadataError> {
+    if resource_name.is_empty() {
+        return Ok(None);
+    }
+    let id: i32 = resource_name.parse().map_err(|_| {
+        MetadataError::invalid_request(format!(
+            "Node id must be an integer, but it is: {resource_name}"
+        ))
+    })?;
+    if id != broker.node_id {
+        return Err(MetadataError::invalid_request(format!(
+            "Unexpected broker id, expected {}, but received {resource_name}",
+            broker.node_id
         )));
     }
-    match (op, value) {
-        (ConfigOpType::Delete, _) | (_, None) => Ok(()),
-        (_, Some(value)) => validate_topic_config(topic_key, value).map_err(|error| {
-            MetadataError::new(error.code, error.message.replacen(topic_key, key, 1))
-        }),
+    Ok(Some(id))
+}
+
+/// Checks broker configs about to be set against Kafka's dynamic broker config rules, given the
+/// values this broker runs with now.
+fn check_broker_configs(
+    broker: &Broker,
+    configs: &[(&str, &str)],
+    per_broker: bool,
+) -> Result<(), MetadataError> {
+    let image = broker.image();
+    let layers = broker.config.config_layers(&image, None);
+    let in_effect = |key: &str| match layers.broker_value(key) {
+        Some((value, _)) => Some(value.to_owned()),
+        None => strom_config::broker_key(key)?.default.map(str::to_owned),
+    };
+    check_dynamic_broker_configs(configs, per_broker, in_effect)
+        .map_err(MetadataError::invalid_request)
+}
+
+/// Checks the operations on a broker resource: APPEND/SUBTRACT need a known list key, and every
+/// value set must be acceptable (deleted keys are not checked, as in Kafka).
+fn check_broker_ops(
+    broker: &Broker,
+    ops: &[ConfigOp],
+    per_broker: bool,
+) -> Result<(), MetadataError> {
+    for op in ops {
+        let verb = match op.op {
+            ConfigOpType::Append => "append",
+            ConfigOpType::Subtract => "subtract",
+            ConfigOpType::Set | ConfigOpType::Delete => continue,
+        };
+        let def = strom_config::broker_key_or_listener_base(&op.key).ok_or_else(|| {
+            MetadataError::invalid_config(format!("Unknown config name: {}", op.key))
+        })?;
+        if def.config_type != ConfigType::List {
+            return Err(MetadataError::invalid_config(format!(
+                "Config value {verb} is not allowed for config key: {}",
+                op.key
+            )));
+        }
     }
+    let set: Vec<(&str, &str)> = ops
+        .iter()
+        .filter(|op| op.op != ConfigOpType::Delete)
+        .filter_map(|op| Some((op.key.as_str(), op.value.as_deref()?)))
+        .collect();
+    check_broker_configs(broker, &set, per_broker)
 }
 
 /// Applies one resource's change (or only validates it).
@@ -111,19 +164,19 @@ async fn alter_resource(
                 .await
         }
         (CONFIG_RESOURCE_BROKER, ConfigChange::Replace(configs)) => {
-            let broker_id = parse_broker_resource(resource_name)?;
-            for (key, value) in configs {
-                check_broker_key(key, ConfigOpType::Set, Some(value))?;
-            }
+            let broker_id = target_broker(broker, resource_name)?;
+            let set: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str()))
+                .collect();
+            check_broker_configs(broker, &set, broker_id.is_some())?;
             controller
                 .replace_broker_configs(broker_id, configs, validate_only)
                 .await
         }
         (CONFIG_RESOURCE_BROKER, ConfigChange::Incremental(ops)) => {
-            let broker_id = parse_broker_resource(resource_name)?;
-            for op in ops {
-                check_broker_key(&op.key, op.op, op.value.as_deref())?;
-            }
+            let broker_id = target_broker(broker, resource_name)?;
+            check_broker_ops(broker, ops, broker_id.is_some())?;
             controller
                 .alter_broker_configs(broker_id, ops, validate_only)
                 .await
@@ -134,53 +187,55 @@ async fn alter_resource(
 
 /// Applies every resource's change in order, then waits until the publisher has brought the
 /// partition logs in line with the new configs. Returns one outcome per resource, in request order.
+/// A resource named more than once is refused each time (Kafka's "Each resource must appear at
+/// most once.").
 pub(super) async fn alter_resources(
     broker: &Broker,
     resources: Vec<ResourceChange>,
     validate_only: bool,
 ) -> Vec<ResourceOutcome> {
+    let mut occurrences: HashMap<(i8, String), usize> = HashMap::new();
+    for resource in &resources {
+        *occurrences
+            .entry((resource.resource_type, resource.resource_name.clone()))
+            .or_default() += 1;
+    }
     let mut outcomes: Vec<ResourceOutcome> = Vec::with_capacity(resources.len());
     for resource in resources {
-        let result = match resource.change {
-            Ok(change) => {
-                alter_resource(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    &change,
-                    validate_only,
-                )
-                .await
+        let key = (resource.resource_type, resource.resource_name);
+        let result = if occurrences.get(&key).copied().unwrap_or_default() > 1 {
+            Err(MetadataError::invalid_request(
+                "Each resource must appear at most once.",
+            ))
+        } else {
+            match resource.change {
+                Ok(change) => alter_resource(broker, key.0, &key.1, &change, validate_only).await,
+                Err(error) => Err(error),
             }
-            Err(error) => Err(error),
         };
         let (code, message) = match result {
-            Ok(()) => (0, None),
+            Ok(()) => (ErrorCode::None.code(), None),
             Err(error) => (error.code, Some(error.message)),
         };
-        outcomes.push((
-            resource.resource_type,
-            resource.resource_name,
-            code,
-            message,
-        ));
+        outcomes.push((key.0, key.1, code, message));
     }
     broker.catch_up_with_controller().await;
     outcomes
 }
 
-/// The operations of one resource, checked for unknown operation codes and repeated keys.
+/// The operations of one resource, checked for unknown operation codes, repeated keys and null
+/// values (allowed for DELETE only).
 fn operations(resource: &AlterConfigsResource) -> Result<ConfigChange, MetadataError> {
     check_unique_keys(resource.configs.iter().map(|config| config.name.as_str()))?;
-    resource
+    let ops = resource
         .configs
         .iter()
         .map(|config| {
             let op = ConfigOpType::from_code(config.config_operation).ok_or_else(|| {
-                MetadataError::new(
-                    codes::INVALID_REQUEST,
-                    format!("Unknown config operation type {}", config.config_operation),
-                )
+                MetadataError::invalid_request(format!(
+                    "Unknown config operation type {}",
+                    config.config_operation
+                ))
             })?;
             Ok(ConfigOp {
                 key: config.name.clone(),
@@ -188,8 +243,13 @@ fn operations(resource: &AlterConfigsResource) -> Result<ConfigChange, MetadataE
                 op,
             })
         })
-        .collect::<Result<_, _>>()
-        .map(ConfigChange::Incremental)
+        .collect::<Result<Vec<ConfigOp>, MetadataError>>()?;
+    check_no_null_values(
+        ops.iter()
+            .filter(|op| op.op != ConfigOpType::Delete && op.value.is_none())
+            .map(|op| op.key.as_str()),
+    )?;
+    Ok(ConfigChange::Incremental(ops))
 }
 
 pub async fn handle(
@@ -230,31 +290,52 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::handlers::create_topics::tests::{create, test_broker};
-    use crate::handlers::describe_configs::{source, topic_config_entries};
+    use crate::handlers::describe_configs::topic_config_entries;
+    use strom_config::ConfigSource;
     use strom_protocol::messages::incremental_alter_configs_request::AlterableConfig;
+
+    const INVALID_CONFIG: i16 = ErrorCode::InvalidConfig.code();
+    const INVALID_REQUEST: i16 = ErrorCode::InvalidRequest.code();
+
+    fn resource(resource: (i8, &str), ops: &[(&str, i8, Option<&str>)]) -> AlterConfigsResource {
+        AlterConfigsResource {
+            resource_type: resource.0,
+            resource_name: resource.1.into(),
+            configs: ops
+                .iter()
+                .map(|(name, config_operation, value)| AlterableConfig {
+                    name: (*name).into(),
+                    config_operation: *config_operation,
+                    value: value.map(Into::into),
+                })
+                .collect(),
+        }
+    }
+
+    /// The error code and message of one resource's alteration.
+    async fn alter_with_message(
+        broker: &Broker,
+        target: (i8, &str),
+        ops: &[(&str, i8, Option<&str>)],
+        validate_only: bool,
+    ) -> (i16, Option<String>) {
+        let request = IncrementalAlterConfigsRequest {
+            resources: vec![resource(target, ops)],
+            validate_only,
+        };
+        let response = handle(broker, request, 1).await.responses.remove(0);
+        (response.error_code, response.error_message)
+    }
 
     async fn alter(
         broker: &Broker,
-        resource: (i8, &str),
+        target: (i8, &str),
         ops: &[(&str, i8, Option<&str>)],
         validate_only: bool,
     ) -> i16 {
-        let request = IncrementalAlterConfigsRequest {
-            resources: vec![AlterConfigsResource {
-                resource_type: resource.0,
-                resource_name: resource.1.into(),
-                configs: ops
-                    .iter()
-                    .map(|(name, config_operation, value)| AlterableConfig {
-                        name: (*name).into(),
-                        config_operation: *config_operation,
-                        value: value.map(Into::into),
-                    })
-                    .collect(),
-            }],
-            validate_only,
-        };
-        handle(broker, request, 1).await.responses[0].error_code
+        alter_with_message(broker, target, ops, validate_only)
+            .await
+            .0
     }
 
     #[tokio::test]
@@ -285,16 +366,13 @@ mod tests {
         assert_eq!(overrides(&broker).into_iter().collect::<Vec<_>>(), expected);
         assert_eq!(
             alter(&broker, (CONFIG_RESOURCE_TOPIC, "missing"), &ops, false).await,
-            codes::UNKNOWN_TOPIC_OR_PARTITION
+            ErrorCode::UnknownTopicOrPartition.code()
         );
         assert_eq!(
             alter(&broker, topic, &[("bogus", 0, Some("1"))], false).await,
-            codes::INVALID_CONFIG
+            INVALID_CONFIG
         );
-        assert_eq!(
-            alter(&broker, (8, "t"), &ops, false).await,
-            codes::INVALID_REQUEST
-        );
+        assert_eq!(alter(&broker, (8, "t"), &ops, false).await, INVALID_REQUEST);
 
         let cluster_default = (CONFIG_RESOURCE_BROKER, "");
         assert_eq!(
@@ -308,14 +386,17 @@ mod tests {
             0
         );
         assert_eq!(
-            alter(
+            alter_with_message(
                 &broker,
                 (CONFIG_RESOURCE_BROKER, "1"),
                 &[("num.partitions", 0, Some("3"))],
                 false
             )
             .await,
-            codes::INVALID_REQUEST
+            (
+                INVALID_REQUEST,
+                Some("Cannot update these configs dynamically: Set(num.partitions)".into())
+            )
         );
         assert_eq!(
             alter(&broker, topic, &[("retention.ms", 1, None)], false).await,
@@ -330,51 +411,156 @@ mod tests {
             .expect("retention.ms");
         assert_eq!(
             (retention.value.as_deref(), retention.source),
-            (Some("60000"), source::DYNAMIC_DEFAULT_BROKER_CONFIG)
+            (Some("60000"), ConfigSource::DynamicDefaultBroker.code())
         );
     }
 
     #[tokio::test]
-    async fn broker_keys_must_be_dynamic_and_valid() {
-        let code = |key, op, value| check_broker_key(key, op, value).map_err(|e| e.code);
+    async fn broker_resources_follow_kafkas_dynamic_config_rules() {
+        let (_dir, broker) = test_broker().await;
+        let this_broker = (CONFIG_RESOURCE_BROKER, "1");
+        let cluster = (CONFIG_RESOURCE_BROKER, "");
+        let ok = (0, None);
+        let refused = |message: &str| (INVALID_REQUEST, Some(message.to_owned()));
+        for (target, ops, expected) in [
+            (
+                this_broker,
+                vec![("log.retention.ms", 0, Some("1000"))],
+                ok.clone(),
+            ),
+            (this_broker, vec![("log.retention.ms", 1, None)], ok.clone()),
+            (this_broker, vec![("log.dirs", 1, None)], ok.clone()),
+            (
+                this_broker,
+                vec![("log.cleanup.policy", 2, Some("compact"))],
+                ok.clone(),
+            ),
+            (
+                this_broker,
+                vec![(
+                    "listener.name.external.ssl.keystore.location",
+                    0,
+                    Some("/etc/ks.jks"),
+                )],
+                ok.clone(),
+            ),
+            (cluster, vec![("num.io.threads", 0, Some("16"))], ok.clone()),
+            (
+                this_broker,
+                vec![("num.io.threads", 0, Some("33"))],
+                refused(
+                    "Invalid value org.apache.kafka.common.config.ConfigException: Dynamic \
+                     thread count update validation failed for num.io.threads=33, value should \
+                     not be greater than double the current value 16 for configuration Invalid \
+                     dynamic configuration",
+                ),
+            ),
+            (
+                cluster,
+                vec![("custom.plugin.key", 0, Some("x"))],
+                ok.clone(),
+            ),
+            (
+                this_broker,
+                vec![("log.dirs", 0, Some("/elsewhere"))],
+                refused("Cannot update these configs dynamically: Set(log.dirs)"),
+            ),
+            (
+                cluster,
+                vec![("broker.id", 0, Some("7"))],
+                refused("Cannot update these configs dynamically: Set(broker.id)"),
+            ),
+            (
+                cluster,
+                vec![(
+                    "listener.name.external.ssl.keystore.location",
+                    0,
+                    Some("/etc/ks.jks"),
+                )],
+                refused(
+                    "Cannot update these configs at default cluster level, broker id must be \
+                     specified: Set(listener.name.external.ssl.keystore.location)",
+                ),
+            ),
+            (
+                this_broker,
+                vec![("log.retention.ms", 0, Some("soon"))],
+                refused(
+                    "Invalid value soon for configuration log.retention.ms: Not a number of \
+                     type LONG",
+                ),
+            ),
+            (
+                this_broker,
+                vec![("log.retention.ms", 2, Some("1"))],
+                (
+                    INVALID_CONFIG,
+                    Some(
+                        "Config value append is not allowed for config key: log.retention.ms"
+                            .into(),
+                    ),
+                ),
+            ),
+            (
+                this_broker,
+                vec![("no.such.key", 3, Some("1"))],
+                (
+                    INVALID_CONFIG,
+                    Some("Unknown config name: no.such.key".into()),
+                ),
+            ),
+            (
+                this_broker,
+                vec![("log.retention.ms", 0, None)],
+                refused("Null value not supported for : log.retention.ms"),
+            ),
+            (
+                (CONFIG_RESOURCE_BROKER, "2"),
+                vec![("log.retention.ms", 0, Some("1"))],
+                refused("Unexpected broker id, expected 1, but received 2"),
+            ),
+            (
+                (CONFIG_RESOURCE_BROKER, "one"),
+                vec![("log.retention.ms", 0, Some("1"))],
+                refused("Node id must be an integer, but it is: one"),
+            ),
+        ] {
+            assert_eq!(
+                alter_with_message(&broker, target, &ops, false).await,
+                expected,
+                "{target:?} {ops:?}"
+            );
+        }
+        let image = broker.image();
+        let stored = image.broker_config(Some(1)).expect("broker configs");
         assert_eq!(
-            code("log.retention.ms", ConfigOpType::Set, Some("1000")),
-            Ok(())
+            stored.get("log.cleanup.policy").map(String::as_str),
+            Some("delete,compact")
         );
-        assert_eq!(code("log.retention.ms", ConfigOpType::Delete, None), Ok(()));
-        assert_eq!(
-            code("log.cleanup.policy", ConfigOpType::Append, Some("compact")),
-            Ok(())
-        );
-        assert_eq!(
-            code("log.retention.ms", ConfigOpType::Set, Some("soon")),
-            Err(codes::INVALID_CONFIG)
-        );
-        assert_eq!(
-            code("log.retention.ms", ConfigOpType::Append, Some("1")),
-            Err(codes::INVALID_CONFIG)
-        );
-        assert_eq!(
-            code("num.partitions", ConfigOpType::Set, Some("3")),
-            Err(codes::INVALID_REQUEST)
-        );
-        assert_eq!(
-            code("log.retention.hours", ConfigOpType::Set, Some("3")),
-            Err(codes::INVALID_REQUEST)
-        );
-        assert_eq!(
-            code("no.such.key", ConfigOpType::Set, Some("3")),
-            Err(codes::INVALID_CONFIG)
-        );
-        let message = check_broker_key("message.max.bytes", ConfigOpType::Set, Some("x"))
-            .expect_err("not a number")
-            .message;
-        assert!(message.contains("message.max.bytes"), "{message}");
+        assert!(!stored.contains_key("log.dirs"));
+    }
+
+    #[tokio::test]
+    async fn a_resource_named_twice_is_refused() {
+        let (_dir, broker) = test_broker().await;
+        let target = (CONFIG_RESOURCE_BROKER, "");
+        let ops = [("log.retention.ms", 0, Some("1"))];
+        let request = IncrementalAlterConfigsRequest {
+            resources: vec![resource(target, &ops), resource(target, &ops)],
+            validate_only: false,
+        };
+        let codes: Vec<i16> = handle(&broker, request, 1)
+            .await
+            .responses
+            .iter()
+            .map(|r| r.error_code)
+            .collect();
+        assert_eq!(codes, [INVALID_REQUEST, INVALID_REQUEST]);
+        assert!(broker.image().broker_config(None).is_none());
     }
 
     #[tokio::test]
     async fn operations_reject_unknown_codes_and_repeated_keys() {
-        use strom_protocol::messages::incremental_alter_configs_request::AlterableConfig;
         let config = |name: &str, config_operation| AlterableConfig {
             name: name.into(),
             config_operation,
@@ -393,13 +579,10 @@ mod tests {
             )]))
         );
         let code = |configs| operations(&resource(configs)).map_err(|e| e.code);
-        assert_eq!(
-            code(vec![config("retention.ms", 9)]),
-            Err(codes::INVALID_REQUEST)
-        );
+        assert_eq!(code(vec![config("retention.ms", 9)]), Err(INVALID_REQUEST));
         assert_eq!(
             code(vec![config("retention.ms", 0), config("retention.ms", 1)]),
-            Err(codes::INVALID_REQUEST)
+            Err(INVALID_REQUEST)
         );
     }
 }

@@ -4,8 +4,9 @@
 //! storage engine validates each batch (magic v2, sizes, CRC-32C), checks idempotent-producer
 //! sequences, patches the base offset and leader epoch in place and writes the batch as received.
 //! On this single-node broker the leader is the only in-sync replica, so once the append returns the
-//! handler moves the high watermark to the log end, and `acks=1` and `acks=all` are both satisfied
-//! (`acks=all` still honours `min.insync.replicas`). With `acks=0` no response is sent. When the topic has a flush policy
+//! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
+//! the topic's effective `min.insync.replicas`, whichever layer sets it: NOT_ENOUGH_REPLICAS when
+//! the ISR is smaller). With `acks=0` no response is sent. When the topic has a flush policy
 //! (`flush.messages`), the append may fsync, so it runs under `block_in_place` and the worker's
 //! other connections keep being served meanwhile. Internal topics
 //! (`__consumer_offsets`) are written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as
@@ -15,6 +16,7 @@ use strom_protocol::messages::produce_request::ProduceRequest;
 use strom_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use strom_protocol::ErrorCode;
 use strom_storage::StorageError;
 
 use super::metadata::is_internal_topic;
@@ -22,7 +24,6 @@ use crate::state::{now_ms, Broker};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const CORRUPT_MESSAGE: i16 = 2;
-const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
@@ -77,16 +78,32 @@ pub fn handle(
                         .map(|p| p.leader_epoch)
                         .unwrap_or(0);
                     if acks == -1 {
-                        let isr = topic_image
+                        let isr: &[i32] = topic_image
                             .and_then(|t| t.partitions.get(&data.index))
-                            .map(|p| p.isr.len())
-                            .unwrap_or(0);
-                        let min_isr = topic_image
-                            .and_then(|t| t.configs.get("min.insync.replicas"))
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(broker.config.min_insync_replicas as usize);
-                        if isr < min_isr {
-                            return failed(NOT_ENOUGH_REPLICAS);
+                            .map_or(&[], |p| p.isr.as_slice());
+                        // The effective min.insync.replicas, layered exactly as DescribeConfigs
+                        // reports it (topic override, this broker's and the cluster-wide dynamic
+                        // configs, server.properties, default). Values are validated on write;
+                        // should one not parse, Kafka's minimum of 1 applies.
+                        let min_isr = broker
+                            .config
+                            .config_layers(&image, Some(&topic.name))
+                            .topic_value("min.insync.replicas")
+                            .and_then(|(value, _)| value.parse::<usize>().ok())
+                            .unwrap_or(1);
+                        if isr.len() < min_isr {
+                            let members: Vec<String> = isr.iter().map(i32::to_string).collect();
+                            return PartitionProduceResponse {
+                                error_message: Some(format!(
+                                    "The size of the current ISR Set({}) is insufficient to \
+                                     satisfy the min.isr requirement of {min_isr} for partition \
+                                     {}-{}",
+                                    members.join(", "),
+                                    topic.name,
+                                    data.index
+                                )),
+                                ..failed(ErrorCode::NotEnoughReplicas.code())
+                            };
                         }
                     }
                     let Some(records) = data.records else {
