@@ -240,6 +240,15 @@ impl GroupCoordinator {
         }
     }
 
+    /// How many holders the entry of `group_id` has (the map is one): lets a test know that a
+    /// request has looked a group up and is about to wait for its lock.
+    #[cfg(test)]
+    pub(super) fn entry_holders(&self, group_id: &str) -> usize {
+        self.read_groups()
+            .get(group_id)
+            .map_or(0, Arc::strong_count)
+    }
+
     fn context<'a>(&'a self, now_ms: i64, log: &'a dyn OffsetsLog) -> Context<'a> {
         Context {
             now_ms,
