@@ -291,7 +291,7 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> Result<(), Co
 /// (JoinGroup and SyncGroup until the rebalance completes, Fetch up to its `max_wait_ms`) must
 /// not hold budget, or a client could stop every connection's reading for as long as it likes.
 async fn handle_frame(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     frame: Bytes,
     budget_share: RequestPermit,
     peer: SocketAddr,

@@ -4,15 +4,28 @@
 //! checked by [`GroupCoordinator::tick`]; committed offsets are written to the offsets log before
 //! they are acknowledged, and [`GroupCoordinator::load`] rebuilds everything from that log.
 //!
-//! All groups sit behind one mutex that is never held across an `.await`: a JoinGroup or SyncGroup
-//! that must wait for the rest of its group gets a oneshot receiver ([`Pending::Waiting`]) and the
-//! response is sent into it by whichever request or timer completes the phase. Time is passed in
-//! (milliseconds since the epoch), which keeps the state machine deterministic under test.
+//! Locking, as in Kafka (where each `GroupMetadata` has its own lock): every group sits behind a
+//! mutex of its own, and the map of groups behind a read-write lock that is held only to find,
+//! insert or remove an entry, never while a group's lock is being acquired. Operations on
+//! different groups therefore never wait for each other, not even while one group's records are
+//! appended (and possibly fsynced) to the offsets log; that append happens under the group's lock,
+//! so the log holds each group's records in the order its state changed. No lock is held across an
+//! `.await`: a JoinGroup or SyncGroup that must wait for the rest of its group gets a oneshot
+//! receiver ([`Pending::Waiting`]) and the response is sent into it by whichever request or timer
+//! completes the phase. The calls block (on a group's lock, on the log), so the broker makes them
+//! from its blocking pool (see [`super::on_blocking_pool`]).
+//!
+//! A group that dies (deleted, or its offsets expired) is marked Dead and removed from the map
+//! before its lock is released. A request that looked the group up earlier and then waited for its
+//! lock sees it Dead and looks the id up again, so it behaves as if it had arrived after the
+//! deletion (a JoinGroup or an admin commit creates a new group; anything else finds none): the
+//! operations below never see a Dead group. Time is passed in (milliseconds since the epoch),
+//! which keeps the state machine deterministic under test.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -136,10 +149,15 @@ impl Context<'_> {
     }
 }
 
+/// One group behind its own lock, shared by the requests working on it.
+type GroupEntry = Arc<Mutex<Group>>;
+
 /// The group coordinator: every group hosted by this broker.
 pub struct GroupCoordinator {
     config: GroupConfig,
-    groups: Mutex<HashMap<String, Group>>,
+    /// Every group by id. Held only to find, insert or remove an entry: never while a group's
+    /// lock is being acquired (a group's lock may be held while taking this one, to remove it).
+    groups: RwLock<HashMap<String, GroupEntry>>,
     next_retention_check_ms: AtomicI64,
 }
 
@@ -147,15 +165,88 @@ impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> Self {
         GroupCoordinator {
             config,
-            groups: Mutex::new(HashMap::new()),
+            groups: RwLock::new(HashMap::new()),
             next_retention_check_ms: AtomicI64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+    fn read_groups(&self) -> RwLockReadGuard<'_, HashMap<String, GroupEntry>> {
         self.groups
-            .lock()
+            .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_groups(&self) -> RwLockWriteGuard<'_, HashMap<String, GroupEntry>> {
+        self.groups
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The entry of `group_id`, created (Empty, stamped `create_at_ms`) if absent and
+    /// `create_at_ms` is given.
+    fn find(&self, group_id: &str, create_at_ms: Option<i64>) -> Option<GroupEntry> {
+        if let Some(entry) = self.read_groups().get(group_id) {
+            return Some(Arc::clone(entry));
+        }
+        let now_ms = create_at_ms?;
+        let mut groups = self.write_groups();
+        let entry = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Group::new(group_id, now_ms))));
+        Some(Arc::clone(entry))
+    }
+
+    /// Every group entry at this moment.
+    fn entries(&self) -> Vec<GroupEntry> {
+        self.read_groups().values().cloned().collect()
+    }
+
+    /// Removes the entry of a group that died, unless the id already names a newer group.
+    fn forget(&self, group_id: &str, entry: &GroupEntry) {
+        let mut groups = self.write_groups();
+        if groups
+            .get(group_id)
+            .is_some_and(|current| Arc::ptr_eq(current, entry))
+        {
+            groups.remove(group_id);
+        }
+    }
+
+    /// Runs `operation` on group `group_id` under the group's lock, with `None` if there is no
+    /// such group (with `create_at_ms`, an absent group is created first). A group found Dead
+    /// once its lock is ours was deleted meanwhile: the id is looked up again. A group the
+    /// operation leaves Dead is removed from the map before its lock is released.
+    fn with_group<R>(
+        &self,
+        group_id: &str,
+        create_at_ms: Option<i64>,
+        operation: impl FnOnce(Option<&mut Group>) -> R,
+    ) -> R {
+        loop {
+            let Some(entry) = self.find(group_id, create_at_ms) else {
+                return operation(None);
+            };
+            let mut group = lock_group(&entry);
+            if group.state == GroupState::Dead {
+                // Its killer removed it already; this only makes sure the loop moves on.
+                self.forget(group_id, &entry);
+                continue;
+            }
+            let result = operation(Some(&mut group));
+            if group.state == GroupState::Dead {
+                self.forget(group_id, &entry);
+            }
+            return result;
+        }
+    }
+
+    /// How many holders the entry of `group_id` has (the map is one): lets a test know that a
+    /// request has looked a group up and is about to wait for its lock.
+    #[cfg(test)]
+    pub(super) fn entry_holders(&self, group_id: &str) -> usize {
+        self.read_groups()
+            .get(group_id)
+            .map_or(0, Arc::strong_count)
     }
 
     fn context<'a>(&'a self, now_ms: i64, log: &'a dyn OffsetsLog) -> Context<'a> {
@@ -205,20 +296,20 @@ impl GroupCoordinator {
             supports_skip_assignment: version >= FIRST_VERSION_WITH_SKIP_ASSIGNMENT,
         };
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        if !groups.contains_key(&request.group_id) && !member_id.is_empty() {
-            return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, &member_id));
-        }
-        let group = groups
-            .entry(request.group_id.clone())
-            .or_insert_with(|| Group::new(&request.group_id, now_ms));
-        let outcome = if member_id.is_empty() {
-            join_new_member(group, params, &ctx)
-        } else {
-            join_known_member(group, &member_id, params, &ctx)
-        };
-        try_complete_join(group, &ctx);
-        outcome
+        // A new member creates the group; a known member of a group that does not exist is not.
+        let create_at_ms = member_id.is_empty().then_some(now_ms);
+        self.with_group(&request.group_id, create_at_ms, |group| {
+            let Some(group) = group else {
+                return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, &member_id));
+            };
+            let outcome = if member_id.is_empty() {
+                join_new_member(group, params, &ctx)
+            } else {
+                join_known_member(group, &member_id, params, &ctx)
+            };
+            try_complete_join(group, &ctx);
+            outcome
+        })
     }
 
     /// SyncGroup (Kafka's `handleSyncGroup`).
@@ -232,84 +323,88 @@ impl GroupCoordinator {
             return Pending::Ready(sync_error(INVALID_GROUP_ID));
         }
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        let Some(group) = groups.get_mut(&request.group_id) else {
-            return Pending::Ready(sync_error(UNKNOWN_MEMBER_ID));
-        };
-        let member_id = request.member_id.as_str();
-        if let Err(code) = check_member(
-            group,
-            request.group_instance_id.as_deref(),
-            member_id,
-            request.generation_id,
-        ) {
-            return Pending::Ready(sync_error(code));
-        }
-        let type_mismatch = request
-            .protocol_type
-            .as_ref()
-            .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
-        let name_mismatch = request
-            .protocol_name
-            .as_ref()
-            .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
-        if type_mismatch || name_mismatch {
-            return Pending::Ready(sync_error(INCONSISTENT_GROUP_PROTOCOL));
-        }
-        group.pending_sync.remove(member_id);
-        if group.pending_sync.is_empty() {
-            group.sync_deadline_ms = None;
-        }
-        match group.state {
-            GroupState::Empty | GroupState::Dead => Pending::Ready(sync_error(UNKNOWN_MEMBER_ID)),
-            GroupState::PreparingRebalance => Pending::Ready(sync_error(REBALANCE_IN_PROGRESS)),
-            GroupState::Stable => {
-                let assignment = match group.members.get_mut(member_id) {
-                    Some(member) => {
-                        member.last_heartbeat_ms = now_ms;
-                        member.assignment.clone()
-                    }
-                    None => Bytes::new(),
-                };
-                Pending::Ready(sync_ok(group, assignment))
+        let group_id = request.group_id.clone();
+        self.with_group(&group_id, None, |group| {
+            let Some(group) = group else {
+                return Pending::Ready(sync_error(UNKNOWN_MEMBER_ID));
+            };
+            let member_id = request.member_id.as_str();
+            if let Err(code) = check_member(
+                group,
+                request.group_instance_id.as_deref(),
+                member_id,
+                request.generation_id,
+            ) {
+                return Pending::Ready(sync_error(code));
             }
-            GroupState::CompletingRebalance => {
-                let (sender, receiver) = oneshot::channel();
-                if let Some(member) = group.members.get_mut(member_id) {
-                    member.sync_waiter = Some(sender);
-                    member.last_heartbeat_ms = now_ms;
+            let type_mismatch = request
+                .protocol_type
+                .as_ref()
+                .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
+            let name_mismatch = request
+                .protocol_name
+                .as_ref()
+                .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
+            if type_mismatch || name_mismatch {
+                return Pending::Ready(sync_error(INCONSISTENT_GROUP_PROTOCOL));
+            }
+            group.pending_sync.remove(member_id);
+            if group.pending_sync.is_empty() {
+                group.sync_deadline_ms = None;
+            }
+            match group.state {
+                GroupState::Empty | GroupState::Dead => {
+                    Pending::Ready(sync_error(UNKNOWN_MEMBER_ID))
                 }
-                if group.is_leader(member_id) {
-                    let mut assignments: HashMap<String, Bytes> = request
-                        .assignments
-                        .into_iter()
-                        .map(|a| (a.member_id, a.assignment))
-                        .collect();
-                    for member in group.members.values_mut() {
-                        member.assignment =
-                            assignments.remove(&member.member_id).unwrap_or_default();
+                GroupState::PreparingRebalance => Pending::Ready(sync_error(REBALANCE_IN_PROGRESS)),
+                GroupState::Stable => {
+                    let assignment = match group.members.get_mut(member_id) {
+                        Some(member) => {
+                            member.last_heartbeat_ms = now_ms;
+                            member.assignment.clone()
+                        }
+                        None => Bytes::new(),
+                    };
+                    Pending::Ready(sync_ok(group, assignment))
+                }
+                GroupState::CompletingRebalance => {
+                    let (sender, receiver) = oneshot::channel();
+                    if let Some(member) = group.members.get_mut(member_id) {
+                        member.sync_waiter = Some(sender);
+                        member.last_heartbeat_ms = now_ms;
                     }
-                    group.transition(GroupState::Stable, now_ms);
-                    tracing::info!(
-                        group = %group.id,
-                        generation = group.generation_id,
-                        "group is stable"
-                    );
-                    ctx.persist_group(group);
-                    let responses: Vec<(String, SyncGroupResponse)> = group
-                        .members
-                        .values()
-                        .map(|m| (m.member_id.clone(), sync_ok(group, m.assignment.clone())))
-                        .collect();
-                    for (id, response) in responses {
-                        if let Some(member) = group.members.get_mut(&id) {
-                            member.answer_sync(response);
+                    if group.is_leader(member_id) {
+                        let mut assignments: HashMap<String, Bytes> = request
+                            .assignments
+                            .into_iter()
+                            .map(|a| (a.member_id, a.assignment))
+                            .collect();
+                        for member in group.members.values_mut() {
+                            member.assignment =
+                                assignments.remove(&member.member_id).unwrap_or_default();
+                        }
+                        group.transition(GroupState::Stable, now_ms);
+                        tracing::info!(
+                            group = %group.id,
+                            generation = group.generation_id,
+                            "group is stable"
+                        );
+                        ctx.persist_group(group);
+                        let responses: Vec<(String, SyncGroupResponse)> = group
+                            .members
+                            .values()
+                            .map(|m| (m.member_id.clone(), sync_ok(group, m.assignment.clone())))
+                            .collect();
+                        for (id, response) in responses {
+                            if let Some(member) = group.members.get_mut(&id) {
+                                member.answer_sync(response);
+                            }
                         }
                     }
+                    Pending::Waiting(receiver)
                 }
-                Pending::Waiting(receiver)
             }
-        }
+        })
     }
 
     /// Heartbeat (Kafka's `handleHeartbeat`): the error code to answer with.
@@ -324,22 +419,23 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return INVALID_GROUP_ID;
         }
-        let mut groups = self.lock();
-        let Some(group) = groups.get_mut(group_id) else {
-            return UNKNOWN_MEMBER_ID;
-        };
-        if let Err(code) = check_member(group, group_instance_id, member_id, generation_id) {
-            return code;
-        }
-        let answer = match group.state {
-            GroupState::Empty | GroupState::Dead => return UNKNOWN_MEMBER_ID,
-            GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
-            GroupState::CompletingRebalance | GroupState::Stable => NONE,
-        };
-        if let Some(member) = group.members.get_mut(member_id) {
-            member.last_heartbeat_ms = now_ms;
-        }
-        answer
+        self.with_group(group_id, None, |group| {
+            let Some(group) = group else {
+                return UNKNOWN_MEMBER_ID;
+            };
+            if let Err(code) = check_member(group, group_instance_id, member_id, generation_id) {
+                return code;
+            }
+            let answer = match group.state {
+                GroupState::Empty | GroupState::Dead => return UNKNOWN_MEMBER_ID,
+                GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
+                GroupState::CompletingRebalance | GroupState::Stable => NONE,
+            };
+            if let Some(member) = group.members.get_mut(member_id) {
+                member.last_heartbeat_ms = now_ms;
+            }
+            answer
+        })
     }
 
     /// LeaveGroup (Kafka's `handleLeaveGroup`): the top-level error and one error per leaving
@@ -355,41 +451,39 @@ impl GroupCoordinator {
             return (INVALID_GROUP_ID, Vec::new());
         }
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        let Some(group) = groups.get_mut(group_id) else {
-            return (NONE, vec![UNKNOWN_MEMBER_ID; leaving.len()]);
-        };
-        if group.state == GroupState::Dead {
-            return (COORDINATOR_NOT_AVAILABLE, Vec::new());
-        }
-        let errors = leaving
-            .iter()
-            .map(|(member_id, instance_id)| {
-                if member_id.is_empty() {
-                    let known = instance_id
-                        .as_ref()
-                        .and_then(|id| group.static_members.get(id))
-                        .cloned();
-                    return match known {
-                        Some(id) => {
-                            remove_member_and_update(group, &id, &ctx);
-                            NONE
-                        }
-                        None => UNKNOWN_MEMBER_ID,
-                    };
-                }
-                if group.pending_members.remove(member_id).is_some() {
-                    try_complete_join(group, &ctx);
-                    return NONE;
-                }
-                if let Err(code) = group.validate_member(instance_id.as_deref(), member_id) {
-                    return code;
-                }
-                remove_member_and_update(group, member_id, &ctx);
-                NONE
-            })
-            .collect();
-        (NONE, errors)
+        self.with_group(group_id, None, |group| {
+            let Some(group) = group else {
+                return (NONE, vec![UNKNOWN_MEMBER_ID; leaving.len()]);
+            };
+            let errors = leaving
+                .iter()
+                .map(|(member_id, instance_id)| {
+                    if member_id.is_empty() {
+                        let known = instance_id
+                            .as_ref()
+                            .and_then(|id| group.static_members.get(id))
+                            .cloned();
+                        return match known {
+                            Some(id) => {
+                                remove_member_and_update(group, &id, &ctx);
+                                NONE
+                            }
+                            None => UNKNOWN_MEMBER_ID,
+                        };
+                    }
+                    if group.pending_members.remove(member_id).is_some() {
+                        try_complete_join(group, &ctx);
+                        return NONE;
+                    }
+                    if let Err(code) = group.validate_member(instance_id.as_deref(), member_id) {
+                        return code;
+                    }
+                    remove_member_and_update(group, member_id, &ctx);
+                    NONE
+                })
+                .collect();
+            (NONE, errors)
+        })
     }
 
     /// OffsetCommit (Kafka's `handleCommitOffsets`): checks the committer, writes the offsets to
@@ -405,51 +499,50 @@ impl GroupCoordinator {
     ) -> i16 {
         let group_id = committer.group_id;
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        // A group that does not rely on the coordinator for membership may store offsets; a
-        // generation for a group that does not exist is refused.
-        if !groups.contains_key(group_id) && committer.generation_id >= 0 {
-            return if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
-                GROUP_ID_NOT_FOUND
-            } else {
-                ILLEGAL_GENERATION
-            };
-        }
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now_ms));
-        if let Err(code) = validate_commit(group, committer) {
-            return code;
-        }
-        // A commit keeps the member's session alive, as a heartbeat would.
-        if matches!(
-            group.state,
-            GroupState::Stable | GroupState::PreparingRebalance
-        ) {
-            if let Some(member) = group.members.get_mut(committer.member_id) {
-                member.last_heartbeat_ms = now_ms;
-            }
-        }
-        if offsets.is_empty() {
-            return NONE;
-        }
-        let records: Vec<(Bytes, Option<Bytes>)> = offsets
-            .iter()
-            .map(|((topic, partition), offset)| {
-                let key = OffsetsKey::Offset {
-                    group: group_id.to_string(),
-                    topic: topic.clone(),
-                    partition: *partition,
+        // A group that does not rely on the coordinator for membership may store offsets (and
+        // is created by them); a generation for a group that does not exist is refused.
+        let create_at_ms = (committer.generation_id < 0).then_some(now_ms);
+        self.with_group(group_id, create_at_ms, |group| {
+            let Some(group) = group else {
+                return if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
+                    GROUP_ID_NOT_FOUND
+                } else {
+                    ILLEGAL_GENERATION
                 };
-                (key.encode(), Some(offset.encode()))
-            })
-            .collect();
-        if let Err(error) = ctx.write(group_id, &records) {
-            tracing::warn!(group = group_id, %error, "could not store committed offsets");
-            return COORDINATOR_NOT_AVAILABLE;
-        }
-        group.offsets.extend(offsets);
-        NONE
+            };
+            if let Err(code) = validate_commit(group, committer) {
+                return code;
+            }
+            // A commit keeps the member's session alive, as a heartbeat would.
+            if matches!(
+                group.state,
+                GroupState::Stable | GroupState::PreparingRebalance
+            ) {
+                if let Some(member) = group.members.get_mut(committer.member_id) {
+                    member.last_heartbeat_ms = now_ms;
+                }
+            }
+            if offsets.is_empty() {
+                return NONE;
+            }
+            let records: Vec<(Bytes, Option<Bytes>)> = offsets
+                .iter()
+                .map(|((topic, partition), offset)| {
+                    let key = OffsetsKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (key.encode(), Some(offset.encode()))
+                })
+                .collect();
+            if let Err(error) = ctx.write(group_id, &records) {
+                tracing::warn!(group = group_id, %error, "could not store committed offsets");
+                return COORDINATOR_NOT_AVAILABLE;
+            }
+            group.offsets.extend(offsets);
+            NONE
+        })
     }
 
     /// OffsetFetch: the committed offsets of the requested partitions, or of every partition with
@@ -459,31 +552,32 @@ impl GroupCoordinator {
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Vec<TopicOffsets> {
-        let groups = self.lock();
-        let offsets = groups.get(group_id).map(|g| &g.offsets);
-        match topics {
-            Some(topics) => topics
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    let found = partitions
-                        .into_iter()
-                        .map(|p| (p, offsets.and_then(|o| o.get(&(topic.clone(), p))).cloned()))
-                        .collect();
-                    (topic, found)
-                })
-                .collect(),
-            None => {
-                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
-                    BTreeMap::new();
-                for ((topic, partition), offset) in offsets.into_iter().flatten() {
-                    by_topic
-                        .entry(topic.clone())
-                        .or_default()
-                        .push((*partition, Some(offset.clone())));
+        self.with_group(group_id, None, |group| {
+            let offsets = group.map(|g| &g.offsets);
+            match topics {
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let found = partitions
+                            .into_iter()
+                            .map(|p| (p, offsets.and_then(|o| o.get(&(topic.clone(), p))).cloned()))
+                            .collect();
+                        (topic, found)
+                    })
+                    .collect(),
+                None => {
+                    let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                        BTreeMap::new();
+                    for ((topic, partition), offset) in offsets.into_iter().flatten() {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push((*partition, Some(offset.clone())));
+                    }
+                    by_topic.into_iter().collect()
                 }
-                by_topic.into_iter().collect()
             }
-        }
+        })
     }
 
     /// OffsetDelete (Kafka's `handleDeleteOffsets`): per-partition errors, or a group-level error.
@@ -495,41 +589,45 @@ impl GroupCoordinator {
         log: &dyn OffsetsLog,
     ) -> Result<Vec<i16>, i16> {
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        let Some(group) = groups.get_mut(group_id) else {
-            return Err(GROUP_ID_NOT_FOUND);
-        };
-        let subscribed = match group.state {
-            GroupState::Dead => return Err(GROUP_ID_NOT_FOUND),
-            GroupState::Empty => Default::default(),
-            _ => group.subscribed_topics().ok_or(NON_EMPTY_GROUP)?,
-        };
-        let errors: Vec<i16> = partitions
-            .iter()
-            .map(|(topic, _)| {
-                if subscribed.contains(topic) {
-                    GROUP_SUBSCRIBED_TO_TOPIC
-                } else {
-                    NONE
-                }
-            })
-            .collect();
-        let doomed: Vec<(String, i32)> = partitions
-            .iter()
-            .zip(&errors)
-            .filter(|(key, error)| **error == NONE && group.offsets.contains_key(*key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        remove_offsets(group, &doomed, &ctx).map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
-        Ok(errors)
+        self.with_group(group_id, None, |group| {
+            let Some(group) = group else {
+                return Err(GROUP_ID_NOT_FOUND);
+            };
+            let subscribed = match group.state {
+                GroupState::Dead => return Err(GROUP_ID_NOT_FOUND),
+                GroupState::Empty => Default::default(),
+                _ => group.subscribed_topics().ok_or(NON_EMPTY_GROUP)?,
+            };
+            let errors: Vec<i16> = partitions
+                .iter()
+                .map(|(topic, _)| {
+                    if subscribed.contains(topic) {
+                        GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        NONE
+                    }
+                })
+                .collect();
+            let doomed: Vec<(String, i32)> = partitions
+                .iter()
+                .zip(&errors)
+                .filter(|(key, error)| **error == NONE && group.offsets.contains_key(*key))
+                .map(|(key, _)| key.clone())
+                .collect();
+            remove_offsets(group, &doomed, &ctx).map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+            Ok(errors)
+        })
     }
 
     /// Forgets every group's committed offsets for deleted topics (Kafka's cleanup of offsets of
     /// deleted partitions), writing tombstones so they stay gone after a restart.
     pub fn remove_topic_offsets(&self, topics: &[String], now_ms: i64, log: &dyn OffsetsLog) {
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        for group in groups.values_mut() {
+        for entry in self.entries() {
+            let mut group = lock_group(&entry);
+            if group.state == GroupState::Dead {
+                continue;
+            }
             let doomed: Vec<(String, i32)> = group
                 .offsets
                 .keys()
@@ -539,7 +637,7 @@ impl GroupCoordinator {
             if doomed.is_empty() {
                 continue;
             }
-            if remove_offsets(group, &doomed, &ctx).is_err() {
+            if remove_offsets(&mut group, &doomed, &ctx).is_err() {
                 tracing::warn!(group = %group.id, "could not remove offsets of deleted topics");
             }
         }
@@ -547,9 +645,11 @@ impl GroupCoordinator {
 
     /// ListGroups: every group with its protocol type and state.
     pub fn list_groups(&self) -> Vec<GroupListing> {
-        let groups = self.lock();
-        let mut listed: Vec<GroupListing> = groups
-            .values()
+        let mut listed: Vec<GroupListing> = self
+            .entries()
+            .iter()
+            .map(lock_group)
+            .filter(|group| group.state != GroupState::Dead)
             .map(|group| GroupListing {
                 group_id: group.id.clone(),
                 protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -564,44 +664,45 @@ impl GroupCoordinator {
     /// assignment, their metadata and the protocol only while Stable; an unknown group is
     /// reported as Dead.
     pub fn describe_group(&self, group_id: &str) -> DescribedGroup {
-        let groups = self.lock();
-        let Some(group) = groups.get(group_id) else {
-            return DescribedGroup {
-                group_id: group_id.to_string(),
-                group_state: GroupState::Dead.name().to_string(),
-                ..Default::default()
+        self.with_group(group_id, None, |group| {
+            let Some(group) = group else {
+                return DescribedGroup {
+                    group_id: group_id.to_string(),
+                    group_state: GroupState::Dead.name().to_string(),
+                    ..Default::default()
+                };
             };
-        };
-        let stable = group.state == GroupState::Stable;
-        let protocol = if stable {
-            group.protocol_name.clone().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        DescribedGroup {
-            error_code: NONE,
-            group_id: group.id.clone(),
-            group_state: group.state.name().to_string(),
-            protocol_type: group.protocol_type.clone().unwrap_or_default(),
-            protocol_data: protocol.clone(),
-            members: group
-                .members
-                .values()
-                .map(|member| DescribedGroupMember {
-                    member_id: member.member_id.clone(),
-                    group_instance_id: member.group_instance_id.clone(),
-                    client_id: member.client_id.clone(),
-                    client_host: member.client_host.clone(),
-                    member_metadata: if stable {
-                        member.metadata_for(&protocol)
-                    } else {
-                        Bytes::new()
-                    },
-                    member_assignment: member.assignment.clone(),
-                })
-                .collect(),
-            ..Default::default()
-        }
+            let stable = group.state == GroupState::Stable;
+            let protocol = if stable {
+                group.protocol_name.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            DescribedGroup {
+                error_code: NONE,
+                group_id: group.id.clone(),
+                group_state: group.state.name().to_string(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                protocol_data: protocol.clone(),
+                members: group
+                    .members
+                    .values()
+                    .map(|member| DescribedGroupMember {
+                        member_id: member.member_id.clone(),
+                        group_instance_id: member.group_instance_id.clone(),
+                        client_id: member.client_id.clone(),
+                        client_host: member.client_host.clone(),
+                        member_metadata: if stable {
+                            member.metadata_for(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        member_assignment: member.assignment.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+        })
     }
 
     /// DeleteGroups: removes empty groups with their offsets (tombstones in the offsets log).
@@ -612,24 +713,25 @@ impl GroupCoordinator {
         log: &dyn OffsetsLog,
     ) -> Vec<i16> {
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
         group_ids
             .iter()
             .map(|group_id| {
-                let Some(group) = groups.get_mut(group_id) else {
-                    return GROUP_ID_NOT_FOUND;
-                };
-                match group.state {
-                    GroupState::Dead => return GROUP_ID_NOT_FOUND,
-                    GroupState::Empty => {}
-                    _ => return NON_EMPTY_GROUP,
-                }
-                if delete_group_records(group, &ctx).is_err() {
-                    return COORDINATOR_NOT_AVAILABLE;
-                }
-                group.transition(GroupState::Dead, now_ms);
-                groups.remove(group_id);
-                NONE
+                self.with_group(group_id, None, |group| {
+                    let Some(group) = group else {
+                        return GROUP_ID_NOT_FOUND;
+                    };
+                    match group.state {
+                        GroupState::Dead => return GROUP_ID_NOT_FOUND,
+                        GroupState::Empty => {}
+                        _ => return NON_EMPTY_GROUP,
+                    }
+                    if delete_group_records(group, &ctx).is_err() {
+                        return COORDINATOR_NOT_AVAILABLE;
+                    }
+                    // Dead: `with_group` removes it before anyone else can lock it.
+                    group.transition(GroupState::Dead, now_ms);
+                    NONE
+                })
             })
             .collect()
     }
@@ -639,23 +741,28 @@ impl GroupCoordinator {
     /// at most once a minute, offset retention for empty groups.
     pub fn tick(&self, now_ms: i64, log: &dyn OffsetsLog) {
         let ctx = self.context(now_ms, log);
-        let mut groups = self.lock();
-        for group in groups.values_mut() {
-            expire_members(group, &ctx);
-            run_join_timer(group, &ctx);
-            run_sync_deadline(group, &ctx);
-        }
-        if now_ms >= self.next_retention_check_ms.load(Ordering::Relaxed) {
+        let check_retention = now_ms >= self.next_retention_check_ms.load(Ordering::Relaxed);
+        if check_retention {
             self.next_retention_check_ms
                 .store(now_ms + RETENTION_CHECK_INTERVAL_MS, Ordering::Relaxed);
-            groups.retain(|_, group| !expire_offsets(group, &ctx));
+        }
+        for entry in self.entries() {
+            let mut group = lock_group(&entry);
+            if group.state == GroupState::Dead {
+                continue;
+            }
+            expire_members(&mut group, &ctx);
+            run_join_timer(&mut group, &ctx);
+            run_sync_deadline(&mut group, &ctx);
+            if check_retention && expire_offsets(&mut group, &ctx) {
+                self.forget(&group.id, &entry);
+            }
         }
     }
 
     /// Rebuilds groups and offsets from `__consumer_offsets` records in log order (the last
     /// record of a key wins, a null value deletes).
     pub fn load(&self, records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) {
-        let mut groups = self.lock();
         let mut stored_groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
         let mut skipped = 0usize;
         for (key, value) in records {
@@ -669,19 +776,17 @@ impl GroupCoordinator {
                     topic,
                     partition,
                 } => match value.map(CommittedOffset::decode) {
-                    Some(Ok(offset)) => {
-                        groups
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, now_ms))
-                            .offsets
-                            .insert((topic, partition), offset);
-                    }
+                    Some(Ok(offset)) => self.with_group(&group, Some(now_ms), |existing| {
+                        if let Some(existing) = existing {
+                            existing.offsets.insert((topic, partition), offset);
+                        }
+                    }),
                     Some(Err(_)) => skipped += 1,
-                    None => {
-                        if let Some(existing) = groups.get_mut(&group) {
+                    None => self.with_group(&group, None, |existing| {
+                        if let Some(existing) = existing {
                             existing.offsets.remove(&(topic, partition));
                         }
-                    }
+                    }),
                 },
                 OffsetsKey::Group { group } => match value.map(StoredGroup::decode) {
                     Some(Ok(stored)) => {
@@ -696,22 +801,32 @@ impl GroupCoordinator {
         }
         for (group_id, stored) in stored_groups {
             match stored {
-                Some(stored) => groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| Group::new(&group_id, now_ms))
-                    .restore(stored, now_ms),
-                None => {
-                    if groups.get(&group_id).is_some_and(|g| g.offsets.is_empty()) {
-                        groups.remove(&group_id);
+                Some(stored) => self.with_group(&group_id, Some(now_ms), |group| {
+                    if let Some(group) = group {
+                        group.restore(stored, now_ms);
                     }
-                }
+                }),
+                // A deleted group is forgotten unless offsets were committed after its tombstone.
+                None => self.with_group(&group_id, None, |group| {
+                    if let Some(group) = group.filter(|g| g.offsets.is_empty()) {
+                        group.transition(GroupState::Dead, now_ms);
+                    }
+                }),
             }
         }
         if skipped > 0 {
             tracing::warn!(skipped, "skipped unreadable __consumer_offsets records");
         }
-        tracing::info!(groups = groups.len(), "loaded consumer groups");
+        tracing::info!(groups = self.read_groups().len(), "loaded consumer groups");
     }
+}
+
+/// Locks one group. A panic while it was locked leaves the group as the panicking request left
+/// it, which is no worse than dropping that request halfway: the lock is taken anyway.
+fn lock_group(entry: &GroupEntry) -> MutexGuard<'_, Group> {
+    entry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A JoinGroup with an empty member id (Kafka's `doNewMemberJoin`).
@@ -720,9 +835,6 @@ fn join_new_member(
     params: JoinParams,
     ctx: &Context<'_>,
 ) -> Pending<JoinGroupResponse> {
-    if group.state == GroupState::Dead {
-        return Pending::Ready(join_error(COORDINATOR_NOT_AVAILABLE, ""));
-    }
     if !group.supports_protocols(&params.protocol_type, &params.protocols) {
         return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, ""));
     }
@@ -746,9 +858,6 @@ fn join_known_member(
     params: JoinParams,
     ctx: &Context<'_>,
 ) -> Pending<JoinGroupResponse> {
-    if group.state == GroupState::Dead {
-        return Pending::Ready(join_error(COORDINATOR_NOT_AVAILABLE, member_id));
-    }
     if !group.supports_protocols(&params.protocol_type, &params.protocols) {
         return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, member_id));
     }
@@ -1216,9 +1325,6 @@ fn check_member(
     member_id: &str,
     generation_id: i32,
 ) -> Result<(), i16> {
-    if group.state == GroupState::Dead {
-        return Err(COORDINATOR_NOT_AVAILABLE);
-    }
     group.validate_member(instance_id, member_id)?;
     if generation_id != group.generation_id {
         return Err(ILLEGAL_GENERATION);
@@ -1231,9 +1337,6 @@ fn check_member(
 /// group rebalances. A commit without a generation (an admin or a consumer that assigns its own
 /// partitions) is accepted only while the group is empty.
 fn validate_commit(group: &Group, committer: &Committer<'_>) -> Result<(), i16> {
-    if group.state == GroupState::Dead {
-        return Err(COORDINATOR_NOT_AVAILABLE);
-    }
     if committer.generation_id < 0 && group.state == GroupState::Empty {
         return Ok(());
     }

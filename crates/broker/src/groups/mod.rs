@@ -6,6 +6,15 @@
 //! Lifecycle: [`start`] asks the controller for the offsets topic; when the metadata publisher
 //! sees it appear on this broker it calls [`load`], which replays it into the coordinator;
 //! [`run_timers`] drives session, rebalance and retention deadlines in the background.
+//!
+//! Threads: every coordinator call blocks, on a group's lock or on the append (and fsync) of that
+//! group's records to `__consumer_offsets`, which may hold that lock for as long as the disk
+//! takes. Handlers and the timer task therefore make every call through [`on_blocking_pool`]
+//! (`tokio::task::spawn_blocking`), readers such as Heartbeat included since they may wait for a
+//! writer of their group, so no tokio worker ever waits for a disk. This takes the broker as an
+//! `Arc` (connections own one and hand it to the handlers). `spawn_blocking` was chosen over
+//! `block_in_place` because it works on any runtime (`block_in_place` panics on a current-thread
+//! one) and does not hand the worker's other tasks over to another thread on every call.
 
 pub mod coordinator;
 pub mod group;
@@ -76,6 +85,22 @@ pub fn load(broker: &Broker) {
     broker.groups.load(records, now_ms());
 }
 
+/// Runs a coordinator call on tokio's blocking pool and waits for it; `None` (logged) if the call
+/// panicked or the runtime is shutting down, which handlers answer COORDINATOR_NOT_AVAILABLE.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    broker: &Arc<Broker>,
+    call: impl FnOnce(&Broker) -> T + Send + 'static,
+) -> Option<T> {
+    let broker = Arc::clone(broker);
+    match tokio::task::spawn_blocking(move || call(&broker)).await {
+        Ok(result) => Some(result),
+        Err(error) => {
+            tracing::error!(%error, "group coordinator call failed");
+            None
+        }
+    }
+}
+
 /// Checks the coordinator's deadlines every [`TIMER_TICK`] until shutdown.
 pub async fn run_timers(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TIMER_TICK);
@@ -85,6 +110,9 @@ pub async fn run_timers(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        broker.groups.tick(now_ms(), &OffsetsTopic::new(&broker));
+        on_blocking_pool(&broker, |broker| {
+            broker.groups.tick(now_ms(), &OffsetsTopic::new(broker));
+        })
+        .await;
     }
 }

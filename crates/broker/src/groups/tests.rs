@@ -1,7 +1,8 @@
 //! Unit tests of the group coordinator, driven directly (no network) with explicit clock values
 //! and an in-memory offsets log.
 
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strom_protocol::codec::Encoder;
@@ -836,4 +837,200 @@ fn offsets_of_deleted_topics_are_removed_from_every_group() {
         "only the kept topic remains: {remaining:?}"
     );
     assert_eq!(remaining[0].0, "kept");
+}
+
+/// How long the concurrency tests wait for something that must happen; only reached on failure.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// An offsets log whose first append of one group's records waits until the test lets it
+/// through (reporting when it starts waiting); everything else is appended at once.
+struct GatedLog {
+    memory: MemoryLog,
+    gated_group: String,
+    /// (where to report that the append waits, what lets it through), taken by that append.
+    gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+}
+
+impl GatedLog {
+    /// The log and (the signal that the gated append is waiting, the switch that releases it).
+    fn new(gated_group: &str) -> (Self, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (arrived_tx, arrived_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let log = GatedLog {
+            memory: MemoryLog::default(),
+            gated_group: gated_group.into(),
+            gate: Mutex::new(Some((arrived_tx, release_rx))),
+        };
+        (log, arrived_rx, release_tx)
+    }
+}
+
+impl OffsetsLog for GatedLog {
+    fn append(
+        &self,
+        partition: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        now_ms: i64,
+    ) -> Result<(), OffsetsLogError> {
+        let of_gated_group =
+            records
+                .iter()
+                .any(|(key, _)| match OffsetsKey::decode(key.clone()).unwrap() {
+                    OffsetsKey::Offset { group, .. } | OffsetsKey::Group { group } => {
+                        group == self.gated_group
+                    }
+                });
+        let gate = if of_gated_group {
+            self.gate.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some((arrived, release)) = gate {
+            arrived.send(()).unwrap();
+            release
+                .recv_timeout(DEADLINE)
+                .expect("the test releases the gated append");
+        }
+        self.memory.append(partition, records, now_ms)
+    }
+}
+
+/// A new member joins `group_id` as an old (v3) client does, without the MEMBER_ID_REQUIRED
+/// round trip; alone in the group, it is answered at once.
+fn join_alone(
+    coordinator: &GroupCoordinator,
+    group_id: &str,
+    log: &dyn OffsetsLog,
+) -> JoinGroupResponse {
+    let request = JoinGroupRequest {
+        group_id: group_id.into(),
+        ..join_request("", None, &range(&["t"]))
+    };
+    let mut pending = coordinator.join(request, 3, client("client"), 0, log);
+    answered(&mut pending).expect("a lone member's join completes at once")
+}
+
+/// Offset 1 of partition 0 of topic `t`, committed at time 0.
+fn offset_one() -> CommittedOffset {
+    CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 0,
+    }
+}
+
+/// Group `g`'s commit is stuck in the offsets log (a slow fsync) while holding `g`'s lock;
+/// meanwhile another group joins, syncs, heartbeats, commits and is described and fetched.
+#[test]
+fn a_slow_commit_does_not_hold_up_other_groups() {
+    let coordinator = GroupCoordinator::new(config(0));
+    let (log, gated_append_waits, release_gated_append) = GatedLog::new("g");
+    let (others_done, others_result) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let slow_commit = scope.spawn(|| {
+            coordinator.commit_offsets(
+                &committer(-1, ""),
+                vec![(("t".into(), 0), offset_one())],
+                COMMIT_VERSION,
+                0,
+                &log,
+            )
+        });
+        gated_append_waits
+            .recv_timeout(DEADLINE)
+            .expect("the commit of g reaches the log");
+        scope.spawn(|| {
+            let joined = join_alone(&coordinator, "other", &log);
+            let member = joined.member_id.clone();
+            let sync = SyncGroupRequest {
+                group_id: "other".into(),
+                generation_id: joined.generation_id,
+                member_id: member.clone(),
+                group_instance_id: None,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignments: vec![SyncGroupRequestAssignment {
+                    member_id: member.clone(),
+                    assignment: Bytes::from_static(b"all"),
+                }],
+            };
+            let synced = answered(&mut coordinator.sync(sync, 0, &log)).map(|r| r.error_code);
+            let heartbeat = coordinator.heartbeat("other", 1, &member, None, 1);
+            let commit = coordinator.commit_offsets(
+                &Committer {
+                    group_id: "other",
+                    generation_id: 1,
+                    member_id: &member,
+                    group_instance_id: None,
+                },
+                vec![(("t".into(), 0), offset_one())],
+                COMMIT_VERSION,
+                1,
+                &log,
+            );
+            let fetched = coordinator.fetch_offsets("other", None);
+            let state = coordinator.describe_group("other").group_state;
+            // The receiver is gone only if the test already failed.
+            let _ =
+                others_done.send((joined.error_code, synced, heartbeat, commit, fetched, state));
+        });
+        let others = others_result.recv_timeout(DEADLINE);
+        release_gated_append.send(()).unwrap();
+        let (joined, synced, heartbeat, commit, fetched, state) =
+            others.expect("the other group is served while g's commit waits for the log");
+        assert_eq!(joined, NONE);
+        assert_eq!(synced, Some(NONE));
+        assert_eq!(heartbeat, NONE);
+        assert_eq!(commit, NONE);
+        assert_eq!(fetched, vec![("t".into(), vec![(0, Some(offset_one()))])]);
+        assert_eq!(state, "Stable");
+        assert_eq!(slow_commit.join().unwrap(), NONE);
+    });
+    assert_eq!(
+        coordinator.fetch_offsets("g", None),
+        vec![("t".into(), vec![(0, Some(offset_one()))])],
+        "g's commit completed once the log let it through"
+    );
+}
+
+/// A JoinGroup that looked group `g` up while DeleteGroups was deleting it waits for the group's
+/// lock, finds the group Dead, and joins a new `g` instead, as if it had arrived after the
+/// deletion; the old group's offsets stay deleted.
+#[test]
+fn a_join_that_waited_for_a_deleted_group_joins_a_new_one() {
+    let coordinator = GroupCoordinator::new(config(0));
+    let (log, gated_append_waits, release_gated_append) = GatedLog::new("g");
+    let committed = coordinator.commit_offsets(
+        &committer(-1, ""),
+        vec![(("t".into(), 0), offset_one())],
+        COMMIT_VERSION,
+        0,
+        &log.memory,
+    );
+    assert_eq!(committed, NONE);
+    std::thread::scope(|scope| {
+        let delete = scope.spawn(|| coordinator.delete_groups(&["g".to_string()], 0, &log));
+        gated_append_waits
+            .recv_timeout(DEADLINE)
+            .expect("the deletion of g writes its tombstones");
+        let join = scope.spawn(|| join_alone(&coordinator, "g", &log));
+        // The map, the deletion and the join hold the old group: the join waits for its lock.
+        let deadline = Instant::now() + DEADLINE;
+        while coordinator.entry_holders("g") < 3 {
+            assert!(Instant::now() < deadline, "the join never looked g up");
+            std::thread::yield_now();
+        }
+        release_gated_append.send(()).unwrap();
+        assert_eq!(delete.join().unwrap(), vec![NONE]);
+        let joined = join.join().unwrap();
+        assert_eq!(joined.error_code, NONE);
+        assert_eq!(joined.generation_id, 1, "a new group's first generation");
+    });
+    assert_eq!(
+        coordinator.describe_group("g").group_state,
+        "CompletingRebalance"
+    );
+    assert_eq!(coordinator.fetch_offsets("g", None), vec![]);
+    assert_eq!(coordinator.list_groups().len(), 1);
 }

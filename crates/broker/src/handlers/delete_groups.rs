@@ -1,24 +1,31 @@
 //! DeleteGroups (key 42): deletes empty groups and their committed offsets (tombstones in
 //! `__consumer_offsets`); NON_EMPTY_GROUP for groups with members, GROUP_ID_NOT_FOUND for
-//! unknown ones.
+//! unknown ones. The tombstones are written on the blocking pool.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use strom_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
 };
 
-use crate::groups::OffsetsTopic;
+use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
+use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
-pub fn handle(
-    broker: &Broker,
+pub async fn handle(
+    broker: &Arc<Broker>,
     request: DeleteGroupsRequest,
     _version: i16,
 ) -> DeleteGroupsResponse {
-    let errors =
+    let group_ids = request.groups_names.clone();
+    let errors = on_blocking_pool(broker, move |broker| {
         broker
             .groups
-            .delete_groups(&request.groups_names, now_ms(), &OffsetsTopic::new(broker));
+            .delete_groups(&group_ids, now_ms(), &OffsetsTopic::new(broker))
+    })
+    .await
+    .unwrap_or_else(|| vec![COORDINATOR_NOT_AVAILABLE; request.groups_names.len()]);
     DeleteGroupsResponse {
         results: request
             .groups_names

@@ -1,16 +1,24 @@
 //! LeaveGroup (key 13): members leave their group, which rebalances without them. Versions 0-2
 //! name one member; v3+ carry a batch of members, static ones possibly by instance id only.
+//! Called on the blocking pool: the group may be stored in `__consumer_offsets`.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::leave_group_request::LeaveGroupRequest;
 use strom_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
 
-use crate::groups::OffsetsTopic;
+use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
+use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
 /// LeaveGroup v3 and later leave a batch of members.
 const FIRST_BATCHED_VERSION: i16 = 3;
 
-pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let leaving: Vec<(String, Option<String>)> = if version >= FIRST_BATCHED_VERSION {
         request
             .members
@@ -20,12 +28,16 @@ pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leav
     } else {
         vec![(request.member_id, None)]
     };
-    let (error_code, member_errors) = broker.groups.leave(
-        &request.group_id,
-        &leaving,
-        now_ms(),
-        &OffsetsTopic::new(broker),
-    );
+    let group_id = request.group_id;
+    let (error_code, member_errors, leaving) = on_blocking_pool(broker, move |broker| {
+        let (error_code, member_errors) =
+            broker
+                .groups
+                .leave(&group_id, &leaving, now_ms(), &OffsetsTopic::new(broker));
+        (error_code, member_errors, leaving)
+    })
+    .await
+    .unwrap_or((COORDINATOR_NOT_AVAILABLE, Vec::new(), Vec::new()));
     if version < FIRST_BATCHED_VERSION {
         return LeaveGroupResponse {
             error_code: if error_code != 0 {

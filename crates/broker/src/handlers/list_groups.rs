@@ -1,21 +1,35 @@
 //! ListGroups (key 16): every group with its protocol type and state, filtered by state (v4+)
-//! and group type (v5+; every group here is "classic").
+//! and group type (v5+; every group here is "classic"). Called on the blocking pool, as each
+//! group's lock may be held by a request writing to `__consumer_offsets`.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::list_groups_request::ListGroupsRequest;
 use strom_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 
+use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
+use crate::groups::on_blocking_pool;
 use crate::state::Broker;
 
 const CLASSIC_GROUP_TYPE: &str = "classic";
 
-pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: ListGroupsRequest,
+    _version: i16,
+) -> ListGroupsResponse {
     let wanted = |filter: &[String], value: &str| {
         filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
     };
     let groups = if wanted(&request.types_filter, CLASSIC_GROUP_TYPE) {
-        broker
-            .groups
-            .list_groups()
+        let Some(listed) = on_blocking_pool(broker, |broker| broker.groups.list_groups()).await
+        else {
+            return ListGroupsResponse {
+                error_code: COORDINATOR_NOT_AVAILABLE,
+                ..Default::default()
+            };
+        };
+        listed
             .into_iter()
             .filter(|g| wanted(&request.states_filter, g.state.name()))
             .map(|g| ListedGroup {

@@ -32,6 +32,8 @@ mod offset_fetch;
 mod produce;
 mod sync_group;
 
+use std::sync::Arc;
+
 use strom_protocol::messages::{api_info, stable_max_version, RequestBody, ResponseBody};
 
 use crate::state::Broker;
@@ -98,7 +100,7 @@ fn client_identity(context: &RequestContext) -> crate::groups::ClientIdentity {
 
 /// Runs the handler for one request. `None` means no response is sent (produce with acks=0).
 pub async fn handle(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     context: &RequestContext,
     request: RequestBody,
 ) -> Option<ResponseBody> {
@@ -154,27 +156,29 @@ pub async fn handle(
         RequestBody::SyncGroup(r) => {
             ResponseBody::SyncGroup(sync_group::handle(broker, r, version).await)
         }
-        RequestBody::Heartbeat(r) => ResponseBody::Heartbeat(heartbeat::handle(broker, r, version)),
+        RequestBody::Heartbeat(r) => {
+            ResponseBody::Heartbeat(heartbeat::handle(broker, r, version).await)
+        }
         RequestBody::LeaveGroup(r) => {
-            ResponseBody::LeaveGroup(leave_group::handle(broker, r, version))
+            ResponseBody::LeaveGroup(leave_group::handle(broker, r, version).await)
         }
         RequestBody::OffsetCommit(r) => {
-            ResponseBody::OffsetCommit(offset_commit::handle(broker, r, version))
+            ResponseBody::OffsetCommit(offset_commit::handle(broker, r, version).await)
         }
         RequestBody::OffsetFetch(r) => {
-            ResponseBody::OffsetFetch(offset_fetch::handle(broker, r, version))
+            ResponseBody::OffsetFetch(offset_fetch::handle(broker, r, version).await)
         }
         RequestBody::OffsetDelete(r) => {
-            ResponseBody::OffsetDelete(offset_delete::handle(broker, r, version))
+            ResponseBody::OffsetDelete(offset_delete::handle(broker, r, version).await)
         }
         RequestBody::ListGroups(r) => {
-            ResponseBody::ListGroups(list_groups::handle(broker, r, version))
+            ResponseBody::ListGroups(list_groups::handle(broker, r, version).await)
         }
         RequestBody::DescribeGroups(r) => {
-            ResponseBody::DescribeGroups(describe_groups::handle(broker, r, version))
+            ResponseBody::DescribeGroups(describe_groups::handle(broker, r, version).await)
         }
         RequestBody::DeleteGroups(r) => {
-            ResponseBody::DeleteGroups(delete_groups::handle(broker, r, version))
+            ResponseBody::DeleteGroups(delete_groups::handle(broker, r, version).await)
         }
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.

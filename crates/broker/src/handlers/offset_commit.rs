@@ -2,7 +2,10 @@
 //! refused one by one; the committer is then checked against the group's membership and
 //! generation ([`crate::groups::GroupCoordinator::commit_offsets`]), whose verdict answers every
 //! other partition; if it passes, partitions with oversized metadata are refused and the rest
-//! are written to `__consumer_offsets` before the answer.
+//! are written to `__consumer_offsets` (on the blocking pool: the append may fsync) before the
+//! answer.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use strom_protocol::messages::offset_commit_response::{
@@ -10,11 +13,12 @@ use strom_protocol::messages::offset_commit_response::{
 };
 
 use crate::groups::codes::{
-    INVALID_GROUP_ID, NONE, OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION,
+    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, OFFSET_METADATA_TOO_LARGE,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::groups::coordinator::Committer;
 use crate::groups::records::CommittedOffset;
-use crate::groups::OffsetsTopic;
+use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
 /// Kafka's `offset.metadata.max.bytes` default.
@@ -32,7 +36,11 @@ enum PartitionOutcome {
     Committed,
 }
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
     let now = now_ms();
     let image = broker.image();
     // (topic index, partition index, outcome) for every requested partition.
@@ -77,19 +85,27 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> Of
         .iter()
         .any(|(_, _, outcome)| !matches!(outcome, PartitionOutcome::Refused(_)));
     let group_error = if consult_group {
-        let committer = Committer {
-            group_id: &request.group_id,
-            generation_id: request.generation_id_or_member_epoch,
-            member_id: &request.member_id,
-            group_instance_id: request.group_instance_id.as_deref(),
-        };
-        broker.groups.commit_offsets(
-            &committer,
-            offsets,
-            version,
-            now,
-            &OffsetsTopic::new(broker),
-        )
+        let group_id = request.group_id.clone();
+        let generation_id = request.generation_id_or_member_epoch;
+        let member_id = request.member_id.clone();
+        let group_instance_id = request.group_instance_id.clone();
+        on_blocking_pool(broker, move |broker| {
+            let committer = Committer {
+                group_id: &group_id,
+                generation_id,
+                member_id: &member_id,
+                group_instance_id: group_instance_id.as_deref(),
+            };
+            broker.groups.commit_offsets(
+                &committer,
+                offsets,
+                version,
+                now,
+                &OffsetsTopic::new(broker),
+            )
+        })
+        .await
+        .unwrap_or(COORDINATOR_NOT_AVAILABLE)
     } else {
         NONE
     };

@@ -1,16 +1,20 @@
 //! OffsetDelete (key 47): removes committed offsets of a group, allowed for an empty group or for
-//! topics its members do not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+//! topics its members do not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise). The tombstones
+//! are written on the blocking pool.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::offset_delete_request::OffsetDeleteRequest;
 use strom_protocol::messages::offset_delete_response::{
     OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 
-use crate::groups::OffsetsTopic;
+use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
+use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
-pub fn handle(
-    broker: &Broker,
+pub async fn handle(
+    broker: &Arc<Broker>,
     request: OffsetDeleteRequest,
     _version: i16,
 ) -> OffsetDeleteResponse {
@@ -23,12 +27,14 @@ pub fn handle(
                 .map(|p| (t.name.clone(), p.partition_index))
         })
         .collect();
-    let result = broker.groups.delete_offsets(
-        &request.group_id,
-        &partitions,
-        now_ms(),
-        &OffsetsTopic::new(broker),
-    );
+    let group_id = request.group_id.clone();
+    let result = on_blocking_pool(broker, move |broker| {
+        broker
+            .groups
+            .delete_offsets(&group_id, &partitions, now_ms(), &OffsetsTopic::new(broker))
+    })
+    .await
+    .unwrap_or(Err(COORDINATOR_NOT_AVAILABLE));
     let mut errors = match result {
         Ok(errors) => errors.into_iter(),
         Err(error_code) => {

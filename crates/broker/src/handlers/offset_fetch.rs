@@ -1,7 +1,10 @@
 //! OffsetFetch (key 9): a group's committed offsets. Versions 0-7 ask for one group, v8+ for a
 //! batch of groups; a null topic list means every partition with a committed offset. Partitions
 //! without one answer offset -1. With no transactions there are never pending offsets, so
-//! `require_stable` is always satisfied.
+//! `require_stable` is always satisfied. Called on the blocking pool, as a group's lock may be
+//! held by a request writing to `__consumer_offsets`.
+
+use std::sync::Arc;
 
 use strom_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use strom_protocol::messages::offset_fetch_response::{
@@ -9,7 +12,9 @@ use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 
+use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::coordinator::TopicOffsets;
+use crate::groups::on_blocking_pool;
 use crate::state::Broker;
 
 /// OffsetFetch v8 and later fetch a batch of groups.
@@ -39,7 +44,30 @@ macro_rules! fetch_group {
     }};
 }
 
-pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let group_ids: Vec<String> = request.groups.iter().map(|g| g.group_id.clone()).collect();
+    on_blocking_pool(broker, move |broker| respond(broker, request, version))
+        .await
+        .unwrap_or_else(|| OffsetFetchResponse {
+            error_code: COORDINATOR_NOT_AVAILABLE,
+            groups: group_ids
+                .into_iter()
+                .map(|group_id| OffsetFetchResponseGroup {
+                    group_id,
+                    error_code: COORDINATOR_NOT_AVAILABLE,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+}
+
+/// The response, built with the coordinator's (blocking) answers.
+fn respond(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= FIRST_BATCHED_VERSION {
         let groups = request
             .groups
