@@ -18,6 +18,7 @@ use crate::config::{
 use crate::error::{codes, MetadataError};
 use crate::image::{MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
 use crate::meta_properties::random_uuid;
+use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
     serialize_record, BrokerEndpoint, ConfigRecord, MetadataRecord, PartitionRecord,
@@ -163,8 +164,10 @@ impl Controller {
                 "Replication factor must be larger than 0.",
             ));
         }
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        check_replication_factor(replication_factor, brokers.len())?;
+        let candidates = placement_candidates(&image);
+        let count = usize::try_from(num_partitions).unwrap_or(0);
+        let rotation = image.topics.len();
+        let placements = place(&candidates, 0, count, replication_factor, rotation)?;
         let mut overrides = BTreeMap::new();
         for (key, value) in configs {
             validate_topic_config(key, value)?;
@@ -198,10 +201,11 @@ impl Controller {
                 value: Some(value.clone()),
             })
         }));
-        let start = image.topics.len() % brokers.len();
-        records.extend((0..num_partitions).map(|partition| {
-            new_partition_record(topic_id, partition, &brokers, start, replication_factor)
-        }));
+        records.extend(
+            (0..num_partitions)
+                .zip(placements)
+                .map(|(partition, replicas)| new_partition_record(topic_id, partition, replicas)),
+        );
         self.commit(&image, records).await?;
         Ok(summary)
     }
@@ -246,21 +250,22 @@ impl Controller {
                 format!("Topic already has {current} partition(s)."),
             ));
         }
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         let replication_factor = topic
             .partitions
             .values()
             .next()
             .map_or(1, |p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX));
-        check_replication_factor(replication_factor, brokers.len())?;
+        let candidates = placement_candidates(&image);
+        let rotation = topic_rotation(topic, &candidates);
+        let first = usize::try_from(current).unwrap_or(0);
+        let count = usize::try_from(new_total - current).unwrap_or(0);
+        let placements = place(&candidates, first, count, replication_factor, rotation)?;
         if validate_only {
             return Ok(());
         }
-        let start = first_replica_position(topic, &brokers);
         let records = (current..new_total)
-            .map(|partition| {
-                new_partition_record(topic.id, partition, &brokers, start, replication_factor)
-            })
+            .zip(placements)
+            .map(|(partition, replicas)| new_partition_record(topic.id, partition, replicas))
             .collect();
         self.commit(&image, records).await
     }
@@ -447,18 +452,51 @@ fn quorum_error(error: QuorumError) -> MetadataError {
     }
 }
 
-fn check_replication_factor(replication_factor: i16, brokers: usize) -> Result<(), MetadataError> {
-    if usize::try_from(replication_factor).unwrap_or(usize::MAX) > brokers {
-        return Err(MetadataError::new(
+/// Brokers that can take new replicas: registered, unfenced, not shutting down.
+fn placement_candidates(image: &MetadataImage) -> Vec<Candidate> {
+    image
+        .brokers
+        .values()
+        .filter(|broker| !broker.fenced && !broker.in_controlled_shutdown)
+        .map(|broker| Candidate {
+            id: broker.id,
+            rack: broker.rack.clone(),
+        })
+        .collect()
+}
+
+/// Replica lists for `count` new partitions starting at index `first`, or Kafka's
+/// INVALID_REPLICATION_FACTOR when they cannot be placed.
+fn place(
+    candidates: &[Candidate],
+    first: usize,
+    count: usize,
+    replication_factor: i16,
+    rotation: usize,
+) -> Result<Vec<Vec<i32>>, MetadataError> {
+    let replication_factor = usize::try_from(replication_factor).unwrap_or(0);
+    place_replicas(candidates, first, count, replication_factor, rotation).map_err(|error| {
+        MetadataError::new(
             codes::INVALID_REPLICATION_FACTOR,
-            format!(
-                "Unable to replicate the partition {replication_factor} time(s): The target \
-                 replication factor of {replication_factor} cannot be reached because only \
-                 {brokers} broker(s) are registered."
-            ),
-        ));
-    }
-    Ok(())
+            format!("Unable to replicate the partition {replication_factor} time(s): {error}"),
+        )
+    })
+}
+
+/// The rotation that puts a topic's partition 0 leader where it is, so new partitions continue
+/// the topic's rotation.
+fn topic_rotation(topic: &TopicImage, candidates: &[Candidate]) -> usize {
+    let Some(leader) = topic.partitions.get(&0).and_then(|p| p.replicas.first()) else {
+        return 0;
+    };
+    (0..candidates.len())
+        .find(|&rotation| {
+            place_replicas(candidates, 0, 1, 1, rotation)
+                .ok()
+                .and_then(|placed| placed.first().and_then(|r| r.first().copied()))
+                == Some(*leader)
+        })
+        .unwrap_or(0)
 }
 
 /// Checks a topic name like Kafka's `Topic.validate`.
@@ -487,18 +525,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
     Ok(())
 }
 
-/// A new partition: replicas round-robin over `brokers` from `start + partition`, leader first.
-fn new_partition_record(
-    topic_id: Uuid,
-    partition: i32,
-    brokers: &[i32],
-    start: usize,
-    replication_factor: i16,
-) -> MetadataRecord {
-    let offset = start + usize::try_from(partition).unwrap_or(0);
-    let replicas: Vec<i32> = (0..usize::try_from(replication_factor).unwrap_or(0))
-        .map(|replica| brokers[(offset + replica) % brokers.len()])
-        .collect();
+/// A new partition with `replicas` (leader first), all in sync.
+fn new_partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
     MetadataRecord::Partition(PartitionRecord {
         partition_id: partition,
         topic_id,
@@ -511,16 +539,6 @@ fn new_partition_record(
         partition_epoch: 0,
         ..Default::default()
     })
-}
-
-/// Where partition 0's first replica sits in `brokers`, so new partitions continue its rotation.
-fn first_replica_position(topic: &TopicImage, brokers: &[i32]) -> usize {
-    topic
-        .partitions
-        .get(&0)
-        .and_then(|p| p.replicas.first())
-        .and_then(|first| brokers.iter().position(|b| b == first))
-        .unwrap_or(0)
 }
 
 /// ConfigRecords turning overrides `before` into `after` (value `None` deletes a key).

@@ -18,6 +18,7 @@ pub mod image;
 pub mod local_quorum;
 pub mod log;
 pub mod meta_properties;
+pub mod placement;
 pub mod quorum;
 pub mod quorum_state;
 pub mod records;
