@@ -221,6 +221,11 @@ pub struct BrokerConfig {
     pub transactional_id_expiration_ms: i32,
     /// `broker.rack`.
     pub broker_rack: Option<String>,
+    /// `broker.session.timeout.ms`: how long the active controller waits for a broker's heartbeat
+    /// before fencing it.
+    pub broker_session_timeout_ms: i32,
+    /// `broker.heartbeat.interval.ms`: how often a broker sends its heartbeat to the controller.
+    pub broker_heartbeat_interval_ms: i32,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
@@ -276,6 +281,8 @@ impl Default for BrokerConfig {
             transaction_max_timeout_ms: 0,
             transactional_id_expiration_ms: 0,
             broker_rack: None,
+            broker_session_timeout_ms: 0,
+            broker_heartbeat_interval_ms: 0,
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -568,6 +575,8 @@ impl BrokerConfig {
             }
             "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = v.int()?,
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int()?,
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = v.int()?,
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = v.int()?,
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
             }

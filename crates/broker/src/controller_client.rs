@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use strom_metadata::controller::{
+    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+};
 use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
 use strom_protocol::codec::Uuid;
 
@@ -33,15 +36,20 @@ impl ControllerClient {
         }
     }
 
-    pub async fn register_broker(
-        &self,
-        broker_id: i32,
-        host: &str,
-        port: i32,
-        rack: Option<String>,
-    ) -> Result<(), MetadataError> {
+    /// Registers this broker (a new incarnation is recorded fenced); returns its broker epoch.
+    pub async fn register(&self, request: BrokerRegistrationRequest) -> Result<i64, MetadataError> {
         match self {
-            Self::Local(c) => c.register_broker(broker_id, host, port, rack).await,
+            Self::Local(c) => c.register(request).await,
+        }
+    }
+
+    /// Sends one heartbeat of this broker.
+    pub async fn heartbeat(
+        &self,
+        request: BrokerHeartbeatRequest,
+    ) -> Result<BrokerHeartbeatReply, MetadataError> {
+        match self {
+            Self::Local(c) => c.heartbeat(request).await,
         }
     }
 

@@ -13,6 +13,7 @@ mod connection;
 mod controller_client;
 mod groups;
 mod handlers;
+mod lifecycle;
 mod log_limit;
 mod partitions;
 mod publisher;

@@ -20,6 +20,7 @@ use crate::config::BrokerConfig;
 use crate::connection::{self, ConnectionShared};
 use crate::controller_client::ControllerClient;
 use crate::groups::{self, GroupConfig, GroupCoordinator};
+use crate::lifecycle;
 use crate::partitions::PartitionRegistry;
 use crate::publisher;
 use crate::state::{now_ms, Broker};
@@ -41,8 +42,10 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Stops accepting, lets connection tasks end, and flushes every log.
+    /// Controlled shutdown first (the controller moves this broker's leaderships away), then stops
+    /// accepting, lets connection tasks end, and flushes every log.
     pub async fn shutdown(self) {
+        lifecycle::controlled_shutdown(&self.broker).await;
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.broker.partitions.flush_all();
@@ -149,10 +152,13 @@ pub(crate) async fn open_broker(
         DEFAULT_SNAPSHOT_INTERVAL_BYTES,
     )
     .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
+    let session_timeout =
+        Duration::from_millis(u64::try_from(config.broker_session_timeout_ms).unwrap_or(9000));
     let controller = Arc::new(Controller::new(
         config.node_id,
         Arc::new(quorum),
         metadata_state.clone(),
+        session_timeout,
     ));
 
     let partitions = PartitionRegistry::new(&log_dir, &config);
@@ -161,7 +167,7 @@ pub(crate) async fn open_broker(
         config,
         advertised_host,
         advertised_port,
-        ControllerClient::Local(controller),
+        ControllerClient::Local(controller.clone()),
         metadata_state.image().cluster_id.clone(),
         partitions,
         groups,
@@ -170,17 +176,14 @@ pub(crate) async fn open_broker(
     // Effects of the replayed metadata (partition logs, group state) before anything else runs.
     let images = metadata_state.subscribe();
     publisher::apply_current(&broker, metadata_state.image()).await;
-    tokio::spawn(publisher::run(broker.clone(), images, shutdown));
-    broker
-        .controller
-        .register_broker(
-            broker.node_id,
-            &broker.advertised_host,
-            i32::from(broker.advertised_port),
-            broker.config.broker_rack.clone(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot register broker {}: {}", broker.node_id, e.message))?;
+    tokio::spawn(publisher::run(broker.clone(), images, shutdown.clone()));
+    tokio::spawn(lifecycle::run_fencing(
+        controller,
+        session_timeout,
+        shutdown.clone(),
+    ));
+    lifecycle::register_and_unfence(&broker).await?;
+    tokio::spawn(lifecycle::run_heartbeats(broker.clone(), shutdown));
     groups::start(&broker).await;
     Ok(broker)
 }

@@ -2,10 +2,13 @@
 //! client, the metadata image this broker has published, the partition registry, the group
 //! coordinator, and the broker's identity as clients see it.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use strom_metadata::meta_properties::random_uuid;
 use strom_metadata::{MetadataError, MetadataImage};
+use strom_protocol::codec::Uuid;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
@@ -25,6 +28,10 @@ pub struct Broker {
     pub advertised_port: u16,
     /// Where metadata changes are proposed.
     pub controller: ControllerClient,
+    /// Random per process: the controller recognises a restarted broker by a new one.
+    pub incarnation_id: Uuid,
+    /// The epoch the controller gave this broker's registration (-1 before it registered).
+    pub broker_epoch: AtomicI64,
     /// The metadata image after this broker applied its effects; set by [`crate::publisher`].
     published: watch::Sender<Arc<MetadataImage>>,
     pub partitions: PartitionRegistry,
@@ -55,6 +62,8 @@ impl Broker {
             advertised_host,
             advertised_port,
             controller,
+            incarnation_id: random_uuid(),
+            broker_epoch: AtomicI64::new(-1),
             published,
             partitions,
             producer_ids: tokio::sync::Mutex::new((0, 0)),

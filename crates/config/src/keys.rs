@@ -296,11 +296,33 @@ pub static KEYS: &[ConfigDef] = &[
     key("auto.create.topics.enable", Boolean, Some("true"), Any).broker(ReadOnly),
     // Strom: unset means "the node id" (Kafka's default is -1).
     key("broker.id", Int, NULL, AtLeast(0)).broker(ReadOnly),
+    key(
+        "broker.heartbeat.interval.ms",
+        Int,
+        Some("2000"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
     key("broker.rack", STRING, NULL, Any).broker(ReadOnly),
+    key("broker.session.timeout.ms", Int, Some("9000"), AtLeast(1)).broker(ReadOnly),
     // Strom: at least 1 (Kafka accepts any value; a negative one disables the idle timeout).
     key("connections.max.idle.ms", Long, Some("600000"), AtLeast(1)).broker(ReadOnly),
     key("controller.listener.names", STRING, NULL, Any).broker(ReadOnly),
     key("controller.quorum.bootstrap.servers", List, Some(""), Any).broker(ReadOnly),
+    key(
+        "controller.quorum.election.timeout.ms",
+        Int,
+        Some("1000"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
+    key(
+        "controller.quorum.fetch.timeout.ms",
+        Int,
+        Some("2000"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
     key("controller.quorum.voters", List, Some(""), Any).broker(ReadOnly),
     // Strom: a replication factor is a 16-bit number on the wire, so at most 32767.
     key(

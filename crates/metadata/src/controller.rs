@@ -6,23 +6,29 @@
 //! through commit, so the pending state of one never has to account for another's uncommitted
 //! records; the controller performs no effects itself — brokers apply committed records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use strom_protocol::codec::Uuid;
+use strom_protocol::ErrorCode;
 
 use crate::config::{
     apply_config_ops, broker_list_default, topic_config_def_or_error, topic_list_default,
     validate_topic_config, ConfigOp,
 };
 use crate::error::{codes, MetadataError};
-use crate::image::{MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
+use crate::image::{
+    BrokerListener, MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+};
+use crate::leadership::{changes_for_arriving_broker, changes_for_leaving_broker};
 use crate::meta_properties::random_uuid;
 use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
-    serialize_record, BrokerEndpoint, ConfigRecord, MetadataRecord, PartitionRecord,
-    ProducerIdsRecord, RegisterBrokerRecord, RemoveTopicRecord, TopicRecord,
+    serialize_record, BrokerEndpoint, BrokerRegistrationChangeRecord, ConfigRecord,
+    FenceBrokerRecord, MetadataRecord, PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord,
+    RemoveTopicRecord, TopicRecord, UnfenceBrokerRecord,
 };
 use crate::state::MetadataState;
 
@@ -31,8 +37,6 @@ pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// The metadata log's own topic name (Kafka's `Topic.CLUSTER_METADATA_TOPIC_NAME`); its partition
 /// directory holds this store, so no user topic may take the name.
 pub const CLUSTER_METADATA_TOPIC_NAME: &str = "__cluster_metadata";
-/// Kafka's `SecurityProtocol.PLAINTEXT` id.
-const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 
 /// What CreateTopics reports about a created (or validated) topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +49,37 @@ pub struct TopicSummary {
     pub configs: BTreeMap<String, String>,
 }
 
+/// What a broker sends to register (Kafka's BrokerRegistration request, in short).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistrationRequest {
+    pub broker_id: i32,
+    /// Random per broker process: a restarted broker registers with a new one.
+    pub incarnation_id: Uuid,
+    pub listeners: Vec<BrokerListener>,
+    pub rack: Option<String>,
+}
+
+/// What a broker sends in each heartbeat (Kafka's BrokerHeartbeat request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerHeartbeatRequest {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+    /// The offset of the newest metadata entry the broker has applied.
+    pub current_metadata_offset: i64,
+    pub want_fence: bool,
+    pub want_shut_down: bool,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerHeartbeatReply {
+    /// The broker has applied the metadata up to its registration.
+    pub is_caught_up: bool,
+    pub is_fenced: bool,
+    /// Controlled shutdown is complete: the broker leads nothing and may exit.
+    pub should_shut_down: bool,
+}
+
 /// The controller of this node; only the quorum leader's can commit.
 #[derive(Debug)]
 pub struct Controller {
@@ -53,16 +88,221 @@ pub struct Controller {
     state: Arc<MetadataState>,
     /// Serializes operations from validation through commit.
     operations: tokio::sync::Mutex<()>,
+    /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
+    session_timeout: Duration,
+    /// When each broker last sent a heartbeat (volatile: a newly active controller starts empty
+    /// and gives every broker a full session from its first check).
+    last_heartbeat: std::sync::Mutex<HashMap<i32, Instant>>,
 }
 
 impl Controller {
-    pub fn new(node_id: i32, quorum: Arc<dyn Quorum>, state: Arc<MetadataState>) -> Self {
+    pub fn new(
+        node_id: i32,
+        quorum: Arc<dyn Quorum>,
+        state: Arc<MetadataState>,
+        session_timeout: Duration,
+    ) -> Self {
         Self {
             node_id,
             quorum,
             state,
             operations: tokio::sync::Mutex::new(()),
+            session_timeout,
+            last_heartbeat: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn heartbeats(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Instant>> {
+        self.last_heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `broker_id` has a live session: a heartbeat within the session timeout.
+    fn has_live_session(&self, broker_id: i32, now: Instant) -> bool {
+        self.heartbeats()
+            .get(&broker_id)
+            .is_some_and(|last| now.duration_since(*last) < self.session_timeout)
+    }
+
+    /// Registers a broker (Kafka's BrokerRegistration): a new incarnation is recorded fenced, with
+    /// its broker epoch the offset of its registration, and whatever its previous incarnation led
+    /// moves away; the broker is unfenced by a heartbeat once it has caught up. The same
+    /// incarnation registering again gets its epoch back. Another live incarnation of the same id
+    /// is refused with DUPLICATE_BROKER_REGISTRATION. Returns the broker epoch.
+    pub async fn register(&self, request: BrokerRegistrationRequest) -> Result<i64, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let now = Instant::now();
+        if let Some(existing) = image.brokers.get(&request.broker_id) {
+            if existing.incarnation_id == request.incarnation_id {
+                return Ok(existing.epoch);
+            }
+            if !existing.fenced && self.has_live_session(request.broker_id, now) {
+                return Err(MetadataError::new(
+                    ErrorCode::DuplicateBrokerRegistration.code(),
+                    format!(
+                        "Another broker is registered with that broker id {}.",
+                        request.broker_id
+                    ),
+                ));
+            }
+        }
+        let broker_epoch = self.quorum.status().high_watermark;
+        let mut records: Vec<MetadataRecord> =
+            changes_for_leaving_broker(&image, request.broker_id)
+                .into_iter()
+                .map(MetadataRecord::PartitionChange)
+                .collect();
+        records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+            broker_id: request.broker_id,
+            incarnation_id: request.incarnation_id,
+            // Like Kafka, the broker epoch is the offset of the registration in the metadata log.
+            broker_epoch,
+            end_points: request
+                .listeners
+                .iter()
+                .map(|l| BrokerEndpoint {
+                    name: l.name.clone(),
+                    host: l.host.clone(),
+                    port: l.port,
+                    security_protocol: l.security_protocol,
+                })
+                .collect(),
+            rack: request.rack,
+            fenced: true,
+            ..Default::default()
+        }));
+        self.commit(&image, records).await?;
+        self.heartbeats().insert(request.broker_id, now);
+        Ok(self
+            .image()
+            .brokers
+            .get(&request.broker_id)
+            .map_or(broker_epoch, |b| b.epoch))
+    }
+
+    /// A broker's heartbeat (Kafka's BrokerHeartbeat): keeps its session, unfences it once it has
+    /// applied the metadata up to its registration, fences it when it asks, and runs its controlled
+    /// shutdown (leaderships move away; `should_shut_down` once it leads nothing).
+    pub async fn heartbeat(
+        &self,
+        request: BrokerHeartbeatRequest,
+    ) -> Result<BrokerHeartbeatReply, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let Some(broker) = image.brokers.get(&request.broker_id) else {
+            return Err(MetadataError::new(
+                ErrorCode::BrokerIdNotRegistered.code(),
+                format!("Broker {} is not registered.", request.broker_id),
+            ));
+        };
+        if broker.epoch != request.broker_epoch {
+            return Err(MetadataError::new(
+                ErrorCode::StaleBrokerEpoch.code(),
+                format!(
+                    "Expected broker epoch {}, but got broker epoch {}",
+                    broker.epoch, request.broker_epoch
+                ),
+            ));
+        }
+        self.heartbeats().insert(request.broker_id, Instant::now());
+        let is_caught_up = request.current_metadata_offset >= broker.epoch;
+        let id = request.broker_id;
+        let mut records = Vec::new();
+        if request.want_shut_down && !broker.in_controlled_shutdown {
+            records.extend(
+                changes_for_leaving_broker(&image, id)
+                    .into_iter()
+                    .map(MetadataRecord::PartitionChange),
+            );
+            records.push(MetadataRecord::BrokerRegistrationChange(
+                BrokerRegistrationChangeRecord {
+                    broker_id: id,
+                    broker_epoch: broker.epoch,
+                    in_controlled_shutdown: 1,
+                    ..Default::default()
+                },
+            ));
+        } else if broker.fenced && is_caught_up && !request.want_fence && !request.want_shut_down {
+            records.push(MetadataRecord::UnfenceBroker(UnfenceBrokerRecord {
+                id,
+                epoch: broker.epoch,
+            }));
+            records.extend(
+                changes_for_arriving_broker(&image, id)
+                    .into_iter()
+                    .map(MetadataRecord::PartitionChange),
+            );
+        } else if !broker.fenced && request.want_fence {
+            records.extend(self.fencing_records(&image, id, broker.epoch));
+        }
+        self.commit(&image, records).await?;
+        let image = self.image();
+        let broker = image.brokers.get(&id);
+        let leads_nothing = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .all(|p| p.leader != id);
+        Ok(BrokerHeartbeatReply {
+            is_caught_up,
+            is_fenced: broker.is_none_or(|b| b.fenced),
+            should_shut_down: request.want_shut_down
+                && broker.is_some_and(|b| b.in_controlled_shutdown)
+                && leads_nothing,
+        })
+    }
+
+    /// Fences every unfenced broker whose last heartbeat is older than the session timeout (a
+    /// broker this controller has not heard from yet gets a full session from now). Returns the
+    /// ids fenced. Only the active controller's call commits anything.
+    pub async fn fence_stale_brokers(&self) -> Result<Vec<i32>, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let now = Instant::now();
+        let stale: Vec<(i32, i64)> = {
+            let mut heartbeats = self.heartbeats();
+            image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .filter(|b| {
+                    let last = *heartbeats.entry(b.id).or_insert(now);
+                    now.duration_since(last) >= self.session_timeout
+                })
+                .map(|b| (b.id, b.epoch))
+                .collect()
+        };
+        let mut records = Vec::new();
+        let mut working = MetadataImage::clone(&image);
+        for (id, epoch) in &stale {
+            let fencing = self.fencing_records(&working, *id, *epoch);
+            working
+                .apply_entry(working.last_offset, &fencing)
+                .map_err(|e| MetadataError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+            records.extend(fencing);
+        }
+        self.commit(&image, records).await?;
+        Ok(stale.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Records that fence `broker_id` and move its leaderships and ISR memberships away.
+    fn fencing_records(
+        &self,
+        image: &MetadataImage,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Vec<MetadataRecord> {
+        let mut records: Vec<MetadataRecord> = changes_for_leaving_broker(image, broker_id)
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        records.push(MetadataRecord::FenceBroker(FenceBrokerRecord {
+            id: broker_id,
+            epoch: broker_epoch,
+        }));
+        records
     }
 
     /// This node's id.
@@ -78,43 +318,6 @@ impl Controller {
     /// The committed image (what validation starts from).
     pub fn image(&self) -> Arc<MetadataImage> {
         self.state.image()
-    }
-
-    /// Registers (or re-registers with a new endpoint) a broker. Re-registering unchanged is a no-op.
-    pub async fn register_broker(
-        &self,
-        broker_id: i32,
-        host: &str,
-        port: i32,
-        rack: Option<String>,
-    ) -> Result<(), MetadataError> {
-        let port = u16::try_from(port).map_err(|_| {
-            MetadataError::new(codes::INVALID_REQUEST, format!("Invalid port {port}"))
-        })?;
-        let _operation = self.operations.lock().await;
-        let image = self.image();
-        if let Some(existing) = image.brokers.get(&broker_id) {
-            if existing.host == host && existing.port == i32::from(port) && existing.rack == rack {
-                return Ok(());
-            }
-        }
-        let record = RegisterBrokerRecord {
-            broker_id,
-            incarnation_id: random_uuid(),
-            // Like Kafka, the broker epoch is the offset of the registration in the metadata log.
-            broker_epoch: self.quorum.status().high_watermark,
-            end_points: vec![BrokerEndpoint {
-                name: "PLAINTEXT".into(),
-                host: host.into(),
-                port,
-                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
-            }],
-            rack,
-            fenced: false,
-            ..Default::default()
-        };
-        self.commit(&image, vec![MetadataRecord::RegisterBroker(record)])
-            .await
     }
 
     /// Creates a topic: TopicRecord, ConfigRecords and PartitionRecords, committed as one entry.

@@ -211,6 +211,18 @@ impl MetadataImage {
                     broker.fenced = true;
                 }
             }
+            MetadataRecord::BrokerRegistrationChange(change) => {
+                if let Some(broker) = self.brokers.get_mut(&change.broker_id) {
+                    match change.fenced {
+                        1 => broker.fenced = true,
+                        -1 => broker.fenced = false,
+                        _ => {}
+                    }
+                    if change.in_controlled_shutdown == 1 {
+                        broker.in_controlled_shutdown = true;
+                    }
+                }
+            }
             MetadataRecord::UnfenceBroker(unfence) => {
                 if let Some(broker) = self.brokers.get_mut(&unfence.id) {
                     broker.fenced = false;

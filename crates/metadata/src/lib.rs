@@ -15,6 +15,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod image;
+pub mod leadership;
 pub mod local_quorum;
 pub mod log;
 pub mod meta_properties;

@@ -8,9 +8,10 @@ use bytes::Bytes;
 use strom_protocol::codec::{get_uvarint, DecodeError, Encoder};
 
 pub use strom_protocol::metadata_records::{
-    metadata_record_max_version, register_broker_record::BrokerEndpoint, ConfigRecord,
-    FeatureLevelRecord, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
-    RegisterBrokerRecord, RemoveTopicRecord, TopicRecord,
+    metadata_record_max_version, register_broker_record::BrokerEndpoint,
+    BrokerRegistrationChangeRecord, ConfigRecord, FeatureLevelRecord, FenceBrokerRecord,
+    MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, RemoveTopicRecord, TopicRecord, UnfenceBrokerRecord,
 };
 
 /// The `MetadataRecordSerde` frame version Kafka writes.

@@ -5,12 +5,35 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
 use strom_metadata::error::codes;
+
+use strom_metadata::controller::{
+    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+};
 use strom_metadata::{
-    ConfigOp, ConfigOpType, Controller, LocalQuorum, MetadataError, MetadataImage, MetadataState,
-    TopicSummary,
+    BrokerListener, ConfigOp, ConfigOpType, Controller, LocalQuorum, MetadataError, MetadataImage,
+    MetadataState, TopicSummary,
 };
 use tokio::sync::watch;
+
+/// The session timeout of these tests' controllers.
+const SESSION_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A registration of a broker with one PLAINTEXT listener and a new incarnation.
+fn registration(id: i32, host: &str, port: u16, rack: Option<String>) -> BrokerRegistrationRequest {
+    BrokerRegistrationRequest {
+        broker_id: id,
+        incarnation_id: strom_metadata::meta_properties::random_uuid(),
+        listeners: vec![BrokerListener {
+            name: "PLAINTEXT".into(),
+            host: host.into(),
+            port,
+            security_protocol: 0,
+        }],
+        rack,
+    }
+}
 
 /// The controller and the state it commits to, with a runtime to block on.
 struct Store {
@@ -38,7 +61,7 @@ impl Store {
             .unwrap();
         let (quorum, state) = LocalQuorum::open(dir, node_id, cluster_id, snapshot_interval_bytes)?;
         let quorum = Arc::new(quorum);
-        let controller = Controller::new(node_id, quorum.clone(), state.clone());
+        let controller = Controller::new(node_id, quorum.clone(), state.clone(), SESSION_TIMEOUT);
         Ok(Store {
             runtime,
             controller,
@@ -55,15 +78,38 @@ impl Store {
         self.state.subscribe()
     }
 
+    /// Registers a broker and sends the heartbeat that unfences it; returns its epoch.
     fn register_broker(
         &self,
         id: i32,
         host: &str,
-        port: i32,
+        port: u16,
         rack: Option<String>,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<i64, MetadataError> {
+        let epoch = self
+            .runtime
+            .block_on(self.controller.register(registration(id, host, port, rack)))?;
+        let reply = self.heartbeat(id, epoch, i64::MAX, false, false)?;
+        assert!(!reply.is_fenced);
+        Ok(epoch)
+    }
+
+    fn heartbeat(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+        current_metadata_offset: i64,
+        want_fence: bool,
+        want_shut_down: bool,
+    ) -> Result<BrokerHeartbeatReply, MetadataError> {
         self.runtime
-            .block_on(self.controller.register_broker(id, host, port, rack))
+            .block_on(self.controller.heartbeat(BrokerHeartbeatRequest {
+                broker_id,
+                broker_epoch,
+                current_metadata_offset,
+                want_fence,
+                want_shut_down,
+            }))
     }
 
     fn create_topic(
@@ -149,7 +195,7 @@ fn store_with_brokers(dir: &Path, brokers: i32) -> Store {
     let store = open(dir);
     for id in 1..=brokers {
         store
-            .register_broker(id, "localhost", 9091 + id, None)
+            .register_broker(id, "localhost", 9091 + id as u16, None)
             .unwrap();
     }
     store
@@ -513,31 +559,167 @@ fn broker_configs() {
 }
 
 #[test]
-fn brokers_register_and_reregister() {
+fn brokers_register_fenced_and_are_unfenced_once_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store
-        .register_broker(1, "h1", 9092, Some("r1".into()))
+    let request = registration(1, "h1", 9092, Some("r1".into()));
+    let epoch = store
+        .runtime
+        .block_on(store.controller.register(request.clone()))
         .unwrap();
-    let version = store.image().version;
-    store
-        .register_broker(1, "h1", 9092, Some("r1".into()))
-        .unwrap();
-    assert_eq!(
-        store.image().version,
-        version,
-        "unchanged re-registration is a no-op"
-    );
-    store.register_broker(1, "h2", 9093, None).unwrap();
     let broker = store.image().brokers.get(&1).unwrap().clone();
+    assert!(broker.fenced, "a new registration is fenced");
+    assert_eq!(broker.epoch, epoch);
     assert_eq!(
-        (broker.host.as_str(), broker.port, broker.rack),
-        ("h2", 9093, None)
+        (broker.host.as_str(), broker.port, broker.rack.as_deref()),
+        ("h1", 9092, Some("r1"))
+    );
+    // The same incarnation registering again (a retry) gets its epoch back and writes nothing.
+    let version = store.image().version;
+    assert_eq!(
+        store
+            .runtime
+            .block_on(store.controller.register(request))
+            .unwrap(),
+        epoch
+    );
+    assert_eq!(store.image().version, version);
+    // Not caught up: stays fenced; caught up: unfenced.
+    let reply = store.heartbeat(1, epoch, epoch - 1, false, false).unwrap();
+    assert!(reply.is_fenced && !reply.is_caught_up);
+    let reply = store.heartbeat(1, epoch, epoch, false, false).unwrap();
+    assert!(!reply.is_fenced && reply.is_caught_up);
+    assert!(!store.image().brokers[&1].fenced);
+    // Another incarnation of a live broker is refused; a stale epoch and an unknown id too.
+    let duplicate = store
+        .runtime
+        .block_on(store.controller.register(registration(1, "h2", 9093, None)))
+        .unwrap_err();
+    assert_eq!(duplicate.code, 101);
+    assert_eq!(
+        store
+            .heartbeat(1, epoch + 1, i64::MAX, false, false)
+            .unwrap_err()
+            .code,
+        77
     );
     assert_eq!(
-        store.register_broker(2, "h", 70000, None).unwrap_err().code,
-        codes::INVALID_REQUEST
+        store
+            .heartbeat(9, 0, i64::MAX, false, false)
+            .unwrap_err()
+            .code,
+        102
     );
+}
+
+#[test]
+fn a_broker_that_misses_heartbeats_is_fenced_and_its_leaderships_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let epochs: Vec<i64> = (1..=3)
+        .map(|id| {
+            store
+                .register_broker(id, "h", 9090 + id as u16, None)
+                .unwrap()
+        })
+        .collect();
+    store.create_topic("t", 3, 3, &[], false).unwrap();
+    let led_by_1 = store
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .filter(|p| p.leader == 1)
+        .count();
+    assert!(led_by_1 > 0);
+    // Brokers 2 and 3 keep heartbeating; broker 1 falls silent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for id in [2, 3] {
+            store
+                .heartbeat(id, epochs[id as usize - 1], i64::MAX, false, false)
+                .unwrap();
+        }
+        let fenced = store
+            .runtime
+            .block_on(store.controller.fence_stale_brokers())
+            .unwrap();
+        if fenced.contains(&1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker 1 was never fenced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let image = store.image();
+    assert!(image.brokers[&1].fenced && !image.brokers[&2].fenced && !image.brokers[&3].fenced);
+    for partition in image.topic("t").unwrap().partitions.values() {
+        assert!(
+            partition.leader == 2 || partition.leader == 3,
+            "{partition:?}"
+        );
+        assert!(
+            !partition.isr.contains(&1),
+            "a fenced broker leaves the ISR: {partition:?}"
+        );
+    }
+    // Broker 1 comes back (a new incarnation) and is unfenced once caught up.
+    let epoch = store.register_broker(1, "h", 9091, None).unwrap();
+    assert!(epoch > epochs[0]);
+    assert!(!store.image().brokers[&1].fenced);
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_then_lets_the_broker_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let e1 = store.register_broker(1, "h", 9091, None).unwrap();
+    store.register_broker(2, "h", 9092, None).unwrap();
+    store.create_topic("t", 4, 2, &[], false).unwrap();
+    let reply = store.heartbeat(1, e1, i64::MAX, false, true).unwrap();
+    assert!(
+        reply.should_shut_down,
+        "broker 1 leads nothing once its partitions moved"
+    );
+    let image = store.image();
+    assert!(image.brokers[&1].in_controlled_shutdown);
+    assert!(image
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .all(|p| p.leader == 2));
+    // A broker shutting down takes no new replicas.
+    assert_eq!(
+        store.create_topic("u", 1, 2, &[], false).unwrap_err().code,
+        codes::INVALID_REPLICATION_FACTOR
+    );
+}
+
+#[test]
+fn the_only_replica_fenced_leaves_its_partitions_leaderless_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let epoch = store.register_broker(1, "h", 9091, None).unwrap();
+    store.create_topic("t", 2, 1, &[], false).unwrap();
+    store.heartbeat(1, epoch, i64::MAX, true, false).unwrap();
+    let image = store.image();
+    for partition in image.topic("t").unwrap().partitions.values() {
+        assert_eq!(partition.leader, -1);
+        assert_eq!(
+            partition.isr,
+            vec![1],
+            "the last in-sync replica stays in the ISR"
+        );
+    }
+    let before = image.topic("t").unwrap().partitions[&0].leader_epoch;
+    // A restart: new incarnation, unfenced once caught up, and leader again at a new epoch.
+    store.register_broker(1, "h", 9091, None).unwrap();
+    let image = store.image();
+    for partition in image.topic("t").unwrap().partitions.values() {
+        assert_eq!(partition.leader, 1);
+    }
+    assert!(image.topic("t").unwrap().partitions[&0].leader_epoch > before);
 }
 
 #[test]
@@ -769,6 +951,10 @@ enum Operation {
     SetTopicConfig(u8, i64),
     SetBrokerDefault(i64),
     AllocateProducerIds,
+    /// The broker asks to be fenced (as a missed session would do).
+    FenceBroker(i32),
+    /// The broker restarts: a new incarnation registers and catches up.
+    RestartBroker(i32),
 }
 
 fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
@@ -781,11 +967,52 @@ fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
         (0..6u8, 1..100_000i64).prop_map(|(t, v)| Operation::SetTopicConfig(t, v)),
         (1..100_000i64).prop_map(Operation::SetBrokerDefault),
         Just(Operation::AllocateProducerIds),
+        (1..4i32).prop_map(Operation::FenceBroker),
+        (1..4i32).prop_map(Operation::RestartBroker),
     ]
 }
 
+/// Every partition's ISR is a non-empty subset of its replicas; a partition with a leader has it
+/// in its ISR and live; a partition without one has no live broker in its ISR.
+fn check_leadership_invariants(
+    image: &MetadataImage,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let live = |id: &i32| {
+        image
+            .brokers
+            .get(id)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    };
+    for topic in image.topics.values() {
+        for (index, partition) in &topic.partitions {
+            let what = format!("{}-{index}: {partition:?}", topic.name);
+            proptest::prop_assert!(!partition.isr.is_empty(), "empty ISR {}", what);
+            proptest::prop_assert!(
+                partition.isr.iter().all(|b| partition.replicas.contains(b)),
+                "ISR outside replicas {}",
+                what
+            );
+            if partition.leader == -1 {
+                proptest::prop_assert!(
+                    !partition.isr.iter().any(live),
+                    "leaderless with a live ISR member {}",
+                    what
+                );
+            } else {
+                proptest::prop_assert!(
+                    partition.isr.contains(&partition.leader),
+                    "leader outside ISR {}",
+                    what
+                );
+                proptest::prop_assert!(live(&partition.leader), "leader not live {}", what);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 
     /// Whatever the history, a snapshot of the image (image -> records) rebuilds the same image,
     /// and so does replaying the log; invalid operations are refused without changing anything.
@@ -796,8 +1023,8 @@ proptest::proptest! {
         for operation in &operations {
             let before = store.image();
             let result = match operation {
-                Operation::RegisterBroker(id) => store.register_broker(*id, "h", 9000 + id, None),
-                Operation::CreateTopic(t, p) => store.create_topic(&format!("t{t}"), *p, 1, &[], false).map(drop),
+                Operation::RegisterBroker(id) => store.register_broker(*id, "h", 9000 + *id as u16, None).map(drop),
+                Operation::CreateTopic(t, p) => store.create_topic(&format!("t{t}"), *p, (*p % 3 + 1) as i16, &[], false).map(drop),
                 Operation::DeleteTopic(t) => store.delete_topic(&format!("t{t}")).map(drop),
                 Operation::AddPartitions(t, p) => store.create_partitions(&format!("t{t}"), *p, false),
                 Operation::SetTopicConfig(t, v) => store.alter_topic_configs(
@@ -805,7 +1032,19 @@ proptest::proptest! {
                 Operation::SetBrokerDefault(v) => store.alter_broker_configs(
                     None, &[ConfigOp::set("log.retention.ms", v.to_string())], false),
                 Operation::AllocateProducerIds => store.allocate_producer_id_block(100).map(drop),
+                Operation::FenceBroker(id) => match before.brokers.get(id) {
+                    Some(broker) => store.heartbeat(*id, broker.epoch, i64::MAX, true, false).map(drop),
+                    None => Ok(()),
+                },
+                Operation::RestartBroker(id) => {
+                    let fenced = match before.brokers.get(id) {
+                        Some(broker) => store.heartbeat(*id, broker.epoch, i64::MAX, true, false).map(drop),
+                        None => Ok(()),
+                    };
+                    fenced.and_then(|()| store.register_broker(*id, "h", 9000 + *id as u16, None).map(drop))
+                }
             };
+            check_leadership_invariants(&store.image())?;
             if result.is_err() {
                 proptest::prop_assert_eq!(&*store.image(), &*before);
             }

@@ -85,9 +85,11 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
 
     let image = broker.image();
     MetadataResponse {
+        // Only brokers that can serve: Kafka leaves fenced brokers out.
         brokers: image
             .brokers
             .values()
+            .filter(|b| !b.fenced)
             .map(|b| MetadataResponseBroker {
                 node_id: b.id,
                 host: b.host.clone(),
@@ -155,7 +157,13 @@ fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
             .partitions
             .iter()
             .map(|(&partition_index, p)| MetadataResponsePartition {
-                error_code: 0,
+                // A partition without a leader (its replicas are fenced or shutting down) is
+                // LEADER_NOT_AVAILABLE, as Kafka reports it; clients retry.
+                error_code: if p.leader < 0 {
+                    strom_protocol::ErrorCode::LeaderNotAvailable.code()
+                } else {
+                    0
+                },
                 partition_index,
                 leader_id: p.leader,
                 leader_epoch: p.leader_epoch,
