@@ -56,6 +56,12 @@ async fn restart_keeps_everything(graceful: bool) {
 
     if graceful {
         broker.terminate();
+        // SIGTERM runs a controlled shutdown: the controller moves leaderships off first.
+        assert!(
+            broker.log_contents().contains("controlled shutdown complete"),
+            "no controlled shutdown on SIGTERM:\n{}",
+            broker.log_contents()
+        );
     }
     broker.restart();
 
