@@ -12,6 +12,7 @@
 //!   [`image::MetadataImage`] and publishes each new image; brokers turn image changes into effects.
 
 pub mod config;
+pub mod control_records;
 pub mod controller;
 pub mod error;
 pub mod image;
