@@ -7,7 +7,7 @@
 //!   records and turns it into a batch of records;
 //! - a [`quorum::Quorum`] commits the batch to the replicated metadata log ([`log`], with
 //!   [`snapshot`]s and the durable vote in [`quorum_state`]); [`local_quorum::LocalQuorum`] is the
-//!   single-voter implementation;
+//!   single-voter implementation, [`raft::RaftQuorum`] the replicated one (on openraft);
 //! - the [`state::MetadataState`] applies committed entries to the immutable
 //!   [`image::MetadataImage`] and publishes each new image; brokers turn image changes into effects.
 
@@ -21,6 +21,7 @@ pub mod log;
 pub mod meta_properties;
 pub mod quorum;
 pub mod quorum_state;
+pub mod raft;
 pub mod records;
 pub mod snapshot;
 pub mod state;
@@ -33,4 +34,5 @@ pub use image::{
 };
 pub use local_quorum::LocalQuorum;
 pub use quorum::{Quorum, QuorumError, QuorumStatus};
+pub use raft::{RaftQuorum, RaftQuorumConfig};
 pub use state::MetadataState;
