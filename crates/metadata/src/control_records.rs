@@ -87,7 +87,10 @@ impl ControlRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::LogEntry;
     use crate::records::{serialize_record, MetadataRecord, TopicRecord};
+    use crate::snapshot::SnapshotId;
+    use crate::state::MetadataState;
 
     #[test]
     fn control_records_round_trip_and_are_told_apart_from_metadata_records() {
@@ -113,5 +116,41 @@ mod tests {
         assert!(ControlRecord::decode(&[CONTROL_RECORD_MARKER, b'{'])
             .unwrap()
             .is_err());
+    }
+
+    #[test]
+    fn the_metadata_state_skips_control_records() {
+        let state = MetadataState::new("cluster".into());
+        let topic = MetadataRecord::Topic(TopicRecord {
+            name: "t".into(),
+            topic_id: [1; 16],
+        });
+        let entries = [
+            vec![ControlRecord::LeaderChange.encode()],
+            vec![ControlRecord::Voters(VoterSet::default()).encode()],
+            vec![serialize_record(&topic).unwrap()],
+        ];
+        for (offset, records) in entries.into_iter().enumerate() {
+            let entry = LogEntry {
+                offset: offset as i64,
+                epoch: 1,
+                records,
+            };
+            state.apply(&entry).unwrap();
+        }
+        let image = state.image();
+        assert_eq!(image.last_offset, 2);
+        assert_eq!(image.topics.keys().collect::<Vec<_>>(), vec!["t"]);
+
+        let snapshot = [
+            ControlRecord::Voters(VoterSet::default()).encode(),
+            serialize_record(&topic).unwrap(),
+        ];
+        let id = SnapshotId {
+            end_offset: 3,
+            epoch: 1,
+        };
+        state.install_snapshot(id, &snapshot).unwrap();
+        assert_eq!(state.image().topics.len(), 1);
     }
 }

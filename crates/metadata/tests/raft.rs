@@ -270,6 +270,12 @@ async fn a_cut_off_leader_cannot_commit_while_the_majority_goes_on() {
     cluster.converged(&[1, 2, 3], &["committed"]).await;
 
     cluster.network.isolate(old_leader);
+    // Like Kafka's check-quorum: unacknowledged by a majority, it stops claiming leadership.
+    eventually("the cut-off leader stops claiming to lead", || async {
+        let status = cluster.member(old_leader).quorum.status();
+        status.leader_id.is_none().then_some(())
+    })
+    .await;
     let error = cluster
         .controller(old_leader)
         .create_topic("lost", 1, 1, &[], false)

@@ -43,10 +43,12 @@
 //! # Not the leader, cut off
 //!
 //! A proposal on a node that is not the leader fails at once with [`QuorumError::NotLeader`]
-//! naming the leader if known. openraft 0.9 leaders do not step down when they lose their majority,
-//! so a leader cut off from the others keeps accepting proposals that can never commit: those fail
-//! with `NotLeader { leader: None }` after `propose_timeout` (the entry is then uncommitted and
-//! will be replaced by the new leader's log once the node is reconnected).
+//! naming the leader if known. openraft 0.9 leaders do not step down when they lose their
+//! majority, so this module does what Kafka's check-quorum does: a leader that no majority has
+//! acknowledged for the longest election timeout reports no leader in its status and refuses
+//! proposals at once with `NotLeader { leader: None }` (openraft still considers it leader until
+//! it hears of a newer epoch). A proposal that does not commit within `propose_timeout` fails the
+//! same way; its entry, if appended, is uncommitted and will be replaced by the new leader's log.
 
 mod convert;
 mod log_store;
@@ -62,7 +64,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, Raft, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::mpsc;
 
@@ -257,6 +259,8 @@ pub struct RaftQuorum {
     node_id: i32,
     raft: Raft<TypeConfig>,
     propose_timeout: Duration,
+    /// A leader unacknowledged by a majority for longer than this no longer counts as leading.
+    check_quorum_timeout: Duration,
     snapshot_trigger: tokio::task::JoinHandle<()>,
 }
 
@@ -383,6 +387,7 @@ impl RaftQuorum {
                 node_id,
                 raft,
                 propose_timeout: config.propose_timeout,
+                check_quorum_timeout: config.election_timeout.1,
                 snapshot_trigger,
             },
             state,
@@ -472,6 +477,19 @@ impl RaftQuorum {
         }
     }
 
+    /// The leader as far as this node can tell: openraft's, unless that is this node and no
+    /// majority has acknowledged it lately (it is cut off, and the others have likely moved on).
+    fn leader(&self, metrics: &RaftMetrics<u64, BasicNode>) -> Option<i32> {
+        let leader = metrics.current_leader?;
+        let unacknowledged = metrics
+            .millis_since_quorum_ack
+            .is_none_or(|millis| u128::from(millis) > self.check_quorum_timeout.as_millis());
+        if leader == metrics.id && unacknowledged {
+            return None;
+        }
+        Some(kafka_node_id(leader))
+    }
+
     /// The receiving end of this node's Raft messages, for the transport to deliver to.
     pub fn rpc_handler(&self) -> RaftRpcHandler {
         RaftRpcHandler::new(self.node_id, self.raft.clone())
@@ -501,7 +519,7 @@ impl RaftQuorum {
             }
         };
         QuorumDescription {
-            leader_id: metrics.current_leader.map(kafka_node_id),
+            leader_id: self.leader(&metrics),
             epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark: applied_end(metrics.last_applied),
             voters: voter_ids.iter().map(|id| progress(*id)).collect(),
@@ -537,6 +555,10 @@ impl Drop for RaftQuorum {
 impl Quorum for RaftQuorum {
     fn propose(&self, records: Vec<Bytes>) -> ProposeFuture<'_> {
         Box::pin(async move {
+            let metrics = self.raft.metrics().borrow().clone();
+            if metrics.current_leader == Some(metrics.id) && self.leader(&metrics).is_none() {
+                return Err(QuorumError::NotLeader { leader: None });
+            }
             let write = self.raft.client_write(MetadataRecords(records));
             match tokio::time::timeout(self.propose_timeout, write).await {
                 Ok(Ok(response)) => Ok(response.data),
@@ -557,7 +579,7 @@ impl Quorum for RaftQuorum {
         let metrics = self.raft.metrics().borrow().clone();
         QuorumStatus {
             node_id: self.node_id,
-            leader_id: metrics.current_leader.map(kafka_node_id),
+            leader_id: self.leader(&metrics),
             epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark: applied_end(metrics.last_applied),
             voters: metrics
