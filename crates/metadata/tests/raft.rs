@@ -18,10 +18,12 @@ use tokio::time::{sleep, Instant};
 const DEADLINE: Duration = Duration::from_secs(30);
 const CLUSTER_ID: &str = "raft-test-cluster-id0";
 
+/// Quick timings. Each member's election timeout is then moved into a range of its own (see
+/// [`Cluster::open_with`]).
 fn test_config() -> RaftQuorumConfig {
     RaftQuorumConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+        heartbeat_interval: Duration::from_millis(20),
+        election_timeout: (Duration::from_millis(200), Duration::from_millis(250)),
         snapshot_interval_bytes: u64::MAX,
         snapshot_chunk_bytes: 512,
         max_entries_per_request: 300,
@@ -93,7 +95,15 @@ impl Cluster {
         self.open_with(id, self.config.clone()).await;
     }
 
-    async fn open_with(&mut self, id: i32, config: RaftQuorumConfig) {
+    /// openraft 0.9 draws one election timeout per member for its lifetime, so two members that
+    /// draw alike can split the vote round after round; distinct ranges per member keep elections
+    /// quick and the tests' timing predictable.
+    async fn open_with(&mut self, id: i32, mut config: RaftQuorumConfig) {
+        let spread = Duration::from_millis(150 * u64::try_from(id).unwrap());
+        config.election_timeout = (
+            config.election_timeout.0 + spread,
+            config.election_timeout.1 + spread,
+        );
         let (quorum, state) = RaftQuorum::open(
             &self.dir(id),
             id,
@@ -219,23 +229,19 @@ async fn three_voters_elect_one_leader_and_converge() {
         }
     );
 
-    // The leader knows how far each voter got.
+    // The leader knows how far each voter got: all the way to the high watermark.
     let described = eventually("every voter has caught up", || async {
         let described = cluster.member(leader).quorum.describe();
+        let high_watermark = Some(described.high_watermark);
         described
             .voters
             .iter()
-            .all(|v| v.lag == Some(0))
+            .all(|v| v.lag == Some(0) && v.log_end_offset == high_watermark)
             .then_some(described)
     })
     .await;
-    let high_watermark = cluster.member(leader).quorum.status().high_watermark;
     assert_eq!(described.leader_id, Some(leader));
-    assert_eq!(described.high_watermark, high_watermark);
-    assert!(described
-        .voters
-        .iter()
-        .all(|v| v.log_end_offset == Some(high_watermark)));
+    assert!(described.high_watermark >= 4, "{described:?}");
     assert!(described.observers.is_empty());
 }
 
@@ -270,12 +276,8 @@ async fn a_cut_off_leader_cannot_commit_while_the_majority_goes_on() {
     cluster.converged(&[1, 2, 3], &["committed"]).await;
 
     cluster.network.isolate(old_leader);
-    // Like Kafka's check-quorum: unacknowledged by a majority, it stops claiming leadership.
-    eventually("the cut-off leader stops claiming to lead", || async {
-        let status = cluster.member(old_leader).quorum.status();
-        status.leader_id.is_none().then_some(())
-    })
-    .await;
+    // Proposed at once, the entry is most likely appended to the old leader's log but can never
+    // commit; the proposal times out.
     let error = cluster
         .controller(old_leader)
         .create_topic("lost", 1, 1, &[], false)
@@ -286,6 +288,20 @@ async fn a_cut_off_leader_cannot_commit_while_the_majority_goes_on() {
         strom_metadata::error::codes::NOT_CONTROLLER,
         "{error}"
     );
+    // Like Kafka's check-quorum: unacknowledged by a majority, it stops claiming leadership and
+    // refuses proposals at once.
+    eventually("the cut-off leader stops claiming to lead", || async {
+        let status = cluster.member(old_leader).quorum.status();
+        status.leader_id.is_none().then_some(())
+    })
+    .await;
+    let error = cluster
+        .member(old_leader)
+        .quorum
+        .propose(vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(error, QuorumError::NotLeader { leader: None });
 
     let rest: Vec<i32> = [1, 2, 3]
         .into_iter()
@@ -407,7 +423,11 @@ async fn members_missing_purged_entries_get_a_snapshot() {
     cluster.open_with(lagging, follower_config.clone()).await;
     let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
     cluster.converged(&[1, 2, 3], &topic_names).await;
-    assert_eq!(snapshot_files(&cluster.dir(lagging)).len(), 1);
+    let lagging_dir = cluster.dir(lagging);
+    eventually("the restarted member stores the snapshot", || async {
+        (snapshot_files(&lagging_dir).len() == 1).then_some(())
+    })
+    .await;
 
     // So does a brand-new observer, which then follows the log without voting.
     cluster.open_with(4, follower_config.clone()).await;
@@ -418,7 +438,11 @@ async fn members_missing_purged_entries_get_a_snapshot() {
         .await
         .unwrap();
     cluster.converged(&[1, 2, 3, 4], &topic_names).await;
-    assert_eq!(snapshot_files(&cluster.dir(4)).len(), 1);
+    let observer_dir = cluster.dir(4);
+    eventually("the observer stores the snapshot", || async {
+        (snapshot_files(&observer_dir).len() == 1).then_some(())
+    })
+    .await;
     create_topic(&controller, "after-snapshot").await;
     let mut all = topic_names.clone();
     all.push("after-snapshot");

@@ -126,10 +126,14 @@ impl<'de> Deserialize<'de> for MetadataRecords {
 /// Timing and sizes of the Raft quorum.
 #[derive(Debug, Clone)]
 pub struct RaftQuorumConfig {
-    /// How often the leader sends heartbeats (empty appends) to every member.
+    /// How often the leader sends heartbeats (empty appends) to every member; also how long a
+    /// member has to answer an append, and (times 1.5) how often openraft checks its timers.
     pub heartbeat_interval: Duration,
-    /// A follower that hears no leader for a random time in this range starts an election
-    /// (Kafka's `controller.quorum.election.timeout.ms`, 1 s, randomized up to twice that).
+    /// A follower that hears no leader for a time in this range starts an election (Kafka's
+    /// `controller.quorum.election.timeout.ms`, 1 s, randomized up to twice that). openraft 0.9
+    /// draws the time once per member at start and checks it on timer ticks, so keep the heartbeat
+    /// well below the range: two voters whose draws and ticks line up split the vote until they
+    /// drift apart.
     pub election_timeout: (Duration, Duration),
     /// Bytes of entries applied between snapshots (Kafka's
     /// `metadata.log.max.record.bytes.between.snapshots`).
@@ -145,7 +149,7 @@ pub struct RaftQuorumConfig {
 impl Default for RaftQuorumConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
             snapshot_interval_bytes: DEFAULT_SNAPSHOT_INTERVAL_BYTES,
             snapshot_chunk_bytes: 1024 * 1024,
@@ -258,6 +262,7 @@ fn recover(
 pub struct RaftQuorum {
     node_id: i32,
     raft: Raft<TypeConfig>,
+    state: Arc<MetadataState>,
     propose_timeout: Duration,
     /// A leader unacknowledged by a majority for longer than this no longer counts as leading.
     check_quorum_timeout: Duration,
@@ -386,6 +391,7 @@ impl RaftQuorum {
             Self {
                 node_id,
                 raft,
+                state: state.clone(),
                 propose_timeout: config.propose_timeout,
                 check_quorum_timeout: config.election_timeout.1,
                 snapshot_trigger,
@@ -451,10 +457,8 @@ impl RaftQuorum {
     /// Takes a snapshot of the applied image now (and purges the log behind it); resolves with the
     /// snapshot's end offset once it is on disk.
     pub async fn snapshot_now(&self) -> Result<i64, QuorumError> {
-        let applied = self.raft.metrics().borrow().last_applied;
-        let Some(applied) = applied else {
-            return Err(QuorumError::Storage("nothing to snapshot yet".into()));
-        };
+        let applied = u64::try_from(self.state.applied_offset())
+            .map_err(|_| QuorumError::Storage("nothing to snapshot yet".into()))?;
         self.raft
             .trigger()
             .snapshot()
@@ -463,7 +467,7 @@ impl RaftQuorum {
         let mut metrics = self.raft.metrics();
         let taken = tokio::time::timeout(
             self.propose_timeout,
-            metrics.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied.index)),
+            metrics.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
         )
         .await;
         match taken {
