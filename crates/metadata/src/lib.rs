@@ -7,11 +7,12 @@
 //!   records and turns it into a batch of records;
 //! - a [`quorum::Quorum`] commits the batch to the replicated metadata log ([`log`], with
 //!   [`snapshot`]s and the durable vote in [`quorum_state`]); [`local_quorum::LocalQuorum`] is the
-//!   single-voter implementation;
+//!   single-voter implementation, [`raft::RaftQuorum`] the replicated one (on openraft);
 //! - the [`state::MetadataState`] applies committed entries to the immutable
 //!   [`image::MetadataImage`] and publishes each new image; brokers turn image changes into effects.
 
 pub mod config;
+pub mod control_records;
 pub mod controller;
 pub mod error;
 pub mod image;
@@ -22,6 +23,7 @@ pub mod meta_properties;
 pub mod placement;
 pub mod quorum;
 pub mod quorum_state;
+pub mod raft;
 pub mod records;
 pub mod snapshot;
 pub mod state;
@@ -34,4 +36,5 @@ pub use image::{
 };
 pub use local_quorum::LocalQuorum;
 pub use quorum::{Quorum, QuorumError, QuorumStatus};
+pub use raft::{RaftQuorum, RaftQuorumConfig};
 pub use state::MetadataState;

@@ -318,14 +318,29 @@ impl MetadataLog {
     /// If the write or fsync fails, the partial entry is cut off again so the log stays a clean
     /// sequence of entries; if even that fails, the log refuses all further writes.
     pub fn append_entry(&mut self, entry: LogEntry) -> Result<(), LogError> {
+        self.append_entries(vec![entry])
+    }
+
+    /// Appends consecutive entries starting at the log end with a single write and fsync (a
+    /// follower copying a batch from its leader). All or none of them are appended.
+    pub fn append_entries(&mut self, entries: Vec<LogEntry>) -> Result<(), LogError> {
         self.check_usable()?;
-        if entry.offset != self.next_offset() {
-            return Err(LogError::NotContiguous {
-                expected: self.next_offset(),
-                found: entry.offset,
-            });
+        let mut encoded = BytesMut::new();
+        let mut lengths = Vec::with_capacity(entries.len());
+        for (entry, expected) in entries.iter().zip(self.next_offset()..) {
+            if entry.offset != expected {
+                return Err(LogError::NotContiguous {
+                    expected,
+                    found: entry.offset,
+                });
+            }
+            let bytes = encode_entry(entry)?;
+            lengths.push(bytes.len() as u64);
+            encoded.extend_from_slice(&bytes);
         }
-        let encoded = encode_entry(&entry)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
         let segment_index = self.segments.len() - 1;
         let tail = &mut self.segments[segment_index];
         let written = self
@@ -344,15 +359,17 @@ impl MetadataLog {
                 source,
             });
         }
-        self.positions.push_back((segment_index, tail.len));
-        tail.len += encoded.len() as u64;
-        debug_assert!(
-            self.entries
-                .back()
-                .is_none_or(|last| last.epoch <= entry.epoch),
-            "metadata log epochs never decrease"
-        );
-        self.entries.push_back(entry);
+        for (entry, length) in entries.into_iter().zip(lengths) {
+            self.positions.push_back((segment_index, tail.len));
+            tail.len += length;
+            debug_assert!(
+                self.entries
+                    .back()
+                    .is_none_or(|last| last.epoch <= entry.epoch),
+                "metadata log epochs never decrease"
+            );
+            self.entries.push_back(entry);
+        }
         Ok(())
     }
 

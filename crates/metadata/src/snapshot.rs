@@ -158,26 +158,52 @@ fn parse_snapshot_name(name: &str) -> Option<SnapshotId> {
 /// Writes a snapshot of serialized `records` as `id` and returns its size in bytes. The file is
 /// complete and durable when this returns.
 pub fn write_snapshot(dir: &Path, id: SnapshotId, records: &[Bytes]) -> Result<u64, SnapshotError> {
-    let path = snapshot_path(dir, id);
-    let tmp = path.with_extension("checkpoint.tmp");
-    let mut file = File::create(&tmp).map_err(io_err("creating snapshot", &tmp))?;
-    let mut size = 0u64;
+    let data = encode_snapshot(id, records)?;
+    write_snapshot_data(dir, id, &data)?;
+    Ok(data.len() as u64)
+}
+
+/// The contents of a snapshot file holding `records` (what [`write_snapshot`] writes, and what a
+/// leader sends to a node that needs the snapshot).
+pub fn encode_snapshot(id: SnapshotId, records: &[Bytes]) -> Result<Vec<u8>, SnapshotError> {
+    let mut data = Vec::new();
     for (index, chunk) in records.chunks(RECORDS_PER_CHUNK.max(1)).enumerate() {
         let entry = encode_entry(&LogEntry {
             offset: index as i64,
             epoch: id.epoch,
             records: chunk.to_vec(),
         })?;
-        file.write_all(&entry)
-            .map_err(io_err("writing snapshot", &tmp))?;
-        size += entry.len() as u64;
+        data.extend_from_slice(&entry);
     }
+    Ok(data)
+}
+
+/// The records of snapshot contents made by [`encode_snapshot`], or the byte position of the first
+/// damage.
+pub fn decode_snapshot(data: &Bytes) -> Result<Vec<Bytes>, usize> {
+    let mut records = Vec::new();
+    let mut position = 0;
+    while position < data.len() {
+        let (entry, len) = parse_entry_at(data, position).ok_or(position)?;
+        records.extend(entry.records);
+        position += len;
+    }
+    Ok(records)
+}
+
+/// Durably stores encoded snapshot contents as snapshot `id` (temporary file, fsync, rename, fsync
+/// of the directory).
+pub fn write_snapshot_data(dir: &Path, id: SnapshotId, data: &[u8]) -> Result<(), SnapshotError> {
+    let path = snapshot_path(dir, id);
+    let tmp = path.with_extension("checkpoint.tmp");
+    let mut file = File::create(&tmp).map_err(io_err("creating snapshot", &tmp))?;
+    file.write_all(data)
+        .map_err(io_err("writing snapshot", &tmp))?;
     file.sync_all().map_err(io_err("syncing snapshot", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("renaming snapshot", &path))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))?;
-    Ok(size)
+        .map_err(io_err("syncing directory", dir))
 }
 
 /// The ids of the snapshots in `dir`, oldest first. Leftover temporary files are removed.
@@ -207,21 +233,13 @@ pub fn read_snapshot(dir: &Path, id: SnapshotId) -> Option<Vec<Bytes>> {
             return None;
         }
     };
-    let mut records = Vec::new();
-    let mut position = 0;
-    while position < data.len() {
-        match parse_entry_at(&data, position) {
-            Some((entry, len)) => {
-                records.extend(entry.records);
-                position += len;
-            }
-            None => {
-                tracing::warn!(path = %path.display(), position, "metadata snapshot is damaged; ignoring it");
-                return None;
-            }
+    match decode_snapshot(&data) {
+        Ok(records) => Some(records),
+        Err(position) => {
+            tracing::warn!(path = %path.display(), position, "metadata snapshot is damaged; ignoring it");
+            None
         }
     }
-    Some(records)
 }
 
 /// The newest intact snapshot in `dir` and its records.

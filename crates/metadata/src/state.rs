@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::control_records::is_control_record;
 use crate::image::MetadataImage;
 use crate::log::LogEntry;
 use crate::records::{deserialize_record, MetadataRecord};
@@ -53,7 +54,8 @@ impl MetadataState {
 
     /// Applies one committed entry. An entry that does not decode or apply leaves the image as it
     /// was (and is reported): it was validated before it was proposed, so this means a bug or
-    /// damage, not a user error.
+    /// damage, not a user error. Quorum control records ([`crate::control_records`]) are skipped:
+    /// an entry of only those changes nothing but the applied offset.
     pub fn apply(&self, entry: &LogEntry) -> Result<(), ApplyFailure> {
         let failure = |message: String| ApplyFailure {
             offset: entry.offset,
@@ -67,7 +69,7 @@ impl MetadataState {
         Ok(())
     }
 
-    /// Replaces the image with the one a snapshot describes.
+    /// Replaces the image with the one a snapshot describes (control records skipped).
     pub fn install_snapshot(&self, id: SnapshotId, records: &[Bytes]) -> Result<(), ApplyFailure> {
         let offset = id.end_offset - 1;
         let failure = |message: String| ApplyFailure { offset, message };
@@ -86,6 +88,7 @@ impl MetadataState {
 fn decode_records(records: &[Bytes]) -> Result<Vec<MetadataRecord>, String> {
     records
         .iter()
+        .filter(|r| !is_control_record(r))
         .map(|r| deserialize_record(r.clone()).map_err(|e| e.to_string()))
         .collect()
 }
