@@ -58,7 +58,9 @@ async fn restart_keeps_everything(graceful: bool) {
         broker.terminate();
         // SIGTERM runs a controlled shutdown: the controller moves leaderships off first.
         assert!(
-            broker.log_contents().contains("controlled shutdown complete"),
+            broker
+                .log_contents()
+                .contains("controlled shutdown complete"),
             "no controlled shutdown on SIGTERM:\n{}",
             broker.log_contents()
         );

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use strom_metadata::controller::{BrokerHeartbeatRequest, BrokerRegistrationRequest};
 use strom_metadata::raft::{InProcessNetwork, QuorumDescription};
 use strom_metadata::{
     Controller, MetadataState, Quorum, QuorumError, RaftQuorum, RaftQuorumConfig,
@@ -157,7 +158,12 @@ impl Cluster {
     /// A controller on member `id`.
     fn controller(&self, id: i32) -> Controller {
         let member = self.member(id);
-        Controller::new(id, member.quorum.clone(), member.state.clone())
+        Controller::new(
+            id,
+            member.quorum.clone(),
+            member.state.clone(),
+            std::time::Duration::from_secs(9),
+        )
     }
 
     /// Waits until the members `ids` have applied the same image, holding `topics`.
@@ -188,12 +194,33 @@ async fn create_topic(controller: &Controller, name: &str) {
         .unwrap_or_else(|e| panic!("creating {name}: {e}"));
 }
 
-/// Registers a broker through `controller` so that topics can be placed.
+/// Registers a broker through `controller`, and unfences it, so that topics can be placed.
 async fn register_broker(controller: &Controller) {
-    controller
-        .register_broker(1, "localhost", 9092, None)
+    let epoch = controller
+        .register(BrokerRegistrationRequest {
+            broker_id: 1,
+            incarnation_id: strom_metadata::meta_properties::random_uuid(),
+            listeners: vec![strom_metadata::BrokerListener {
+                name: "PLAINTEXT".into(),
+                host: "localhost".into(),
+                port: 9092,
+                security_protocol: 0,
+            }],
+            rack: None,
+        })
         .await
         .unwrap();
+    let reply = controller
+        .heartbeat(BrokerHeartbeatRequest {
+            broker_id: 1,
+            broker_epoch: epoch,
+            current_metadata_offset: i64::MAX,
+            want_fence: false,
+            want_shut_down: false,
+        })
+        .await
+        .unwrap();
+    assert!(!reply.is_fenced);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
