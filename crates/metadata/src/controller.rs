@@ -26,9 +26,9 @@ use crate::meta_properties::random_uuid;
 use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
-    serialize_record, BrokerEndpoint, BrokerRegistrationChangeRecord, ConfigRecord,
-    FenceBrokerRecord, MetadataRecord, PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord,
-    RemoveTopicRecord, TopicRecord, UnfenceBrokerRecord,
+    serialize_record, BrokerRegistrationChangeRecord, ConfigRecord, FenceBrokerRecord,
+    MetadataRecord, PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveTopicRecord,
+    TopicRecord, UnfenceBrokerRecord,
 };
 use crate::state::MetadataState;
 
@@ -162,12 +162,7 @@ impl Controller {
             end_points: request
                 .listeners
                 .iter()
-                .map(|l| BrokerEndpoint {
-                    name: l.name.clone(),
-                    host: l.host.clone(),
-                    port: l.port,
-                    security_protocol: l.security_protocol,
-                })
+                .map(BrokerListener::to_endpoint)
                 .collect(),
             rack: request.rack,
             fenced: true,

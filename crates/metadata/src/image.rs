@@ -45,6 +45,18 @@ pub struct BrokerListener {
     pub security_protocol: i16,
 }
 
+impl BrokerListener {
+    /// The listener as a `RegisterBrokerRecord` endpoint.
+    pub fn to_endpoint(&self) -> crate::records::BrokerEndpoint {
+        crate::records::BrokerEndpoint {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            security_protocol: self.security_protocol,
+        }
+    }
+}
+
 /// A registered broker. `host` and `port` are those of its first listener, the one clients use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {

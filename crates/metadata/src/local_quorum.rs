@@ -64,35 +64,8 @@ impl LocalQuorum {
                 .install_snapshot(*id, records)
                 .map_err(|e| MetadataError::storage("loading metadata snapshot", e))?;
         }
-        let mut log = MetadataLog::open(dir, snapshot_end)
+        let log = MetadataLog::open_after_snapshot(dir, snapshot.as_ref().map(|(id, _)| *id))
             .map_err(|e| MetadataError::storage("opening the metadata log", e))?;
-        if let Some((id, _)) = &snapshot {
-            if log.next_offset() < id.end_offset {
-                // A crash between writing a snapshot received from elsewhere and resetting the log.
-                log.reset(id.end_offset, id.epoch)
-                    .map_err(|e| MetadataError::storage("resetting the metadata log", e))?;
-            } else if log.first_offset() > id.end_offset {
-                return Err(MetadataError::storage(
-                    "opening the metadata log",
-                    format!(
-                        "entries {}..{} are missing between the snapshot and the log",
-                        id.end_offset,
-                        log.first_offset()
-                    ),
-                ));
-            }
-            if log.first_offset() == id.end_offset {
-                log.set_epoch_before_first(id.epoch);
-            }
-        } else if log.first_offset() > 0 {
-            return Err(MetadataError::storage(
-                "opening the metadata log",
-                format!(
-                    "the log starts at offset {} but no snapshot covers the entries before it",
-                    log.first_offset()
-                ),
-            ));
-        }
         for entry in log.entries_from(snapshot_end) {
             state
                 .apply(entry)

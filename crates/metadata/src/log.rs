@@ -42,6 +42,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::snapshot::SnapshotId;
+
 /// Conventional name of the metadata directory inside a broker's log directory (Kafka's
 /// `__cluster_metadata-0`); partition-log scans must skip it.
 pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
@@ -84,6 +86,10 @@ pub enum LogError {
     },
     #[error("entry offset {found} does not follow the log end {expected}")]
     NotContiguous { expected: i64, found: i64 },
+    #[error("entries {snapshot_end}..{log_start} are missing between the snapshot and the log")]
+    MissingAfterSnapshot { snapshot_end: i64, log_start: i64 },
+    #[error("the log starts at offset {0} but no snapshot covers the entries before it")]
+    NoSnapshotBeforeStart(i64),
 }
 
 /// One entry of the metadata log: a batch of serialized records committed together.
@@ -263,6 +269,30 @@ impl MetadataLog {
             failed: false,
         };
         log.debug_check();
+        Ok(log)
+    }
+
+    /// Opens the log so that it continues `snapshot`, the newest intact snapshot on disk (if any):
+    /// a log that ends before the snapshot (a crash between storing a snapshot received from the
+    /// leader and resetting the log) restarts right after it; entries missing between the snapshot
+    /// and the log, or a log that starts later than 0 with no snapshot, are refused.
+    pub fn open_after_snapshot(dir: &Path, snapshot: Option<SnapshotId>) -> Result<Self, LogError> {
+        let mut log = Self::open(dir, snapshot.map_or(0, |id| id.end_offset))?;
+        match snapshot {
+            Some(id) if log.next_offset() < id.end_offset => log.reset(id.end_offset, id.epoch)?,
+            Some(id) if log.first_offset() > id.end_offset => {
+                return Err(LogError::MissingAfterSnapshot {
+                    snapshot_end: id.end_offset,
+                    log_start: log.first_offset(),
+                })
+            }
+            Some(id) if log.first_offset() == id.end_offset => log.set_epoch_before_first(id.epoch),
+            Some(_) => {}
+            None if log.first_offset() > 0 => {
+                return Err(LogError::NoSnapshotBeforeStart(log.first_offset()))
+            }
+            None => {}
+        }
         Ok(log)
     }
 

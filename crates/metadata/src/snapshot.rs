@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::image::{MetadataImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
+use crate::image::{BrokerListener, MetadataImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
 use crate::log::{encode_entry, parse_entry_at, LogEntry, LogError};
 use crate::records::{
-    BrokerEndpoint, ConfigRecord, FeatureLevelRecord, MetadataRecord, PartitionRecord,
-    ProducerIdsRecord, RegisterBrokerRecord, TopicRecord,
+    ConfigRecord, FeatureLevelRecord, MetadataRecord, PartitionRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, TopicRecord,
 };
 
 const SNAPSHOT_SUFFIX: &str = ".checkpoint";
@@ -53,12 +53,7 @@ pub fn image_records(image: &MetadataImage) -> Vec<MetadataRecord> {
             end_points: broker
                 .listeners
                 .iter()
-                .map(|l| BrokerEndpoint {
-                    name: l.name.clone(),
-                    host: l.host.clone(),
-                    port: l.port,
-                    security_protocol: l.security_protocol,
-                })
+                .map(BrokerListener::to_endpoint)
                 .collect(),
             rack: broker.rack.clone(),
             fenced: broker.fenced,

@@ -221,33 +221,8 @@ fn recover(
             .map_err(|e| MetadataError::storage("loading metadata snapshot", e))?;
         snapshot = Some((*id, membership));
     }
-    let snapshot_end = latest.as_ref().map_or(0, |(id, _)| id.end_offset);
-    let mut log = MetadataLog::open(dir, snapshot_end)
+    let log = MetadataLog::open_after_snapshot(dir, latest.as_ref().map(|(id, _)| *id))
         .map_err(|e| MetadataError::storage("opening the metadata log", e))?;
-    if let Some((id, _)) = &latest {
-        if log.next_offset() < id.end_offset {
-            // A snapshot from the leader was stored but the log not yet reset when the node stopped.
-            log.reset(id.end_offset, id.epoch)
-                .map_err(|e| MetadataError::storage("resetting the metadata log", e))?;
-        } else if log.first_offset() > id.end_offset {
-            return Err(MetadataError::storage(
-                "opening the metadata log",
-                format!(
-                    "entries {}..{} are missing between the snapshot and the log",
-                    id.end_offset,
-                    log.first_offset()
-                ),
-            ));
-        }
-    } else if log.first_offset() > 0 {
-        return Err(MetadataError::storage(
-            "opening the metadata log",
-            format!(
-                "the log starts at offset {} but no snapshot covers the entries before it",
-                log.first_offset()
-            ),
-        ));
-    }
     let quorum_state = QuorumState::load(dir)
         .map_err(|e| MetadataError::storage("reading the quorum state", e))?;
     Ok(Recovered {
