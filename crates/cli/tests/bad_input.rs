@@ -3,6 +3,9 @@
 //! versions. After each, the broker must still be up and serve a regular rdkafka client.
 //! Frames are built by hand here on purpose (independent of the protocol crate).
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Write};

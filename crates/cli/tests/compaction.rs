@@ -3,6 +3,9 @@
 //! (within `delete.retention.ms`), and never moves offsets; records without key are refused
 //! (INVALID_RECORD, each named in `record_errors`, seen with a hand-built Produce request).
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -4,6 +4,9 @@
 //! keys as Kafka's dynamic broker config does. IncrementalAlterConfigs goes out as raw frames:
 //! rdkafka's admin client cannot name the cluster-wide default resource ("").
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,9 @@
 //! move to the others, the cooperative-sticky assignor moves only what it must, and a static
 //! member restarts without a rebalance.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashSet};

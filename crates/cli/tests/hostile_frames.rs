@@ -6,6 +6,9 @@
 //!
 //! Deterministic: every body comes from an xorshift generator seeded by its case.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

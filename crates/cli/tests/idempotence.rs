@@ -2,6 +2,9 @@
 //! written exactly once and in order, including across a broker restart that forces retries; and,
 //! with hand-built Produce requests, the broker's duplicate and sequence-gap checks.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;

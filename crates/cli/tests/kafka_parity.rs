@@ -5,6 +5,9 @@
 //! retrying until their timeout. Frames are built with the protocol crate where librdkafka cannot
 //! be made to send them.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

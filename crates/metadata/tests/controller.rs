@@ -1,6 +1,9 @@
 //! End-to-end tests of the controller over the single-node quorum: operations, validation codes,
 //! replay after reopen, snapshots. A small synchronous wrapper drives the async controller.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;

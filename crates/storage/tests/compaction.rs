@@ -2,6 +2,9 @@
 //! `delete.retention.ms`, the active segment left alone, appends concurrent with a pass, recovery
 //! from an interrupted swap, codecs, producer state and keyless records.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

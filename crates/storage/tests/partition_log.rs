@@ -1,6 +1,9 @@
 //! Integration tests of `PartitionLog`: append/read, rolls, retention, DeleteRecords, recovery,
 //! idempotent producers, timestamps.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs::{self, OpenOptions};

@@ -1,6 +1,9 @@
 //! Integration tests of timestamp rules: ListOffsets MAX_TIMESTAMP inside compressed batches
 //! (Kafka 3.8+ semantics) and the `message.timestamp.*.max.ms` bounds on append.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;
