@@ -425,7 +425,7 @@ fn doc_line(about: &str) -> String {
     }
 }
 
-fn generate_struct(out: &mut String, context: &Scope, def: &StructDef) -> Result<()> {
+fn generate_struct(out: &mut String, context: &Scope<'_>, def: &StructDef) -> Result<()> {
     let mut defaults = Vec::new();
     for field in &def.fields {
         defaults.push(default_value(field)?);
@@ -553,7 +553,7 @@ fn decode_value(
 }
 
 /// The statement assigning a decoded field to `this`.
-fn decode_field(context: &Scope, field: &Field, buf: &str, compact: &str) -> Result<String> {
+fn decode_field(context: &Scope<'_>, field: &Field, buf: &str, compact: &str) -> Result<String> {
     let ident = field_ident(field);
     if !field.is_option() {
         return Ok(format!(
@@ -579,7 +579,7 @@ fn decode_field(context: &Scope, field: &Field, buf: &str, compact: &str) -> Res
     })
 }
 
-fn generate_decode(out: &mut String, context: &Scope, def: &StructDef) -> Result<()> {
+fn generate_decode(out: &mut String, context: &Scope<'_>, def: &StructDef) -> Result<()> {
     let mut body = String::new();
     let mut assigns = false;
     for field in def.fields.iter().filter(|field| field.tag.is_none()) {
@@ -665,7 +665,7 @@ enum Place<'a> {
 }
 
 /// Statements writing a non-optional value of `field_type`.
-fn encode_plain(field_type: &FieldType, place: Place, compact: &str) -> Result<String> {
+fn encode_plain(field_type: &FieldType, place: Place<'_>, compact: &str) -> Result<String> {
     let (value, reference, receiver) = match place {
         Place::Field(ident) => (
             format!("self.{ident}"),
@@ -733,7 +733,7 @@ fn encode_non_null(field_type: &FieldType, ident: &str, compact: &str) -> Result
 }
 
 /// Statements writing one field's value (presence already checked).
-fn encode_field(context: &Scope, field: &Field, compact: &str) -> Result<String> {
+fn encode_field(context: &Scope<'_>, field: &Field, compact: &str) -> Result<String> {
     let ident = field_ident(field);
     if !field.is_option() {
         return encode_plain(&field.field_type, Place::Field(&ident), compact);
@@ -777,7 +777,7 @@ fn differs_from_default(field: &Field, default: &str) -> String {
 
 fn generate_encode(
     out: &mut String,
-    context: &Scope,
+    context: &Scope<'_>,
     def: &StructDef,
     defaults: &[(String, bool)],
 ) -> Result<()> {

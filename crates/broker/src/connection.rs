@@ -28,6 +28,7 @@ use strom_protocol::messages::{
     api_versions_response::ApiVersionsResponse, request_header::RequestHeader,
     request_header_version, response_header::ResponseHeader, response_header_version, RequestBody,
 };
+use strom_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -46,7 +47,6 @@ const READ_CHUNK: usize = 64 * 1024;
 
 const PRODUCE_KEY: i16 = 0;
 const API_VERSIONS_KEY: i16 = 18;
-const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Why a connection is being closed.
 #[derive(Debug, thiserror::Error)]
@@ -312,7 +312,7 @@ async fn handle_frame(
         if api_key == API_VERSIONS_KEY {
             // KIP-511: answer with a v0 body that lists what we support, so the client can retry.
             let body = ApiVersionsResponse {
-                error_code: UNSUPPORTED_VERSION,
+                error_code: ErrorCode::UnsupportedVersion.code(),
                 api_keys: handlers::api_versions::supported_api_keys(),
                 ..Default::default()
             };

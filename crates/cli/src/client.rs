@@ -141,6 +141,7 @@ impl MetadataClient {
 
     /// The controller id from the last Metadata response (`None` when unknown). rdkafka does
     /// not wrap `rd_kafka_controllerid`, so it is called directly.
+    #[allow(unsafe_code)] // the FFI call; see its SAFETY comment
     pub fn controller_id(&self) -> Option<i32> {
         let timeout_ms = i32::try_from(METADATA_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `native_ptr` is the live `rd_kafka_t` owned by `self.producer`, which outlives

@@ -1,6 +1,9 @@
 //! Admin API behaviour of a `strom` process through rdkafka's AdminClient: create/delete topics,
 //! describe/alter topic configs, create partitions, and topic auto-creation on and off.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

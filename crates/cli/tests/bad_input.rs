@@ -3,6 +3,9 @@
 //! versions. After each, the broker must still be up and serve a regular rdkafka client.
 //! Frames are built by hand here on purpose (independent of the protocol crate).
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Write};
@@ -13,11 +16,11 @@ use common::raw::{connect, expect_response, next_outcome, request_frame, Outcome
 use common::{StromProcess, WAIT_DEADLINE};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
+use strom_protocol::ErrorCode;
 
 const API_VERSIONS: i16 = 18;
 const PRODUCE: i16 = 0;
 const FETCH: i16 = 1;
-const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Asserts the broker closes the connection (possibly after answering nothing).
 fn assert_closed(stream: &mut TcpStream, broker: &StromProcess, what: &str) {
@@ -93,7 +96,7 @@ async fn api_versions_v0_by_hand() {
         .expect("write");
     let body = expect_response(&mut stream, &broker, 41);
     let (error_code, keys) = parse_api_versions_v0(&body);
-    assert_eq!(error_code, 0);
+    assert_eq!(error_code, ErrorCode::None.code());
     for api in [PRODUCE, FETCH, API_VERSIONS] {
         assert!(
             keys.iter().any(|(key, _, _)| *key == api),
@@ -117,7 +120,7 @@ async fn unsupported_api_versions_version_gets_v0_error_response() {
         .expect("write");
     let body = expect_response(&mut stream, &broker, 42);
     let (error_code, keys) = parse_api_versions_v0(&body);
-    assert_eq!(error_code, UNSUPPORTED_VERSION);
+    assert_eq!(error_code, ErrorCode::UnsupportedVersion.code());
     assert!(
         keys.iter()
             .any(|(key, min, _)| *key == API_VERSIONS && *min == 0),
@@ -289,7 +292,11 @@ async fn api_versions_v3_flexible_by_hand() {
     // ApiVersions responses always use response header v0 (no tagged fields).
     let body = expect_response(&mut stream, &broker, 51);
     let mut at = 0;
-    assert_eq!(read_i16(&body, &mut at), 0, "error code");
+    assert_eq!(
+        read_i16(&body, &mut at),
+        ErrorCode::None.code(),
+        "error code"
+    );
     let count = read_uvarint(&body, &mut at)
         .checked_sub(1)
         .expect("non-null compact array");

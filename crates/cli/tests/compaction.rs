@@ -3,6 +3,9 @@
 //! (within `delete.retention.ms`), and never moves offsets; records without key are refused
 //! (INVALID_RECORD, each named in `record_errors`, seen with a hand-built Produce request).
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ use strom_protocol::messages::request_header::RequestHeader;
 use strom_protocol::messages::response_header::ResponseHeader;
 use strom_protocol::messages::{request_header_version, response_header_version};
 use strom_protocol::records::{BatchBuilder, Compression};
+use strom_protocol::ErrorCode;
 
 const TOPIC: &str = "compacted";
 const KEYS: usize = 10;
@@ -141,7 +145,6 @@ fn produce_v8(broker: &StromProcess, request: &ProduceRequest) -> ProduceRespons
 #[tokio::test]
 async fn records_without_key_are_refused_each_named_like_kafka() {
     const KEYED_ONLY: &str = "keyed-only";
-    const INVALID_RECORD: i16 = 87;
     let broker = StromProcess::start(&[]);
     let topic =
         NewTopic::new(KEYED_ONLY, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
@@ -177,7 +180,7 @@ async fn records_without_key_are_refused_each_named_like_kafka() {
     };
     let response = produce_v8(&broker, &request);
     let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, INVALID_RECORD);
+    assert_eq!(partition.error_code, ErrorCode::InvalidRecord.code());
     let per_record =
         "Compacted topic cannot accept message without key in topic partition keyed-only-0";
     let named: Vec<(i32, Option<&str>)> = partition

@@ -4,6 +4,9 @@
 //! keys as Kafka's dynamic broker config does. IncrementalAlterConfigs goes out as raw frames:
 //! rdkafka's admin client cannot name the cluster-wide default resource ("").
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -13,13 +16,13 @@ use common::StromProcess;
 use rdkafka::admin::{AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
+use strom_protocol::ErrorCode;
 
 const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
-const INVALID_REQUEST: i16 = 42;
 
 fn put_string(body: &mut Vec<u8>, text: &str) {
     body.extend_from_slice(&i16::try_from(text.len()).expect("short").to_be_bytes());
@@ -229,7 +232,7 @@ async fn broker_resources_accept_and_refuse_keys_like_kafka() {
             &[("log.dirs", OP_SET, Some("/elsewhere"))]
         ),
         (
-            INVALID_REQUEST,
+            ErrorCode::InvalidRequest.code(),
             Some("Cannot update these configs dynamically: Set(log.dirs)".into())
         )
     );
@@ -237,7 +240,7 @@ async fn broker_resources_accept_and_refuse_keys_like_kafka() {
     assert_eq!(
         incremental_alter(&broker, cluster, &[(keystore, OP_SET, Some("/etc/ks.jks"))]),
         (
-            INVALID_REQUEST,
+            ErrorCode::InvalidRequest.code(),
             Some(format!(
                 "Cannot update these configs at default cluster level, broker id must be \
                  specified: Set({keystore})"

@@ -4,6 +4,9 @@
 //! move to the others, the cooperative-sticky assignor moves only what it must, and a static
 //! member restarts without a rebalance.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
@@ -24,6 +27,7 @@ use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRe
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 
 const PARTITIONS: i32 = 4;
 
@@ -471,10 +475,14 @@ impl RawMember {
             reason: None,
         };
         let first: JoinGroupResponse = self.call(Self::JOIN_GROUP, Self::JOIN_VERSION, &request);
-        assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED first");
+        assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
         request.member_id = first.member_id;
         let joined: JoinGroupResponse = self.call(Self::JOIN_GROUP, Self::JOIN_VERSION, &request);
-        assert_eq!(joined.error_code, 0, "join: {joined:?}");
+        assert_eq!(
+            joined.error_code,
+            ErrorCode::None.code(),
+            "join: {joined:?}"
+        );
         let sync = SyncGroupRequest {
             group_id: group.into(),
             generation_id: joined.generation_id,
@@ -482,7 +490,11 @@ impl RawMember {
             ..Default::default()
         };
         let synced: SyncGroupResponse = self.call(Self::SYNC_GROUP, Self::SYNC_VERSION, &sync);
-        assert_eq!(synced.error_code, 0, "sync: {synced:?}");
+        assert_eq!(
+            synced.error_code,
+            ErrorCode::None.code(),
+            "sync: {synced:?}"
+        );
         synced.assignment
     }
 }

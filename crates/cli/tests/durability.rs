@@ -2,6 +2,9 @@
 //! configs; SIGKILL during acks=all produce with fsync-per-message loses no acknowledged record;
 //! a torn or garbage-extended segment tail is recovered on startup.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

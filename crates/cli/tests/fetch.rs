@@ -2,6 +2,9 @@
 //! batches larger than the fetch limits, long polling, large records, concurrent producers and
 //! many topics at once.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

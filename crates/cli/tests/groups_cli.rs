@@ -4,6 +4,9 @@
 //! refuses while the group has members), and `delete` removes the group. Also a smoke run of
 //! `strom bench rebalance` (form, join, leave and death phases) on a small group.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

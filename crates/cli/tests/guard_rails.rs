@@ -3,6 +3,9 @@
 //! memory, `max.connections` / `max.connections.per.ip` bound the connections, and a flood of bad
 //! frames yields a bounded number of log lines. Each test then checks the broker still serves.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;

@@ -2,6 +2,9 @@
 //! written exactly once and in order, including across a broker restart that forces retries; and,
 //! with hand-built Produce requests, the broker's duplicate and sequence-gap checks.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;
@@ -14,6 +17,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::message::Message;
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use strom_protocol::ErrorCode;
 
 fn idempotent_producer(broker: &StromProcess) -> FutureProducer {
     broker.producer(&[
@@ -171,7 +175,7 @@ fn init_producer_id(stream: &mut TcpStream, broker: &StromProcess) -> (i64, i16)
         .expect("write InitProducerId");
     let response = expect_response(stream, broker, 1);
     let error_code = i16::from_be_bytes([response[4], response[5]]);
-    assert_eq!(error_code, 0, "InitProducerId error");
+    assert_eq!(error_code, ErrorCode::None.code(), "InitProducerId error");
     let producer_id = i64::from_be_bytes(response[6..14].try_into().expect("8 bytes"));
     let epoch = i16::from_be_bytes([response[14], response[15]]);
     (producer_id, epoch)
@@ -209,7 +213,6 @@ fn produce_raw(
 
 const PRODUCE: i16 = 0;
 const INIT_PRODUCER_ID: i16 = 22;
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 
 #[tokio::test]
 async fn broker_drops_duplicate_batches_and_rejects_sequence_gaps() {
@@ -243,7 +246,7 @@ async fn broker_drops_duplicate_batches_and_rejects_sequence_gaps() {
     let gap = idempotent_batch(producer_id, epoch, 5, &[b"gap"]);
     assert_eq!(
         produce_raw(&mut stream, &broker, 12, "raw-idem", &gap).0,
-        OUT_OF_ORDER_SEQUENCE_NUMBER
+        ErrorCode::OutOfOrderSequenceNumber.code()
     );
     let next = idempotent_batch(producer_id, epoch, 3, &[b"r3", b"r4"]);
     assert_eq!(

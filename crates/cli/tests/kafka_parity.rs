@@ -5,6 +5,9 @@
 //! retrying until their timeout. Frames are built with the protocol crate where librdkafka cannot
 //! be made to send them.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -36,6 +39,7 @@ use strom_protocol::messages::offset_commit_request::{
 use strom_protocol::messages::offset_commit_response::OffsetCommitResponse;
 use strom_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 
 const METADATA: i16 = 3;
 const OFFSET_COMMIT: i16 = 8;
@@ -47,16 +51,6 @@ const SYNC_GROUP: i16 = 14;
 const DESCRIBE_GROUPS: i16 = 15;
 const CREATE_TOPICS: i16 = 19;
 const DESCRIBE_CLUSTER: i16 = 60;
-
-const NONE: i16 = 0;
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const ILLEGAL_GENERATION: i16 = 22;
-const INVALID_GROUP_ID: i16 = 24;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const GROUP_ID_NOT_FOUND: i16 = 69;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// Kafka's `Utils.to32BitField` of the `AclOperation` codes each resource type supports
 /// (`AclEntry.supportedOperations`), which is what a broker without an authorizer reports.
@@ -89,7 +83,11 @@ fn create_topic(client: &mut TypedClient, name: &str) {
         validate_only: false,
     };
     let response: CreateTopicsResponse = client.call(CREATE_TOPICS, 7, &request);
-    assert_eq!(response.topics[0].error_code, NONE, "{response:?}");
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::None.code(),
+        "{response:?}"
+    );
 }
 
 /// A range-assignor consumer's JoinGroup (v5) for `topic`.
@@ -118,7 +116,7 @@ fn join_request(group: &str, member_id: &str, topic: &str) -> JoinGroupRequest {
 /// latter's answer (it is parked until the join phase completes). Returns the member id.
 fn send_join(client: &mut TypedClient, group: &str, topic: &str) -> String {
     let first: JoinGroupResponse = client.call(JOIN_GROUP, 5, &join_request(group, "", topic));
-    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
     client.send(JOIN_GROUP, 5, &join_request(group, &first.member_id, topic));
     first.member_id
 }
@@ -220,7 +218,10 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
 
     let a_id = send_join(&mut a, group, topic);
     let joined: JoinGroupResponse = a.receive();
-    assert_eq!((joined.error_code, joined.generation_id), (NONE, 1));
+    assert_eq!(
+        (joined.error_code, joined.generation_id),
+        (ErrorCode::None.code(), 1)
+    );
     let sync = SyncGroupRequest {
         group_id: group.into(),
         generation_id: 1,
@@ -232,7 +233,7 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
         ..Default::default()
     };
     let synced: SyncGroupResponse = a.call(SYNC_GROUP, 3, &sync);
-    assert_eq!(synced.error_code, NONE);
+    assert_eq!(synced.error_code, ErrorCode::None.code());
 
     // b's join starts a rebalance and waits for a to rejoin.
     let mut b = TypedClient::connect(&broker, "member-b");
@@ -240,7 +241,7 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
     wait_for_state(&broker, &mut a, group, "PreparingRebalance");
     assert_eq!(
         commit(&mut a, group, 1, &a_id, None, topic),
-        NONE,
+        ErrorCode::None.code(),
         "commits of the current generation are accepted while the group prepares a rebalance"
     );
     a.send(JOIN_GROUP, 5, &join_request(group, &a_id, topic));
@@ -251,22 +252,28 @@ fn offset_commit_checks_member_and_generation_before_the_rebalance_state() {
     assert_eq!(describe(&mut a, group).group_state, "CompletingRebalance");
     assert_eq!(
         commit(&mut a, group, 1, &a_id, None, topic),
-        ILLEGAL_GENERATION,
+        ErrorCode::IllegalGeneration.code(),
         "stale generation"
     );
     let mut stranger = TypedClient::connect(&broker, "stranger");
     assert_eq!(
         commit(&mut stranger, group, 2, "stranger-id", None, topic),
-        UNKNOWN_MEMBER_ID,
+        ErrorCode::UnknownMemberId.code(),
         "unknown member"
     );
     assert_eq!(
         commit(&mut a, group, 2, &a_id, None, topic),
-        REBALANCE_IN_PROGRESS,
+        ErrorCode::RebalanceInProgress.code(),
         "current member and generation, but no assignment yet"
     );
-    assert_eq!(heartbeat(&mut a, group, 1, &a_id, None), ILLEGAL_GENERATION);
-    assert_eq!(heartbeat(&mut a, group, 2, &a_id, None), NONE);
+    assert_eq!(
+        heartbeat(&mut a, group, 1, &a_id, None),
+        ErrorCode::IllegalGeneration.code()
+    );
+    assert_eq!(
+        heartbeat(&mut a, group, 2, &a_id, None),
+        ErrorCode::None.code()
+    );
 }
 
 /// A group.instance.id the group does not know makes the request an unknown member's, even when
@@ -284,13 +291,16 @@ fn unknown_group_instance_id_is_an_unknown_member() {
     let instance = Some("never-joined");
     assert_eq!(
         heartbeat(&mut a, group, 1, &a_id, instance),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId.code()
     );
     assert_eq!(
         commit(&mut a, group, 1, &a_id, instance, topic),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId.code()
     );
-    assert_eq!(heartbeat(&mut a, group, 1, &a_id, None), NONE);
+    assert_eq!(
+        heartbeat(&mut a, group, 1, &a_id, None),
+        ErrorCode::None.code()
+    );
 }
 
 /// A commit with a generation to a group that does not exist: GROUP_ID_NOT_FOUND from
@@ -303,26 +313,32 @@ fn offset_commit_to_an_unknown_group() {
     let mut client = TypedClient::connect(&broker, "committer");
     create_topic(&mut client, topic);
     let stale = commit_request("no-such-group", 3, "m", None, topic);
-    assert_eq!(commit_error(&mut client, 9, &stale), GROUP_ID_NOT_FOUND);
-    assert_eq!(commit_error(&mut client, 8, &stale), ILLEGAL_GENERATION);
+    assert_eq!(
+        commit_error(&mut client, 9, &stale),
+        ErrorCode::GroupIdNotFound.code()
+    );
+    assert_eq!(
+        commit_error(&mut client, 8, &stale),
+        ErrorCode::IllegalGeneration.code()
+    );
 
     let mut oversized = stale.clone();
     oversized.topics[0].partitions[0].committed_metadata = Some("m".repeat(5_000));
     assert_eq!(
         commit_error(&mut client, 8, &oversized),
-        ILLEGAL_GENERATION,
+        ErrorCode::IllegalGeneration.code(),
         "the committer is checked first"
     );
     oversized.generation_id_or_member_epoch = -1;
     oversized.member_id = String::new();
     assert_eq!(
         commit_error(&mut client, 8, &oversized),
-        OFFSET_METADATA_TOO_LARGE
+        ErrorCode::OffsetMetadataTooLarge.code()
     );
     let simple = commit_request("simple-group", -1, "", None, topic);
     assert_eq!(
         commit_error(&mut client, 9, &simple),
-        NONE,
+        ErrorCode::None.code(),
         "a commit without a generation creates a simple group"
     );
 }
@@ -332,9 +348,12 @@ fn offset_commit_to_an_unknown_group() {
 fn empty_group_id_is_invalid() {
     let broker = StromProcess::start(BROKER_PROPS);
     let mut client = TypedClient::connect(&broker, "nameless");
-    assert_eq!(heartbeat(&mut client, "", 1, "m", None), INVALID_GROUP_ID);
+    assert_eq!(
+        heartbeat(&mut client, "", 1, "m", None),
+        ErrorCode::InvalidGroupId.code()
+    );
     let synced: SyncGroupResponse = client.call(SYNC_GROUP, 5, &SyncGroupRequest::default());
-    assert_eq!(synced.error_code, INVALID_GROUP_ID);
+    assert_eq!(synced.error_code, ErrorCode::InvalidGroupId.code());
     let leave = LeaveGroupRequest {
         members: vec![MemberIdentity {
             member_id: "m".into(),
@@ -343,7 +362,7 @@ fn empty_group_id_is_invalid() {
         ..Default::default()
     };
     let left: LeaveGroupResponse = client.call(LEAVE_GROUP, 5, &leave);
-    assert_eq!(left.error_code, INVALID_GROUP_ID);
+    assert_eq!(left.error_code, ErrorCode::InvalidGroupId.code());
 }
 
 /// Kafka 4.0 describes the members of a group that is rebalancing with their current assignment
@@ -422,7 +441,7 @@ fn authorized_operations_are_every_supported_operation() {
         assert_eq!(
             operations,
             [
-                (Some("described"), NONE, TOPIC_OPERATIONS),
+                (Some("described"), ErrorCode::None.code(), TOPIC_OPERATIONS),
                 (Some("missing"), 3, TOPIC_OPERATIONS),
             ],
             "v{version}"
@@ -450,7 +469,10 @@ fn authorized_operations_are_every_supported_operation() {
     };
     let response: MetadataResponse = client.call(METADATA, 12, &by_id);
     assert_eq!(response.cluster_authorized_operations, NOT_REQUESTED);
-    assert_eq!(response.topics[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::UnknownTopicId.code()
+    );
     assert_eq!(
         response.topics[0].topic_authorized_operations,
         NOT_REQUESTED
@@ -509,7 +531,7 @@ fn init_transactions_fails_at_once_with_a_fatal_error() {
     let coordinator = &response.coordinators[0];
     assert_eq!(
         coordinator.error_code,
-        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        ErrorCode::TransactionalIdAuthorizationFailed.code()
     );
     assert_eq!(
         coordinator.error_message.as_deref(),

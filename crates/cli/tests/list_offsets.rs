@@ -1,6 +1,9 @@
 //! ListOffsets and DeleteRecords against a `strom` process: earliest/latest watermarks, offset
 //! lookup by timestamp, and advancing the log start offset with DeleteRecords.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

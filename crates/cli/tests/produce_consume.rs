@@ -1,6 +1,9 @@
 //! Produce/consume round trips through a real `strom` process: every compression codec, keys,
 //! headers (including null header values), tombstones, explicit timestamps and all acks modes.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

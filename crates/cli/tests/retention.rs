@@ -1,6 +1,9 @@
 //! Log retention in a `strom` process: with tiny segments, size- and time-based retention delete
 //! old segments and the low watermark advances while the remaining records stay readable.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

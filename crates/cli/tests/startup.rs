@@ -1,6 +1,9 @@
 //! Startup and configuration handling of the `strom` binary: `--override` takes precedence over
 //! the properties file, and invalid configurations make the process exit with an error.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -293,7 +293,7 @@ mod tests {
             dynamic_default: Some(&default),
             static_broker: Some(&server),
         };
-        let value = |layers: &ConfigLayers, key| layers.topic_value(key).expect("topic key");
+        let value = |layers: &ConfigLayers<'_>, key| layers.topic_value(key).expect("topic key");
         assert_eq!(
             value(&layers, "min.insync.replicas"),
             ("3".into(), ConfigSource::DynamicTopic)
@@ -352,7 +352,7 @@ mod tests {
                 static_broker: Some(&server),
                 ..ConfigLayers::default()
             };
-            let source = |layers: &ConfigLayers| layers.topic_config(def).source;
+            let source = |layers: &ConfigLayers<'_>| layers.topic_config(def).source;
             assert_eq!(source(&layers), ConfigSource::StaticBroker, "{}", def.name);
             layers.dynamic_default = Some(&default);
             assert_eq!(

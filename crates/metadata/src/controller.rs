@@ -17,7 +17,7 @@ use crate::config::{
     apply_config_ops, broker_list_default, topic_config_def_or_error, topic_list_default,
     validate_topic_config, ConfigOp,
 };
-use crate::error::{codes, MetadataError};
+use crate::error::MetadataError;
 use crate::image::{
     BrokerListener, MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
@@ -275,7 +275,7 @@ impl Controller {
             let fencing = self.fencing_records(&working, *id, *epoch);
             working
                 .apply_entry(working.last_offset, &fencing)
-                .map_err(|e| MetadataError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+                .map_err(|e| MetadataError::of(ErrorCode::UnknownServerError, e.to_string()))?;
             records.extend(fencing);
         }
         self.commit(&image, records).await?;
@@ -328,14 +328,14 @@ impl Controller {
         let image = self.image();
         validate_topic_name(name)?;
         if name == CLUSTER_METADATA_TOPIC_NAME {
-            return Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 format!("Creation of internal topic {name} is prohibited."),
             ));
         }
         if image.topics.contains_key(name) {
-            return Err(MetadataError::new(
-                codes::TOPIC_ALREADY_EXISTS,
+            return Err(MetadataError::of(
+                ErrorCode::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
         }
@@ -345,20 +345,20 @@ impl Controller {
             .keys()
             .find(|other| other.replace('.', "_") == normalized)
         {
-            return Err(MetadataError::new(
-                codes::INVALID_TOPIC_EXCEPTION,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidTopicException,
                 format!("Topic '{name}' collides with existing topic: {other}"),
             ));
         }
         if num_partitions <= 0 {
-            return Err(MetadataError::new(
-                codes::INVALID_PARTITIONS,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidPartitions,
                 "Number of partitions was set to an invalid non-positive value.",
             ));
         }
         if replication_factor <= 0 {
-            return Err(MetadataError::new(
-                codes::INVALID_REPLICATION_FACTOR,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidReplicationFactor,
                 "Replication factor must be larger than 0.",
             ));
         }
@@ -435,16 +435,16 @@ impl Controller {
             .ok_or_else(|| MetadataError::unknown_topic(name))?;
         let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         if new_total < current {
-            return Err(MetadataError::new(
-                codes::INVALID_PARTITIONS,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidPartitions,
                 format!(
                     "The topic {name} currently has {current} partition(s); {new_total} would not be an increase."
                 ),
             ));
         }
         if new_total == current {
-            return Err(MetadataError::new(
-                codes::INVALID_PARTITIONS,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidPartitions,
                 format!("Topic already has {current} partition(s)."),
             ));
         }
@@ -538,8 +538,8 @@ impl Controller {
     /// Reserves `size` producer ids; returns the first one and the size.
     pub async fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
         if size <= 0 {
-            return Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 format!("Producer id block size must be positive, not {size}"),
             ));
         }
@@ -547,7 +547,7 @@ impl Controller {
         let image = self.image();
         let first = image.next_producer_id;
         let next_producer_id = first.checked_add(size).ok_or_else(|| {
-            MetadataError::new(codes::UNKNOWN_SERVER_ERROR, "Producer ids are exhausted")
+            MetadataError::of(ErrorCode::UnknownServerError, "Producer ids are exhausted")
         })?;
         let broker_epoch = image.brokers.get(&self.node_id).map_or(-1, |b| b.epoch);
         let record = MetadataRecord::ProducerIds(ProducerIdsRecord {
@@ -622,8 +622,8 @@ impl Controller {
         pending
             .apply_entry(base.last_offset + 1, &records)
             .map_err(|e| {
-                MetadataError::new(
-                    codes::UNKNOWN_SERVER_ERROR,
+                MetadataError::of(
+                    ErrorCode::UnknownServerError,
                     format!("metadata records do not apply: {e}"),
                 )
             })?;
@@ -631,7 +631,7 @@ impl Controller {
             .iter()
             .map(serialize_record)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| MetadataError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+            .map_err(|e| MetadataError::of(ErrorCode::UnknownServerError, e.to_string()))?;
         self.quorum
             .propose(serialized)
             .await
@@ -644,7 +644,7 @@ impl Controller {
 fn quorum_error(error: QuorumError) -> MetadataError {
     match error {
         QuorumError::NotLeader { .. } | QuorumError::ShuttingDown => {
-            MetadataError::new(codes::NOT_CONTROLLER, error.to_string())
+            MetadataError::of(ErrorCode::NotController, error.to_string())
         }
         QuorumError::Storage(message) => MetadataError::storage("metadata log", message),
     }
@@ -674,8 +674,8 @@ fn place(
 ) -> Result<Vec<Vec<i32>>, MetadataError> {
     let replication_factor = usize::try_from(replication_factor).unwrap_or(0);
     place_replicas(candidates, first, count, replication_factor, rotation).map_err(|error| {
-        MetadataError::new(
-            codes::INVALID_REPLICATION_FACTOR,
+        MetadataError::of(
+            ErrorCode::InvalidReplicationFactor,
             format!("Unable to replicate the partition {replication_factor} time(s): {error}"),
         )
     })
@@ -699,7 +699,7 @@ fn topic_rotation(topic: &TopicImage, candidates: &[Candidate]) -> usize {
 
 /// Checks a topic name like Kafka's `Topic.validate`.
 pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
-    let invalid = |message: String| MetadataError::new(codes::INVALID_TOPIC_EXCEPTION, message);
+    let invalid = |message: String| MetadataError::of(ErrorCode::InvalidTopicException, message);
     if name.is_empty() {
         return Err(invalid("Topic name is illegal, it can't be empty".into()));
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strom_protocol::codec::Uuid;
+use strom_protocol::ErrorCode;
 
 use crate::error::MetadataError;
 
@@ -88,8 +89,7 @@ pub fn format_directory(
     node_id: i32,
     ignore_formatted: bool,
 ) -> Result<bool, MetadataError> {
-    validate_cluster_id(cluster_id)
-        .map_err(|e| MetadataError::new(crate::error::codes::INVALID_REQUEST, e))?;
+    validate_cluster_id(cluster_id).map_err(|e| MetadataError::of(ErrorCode::InvalidRequest, e))?;
     if let Some(existing) = read_meta_properties(dir)? {
         let same = existing.cluster_id == cluster_id && existing.node_id == Some(node_id);
         if ignore_formatted && same {

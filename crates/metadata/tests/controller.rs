@@ -1,12 +1,14 @@
 //! End-to-end tests of the controller over the single-node quorum: operations, validation codes,
 //! replay after reopen, snapshots. A small synchronous wrapper drives the async controller.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
-use strom_metadata::error::codes;
 
 use strom_metadata::controller::{
     BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
@@ -15,6 +17,7 @@ use strom_metadata::{
     BrokerListener, ConfigOp, ConfigOpType, Controller, LocalQuorum, MetadataError, MetadataImage,
     MetadataState, TopicSummary,
 };
+use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 /// The session timeout of these tests' controllers.
@@ -291,7 +294,7 @@ fn validation_errors_carry_kafka_codes() {
     for bad in ["", ".", "..", "has space", "ümlaut", &"x".repeat(250)] {
         assert_eq!(
             code(store.create_topic(bad, 1, 1, &[], false)),
-            codes::INVALID_TOPIC_EXCEPTION,
+            ErrorCode::InvalidTopicException.code(),
             "{bad:?}"
         );
     }
@@ -301,77 +304,77 @@ fn validation_errors_carry_kafka_codes() {
     store.create_topic("a.b", 1, 1, &[], false).unwrap();
     assert_eq!(
         code(store.create_topic("a.b", 1, 1, &[], false)),
-        codes::TOPIC_ALREADY_EXISTS
+        ErrorCode::TopicAlreadyExists.code()
     );
     assert_eq!(
         code(store.create_topic("a_b", 1, 1, &[], false)),
-        codes::INVALID_TOPIC_EXCEPTION
+        ErrorCode::InvalidTopicException.code()
     );
     assert_eq!(
         code(store.create_topic("p", 0, 1, &[], false)),
-        codes::INVALID_PARTITIONS
+        ErrorCode::InvalidPartitions.code()
     );
     assert_eq!(
         code(store.create_topic("p", -3, 1, &[], false)),
-        codes::INVALID_PARTITIONS
+        ErrorCode::InvalidPartitions.code()
     );
     assert_eq!(
         code(store.create_topic("p", 1, 3, &[], false)),
-        codes::INVALID_REPLICATION_FACTOR
+        ErrorCode::InvalidReplicationFactor.code()
     );
     assert_eq!(
         code(store.create_topic("p", 1, 0, &[], false)),
-        codes::INVALID_REPLICATION_FACTOR
+        ErrorCode::InvalidReplicationFactor.code()
     );
     let err = store
         .create_topic("p", 1, 1, &configs(&[("no.such.config", "1")]), false)
         .unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CONFIG);
+    assert_eq!(err.code, ErrorCode::InvalidConfig.code());
     assert!(err.message.contains("no.such.config"));
     let err = store
         .create_topic("p", 1, 1, &configs(&[("retention.ms", "forever")]), false)
         .unwrap_err();
-    assert_eq!(err.code, codes::INVALID_CONFIG);
+    assert_eq!(err.code, ErrorCode::InvalidConfig.code());
     assert!(err.message.contains("retention.ms"));
     assert_eq!(
         code(store.create_topic("p", 1, 1, &configs(&[("cleanup.policy", "shred")]), false)),
-        codes::INVALID_CONFIG
+        ErrorCode::InvalidConfig.code()
     );
     assert!(store.image().topic("p").is_none());
 
     assert_eq!(
         store.delete_topic("missing").unwrap_err().code,
-        codes::UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
     assert_eq!(
         store
             .create_partitions("missing", 3, false)
             .unwrap_err()
             .code,
-        codes::UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
     assert_eq!(
         store
             .alter_topic_configs("missing", &[], false)
             .unwrap_err()
             .code,
-        codes::UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
     store.create_topic("q", 2, 1, &[], false).unwrap();
     assert_eq!(
         store.create_partitions("q", 2, false).unwrap_err().code,
-        codes::INVALID_PARTITIONS
+        ErrorCode::InvalidPartitions.code()
     );
     assert_eq!(
         store.create_partitions("q", 1, false).unwrap_err().code,
-        codes::INVALID_PARTITIONS
+        ErrorCode::InvalidPartitions.code()
     );
     assert_eq!(
         store
             .alter_topic_configs("q", &[ConfigOp::set("segment.bytes", "big")], false)
             .unwrap_err()
             .code,
-        codes::INVALID_CONFIG
+        ErrorCode::InvalidConfig.code()
     );
     let append = ConfigOp {
         key: "retention.ms".into(),
@@ -383,11 +386,11 @@ fn validation_errors_carry_kafka_codes() {
             .alter_topic_configs("q", &[append], false)
             .unwrap_err()
             .code,
-        codes::INVALID_CONFIG
+        ErrorCode::InvalidConfig.code()
     );
     assert_eq!(
         store.allocate_producer_id_block(0).unwrap_err().code,
-        codes::INVALID_REQUEST
+        ErrorCode::InvalidRequest.code()
     );
 }
 
@@ -396,7 +399,7 @@ fn no_brokers_means_no_topics() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let err = store.create_topic("t", 1, 1, &[], false).unwrap_err();
-    assert_eq!(err.code, codes::INVALID_REPLICATION_FACTOR);
+    assert_eq!(err.code, ErrorCode::InvalidReplicationFactor.code());
 }
 
 #[test]
@@ -692,7 +695,7 @@ fn controlled_shutdown_moves_leadership_then_lets_the_broker_go() {
     // A broker shutting down takes no new replicas.
     assert_eq!(
         store.create_topic("u", 1, 2, &[], false).unwrap_err().code,
-        codes::INVALID_REPLICATION_FACTOR
+        ErrorCode::InvalidReplicationFactor.code()
     );
 }
 
@@ -937,7 +940,7 @@ fn corruption_inside_the_log_stops_the_node() {
     let error = Store::open(dir.path(), 1, None)
         .err()
         .expect("a corrupt log must not open");
-    assert_eq!(error.code, codes::KAFKA_STORAGE_ERROR);
+    assert_eq!(error.code, ErrorCode::KafkaStorageError.code());
     assert!(error.message.contains("corrupt"), "{}", error.message);
 }
 

@@ -2,6 +2,7 @@
 //! network (which can cut a member off), each with its own metadata directory, a controller on the
 //! leader committing through the quorum, every member's metadata state converging. Waits poll with
 //! deadlines; nothing sleeps for a fixed time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -312,7 +313,7 @@ async fn a_cut_off_leader_cannot_commit_while_the_majority_goes_on() {
         .unwrap_err();
     assert_eq!(
         error.code,
-        strom_metadata::error::codes::NOT_CONTROLLER,
+        strom_protocol::ErrorCode::NotController.code(),
         "{error}"
     );
     // Like Kafka's check-quorum: unacknowledged by a majority, it stops claiming leadership and

@@ -3,6 +3,9 @@
 //! return an error or a message, never panic or abort; and a valid request frame truncated at every
 //! length must be refused cleanly.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;

@@ -16,6 +16,9 @@
 //! byte, so that one run lists all of them. The sample checks need Kafka's JSON schemas next to the
 //! workspace and are skipped (with a notice) where they are absent.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

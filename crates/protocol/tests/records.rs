@@ -3,6 +3,9 @@
 //! batches (random bytes, truncations, corrupted fields behind a valid CRC) are refused without
 //! panicking.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;

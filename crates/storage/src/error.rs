@@ -2,6 +2,8 @@
 
 use std::io;
 
+use strom_protocol::ErrorCode;
+
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -91,21 +93,28 @@ impl StorageError {
         }
     }
 
-    /// The Kafka error code for this failure.
-    pub fn kafka_error_code(&self) -> i16 {
+    /// The Kafka error for this failure.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::OffsetOutOfRange { .. } => 1,
-            Self::CorruptRecords(_) => 2,
-            Self::MessageTooLarge { .. } => 10,
-            Self::InvalidTimestamp { .. } => 32,
-            Self::RecordListTooLarge { .. } => 18,
-            Self::OutOfOrderSequence { .. } => 45,
-            Self::InvalidProducerEpoch { .. } => 47,
-            Self::Io { .. } => 56,
-            Self::InvalidRecord(_) | Self::RecordsWithoutKey { .. } => 87,
-            // Raised to a follower's own fetcher, never sent to a client: UNKNOWN_SERVER_ERROR.
-            Self::UnexpectedAppendOffset { .. } | Self::OffsetsOutOfOrder { .. } => -1,
+            Self::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            Self::CorruptRecords(_) => ErrorCode::CorruptMessage,
+            Self::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            Self::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
+            Self::RecordListTooLarge { .. } => ErrorCode::RecordListTooLarge,
+            Self::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            Self::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            Self::Io { .. } => ErrorCode::KafkaStorageError,
+            Self::InvalidRecord(_) | Self::RecordsWithoutKey { .. } => ErrorCode::InvalidRecord,
+            // Raised to a follower's own fetcher, never sent to a client.
+            Self::UnexpectedAppendOffset { .. } | Self::OffsetsOutOfOrder { .. } => {
+                ErrorCode::UnknownServerError
+            }
         }
+    }
+
+    /// The wire code of [`Self::error_code`], as a response field takes it.
+    pub fn kafka_error_code(&self) -> i16 {
+        self.error_code().code()
     }
 }
 

@@ -309,6 +309,7 @@ fn list_snapshots(dir: &Path) -> StorageResult<Vec<(i64, PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strom_protocol::ErrorCode;
 
     fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchHeader {
         BatchHeader {
@@ -375,11 +376,8 @@ mod tests {
             state.record(&header(1, 0, i, 1), i64::from(i), 0);
         }
         assert_eq!(
-            state
-                .check(&header(1, 0, 0, 1))
-                .unwrap_err()
-                .kafka_error_code(),
-            45
+            state.check(&header(1, 0, 0, 1)).unwrap_err().error_code(),
+            ErrorCode::OutOfOrderSequenceNumber
         );
         assert!(matches!(
             state.check(&header(1, 0, 1, 1)).unwrap(),

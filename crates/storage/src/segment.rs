@@ -825,6 +825,7 @@ const MAX_IOVECS: usize = 1024;
 
 /// Writes `buffers` back to back at `position` of `file` with `pwritev(2)`, looping over short
 /// writes and retrying on `EINTR`, in calls of at most [`MAX_IOVECS`] buffers.
+#[allow(unsafe_code)] // the `pwritev` call; see its SAFETY comment
 fn write_all_vectored_at(file: &File, buffers: &[&[u8]], mut position: u64) -> io::Result<()> {
     // Index of the first buffer not yet wholly written, and how much of it is.
     let mut first = 0usize;

@@ -2,6 +2,9 @@
 //! as received, except the fields the broker patches (base offset, partition leader epoch, and
 //! under LogAppendTime the attributes, max timestamp and CRC).
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;

@@ -1,5 +1,7 @@
 //! Test helpers: building valid magic v2 record batches with uncompressed records.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use bytes::Bytes;

@@ -2,6 +2,9 @@
 //! `delete.retention.ms`, the active segment left alone, appends concurrent with a pass, recovery
 //! from an interrupted swap, codecs, producer state and keyless records.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use kafka_protocol::records as oracle;
 use strom_protocol::records::{
     decode_records, split_batches, BatchBuilder, BatchHeader, Compression,
 };
+use strom_protocol::ErrorCode;
 use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -674,7 +678,7 @@ fn records_without_key_are_refused_on_compacted_logs() {
         StorageError::RecordsWithoutKey { batch_indexes } => assert_eq!(batch_indexes, &[1, 3]),
         other => panic!("expected records without key, got {other}"),
     }
-    assert_eq!(error.kafka_error_code(), 87);
+    assert_eq!(error.error_code(), ErrorCode::InvalidRecord);
     assert_eq!(log.log_end_offset(), 0);
     log.append_committed(&keyed(&[("k", None)]), 0, NOW)
         .unwrap();

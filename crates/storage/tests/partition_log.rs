@@ -1,6 +1,9 @@
 //! Integration tests of `PartitionLog`: append/read, rolls, retention, DeleteRecords, recovery,
 //! idempotent producers, timestamps.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs::{self, OpenOptions};
@@ -8,6 +11,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use common::{batch, decode_records, BatchSpec, CommittedAppend};
+use strom_protocol::ErrorCode;
 use strom_storage::{LogConfig, PartitionLog, StorageError};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -112,7 +116,7 @@ fn read_from_the_middle_of_a_batch_and_limits() {
             end: 8
         }
     ));
-    assert_eq!(error.kafka_error_code(), 1);
+    assert_eq!(error.error_code(), ErrorCode::OffsetOutOfRange);
 }
 
 #[test]
@@ -396,15 +400,13 @@ fn idempotent_producer_rules() {
             ..
         }
     ));
-    assert_eq!(error.kafka_error_code(), 45);
+    assert_eq!(error.error_code(), ErrorCode::OutOfOrderSequenceNumber);
 
     // New epoch must start at 0.
     let bad_new_epoch = BatchSpec::new("p", 1, NOW).idempotent(42, 1, 5).build();
     assert_eq!(
-        log.append(&bad_new_epoch, 0, NOW)
-            .unwrap_err()
-            .kafka_error_code(),
-        45
+        log.append(&bad_new_epoch, 0, NOW).unwrap_err().error_code(),
+        ErrorCode::OutOfOrderSequenceNumber
     );
     let new_epoch = BatchSpec::new("p", 1, NOW).idempotent(42, 1, 0).build();
     assert_eq!(log.append(&new_epoch, 0, NOW).unwrap().base_offset, 7);
@@ -420,7 +422,7 @@ fn idempotent_producer_rules() {
             ..
         }
     ));
-    assert_eq!(error.kafka_error_code(), 47);
+    assert_eq!(error.error_code(), ErrorCode::InvalidProducerEpoch);
 
     // Unknown producer id at a non-zero sequence is accepted.
     let stranger = BatchSpec::new("s", 1, NOW).idempotent(7, 3, 100).build();
@@ -441,7 +443,10 @@ fn idempotent_producer_rules() {
     let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
     let retry = log.append(&next, 0, NOW).unwrap();
     assert!(retry.duplicate && retry.base_offset == 9);
-    assert_eq!(log.append(&old, 0, NOW).unwrap_err().kafka_error_code(), 47);
+    assert_eq!(
+        log.append(&old, 0, NOW).unwrap_err().error_code(),
+        ErrorCode::InvalidProducerEpoch
+    );
     drop(log);
 
     // Without any snapshot the state is rebuilt from the log.
@@ -451,7 +456,10 @@ fn idempotent_producer_rules() {
     let mut log = PartitionLog::open(dir.path(), config).unwrap();
     let retry = log.append(&second, 0, NOW);
     // `second` is no longer among the cached batches of epoch 1: an old epoch now.
-    assert_eq!(retry.unwrap_err().kafka_error_code(), 47);
+    assert_eq!(
+        retry.unwrap_err().error_code(),
+        ErrorCode::InvalidProducerEpoch
+    );
     assert!(log.append(&next, 0, NOW).unwrap().duplicate);
 }
 
@@ -481,8 +489,8 @@ fn multiple_batches_from_one_producer_in_one_append() {
     assert_eq!(
         log.append(&Bytes::from(gap), 0, NOW)
             .unwrap_err()
-            .kafka_error_code(),
-        45
+            .error_code(),
+        ErrorCode::OutOfOrderSequenceNumber
     );
     assert_eq!(log.log_end_offset(), 4);
 }
@@ -534,18 +542,16 @@ fn message_too_large_and_invalid_input() {
         error,
         StorageError::MessageTooLarge { max: 100, .. }
     ));
-    assert_eq!(error.kafka_error_code(), 10);
+    assert_eq!(error.error_code(), ErrorCode::MessageTooLarge);
 
     let mut corrupt = batch("c", 1, NOW).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
     let error = log.append(&Bytes::from(corrupt), 0, NOW).unwrap_err();
-    assert_eq!(error.kafka_error_code(), 2);
+    assert_eq!(error.error_code(), ErrorCode::CorruptMessage);
     assert_eq!(
-        log.append(&Bytes::new(), 0, NOW)
-            .unwrap_err()
-            .kafka_error_code(),
-        87
+        log.append(&Bytes::new(), 0, NOW).unwrap_err().error_code(),
+        ErrorCode::InvalidRecord
     );
     assert_eq!(log.log_end_offset(), 0);
 }

@@ -1,6 +1,9 @@
 //! Property test: any sequence of appends, clean and unclean reopens and config changes keeps every
 //! record, at the offsets it was given.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{decode_records, BatchSpec};

@@ -4,6 +4,9 @@
 //! and follower appends, truncations, high watermark moves, DeleteRecords and reopens,
 //! `log start <= high watermark <= log end` and `recovery point <= log end`.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

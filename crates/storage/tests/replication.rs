@@ -2,6 +2,9 @@
 //! its owner only, clamped, checkpointed, bounding DeleteRecords, retention and the cleaner), the
 //! recovery point, the leader-epoch cache and the follower append.
 
+// Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

@@ -33,9 +33,9 @@ use strom_protocol::messages::join_group_request::JoinGroupRequest;
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
-use super::codes::*;
 use super::group::{Group, GroupState, InitialDelay, JoinTimer, Member};
 use super::records::{partition_for_group, CommittedOffset, OffsetsKey, StoredGroup};
 use super::store::{OffsetsLog, OffsetsLogError};
@@ -268,13 +268,13 @@ impl GroupCoordinator {
     ) -> Pending<JoinGroupResponse> {
         let member_id = request.member_id;
         if request.group_id.is_empty() {
-            return Pending::Ready(join_error(INVALID_GROUP_ID, &member_id));
+            return Pending::Ready(join_error(ErrorCode::InvalidGroupId, &member_id));
         }
         let session = request.session_timeout_ms;
         if session < self.config.min_session_timeout_ms
             || session > self.config.max_session_timeout_ms
         {
-            return Pending::Ready(join_error(INVALID_SESSION_TIMEOUT, &member_id));
+            return Pending::Ready(join_error(ErrorCode::InvalidSessionTimeout, &member_id));
         }
         let params = JoinParams {
             group_instance_id: request.group_instance_id,
@@ -300,7 +300,7 @@ impl GroupCoordinator {
         let create_at_ms = member_id.is_empty().then_some(now_ms);
         self.with_group(&request.group_id, create_at_ms, |group| {
             let Some(group) = group else {
-                return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, &member_id));
+                return Pending::Ready(join_error(ErrorCode::UnknownMemberId, &member_id));
             };
             let outcome = if member_id.is_empty() {
                 join_new_member(group, params, &ctx)
@@ -320,13 +320,13 @@ impl GroupCoordinator {
         log: &dyn OffsetsLog,
     ) -> Pending<SyncGroupResponse> {
         if request.group_id.is_empty() {
-            return Pending::Ready(sync_error(INVALID_GROUP_ID));
+            return Pending::Ready(sync_error(ErrorCode::InvalidGroupId));
         }
         let ctx = self.context(now_ms, log);
         let group_id = request.group_id.clone();
         self.with_group(&group_id, None, |group| {
             let Some(group) = group else {
-                return Pending::Ready(sync_error(UNKNOWN_MEMBER_ID));
+                return Pending::Ready(sync_error(ErrorCode::UnknownMemberId));
             };
             let member_id = request.member_id.as_str();
             if let Err(code) = check_member(
@@ -346,7 +346,7 @@ impl GroupCoordinator {
                 .as_ref()
                 .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
             if type_mismatch || name_mismatch {
-                return Pending::Ready(sync_error(INCONSISTENT_GROUP_PROTOCOL));
+                return Pending::Ready(sync_error(ErrorCode::InconsistentGroupProtocol));
             }
             group.pending_sync.remove(member_id);
             if group.pending_sync.is_empty() {
@@ -354,9 +354,11 @@ impl GroupCoordinator {
             }
             match group.state {
                 GroupState::Empty | GroupState::Dead => {
-                    Pending::Ready(sync_error(UNKNOWN_MEMBER_ID))
+                    Pending::Ready(sync_error(ErrorCode::UnknownMemberId))
                 }
-                GroupState::PreparingRebalance => Pending::Ready(sync_error(REBALANCE_IN_PROGRESS)),
+                GroupState::PreparingRebalance => {
+                    Pending::Ready(sync_error(ErrorCode::RebalanceInProgress))
+                }
                 GroupState::Stable => {
                     let assignment = match group.members.get_mut(member_id) {
                         Some(member) => {
@@ -415,21 +417,21 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         now_ms: i64,
-    ) -> i16 {
+    ) -> ErrorCode {
         if group_id.is_empty() {
-            return INVALID_GROUP_ID;
+            return ErrorCode::InvalidGroupId;
         }
         self.with_group(group_id, None, |group| {
             let Some(group) = group else {
-                return UNKNOWN_MEMBER_ID;
+                return ErrorCode::UnknownMemberId;
             };
             if let Err(code) = check_member(group, group_instance_id, member_id, generation_id) {
                 return code;
             }
             let answer = match group.state {
-                GroupState::Empty | GroupState::Dead => return UNKNOWN_MEMBER_ID,
-                GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
-                GroupState::CompletingRebalance | GroupState::Stable => NONE,
+                GroupState::Empty | GroupState::Dead => return ErrorCode::UnknownMemberId,
+                GroupState::PreparingRebalance => ErrorCode::RebalanceInProgress,
+                GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::None,
             };
             if let Some(member) = group.members.get_mut(member_id) {
                 member.last_heartbeat_ms = now_ms;
@@ -446,14 +448,17 @@ impl GroupCoordinator {
         leaving: &[(String, Option<String>)],
         now_ms: i64,
         log: &dyn OffsetsLog,
-    ) -> (i16, Vec<i16>) {
+    ) -> (ErrorCode, Vec<ErrorCode>) {
         if group_id.is_empty() {
-            return (INVALID_GROUP_ID, Vec::new());
+            return (ErrorCode::InvalidGroupId, Vec::new());
         }
         let ctx = self.context(now_ms, log);
         self.with_group(group_id, None, |group| {
             let Some(group) = group else {
-                return (NONE, vec![UNKNOWN_MEMBER_ID; leaving.len()]);
+                return (
+                    ErrorCode::None,
+                    vec![ErrorCode::UnknownMemberId; leaving.len()],
+                );
             };
             let errors = leaving
                 .iter()
@@ -466,23 +471,23 @@ impl GroupCoordinator {
                         return match known {
                             Some(id) => {
                                 remove_member_and_update(group, &id, &ctx);
-                                NONE
+                                ErrorCode::None
                             }
-                            None => UNKNOWN_MEMBER_ID,
+                            None => ErrorCode::UnknownMemberId,
                         };
                     }
                     if group.pending_members.remove(member_id).is_some() {
                         try_complete_join(group, &ctx);
-                        return NONE;
+                        return ErrorCode::None;
                     }
                     if let Err(code) = group.validate_member(instance_id.as_deref(), member_id) {
                         return code;
                     }
                     remove_member_and_update(group, member_id, &ctx);
-                    NONE
+                    ErrorCode::None
                 })
                 .collect();
-            (NONE, errors)
+            (ErrorCode::None, errors)
         })
     }
 
@@ -496,7 +501,7 @@ impl GroupCoordinator {
         version: i16,
         now_ms: i64,
         log: &dyn OffsetsLog,
-    ) -> i16 {
+    ) -> ErrorCode {
         let group_id = committer.group_id;
         let ctx = self.context(now_ms, log);
         // A group that does not rely on the coordinator for membership may store offsets (and
@@ -505,9 +510,9 @@ impl GroupCoordinator {
         self.with_group(group_id, create_at_ms, |group| {
             let Some(group) = group else {
                 return if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
-                    GROUP_ID_NOT_FOUND
+                    ErrorCode::GroupIdNotFound
                 } else {
-                    ILLEGAL_GENERATION
+                    ErrorCode::IllegalGeneration
                 };
             };
             if let Err(code) = validate_commit(group, committer) {
@@ -523,7 +528,7 @@ impl GroupCoordinator {
                 }
             }
             if offsets.is_empty() {
-                return NONE;
+                return ErrorCode::None;
             }
             let records: Vec<(Bytes, Option<Bytes>)> = offsets
                 .iter()
@@ -538,10 +543,10 @@ impl GroupCoordinator {
                 .collect();
             if let Err(error) = ctx.write(group_id, &records) {
                 tracing::warn!(group = group_id, %error, "could not store committed offsets");
-                return COORDINATOR_NOT_AVAILABLE;
+                return ErrorCode::CoordinatorNotAvailable;
             }
             group.offsets.extend(offsets);
-            NONE
+            ErrorCode::None
         })
     }
 
@@ -587,34 +592,36 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
         now_ms: i64,
         log: &dyn OffsetsLog,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let ctx = self.context(now_ms, log);
         self.with_group(group_id, None, |group| {
             let Some(group) = group else {
-                return Err(GROUP_ID_NOT_FOUND);
+                return Err(ErrorCode::GroupIdNotFound);
             };
             let subscribed = match group.state {
-                GroupState::Dead => return Err(GROUP_ID_NOT_FOUND),
+                GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
                 GroupState::Empty => Default::default(),
-                _ => group.subscribed_topics().ok_or(NON_EMPTY_GROUP)?,
+                _ => group.subscribed_topics().ok_or(ErrorCode::NonEmptyGroup)?,
             };
-            let errors: Vec<i16> = partitions
+            let errors: Vec<ErrorCode> = partitions
                 .iter()
                 .map(|(topic, _)| {
                     if subscribed.contains(topic) {
-                        GROUP_SUBSCRIBED_TO_TOPIC
+                        ErrorCode::GroupSubscribedToTopic
                     } else {
-                        NONE
+                        ErrorCode::None
                     }
                 })
                 .collect();
             let doomed: Vec<(String, i32)> = partitions
                 .iter()
                 .zip(&errors)
-                .filter(|(key, error)| **error == NONE && group.offsets.contains_key(*key))
+                .filter(|(key, error)| {
+                    **error == ErrorCode::None && group.offsets.contains_key(*key)
+                })
                 .map(|(key, _)| key.clone())
                 .collect();
-            remove_offsets(group, &doomed, &ctx).map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+            remove_offsets(group, &doomed, &ctx).map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
             Ok(errors)
         })
     }
@@ -679,7 +686,7 @@ impl GroupCoordinator {
                 String::new()
             };
             DescribedGroup {
-                error_code: NONE,
+                error_code: ErrorCode::None.code(),
                 group_id: group.id.clone(),
                 group_state: group.state.name().to_string(),
                 protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -711,26 +718,26 @@ impl GroupCoordinator {
         group_ids: &[String],
         now_ms: i64,
         log: &dyn OffsetsLog,
-    ) -> Vec<i16> {
+    ) -> Vec<ErrorCode> {
         let ctx = self.context(now_ms, log);
         group_ids
             .iter()
             .map(|group_id| {
                 self.with_group(group_id, None, |group| {
                     let Some(group) = group else {
-                        return GROUP_ID_NOT_FOUND;
+                        return ErrorCode::GroupIdNotFound;
                     };
                     match group.state {
-                        GroupState::Dead => return GROUP_ID_NOT_FOUND,
+                        GroupState::Dead => return ErrorCode::GroupIdNotFound,
                         GroupState::Empty => {}
-                        _ => return NON_EMPTY_GROUP,
+                        _ => return ErrorCode::NonEmptyGroup,
                     }
                     if delete_group_records(group, &ctx).is_err() {
-                        return COORDINATOR_NOT_AVAILABLE;
+                        return ErrorCode::CoordinatorNotAvailable;
                     }
                     // Dead: `with_group` removes it before anyone else can lock it.
                     group.transition(GroupState::Dead, now_ms);
-                    NONE
+                    ErrorCode::None
                 })
             })
             .collect()
@@ -836,7 +843,7 @@ fn join_new_member(
     ctx: &Context<'_>,
 ) -> Pending<JoinGroupResponse> {
     if !group.supports_protocols(&params.protocol_type, &params.protocols) {
-        return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, ""));
+        return Pending::Ready(join_error(ErrorCode::InconsistentGroupProtocol, ""));
     }
     let new_member_id = format!("{}-{}", params.client.client_id, random_uuid());
     if let Some(instance_id) = &params.group_instance_id {
@@ -846,7 +853,7 @@ fn join_new_member(
     } else if params.require_known_member_id {
         let expiry = ctx.now_ms + i64::from(params.session_timeout_ms);
         group.pending_members.insert(new_member_id.clone(), expiry);
-        return Pending::Ready(join_error(MEMBER_ID_REQUIRED, &new_member_id));
+        return Pending::Ready(join_error(ErrorCode::MemberIdRequired, &new_member_id));
     }
     add_member_and_rebalance(group, new_member_id, params, ctx)
 }
@@ -859,7 +866,7 @@ fn join_known_member(
     ctx: &Context<'_>,
 ) -> Pending<JoinGroupResponse> {
     if !group.supports_protocols(&params.protocol_type, &params.protocols) {
-        return Pending::Ready(join_error(INCONSISTENT_GROUP_PROTOCOL, member_id));
+        return Pending::Ready(join_error(ErrorCode::InconsistentGroupProtocol, member_id));
     }
     if group.pending_members.remove(member_id).is_some() {
         return add_member_and_rebalance(group, member_id.to_string(), params, ctx);
@@ -868,12 +875,12 @@ fn join_known_member(
         return Pending::Ready(join_error(code, member_id));
     }
     let Some(member) = group.members.get(member_id) else {
-        return Pending::Ready(join_error(UNKNOWN_MEMBER_ID, member_id));
+        return Pending::Ready(join_error(ErrorCode::UnknownMemberId, member_id));
     };
     let unchanged = member.protocols == params.protocols;
     match group.state {
         GroupState::Empty | GroupState::Dead => {
-            Pending::Ready(join_error(UNKNOWN_MEMBER_ID, member_id))
+            Pending::Ready(join_error(ErrorCode::UnknownMemberId, member_id))
         }
         GroupState::CompletingRebalance | GroupState::Stable
             if unchanged
@@ -901,8 +908,8 @@ fn replace_static_member(
     let Some(mut member) = group.members.remove(old_member_id) else {
         return add_member_and_rebalance(group, new_member_id, params, ctx);
     };
-    member.answer_join(join_error(FENCED_INSTANCE_ID, old_member_id));
-    member.answer_sync(sync_error(FENCED_INSTANCE_ID));
+    member.answer_join(join_error(ErrorCode::FencedInstanceId, old_member_id));
+    member.answer_sync(sync_error(ErrorCode::FencedInstanceId));
     let selected = group.protocol_name.clone().unwrap_or_default();
     let subscription_changed = member.metadata_for(&selected)
         != params
@@ -1028,7 +1035,7 @@ fn prepare_rebalance(group: &mut Group, ctx: &Context<'_>) {
     if group.state == GroupState::CompletingRebalance {
         for member in group.members.values_mut() {
             member.assignment = Bytes::new();
-            member.answer_sync(sync_error(REBALANCE_IN_PROGRESS));
+            member.answer_sync(sync_error(ErrorCode::RebalanceInProgress));
         }
     }
     let rebalance_timeout = group.max_rebalance_timeout_ms();
@@ -1126,8 +1133,8 @@ fn remove_member(group: &mut Group, member_id: &str) {
     let Some(mut member) = group.members.remove(member_id) else {
         return;
     };
-    member.answer_join(join_error(UNKNOWN_MEMBER_ID, member_id));
-    member.answer_sync(sync_error(UNKNOWN_MEMBER_ID));
+    member.answer_join(join_error(ErrorCode::UnknownMemberId, member_id));
+    member.answer_sync(sync_error(ErrorCode::UnknownMemberId));
     if let Some(instance_id) = &member.group_instance_id {
         if group.static_members.get(instance_id).map(String::as_str) == Some(member_id) {
             group.static_members.remove(instance_id);
@@ -1324,10 +1331,10 @@ fn check_member(
     instance_id: Option<&str>,
     member_id: &str,
     generation_id: i32,
-) -> Result<(), i16> {
+) -> Result<(), ErrorCode> {
     group.validate_member(instance_id, member_id)?;
     if generation_id != group.generation_id {
-        return Err(ILLEGAL_GENERATION);
+        return Err(ErrorCode::IllegalGeneration);
     }
     Ok(())
 }
@@ -1336,7 +1343,7 @@ fn check_member(
 /// group state, so a member with a stale generation learns ILLEGAL_GENERATION even while the
 /// group rebalances. A commit without a generation (an admin or a consumer that assigns its own
 /// partitions) is accepted only while the group is empty.
-fn validate_commit(group: &Group, committer: &Committer<'_>) -> Result<(), i16> {
+fn validate_commit(group: &Group, committer: &Committer<'_>) -> Result<(), ErrorCode> {
     if committer.generation_id < 0 && group.state == GroupState::Empty {
         return Ok(());
     }
@@ -1346,22 +1353,22 @@ fn validate_commit(group: &Group, committer: &Committer<'_>) -> Result<(), i16> 
     {
         group.validate_member(committer.group_instance_id, committer.member_id)?;
         if committer.generation_id != group.generation_id {
-            return Err(ILLEGAL_GENERATION);
+            return Err(ErrorCode::IllegalGeneration);
         }
     } else {
         // No member, no generation, and the group has members: only they may commit.
-        return Err(UNKNOWN_MEMBER_ID);
+        return Err(ErrorCode::UnknownMemberId);
     }
     if group.state == GroupState::CompletingRebalance {
         // A current member that has its JoinGroup answer but not yet its assignment.
-        return Err(REBALANCE_IN_PROGRESS);
+        return Err(ErrorCode::RebalanceInProgress);
     }
     Ok(())
 }
 
-fn join_error(error_code: i16, member_id: &str) -> JoinGroupResponse {
+fn join_error(error: ErrorCode, member_id: &str) -> JoinGroupResponse {
     JoinGroupResponse {
-        error_code,
+        error_code: error.code(),
         generation_id: -1,
         protocol_type: None,
         protocol_name: None,
@@ -1373,7 +1380,7 @@ fn join_error(error_code: i16, member_id: &str) -> JoinGroupResponse {
 
 fn join_ok(group: &Group, member_id: &str, with_members: bool) -> JoinGroupResponse {
     JoinGroupResponse {
-        error_code: NONE,
+        error_code: ErrorCode::None.code(),
         generation_id: group.generation_id,
         protocol_type: group.protocol_type.clone(),
         protocol_name: group.protocol_name.clone(),
@@ -1388,9 +1395,9 @@ fn join_ok(group: &Group, member_id: &str, with_members: bool) -> JoinGroupRespo
     }
 }
 
-fn sync_error(error_code: i16) -> SyncGroupResponse {
+fn sync_error(error: ErrorCode) -> SyncGroupResponse {
     SyncGroupResponse {
-        error_code,
+        error_code: error.code(),
         protocol_type: None,
         protocol_name: None,
         ..Default::default()
@@ -1399,7 +1406,7 @@ fn sync_error(error_code: i16) -> SyncGroupResponse {
 
 fn sync_ok(group: &Group, assignment: Bytes) -> SyncGroupResponse {
     SyncGroupResponse {
-        error_code: NONE,
+        error_code: ErrorCode::None.code(),
         protocol_type: group.protocol_type.clone(),
         protocol_name: group.protocol_name.clone(),
         assignment,

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use strom_protocol::codec::{get_i16, get_i32, get_string};
 use strom_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
-use super::codes::{FENCED_INSTANCE_ID, UNKNOWN_MEMBER_ID};
 use super::records::{CommittedOffset, StoredGroup, StoredMember};
 
 /// The classic protocol's group states.
@@ -169,18 +169,22 @@ impl Group {
     /// from that static member's current member id (an instance id the group does not know:
     /// UNKNOWN_MEMBER_ID; another member id: the sender was replaced, FENCED_INSTANCE_ID), and
     /// the member id must belong to the group (UNKNOWN_MEMBER_ID).
-    pub fn validate_member(&self, instance_id: Option<&str>, member_id: &str) -> Result<(), i16> {
+    pub fn validate_member(
+        &self,
+        instance_id: Option<&str>,
+        member_id: &str,
+    ) -> Result<(), ErrorCode> {
         if let Some(instance_id) = instance_id {
             match self.static_members.get(instance_id) {
-                None => return Err(UNKNOWN_MEMBER_ID),
-                Some(current) if current != member_id => return Err(FENCED_INSTANCE_ID),
+                None => return Err(ErrorCode::UnknownMemberId),
+                Some(current) if current != member_id => return Err(ErrorCode::FencedInstanceId),
                 Some(_) => {}
             }
         }
         if self.members.contains_key(member_id) {
             Ok(())
         } else {
-            Err(UNKNOWN_MEMBER_ID)
+            Err(ErrorCode::UnknownMemberId)
         }
     }
 

@@ -10,8 +10,8 @@ use strom_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRe
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
 use strom_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 
-use super::codes::*;
 use super::coordinator::{ClientIdentity, Committer, GroupConfig, GroupCoordinator, Pending};
 use super::group::GroupState;
 use super::records::{CommittedOffset, OffsetsKey};
@@ -158,7 +158,7 @@ impl Harness {
     ) -> (String, Pending<JoinGroupResponse>) {
         let mut first = self.join(join_request("", None, protocols), now);
         let required = answered(&mut first).expect("first join answers at once");
-        assert_eq!(required.error_code, MEMBER_ID_REQUIRED);
+        assert_eq!(required.error_code, ErrorCode::MemberIdRequired.code());
         assert!(required.member_id.starts_with("client-"));
         let pending = self.join(join_request(&required.member_id, None, protocols), now);
         (required.member_id, pending)
@@ -228,7 +228,7 @@ fn two_members_rebalance_and_receive_their_assignments() {
     assert_eq!(h.state(), "PreparingRebalance");
     assert_eq!(
         h.coordinator.heartbeat("g", 1, &a, None, 200),
-        REBALANCE_IN_PROGRESS
+        ErrorCode::RebalanceInProgress
     );
 
     let mut a_join = h.join(join_request(&a, None, &range(&["t"])), 300);
@@ -251,14 +251,17 @@ fn two_members_rebalance_and_receive_their_assignments() {
     assert_eq!(answered(&mut a_sync).unwrap().assignment.as_ref(), b"p0");
     assert_eq!(answered(&mut b_sync).unwrap().assignment.as_ref(), b"p1");
     assert_eq!(h.state(), "Stable");
-    assert_eq!(h.coordinator.heartbeat("g", 2, &b, None, 600), NONE);
+    assert_eq!(
+        h.coordinator.heartbeat("g", 2, &b, None, 600),
+        ErrorCode::None
+    );
     assert_eq!(
         h.coordinator.heartbeat("g", 1, &b, None, 600),
-        ILLEGAL_GENERATION
+        ErrorCode::IllegalGeneration
     );
     assert_eq!(
         h.coordinator.heartbeat("g", 2, "nobody", None, 600),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId
     );
 }
 
@@ -272,7 +275,10 @@ fn expired_session_removes_the_member_and_rebalances() {
 
     // a keeps heartbeating, b goes silent.
     for now in (1_000..=10_000).step_by(1_000) {
-        assert_eq!(h.coordinator.heartbeat("g", 2, &a, None, now), NONE);
+        assert_eq!(
+            h.coordinator.heartbeat("g", 2, &a, None, now),
+            ErrorCode::None
+        );
         h.coordinator.tick(now, &h.log);
     }
     assert_eq!(
@@ -286,7 +292,7 @@ fn expired_session_removes_the_member_and_rebalances() {
     assert_eq!(response.members.len(), 1);
     assert_eq!(
         h.coordinator.heartbeat("g", 3, &b, None, 10_200),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId
     );
 }
 
@@ -299,7 +305,7 @@ fn member_that_does_not_rejoin_is_dropped_after_the_rebalance_timeout() {
     for now in (2_000..=30_000).step_by(2_000) {
         assert_eq!(
             h.coordinator.heartbeat("g", 1, &a, None, now),
-            REBALANCE_IN_PROGRESS
+            ErrorCode::RebalanceInProgress
         );
         h.coordinator.tick(now, &h.log);
     }
@@ -311,7 +317,7 @@ fn member_that_does_not_rejoin_is_dropped_after_the_rebalance_timeout() {
     assert_eq!(response.members.len(), 1, "a was removed");
     assert_eq!(
         h.coordinator.heartbeat("g", 2, &a, None, 40_000),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId
     );
 }
 
@@ -345,13 +351,13 @@ fn join_checks_session_timeout_and_protocols() {
     let mut pending = h.join(request, 0);
     assert_eq!(
         answered(&mut pending).unwrap().error_code,
-        INVALID_SESSION_TIMEOUT
+        ErrorCode::InvalidSessionTimeout.code()
     );
 
     let mut pending = h.join(join_request("unknown", None, &range(&["t"])), 0);
     assert_eq!(
         answered(&mut pending).unwrap().error_code,
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId.code()
     );
 
     h.stable_single(0);
@@ -361,7 +367,7 @@ fn join_checks_session_timeout_and_protocols() {
     );
     assert_eq!(
         answered(&mut other).unwrap().error_code,
-        INCONSISTENT_GROUP_PROTOCOL
+        ErrorCode::InconsistentGroupProtocol.code()
     );
 }
 
@@ -376,7 +382,7 @@ fn old_clients_join_without_member_id_round_trip() {
         &h.log,
     );
     let response = answered(&mut pending).expect("alone in the group");
-    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.error_code, ErrorCode::None.code());
     assert!(response.member_id.starts_with("old-"));
 }
 
@@ -417,7 +423,7 @@ fn long_protocol_lists_are_matched_without_comparing_every_pair() {
     let mut refused = h.join(join_request("", None, &unrelated), 0);
     assert_eq!(
         answered(&mut refused).unwrap().error_code,
-        INCONSISTENT_GROUP_PROTOCOL
+        ErrorCode::InconsistentGroupProtocol.code()
     );
     // One name in common, listed twice, is enough.
     let (_b, _b_join) = h.join_new(
@@ -443,7 +449,7 @@ fn static_member_restart_gets_its_assignment_back_without_rebalance() {
     // The process restarts: same instance id, no member id.
     let mut rejoin = h.join(join_request("", Some("instance-1"), &protocols), 5_000);
     let response = answered(&mut rejoin).expect("answered at once, no rebalance");
-    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.error_code, ErrorCode::None.code());
     assert_eq!(response.generation_id, 1, "same generation");
     assert_ne!(response.member_id, old_id);
     assert!(
@@ -456,7 +462,7 @@ fn static_member_restart_gets_its_assignment_back_without_rebalance() {
     assert_eq!(
         h.coordinator
             .heartbeat("g", 1, &old_id, Some("instance-1"), 5_100),
-        FENCED_INSTANCE_ID
+        ErrorCode::FencedInstanceId
     );
 
     // Leaving by instance id removes it.
@@ -466,7 +472,7 @@ fn static_member_restart_gets_its_assignment_back_without_rebalance() {
         6_000,
         &h.log,
     );
-    assert_eq!((top, errors), (NONE, vec![NONE]));
+    assert_eq!((top, errors), (ErrorCode::None, vec![ErrorCode::None]));
     assert_eq!(h.state(), "Empty");
 }
 
@@ -483,8 +489,8 @@ fn leave_group_rebalances_the_rest() {
         100,
         &h.log,
     );
-    assert_eq!(top, NONE);
-    assert_eq!(errors, vec![NONE, UNKNOWN_MEMBER_ID]);
+    assert_eq!(top, ErrorCode::None);
+    assert_eq!(errors, vec![ErrorCode::None, ErrorCode::UnknownMemberId]);
     assert_eq!(h.state(), "PreparingRebalance");
     let mut b_join = h.join(join_request(&b, None, &range(&["t"])), 200);
     let response = answered(&mut b_join).expect("b is the only member");
@@ -512,10 +518,14 @@ fn commits_are_checked_against_membership_and_generation() {
     };
     assert_eq!(
         commit(5, "m", 1),
-        ILLEGAL_GENERATION,
+        ErrorCode::IllegalGeneration,
         "unknown group, generation given"
     );
-    assert_eq!(commit(-1, "", 7), NONE, "simple commit to an empty group");
+    assert_eq!(
+        commit(-1, "", 7),
+        ErrorCode::None,
+        "simple commit to an empty group"
+    );
     let fetched = h
         .coordinator
         .fetch_offsets("g", Some(vec![("t".into(), vec![0, 1])]));
@@ -523,12 +533,12 @@ fn commits_are_checked_against_membership_and_generation() {
     assert_eq!(fetched[0].1[1], (1, None));
 
     let member = h.stable_single(0);
-    assert_eq!(commit(1, &member, 9), NONE);
-    assert_eq!(commit(2, &member, 10), ILLEGAL_GENERATION);
-    assert_eq!(commit(1, "stranger", 10), UNKNOWN_MEMBER_ID);
+    assert_eq!(commit(1, &member, 9), ErrorCode::None);
+    assert_eq!(commit(2, &member, 10), ErrorCode::IllegalGeneration);
+    assert_eq!(commit(1, "stranger", 10), ErrorCode::UnknownMemberId);
     assert_eq!(
         commit(-1, "", 10),
-        UNKNOWN_MEMBER_ID,
+        ErrorCode::UnknownMemberId,
         "simple commits need an empty group"
     );
     let all = h.coordinator.fetch_offsets("g", None);
@@ -554,27 +564,30 @@ fn commits_check_member_and_generation_before_the_rebalance_state() {
             &h.log,
         )
     };
-    assert_eq!(commit(committer(3, "m"), 9), GROUP_ID_NOT_FOUND);
-    assert_eq!(commit(committer(3, "m"), 8), ILLEGAL_GENERATION);
+    assert_eq!(commit(committer(3, "m"), 9), ErrorCode::GroupIdNotFound);
+    assert_eq!(commit(committer(3, "m"), 8), ErrorCode::IllegalGeneration);
 
     let (a, b) = h.joined_pair();
     assert_eq!(h.state(), "CompletingRebalance");
-    assert_eq!(commit(committer(1, &a), 8), ILLEGAL_GENERATION);
-    assert_eq!(commit(committer(2, "stranger"), 8), UNKNOWN_MEMBER_ID);
-    assert_eq!(commit(committer(-1, ""), 8), UNKNOWN_MEMBER_ID);
-    assert_eq!(commit(committer(2, &a), 8), REBALANCE_IN_PROGRESS);
+    assert_eq!(commit(committer(1, &a), 8), ErrorCode::IllegalGeneration);
+    assert_eq!(
+        commit(committer(2, "stranger"), 8),
+        ErrorCode::UnknownMemberId
+    );
+    assert_eq!(commit(committer(-1, ""), 8), ErrorCode::UnknownMemberId);
+    assert_eq!(commit(committer(2, &a), 8), ErrorCode::RebalanceInProgress);
 
     h.sync(&a, 2, &[], 0);
     h.sync(&b, 2, &[], 0);
-    assert_eq!(commit(committer(2, &b), 8), NONE);
+    assert_eq!(commit(committer(2, &b), 8), ErrorCode::None);
     let (_c, _c_join) = h.join_new(&range(&["t"]), 0);
     assert_eq!(h.state(), "PreparingRebalance");
     assert_eq!(
         commit(committer(2, &b), 8),
-        NONE,
+        ErrorCode::None,
         "the current generation may commit while the group prepares a rebalance"
     );
-    assert_eq!(commit(committer(1, &b), 8), ILLEGAL_GENERATION);
+    assert_eq!(commit(committer(1, &b), 8), ErrorCode::IllegalGeneration);
 }
 
 /// An instance id the group does not know is an unknown member for every API, even when the
@@ -586,7 +599,7 @@ fn unknown_instance_id_is_an_unknown_member_everywhere() {
     let ghost = Some("ghost");
     assert_eq!(
         h.coordinator.heartbeat("g", 1, &member, ghost, 0),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId
     );
     let committed = h.coordinator.commit_offsets(
         &Committer {
@@ -598,7 +611,7 @@ fn unknown_instance_id_is_an_unknown_member_everywhere() {
         0,
         &h.log,
     );
-    assert_eq!(committed, UNKNOWN_MEMBER_ID);
+    assert_eq!(committed, ErrorCode::UnknownMemberId);
     let mut sync = h.coordinator.sync(
         SyncGroupRequest {
             group_id: "g".into(),
@@ -610,15 +623,27 @@ fn unknown_instance_id_is_an_unknown_member_everywhere() {
         0,
         &h.log,
     );
-    assert_eq!(answered(&mut sync).unwrap().error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        answered(&mut sync).unwrap().error_code,
+        ErrorCode::UnknownMemberId.code()
+    );
     let mut join = h.join(join_request(&member, ghost, &range(&["t"])), 0);
-    assert_eq!(answered(&mut join).unwrap().error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        answered(&mut join).unwrap().error_code,
+        ErrorCode::UnknownMemberId.code()
+    );
     let (top, errors) =
         h.coordinator
             .leave("g", &[(member.clone(), ghost.map(String::from))], 0, &h.log);
-    assert_eq!((top, errors), (NONE, vec![UNKNOWN_MEMBER_ID]));
+    assert_eq!(
+        (top, errors),
+        (ErrorCode::None, vec![ErrorCode::UnknownMemberId])
+    );
     assert_eq!(h.state(), "Stable", "nothing changed");
-    assert_eq!(h.coordinator.heartbeat("g", 1, &member, None, 0), NONE);
+    assert_eq!(
+        h.coordinator.heartbeat("g", 1, &member, None, 0),
+        ErrorCode::None
+    );
 }
 
 /// SyncGroup, Heartbeat and LeaveGroup refuse an empty group id as Kafka does, rather than
@@ -628,12 +653,15 @@ fn empty_group_id_is_invalid() {
     let h = Harness::new(0);
     assert_eq!(
         h.coordinator.heartbeat("", 1, "m", None, 0),
-        INVALID_GROUP_ID
+        ErrorCode::InvalidGroupId
     );
     let mut sync = h.coordinator.sync(SyncGroupRequest::default(), 0, &h.log);
-    assert_eq!(answered(&mut sync).unwrap().error_code, INVALID_GROUP_ID);
+    assert_eq!(
+        answered(&mut sync).unwrap().error_code,
+        ErrorCode::InvalidGroupId.code()
+    );
     let (top, errors) = h.coordinator.leave("", &[("m".into(), None)], 0, &h.log);
-    assert_eq!((top, errors), (INVALID_GROUP_ID, Vec::new()));
+    assert_eq!((top, errors), (ErrorCode::InvalidGroupId, Vec::new()));
 }
 
 /// As in Kafka 4.0, members of a group that is not Stable are described with their current
@@ -675,11 +703,14 @@ fn offsets_and_groups_survive_a_reload() {
         0,
         &h.log,
     );
-    assert_eq!(result, NONE);
+    assert_eq!(result, ErrorCode::None);
     let deleted = h
         .coordinator
         .delete_offsets("g", &[("u".into(), 0), ("t".into(), 2)], 0, &h.log);
-    assert_eq!(deleted, Ok(vec![NONE, GROUP_SUBSCRIBED_TO_TOPIC]));
+    assert_eq!(
+        deleted,
+        Ok(vec![ErrorCode::None, ErrorCode::GroupSubscribedToTopic])
+    );
 
     let reloaded = GroupCoordinator::new(config(0));
     reloaded.load(h.log.replay(), 1_000);
@@ -693,7 +724,7 @@ fn offsets_and_groups_survive_a_reload() {
     assert_eq!(described.members[0].member_assignment.as_ref(), b"all");
     assert_eq!(
         reloaded.heartbeat("g", 1, &member, None, 1_500),
-        NONE,
+        ErrorCode::None,
         "members carry on after a restart"
     );
 
@@ -714,13 +745,13 @@ fn delete_groups_only_removes_empty_groups() {
     let names = vec!["g".to_string(), "nope".to_string()];
     assert_eq!(
         h.coordinator.delete_groups(&names, 0, &h.log),
-        vec![NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND]
+        vec![ErrorCode::NonEmptyGroup, ErrorCode::GroupIdNotFound]
     );
     h.coordinator.leave("g", &[(member, None)], 0, &h.log);
     assert_eq!(h.state(), "Empty");
     assert_eq!(
         h.coordinator.delete_groups(&names[..1], 0, &h.log),
-        vec![NONE]
+        vec![ErrorCode::None]
     );
     assert_eq!(h.state(), "Dead");
     assert!(h.coordinator.list_groups().is_empty());
@@ -748,7 +779,7 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
         1_000,
         &h.log,
     );
-    assert_eq!(result, NONE);
+    assert_eq!(result, ErrorCode::None);
     h.coordinator.tick(1_000, &h.log);
     assert_eq!(h.coordinator.list_groups().len(), 1);
     // Retention is 60 s and checked at most once a minute.
@@ -768,14 +799,20 @@ fn member_that_never_syncs_is_removed() {
     assert_eq!(h.state(), "Stable");
     // Both keep heartbeating, but b never syncs.
     for now in (2_000..=30_000).step_by(2_000) {
-        assert_eq!(h.coordinator.heartbeat("g", 2, &a, None, now), NONE);
-        assert_eq!(h.coordinator.heartbeat("g", 2, &b, None, now), NONE);
+        assert_eq!(
+            h.coordinator.heartbeat("g", 2, &a, None, now),
+            ErrorCode::None
+        );
+        assert_eq!(
+            h.coordinator.heartbeat("g", 2, &b, None, now),
+            ErrorCode::None
+        );
         h.coordinator.tick(now, &h.log);
     }
     assert_eq!(h.state(), "PreparingRebalance");
     assert_eq!(
         h.coordinator.heartbeat("g", 2, &b, None, 31_000),
-        UNKNOWN_MEMBER_ID
+        ErrorCode::UnknownMemberId
     );
     assert_eq!(GroupState::Stable.name(), "Stable");
 }
@@ -800,8 +837,11 @@ fn stable_groups_lose_only_offsets_of_topics_nobody_subscribes_to() {
         0,
         &h.log,
     );
-    assert_eq!(result, NONE);
-    assert_eq!(h.coordinator.heartbeat("g", 1, &member, None, 60_000), NONE);
+    assert_eq!(result, ErrorCode::None);
+    assert_eq!(
+        h.coordinator.heartbeat("g", 1, &member, None, 60_000),
+        ErrorCode::None
+    );
     h.coordinator.tick(60_000, &h.log);
     assert_eq!(h.state(), "Stable");
     let left = h.coordinator.fetch_offsets("g", None);
@@ -827,7 +867,7 @@ fn offsets_of_deleted_topics_are_removed_from_every_group() {
         1_000,
         &h.log,
     );
-    assert_eq!(result, NONE);
+    assert_eq!(result, ErrorCode::None);
     h.coordinator
         .remove_topic_offsets(&["doomed".to_string()], 2_000, &h.log);
     let remaining = h.coordinator.fetch_offsets("g", None);
@@ -979,13 +1019,13 @@ fn a_slow_commit_does_not_hold_up_other_groups() {
         release_gated_append.send(()).unwrap();
         let (joined, synced, heartbeat, commit, fetched, state) =
             others.expect("the other group is served while g's commit waits for the log");
-        assert_eq!(joined, NONE);
-        assert_eq!(synced, Some(NONE));
-        assert_eq!(heartbeat, NONE);
-        assert_eq!(commit, NONE);
+        assert_eq!(joined, ErrorCode::None.code());
+        assert_eq!(synced, Some(ErrorCode::None.code()));
+        assert_eq!(heartbeat, ErrorCode::None);
+        assert_eq!(commit, ErrorCode::None);
         assert_eq!(fetched, vec![("t".into(), vec![(0, Some(offset_one()))])]);
         assert_eq!(state, "Stable");
-        assert_eq!(slow_commit.join().unwrap(), NONE);
+        assert_eq!(slow_commit.join().unwrap(), ErrorCode::None);
     });
     assert_eq!(
         coordinator.fetch_offsets("g", None),
@@ -1008,7 +1048,7 @@ fn a_join_that_waited_for_a_deleted_group_joins_a_new_one() {
         0,
         &log.memory,
     );
-    assert_eq!(committed, NONE);
+    assert_eq!(committed, ErrorCode::None);
     std::thread::scope(|scope| {
         let delete = scope.spawn(|| coordinator.delete_groups(&["g".to_string()], 0, &log));
         gated_append_waits
@@ -1022,9 +1062,9 @@ fn a_join_that_waited_for_a_deleted_group_joins_a_new_one() {
             std::thread::yield_now();
         }
         release_gated_append.send(()).unwrap();
-        assert_eq!(delete.join().unwrap(), vec![NONE]);
+        assert_eq!(delete.join().unwrap(), vec![ErrorCode::None]);
         let joined = join.join().unwrap();
-        assert_eq!(joined.error_code, NONE);
+        assert_eq!(joined.error_code, ErrorCode::None.code());
         assert_eq!(joined.generation_id, 1, "a new group's first generation");
     });
     assert_eq!(

@@ -92,7 +92,10 @@ mod tests {
             validate_only: false,
         };
         let response = handle(&broker, request, 2).await;
-        assert_eq!(response.responses[0].error_code, 0);
+        assert_eq!(
+            response.responses[0].error_code,
+            strom_protocol::ErrorCode::None.code()
+        );
         let image = broker.image();
         let overrides: Vec<(&str, &str)> = image
             .topic("t")

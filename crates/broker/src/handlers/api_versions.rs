@@ -5,6 +5,7 @@
 
 use strom_protocol::messages::api_versions_request::ApiVersionsRequest;
 use strom_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use strom_protocol::ErrorCode;
 
 use super::served_apis;
 
@@ -21,7 +22,7 @@ pub fn supported_api_keys() -> Vec<ApiVersion> {
 
 pub fn handle(_request: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
     ApiVersionsResponse {
-        error_code: 0,
+        error_code: ErrorCode::None.code(),
         api_keys: supported_api_keys(),
         ..Default::default()
     }

@@ -5,7 +5,6 @@
 //! per new partition, each of registered brokers (INVALID_REPLICA_ASSIGNMENT otherwise); the
 //! replicas themselves are placed by the metadata store, as for automatic assignment.
 
-use strom_metadata::error::codes;
 use strom_metadata::MetadataError;
 use strom_protocol::messages::create_partitions_request::{
     CreatePartitionsRequest, CreatePartitionsTopic,
@@ -13,11 +12,9 @@ use strom_protocol::messages::create_partitions_request::{
 use strom_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
 };
+use strom_protocol::ErrorCode;
 
-use super::create_topics::{
-    check_replica_list, count_occurrences, INVALID_REPLICA_ASSIGNMENT, MAX_PARTITIONS_PER_BATCH,
-    POLICY_VIOLATION,
-};
+use super::create_topics::{check_replica_list, count_occurrences, MAX_PARTITIONS_PER_BATCH};
 use crate::state::Broker;
 
 /// The partitions a request would add to existing topics, counted once per topic name.
@@ -51,8 +48,8 @@ fn check_assignments(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<(
         return Ok(());
     };
     if added > 0 && assignments.len() != added {
-        return Err(MetadataError::new(
-            INVALID_REPLICA_ASSIGNMENT,
+        return Err(MetadataError::of(
+            ErrorCode::InvalidReplicaAssignment,
             format!(
                 "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
                 assignments.len()
@@ -77,7 +74,7 @@ pub async fn handle(
             .into_iter()
             .map(|topic| CreatePartitionsTopicResult {
                 name: topic.name,
-                error_code: POLICY_VIOLATION,
+                error_code: ErrorCode::PolicyViolation.code(),
                 error_message: Some("Unable to perform excessively large batch operation.".into()),
             })
             .collect();
@@ -90,8 +87,8 @@ pub async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let outcome = if occurrences[topic.name.as_str()] > 1 {
-            Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 "Duplicate topic name.",
             ))
         } else {
@@ -106,7 +103,7 @@ pub async fn handle(
             }
         };
         let (error_code, error_message) = match outcome {
-            Ok(()) => (0, None),
+            Ok(()) => (ErrorCode::None.code(), None),
             Err(error) => (error.code, Some(error.message)),
         };
         results.push(CreatePartitionsTopicResult {
@@ -133,7 +130,7 @@ mod tests {
         broker: &Broker,
         topics: &[(&str, i32, Option<usize>)],
         validate_only: bool,
-    ) -> Vec<i16> {
+    ) -> Vec<ErrorCode> {
         let request = CreatePartitionsRequest {
             topics: topics
                 .iter()
@@ -157,7 +154,7 @@ mod tests {
             .await
             .results
             .iter()
-            .map(|r| r.error_code)
+            .map(|r| ErrorCode::from_code(r.error_code).expect("a Kafka error code"))
             .collect()
     }
 
@@ -166,30 +163,48 @@ mod tests {
         let (_dir, broker) = test_broker().await;
         create(&broker, &[("t", 1, &[])], false).await;
         let partitions = |broker: &Broker| broker.image().topic("t").map(|t| t.partitions.len());
-        assert_eq!(grow(&broker, &[("t", 3, None)], true).await, [0]);
+        assert_eq!(
+            grow(&broker, &[("t", 3, None)], true).await,
+            [ErrorCode::None]
+        );
         assert_eq!(partitions(&broker), Some(1));
-        assert_eq!(grow(&broker, &[("t", 3, None)], false).await, [0]);
+        assert_eq!(
+            grow(&broker, &[("t", 3, None)], false).await,
+            [ErrorCode::None]
+        );
         assert_eq!(partitions(&broker), Some(3));
         assert!(broker.partitions.get("t", 2).is_some());
         assert_eq!(
             grow(&broker, &[("t", 2, None), ("x", 2, None)], false).await,
-            [37, 3]
+            [
+                ErrorCode::InvalidPartitions,
+                ErrorCode::UnknownTopicOrPartition
+            ]
         );
-        assert_eq!(grow(&broker, &[("t", 3, None)], false).await, [37]);
+        assert_eq!(
+            grow(&broker, &[("t", 3, None)], false).await,
+            [ErrorCode::InvalidPartitions]
+        );
         assert_eq!(
             grow(&broker, &[("t", 5, Some(1))], false).await,
-            [INVALID_REPLICA_ASSIGNMENT]
+            [ErrorCode::InvalidReplicaAssignment]
         );
-        assert_eq!(grow(&broker, &[("t", 5, Some(2))], false).await, [0]);
+        assert_eq!(
+            grow(&broker, &[("t", 5, Some(2))], false).await,
+            [ErrorCode::None]
+        );
         assert_eq!(
             grow(&broker, &[("t", 6, None), ("t", 7, None)], false).await,
-            [42, 42]
+            [ErrorCode::InvalidRequest, ErrorCode::InvalidRequest]
         );
         assert_eq!(partitions(&broker), Some(5));
-        assert_eq!(grow(&broker, &[("t", i32::MAX, None)], false).await, [44]);
+        assert_eq!(
+            grow(&broker, &[("t", i32::MAX, None)], false).await,
+            [ErrorCode::PolicyViolation]
+        );
         assert_eq!(
             grow(&broker, &[("t", 6_000, None), ("t", 6_000, None)], false).await,
-            [42, 42]
+            [ErrorCode::InvalidRequest, ErrorCode::InvalidRequest]
         );
         assert_eq!(partitions(&broker), Some(5));
     }

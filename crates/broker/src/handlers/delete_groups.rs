@@ -8,8 +8,8 @@ use strom_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use strom_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
 };
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
@@ -25,15 +25,15 @@ pub async fn handle(
             .delete_groups(&group_ids, now_ms(), &OffsetsTopic::new(broker))
     })
     .await
-    .unwrap_or_else(|| vec![COORDINATOR_NOT_AVAILABLE; request.groups_names.len()]);
+    .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; request.groups_names.len()]);
     DeleteGroupsResponse {
         results: request
             .groups_names
             .into_iter()
             .zip(errors)
-            .map(|(group_id, error_code)| DeletableGroupResult {
+            .map(|(group_id, error)| DeletableGroupResult {
                 group_id,
-                error_code,
+                error_code: error.code(),
             })
             .collect(),
         ..Default::default()

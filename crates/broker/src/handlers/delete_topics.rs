@@ -7,19 +7,17 @@
 //! unknown id UNKNOWN_TOPIC_ID, and with `delete.topic.enable=false` every topic fails with
 //! TOPIC_DELETION_DISABLED (INVALID_REQUEST before v3).
 
-use strom_metadata::error::codes;
 use strom_metadata::MetadataError;
 use strom_protocol::codec::Uuid;
 use strom_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use strom_protocol::messages::delete_topics_response::{
     DeletableTopicResult, DeleteTopicsResponse,
 };
+use strom_protocol::ErrorCode;
 
 use super::create_topics::count_occurrences;
 use crate::state::Broker;
 
-const UNKNOWN_TOPIC_ID: i16 = 100;
-const TOPIC_DELETION_DISABLED: i16 = 73;
 const ZERO_UUID: Uuid = [0; 16];
 
 /// What one request entry names.
@@ -55,17 +53,20 @@ async fn delete(broker: &Broker, target: &Target) -> Result<(String, Uuid), Meta
             .topic_by_id(id)
             .map(|topic| topic.name.clone())
             .ok_or_else(|| {
-                MetadataError::new(UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
+                MetadataError::of(
+                    ErrorCode::UnknownTopicId,
+                    "This server does not host this topic ID.",
+                )
             })?,
         Target::Ambiguous(Some(_), _) => {
-            return Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 "You may not specify both topic name and topic id.",
             ))
         }
         Target::Ambiguous(None, _) => {
-            return Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            return Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 "Neither topic name nor id were specified.",
             ))
         }
@@ -84,20 +85,20 @@ pub async fn handle(
     let mut responses = Vec::with_capacity(targets.len());
     for target in &targets {
         let outcome = if !broker.config.delete_topic_enable {
-            let code = if version < 3 {
-                codes::INVALID_REQUEST
+            let error = if version < 3 {
+                ErrorCode::InvalidRequest
             } else {
-                TOPIC_DELETION_DISABLED
+                ErrorCode::TopicDeletionDisabled
             };
-            Err(MetadataError::new(code, "Topic deletion is disabled."))
+            Err(MetadataError::of(error, "Topic deletion is disabled."))
         } else if occurrences[target] > 1 {
             let what = if matches!(target, Target::Id(_)) {
                 "id"
             } else {
                 "name"
             };
-            Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+            Err(MetadataError::of(
+                ErrorCode::InvalidRequest,
                 format!("Duplicate topic {what}."),
             ))
         } else {
@@ -112,7 +113,7 @@ pub async fn handle(
             Ok((name, topic_id)) => DeletableTopicResult {
                 name: Some(name),
                 topic_id,
-                error_code: 0,
+                error_code: ErrorCode::None.code(),
                 error_message: None,
             },
             Err(error) => DeletableTopicResult {
@@ -154,7 +155,13 @@ mod tests {
             .iter()
             .map(|r| r.error_code)
             .collect();
-        assert_eq!(codes, [0, codes::UNKNOWN_TOPIC_OR_PARTITION]);
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::None.code(),
+                ErrorCode::UnknownTopicOrPartition.code()
+            ]
+        );
         assert!(broker.image().topic("a").is_none());
         assert!(broker.partitions.get("a", 0).is_none());
 
@@ -174,12 +181,12 @@ mod tests {
         let responses = handle(&broker, by_id, 6).await.responses;
         assert_eq!(
             (responses[0].error_code, responses[0].name.as_deref()),
-            (0, Some("b"))
+            (ErrorCode::None.code(), Some("b"))
         );
         assert_eq!(responses[0].topic_id, b_id);
         assert_eq!(
             (responses[1].error_code, responses[1].name.as_deref()),
-            (UNKNOWN_TOPIC_ID, None)
+            (ErrorCode::UnknownTopicId.code(), None)
         );
         assert!(broker
             .image()

@@ -9,13 +9,13 @@ use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use strom_protocol::messages::describe_cluster_response::{
     DescribeClusterBroker, DescribeClusterResponse,
 };
+use strom_protocol::ErrorCode;
 
 use super::authorized_operations;
 use crate::state::Broker;
 
 /// `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
-const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 
 pub fn handle(
     broker: &Broker,
@@ -25,7 +25,7 @@ pub fn handle(
     let image = broker.image();
     let mut response = DescribeClusterResponse {
         throttle_time_ms: 0,
-        error_code: 0,
+        error_code: ErrorCode::None.code(),
         error_message: None,
         endpoint_type: ENDPOINT_TYPE_BROKER,
         cluster_id: image.cluster_id.clone(),
@@ -39,7 +39,7 @@ pub fn handle(
         } else {
             "UNKNOWN"
         };
-        response.error_code = MISMATCHED_ENDPOINT_TYPE;
+        response.error_code = ErrorCode::MismatchedEndpointType.code();
         response.error_message = Some(format!(
             "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type {wanted}"
         ));
@@ -74,7 +74,7 @@ mod tests {
             endpoint_type: 1,
         };
         let response = handle(&broker, request.clone(), 1);
-        assert_eq!(response.error_code, 0);
+        assert_eq!(response.error_code, ErrorCode::None.code());
         assert_eq!(response.controller_id, broker.node_id);
         assert_eq!(response.cluster_id, broker.image().cluster_id);
         assert_eq!(response.cluster_authorized_operations, i32::MIN);
@@ -99,7 +99,7 @@ mod tests {
         };
         assert_eq!(
             handle(&broker, controllers, 1).error_code,
-            MISMATCHED_ENDPOINT_TYPE
+            ErrorCode::MismatchedEndpointType.code()
         );
     }
 }

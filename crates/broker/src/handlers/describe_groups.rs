@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use strom_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use strom_protocol::messages::describe_groups_response::{DescribeGroupsResponse, DescribedGroup};
+use strom_protocol::ErrorCode;
 
 use super::authorized_operations;
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::on_blocking_pool;
 use crate::state::Broker;
 
@@ -36,7 +36,7 @@ pub async fn handle(
             .groups
             .into_iter()
             .map(|group_id| DescribedGroup {
-                error_code: COORDINATOR_NOT_AVAILABLE,
+                error_code: ErrorCode::CoordinatorNotAvailable.code(),
                 group_id,
                 ..Default::default()
             })

@@ -6,15 +6,14 @@
 
 use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use strom_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use strom_protocol::ErrorCode;
 
 use crate::groups::store::ensure_offsets_topic;
 use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
 
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const INVALID_REQUEST: i16 = 42;
 /// The answer to a transaction coordinator lookup while transactions do not exist:
-/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53). A retriable error (COORDINATOR_NOT_AVAILABLE)
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED. A retriable error (COORDINATOR_NOT_AVAILABLE)
 /// makes clients retry until their timeout. Among the non-retriable ones this is the only error
 /// that both main clients treat as fatal right away: librdkafka (`txnmgr`) raises a fatal error
 /// at FindCoordinator only for it and CLUSTER_AUTHORIZATION_FAILED and retries every other code
@@ -22,7 +21,7 @@ const INVALID_REQUEST: i16 = 42;
 /// producer fails fatally on it too. InitProducerId and Produce refuse transactional ids with the
 /// same code, so a client sees one consistent error whichever request comes first; the message
 /// says why.
-const TRANSACTIONS_UNSUPPORTED: i16 = 53;
+const TRANSACTIONS_UNSUPPORTED: ErrorCode = ErrorCode::TransactionalIdAuthorizationFailed;
 const TRANSACTIONS_UNSUPPORTED_MESSAGE: &str = "transactions are not supported by this broker";
 const GROUP_KEY_TYPE: i8 = 0;
 const TRANSACTION_KEY_TYPE: i8 = 1;
@@ -56,18 +55,18 @@ pub async fn handle(
 }
 
 async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
-    let failed = |key: String, error_code: i16, message: &str| Coordinator {
+    let failed = |key: String, error: ErrorCode, message: &str| Coordinator {
         key,
         node_id: -1,
         host: String::new(),
         port: -1,
-        error_code,
+        error_code: error.code(),
         error_message: Some(message.to_string()),
     };
     if key_type == GROUP_KEY_TYPE && !offsets_topic_ready(broker).await {
         return failed(
             key,
-            COORDINATOR_NOT_AVAILABLE,
+            ErrorCode::CoordinatorNotAvailable,
             "the offsets topic cannot be created yet",
         );
     }
@@ -77,7 +76,7 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
             node_id: broker.node_id,
             host: broker.advertised_host.clone(),
             port: i32::from(broker.advertised_port),
-            error_code: 0,
+            error_code: ErrorCode::None.code(),
             error_message: None,
         },
         TRANSACTION_KEY_TYPE => failed(
@@ -85,7 +84,11 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
             TRANSACTIONS_UNSUPPORTED,
             TRANSACTIONS_UNSUPPORTED_MESSAGE,
         ),
-        _ => failed(key, INVALID_REQUEST, "unknown coordinator key type"),
+        _ => failed(
+            key,
+            ErrorCode::InvalidRequest,
+            "unknown coordinator key type",
+        ),
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
 use strom_protocol::messages::heartbeat_response::HeartbeatResponse;
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::on_blocking_pool;
 use crate::state::{now_ms, Broker};
 
@@ -16,7 +16,7 @@ pub async fn handle(
     request: HeartbeatRequest,
     _version: i16,
 ) -> HeartbeatResponse {
-    let error_code = on_blocking_pool(broker, move |broker| {
+    let error = on_blocking_pool(broker, move |broker| {
         broker.groups.heartbeat(
             &request.group_id,
             request.generation_id,
@@ -26,9 +26,9 @@ pub async fn handle(
         )
     })
     .await
-    .unwrap_or(COORDINATOR_NOT_AVAILABLE);
+    .unwrap_or(ErrorCode::CoordinatorNotAvailable);
     HeartbeatResponse {
-        error_code,
+        error_code: error.code(),
         ..Default::default()
     }
 }

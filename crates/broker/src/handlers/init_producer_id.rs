@@ -7,18 +7,16 @@
 
 use strom_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use strom_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use strom_protocol::ErrorCode;
 
 use crate::state::Broker;
-
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
 
 pub async fn handle(
     broker: &Broker,
     request: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
-    let refuse = |error_code| InitProducerIdResponse {
+    let refuse = |error_code: i16| InitProducerIdResponse {
         error_code,
         producer_id: -1,
         producer_epoch: -1,
@@ -26,11 +24,11 @@ pub async fn handle(
     };
     if request.transactional_id.is_some() {
         tracing::warn!("transactional producers are not supported yet");
-        return refuse(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        return refuse(ErrorCode::TransactionalIdAuthorizationFailed.code());
     }
     if request.producer_id >= 0 && request.producer_epoch >= 0 {
         if request.producer_epoch == i16::MAX {
-            return refuse(INVALID_PRODUCER_EPOCH);
+            return refuse(ErrorCode::InvalidProducerEpoch.code());
         }
         return InitProducerIdResponse {
             producer_id: request.producer_id,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use strom_protocol::messages::join_group_request::JoinGroupRequest;
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, ClientIdentity, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
@@ -19,7 +19,7 @@ pub async fn handle(
 ) -> JoinGroupResponse {
     let member_id = request.member_id.clone();
     let unavailable = || JoinGroupResponse {
-        error_code: COORDINATOR_NOT_AVAILABLE,
+        error_code: ErrorCode::CoordinatorNotAvailable.code(),
         generation_id: -1,
         member_id,
         protocol_name: None,

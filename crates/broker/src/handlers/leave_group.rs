@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use strom_protocol::messages::leave_group_request::LeaveGroupRequest;
 use strom_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
@@ -29,37 +29,36 @@ pub async fn handle(
         vec![(request.member_id, None)]
     };
     let group_id = request.group_id;
-    let (error_code, member_errors, leaving) = on_blocking_pool(broker, move |broker| {
-        let (error_code, member_errors) =
+    let (error, member_errors, leaving) = on_blocking_pool(broker, move |broker| {
+        let (error, member_errors) =
             broker
                 .groups
                 .leave(&group_id, &leaving, now_ms(), &OffsetsTopic::new(broker));
-        (error_code, member_errors, leaving)
+        (error, member_errors, leaving)
     })
     .await
-    .unwrap_or((COORDINATOR_NOT_AVAILABLE, Vec::new(), Vec::new()));
+    .unwrap_or((ErrorCode::CoordinatorNotAvailable, Vec::new(), Vec::new()));
     if version < FIRST_BATCHED_VERSION {
+        // The one member's error, unless the whole request failed.
+        let error = match error {
+            ErrorCode::None => member_errors.first().copied().unwrap_or(ErrorCode::None),
+            error => error,
+        };
         return LeaveGroupResponse {
-            error_code: if error_code != 0 {
-                error_code
-            } else {
-                member_errors.first().copied().unwrap_or(0)
-            },
+            error_code: error.code(),
             ..Default::default()
         };
     }
     LeaveGroupResponse {
-        error_code,
+        error_code: error.code(),
         members: leaving
             .into_iter()
             .zip(member_errors)
-            .map(
-                |((member_id, group_instance_id), error_code)| MemberResponse {
-                    member_id,
-                    group_instance_id,
-                    error_code,
-                },
-            )
+            .map(|((member_id, group_instance_id), error)| MemberResponse {
+                member_id,
+                group_instance_id,
+                error_code: error.code(),
+            })
             .collect(),
         ..Default::default()
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use strom_protocol::messages::list_groups_request::ListGroupsRequest;
 use strom_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::on_blocking_pool;
 use crate::state::Broker;
 
@@ -25,7 +25,7 @@ pub async fn handle(
         let Some(listed) = on_blocking_pool(broker, |broker| broker.groups.list_groups()).await
         else {
             return ListGroupsResponse {
-                error_code: COORDINATOR_NOT_AVAILABLE,
+                error_code: ErrorCode::CoordinatorNotAvailable.code(),
                 ..Default::default()
             };
         };

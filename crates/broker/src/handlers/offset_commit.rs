@@ -11,11 +11,8 @@ use strom_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use strom_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::{
-    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, OFFSET_METADATA_TOO_LARGE,
-    UNKNOWN_TOPIC_OR_PARTITION,
-};
 use crate::groups::coordinator::Committer;
 use crate::groups::records::CommittedOffset;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
@@ -29,7 +26,7 @@ const VERSION_WITH_COMMIT_TIMESTAMP: i16 = 1;
 /// What happens to one requested partition.
 enum PartitionOutcome {
     /// Refused before the group is consulted (unknown topic or partition, empty group id).
-    Refused(i16),
+    Refused(ErrorCode),
     /// Refused only once the committer passed the group's checks, as in Kafka.
     MetadataTooLarge,
     /// Handed to the coordinator; answered with the group's verdict.
@@ -51,10 +48,10 @@ pub async fn handle(
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             let metadata = partition.committed_metadata.clone().unwrap_or_default();
             let outcome = if request.group_id.is_empty() {
-                PartitionOutcome::Refused(INVALID_GROUP_ID)
+                PartitionOutcome::Refused(ErrorCode::InvalidGroupId)
             } else if !known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index))
             {
-                PartitionOutcome::Refused(UNKNOWN_TOPIC_OR_PARTITION)
+                PartitionOutcome::Refused(ErrorCode::UnknownTopicOrPartition)
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 PartitionOutcome::MetadataTooLarge
             } else {
@@ -105,9 +102,9 @@ pub async fn handle(
             )
         })
         .await
-        .unwrap_or(COORDINATOR_NOT_AVAILABLE)
+        .unwrap_or(ErrorCode::CoordinatorNotAvailable)
     } else {
-        NONE
+        ErrorCode::None
     };
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics
@@ -120,7 +117,9 @@ pub async fn handle(
     for (topic_index, partition_index, outcome) in outcomes {
         let error = match outcome {
             PartitionOutcome::Refused(error) => error,
-            PartitionOutcome::MetadataTooLarge if group_error == NONE => OFFSET_METADATA_TOO_LARGE,
+            PartitionOutcome::MetadataTooLarge if group_error == ErrorCode::None => {
+                ErrorCode::OffsetMetadataTooLarge
+            }
             PartitionOutcome::MetadataTooLarge | PartitionOutcome::Committed => group_error,
         };
         let partition = &request.topics[topic_index].partitions[partition_index];
@@ -128,7 +127,7 @@ pub async fn handle(
             .partitions
             .push(OffsetCommitResponsePartition {
                 partition_index: partition.partition_index,
-                error_code: error,
+                error_code: error.code(),
             });
     }
     OffsetCommitResponse {

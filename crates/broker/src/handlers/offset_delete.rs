@@ -8,8 +8,8 @@ use strom_protocol::messages::offset_delete_request::OffsetDeleteRequest;
 use strom_protocol::messages::offset_delete_response::{
     OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
@@ -34,18 +34,18 @@ pub async fn handle(
             .delete_offsets(&group_id, &partitions, now_ms(), &OffsetsTopic::new(broker))
     })
     .await
-    .unwrap_or(Err(COORDINATOR_NOT_AVAILABLE));
+    .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
     let mut errors = match result {
         Ok(errors) => errors.into_iter(),
-        Err(error_code) => {
+        Err(error) => {
             return OffsetDeleteResponse {
-                error_code,
+                error_code: error.code(),
                 ..Default::default()
             }
         }
     };
     OffsetDeleteResponse {
-        error_code: 0,
+        error_code: ErrorCode::None.code(),
         topics: request
             .topics
             .into_iter()
@@ -56,7 +56,7 @@ pub async fn handle(
                     .into_iter()
                     .map(|p| OffsetDeleteResponsePartition {
                         partition_index: p.partition_index,
-                        error_code: errors.next().unwrap_or(0),
+                        error_code: errors.next().unwrap_or(ErrorCode::None).code(),
                     })
                     .collect(),
             })

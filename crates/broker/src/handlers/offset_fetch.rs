@@ -11,8 +11,8 @@ use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
     OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::coordinator::TopicOffsets;
 use crate::groups::on_blocking_pool;
 use crate::state::Broker;
@@ -38,7 +38,7 @@ macro_rules! fetch_group {
                 committed_offset,
                 committed_leader_epoch,
                 metadata,
-                error_code: 0,
+                error_code: ErrorCode::None.code(),
             },
         )
     }};
@@ -53,12 +53,12 @@ pub async fn handle(
     on_blocking_pool(broker, move |broker| respond(broker, request, version))
         .await
         .unwrap_or_else(|| OffsetFetchResponse {
-            error_code: COORDINATOR_NOT_AVAILABLE,
+            error_code: ErrorCode::CoordinatorNotAvailable.code(),
             groups: group_ids
                 .into_iter()
                 .map(|group_id| OffsetFetchResponseGroup {
                     group_id,
-                    error_code: COORDINATOR_NOT_AVAILABLE,
+                    error_code: ErrorCode::CoordinatorNotAvailable.code(),
                     ..Default::default()
                 })
                 .collect(),
@@ -81,7 +81,7 @@ fn respond(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offset
                     OffsetFetchResponsePartitions
                 ),
                 group_id: group.group_id,
-                error_code: 0,
+                error_code: ErrorCode::None.code(),
             })
             .collect();
         return OffsetFetchResponse {

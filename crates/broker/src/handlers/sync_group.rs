@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 
-use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
 use crate::state::{now_ms, Broker};
 
@@ -17,7 +17,7 @@ pub async fn handle(
     _version: i16,
 ) -> SyncGroupResponse {
     let unavailable = || SyncGroupResponse {
-        error_code: COORDINATOR_NOT_AVAILABLE,
+        error_code: ErrorCode::CoordinatorNotAvailable.code(),
         protocol_type: None,
         protocol_name: None,
         ..Default::default()

@@ -160,16 +160,14 @@ impl StromProcess {
     /// Sends SIGKILL to the broker and reaps it.
     pub fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-            // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            // `Child::kill` is SIGKILL on Unix.
+            child.kill().expect("SIGKILL the broker");
             child.wait().expect("reap killed broker");
         }
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; falls back to SIGKILL.
+    #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
     pub fn terminate(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
