@@ -157,7 +157,8 @@ pub async fn controlled_shutdown(broker: &Broker) {
     }
 }
 
-/// On a controller node: fences brokers whose session expired, checking four times per session.
+/// On a controller node: fences brokers whose session expired, checking four times per session
+/// while this node is the active controller.
 pub async fn run_fencing(
     controller: Arc<Controller>,
     session_timeout: Duration,
@@ -169,6 +170,9 @@ pub async fn run_fencing(
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
+        }
+        if controller.quorum().status().leader_id != Some(controller.node_id()) {
+            continue;
         }
         match controller.fence_stale_brokers().await {
             Ok(fenced) if !fenced.is_empty() => {

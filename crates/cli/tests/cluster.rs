@@ -1,0 +1,194 @@
+//! A cluster of three `strom` processes in combined mode (broker and controller, all voters of
+//! the Raft metadata quorum over their controller listeners): they elect an active controller,
+//! topics created through any node (forwarded to the active controller) reach every node's
+//! metadata, and the cluster survives the loss of its active controller, whose restart catches up.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use common::typed::TypedClient;
+use common::{StromCluster, StromProcess};
+use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
+use strom_protocol::messages::metadata_request::MetadataRequest;
+use strom_protocol::messages::metadata_response::MetadataResponse;
+
+const METADATA: i16 = 3;
+const CREATE_TOPICS: i16 = 19;
+/// How long the cluster gets to reach a state (election, registration, catch-up).
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The full metadata as node `node` answers it, or `None` if it cannot answer now.
+fn metadata_of(node: &StromProcess) -> Option<MetadataResponse> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut client = TypedClient::connect(node, "cluster-test");
+        let request = MetadataRequest {
+            topics: None,
+            allow_auto_topic_creation: false,
+            ..MetadataRequest::default()
+        };
+        client.call::<MetadataResponse>(METADATA, 12, &request)
+    }))
+    .ok()
+}
+
+/// Polls until `condition` holds for the metadata of every node in `nodes`, returning the last
+/// answers; panics with the nodes' logs at the deadline.
+fn wait_for_metadata(
+    cluster: &StromCluster,
+    nodes: &[usize],
+    what: &str,
+    condition: impl Fn(&[MetadataResponse]) -> bool,
+) -> Vec<MetadataResponse> {
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let started = Instant::now();
+    loop {
+        let answers: Option<Vec<MetadataResponse>> = nodes
+            .iter()
+            .map(|i| metadata_of(&cluster.nodes[*i]))
+            .collect();
+        if let Some(answers) = answers {
+            if condition(&answers) {
+                eprintln!("{what}: after {:?}", started.elapsed());
+                return answers;
+            }
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = cluster.nodes.iter().map(|n| n.log_contents()).collect();
+            panic!(
+                "{what}: not reached in time\n--- logs ---\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The controller every node in `answers` reports, if they agree on one.
+fn agreed_controller(answers: &[MetadataResponse]) -> Option<i32> {
+    let ids: HashSet<i32> = answers.iter().map(|a| a.controller_id).collect();
+    match ids.into_iter().collect::<Vec<_>>().as_slice() {
+        [id] if *id >= 0 => Some(*id),
+        _ => None,
+    }
+}
+
+fn has_topic(answer: &MetadataResponse, topic: &str, partitions: usize) -> bool {
+    answer.topics.iter().any(|t| {
+        t.name.as_deref() == Some(topic) && t.error_code == 0 && t.partitions.len() == partitions
+    })
+}
+
+/// Creates `topic` by sending CreateTopics to `node` itself (which forwards it to the active
+/// controller if it is not that), retrying while the cluster has no controller.
+fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    loop {
+        let mut client = TypedClient::connect(node, "cluster-test");
+        let request = CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: topic.to_string(),
+                num_partitions: partitions,
+                replication_factor: 1,
+                ..CreatableTopic::default()
+            }],
+            timeout_ms: 30_000,
+            validate_only: false,
+        };
+        let response: CreateTopicsResponse = client.call(CREATE_TOPICS, 7, &request);
+        let result = &response.topics[0];
+        // 0 NONE; 36 TOPIC_ALREADY_EXISTS when a retried creation had committed.
+        if result.error_code == 0 || result.error_code == 36 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "creating {topic} through node failed: {} {:?}\n{}",
+            result.error_code,
+            result.error_message,
+            node.log_contents()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
+    let mut cluster = StromCluster::start(&[]);
+    let all = [0, 1, 2];
+
+    let answers = wait_for_metadata(
+        &cluster,
+        &all,
+        "controller elected, brokers registered",
+        |a| agreed_controller(a).is_some() && a.iter().all(|m| m.brokers.len() == 3),
+    );
+    let controller = agreed_controller(&answers).expect("agreed");
+    // Each broker registered its client listener, not the controller one.
+    let ports: BTreeSet<i32> = answers[0].brokers.iter().map(|b| b.port).collect();
+    let client_ports: BTreeSet<i32> = cluster.nodes.iter().map(|n| i32::from(n.port())).collect();
+    assert_eq!(ports, client_ports);
+
+    // Through a node that is not the active controller: the call is forwarded.
+    let follower = all
+        .iter()
+        .copied()
+        .find(|i| (*i as i32) + 1 != controller)
+        .expect("a follower");
+    create_topic_through(&cluster.nodes[follower], "spread", 6);
+    let answers = wait_for_metadata(&cluster, &all, "topic visible on all nodes", |a| {
+        a.iter().all(|m| has_topic(m, "spread", 6))
+    });
+    let spread = answers[0]
+        .topics
+        .iter()
+        .find(|t| t.name.as_deref() == Some("spread"))
+        .expect("topic");
+    let leaders: BTreeSet<i32> = spread.partitions.iter().map(|p| p.leader_id).collect();
+    assert_eq!(
+        leaders,
+        BTreeSet::from([1, 2, 3]),
+        "leaders spread over the brokers"
+    );
+
+    // Lose the active controller: the two others elect a new one and keep taking changes.
+    let killed = usize::try_from(controller - 1).expect("node index");
+    cluster.nodes[killed].kill_9();
+    let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != killed).collect();
+    let answers = wait_for_metadata(&cluster, &survivors, "new controller elected", |a| {
+        agreed_controller(a).is_some_and(|id| id != controller)
+    });
+    let new_controller = agreed_controller(&answers).expect("agreed");
+    eprintln!("controller moved from node {controller} to node {new_controller}");
+    create_topic_through(&cluster.nodes[survivors[0]], "after-failover", 2);
+    wait_for_metadata(&cluster, &survivors, "topic created after failover", |a| {
+        a.iter().all(|m| has_topic(m, "after-failover", 2))
+    });
+
+    // The killed node restarts and catches up with what it missed.
+    cluster.nodes[killed].start_again();
+    wait_for_metadata(&cluster, &[killed], "restarted node caught up", |a| {
+        has_topic(&a[0], "after-failover", 2) && has_topic(&a[0], "spread", 6)
+    });
+}
+
+#[test]
+fn an_unformatted_node_with_voters_is_refused() {
+    let (ok, log) = StromProcess::run_expecting_exit(
+        &[
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", "1@127.0.0.1:1"),
+            ("controller.listener.names", "CONTROLLER"),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            ),
+            ("advertised.listeners", "PLAINTEXT://127.0.0.1:9092"),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(log.contains("strom storage format"), "{log}");
+}
