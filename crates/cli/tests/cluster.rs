@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::typed::TypedClient;
 use common::{StromCluster, StromProcess};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
 use strom_protocol::messages::metadata_request::MetadataRequest;
@@ -114,6 +117,60 @@ fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
     }
 }
 
+/// Sends `per_partition` records (acks=all) to each partition of `topic` through a producer
+/// bootstrapped from `node`.
+fn produce_to_every_partition(
+    node: &StromProcess,
+    topic: &str,
+    partitions: i32,
+    per_partition: i32,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let producer = node.producer(&[("acks", "all")]);
+    runtime.block_on(async {
+        for partition in 0..partitions {
+            for i in 0..per_partition {
+                let payload = format!("p{partition}-{i}");
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(topic)
+                            .partition(partition)
+                            .payload(&payload),
+                        Duration::from_secs(15),
+                    )
+                    .await
+                    .unwrap_or_else(|(error, _)| {
+                        panic!("send to partition {partition} failed: {error}")
+                    });
+            }
+        }
+    });
+}
+
+/// Consumes `count` records of `topic` as a member of `group` and commits its position.
+fn consume_as_group(node: &StromProcess, topic: &str, group: &str, count: usize) {
+    let consumer = node.consumer(Some(group), &[]);
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let mut received = 0;
+    while received < count {
+        assert!(
+            Instant::now() < deadline,
+            "group member received {received} of {count} records\n{}",
+            node.log_contents()
+        );
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            received += 1;
+        }
+    }
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit through the group coordinator");
+}
+
 #[test]
 fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
     let mut cluster = StromCluster::start(&[]);
@@ -152,6 +209,18 @@ fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
         BTreeSet::from([1, 2, 3]),
         "leaders spread over the brokers"
     );
+
+    // Data through one bootstrap node reaches every partition's leader, and reads back.
+    produce_to_every_partition(&cluster.nodes[follower], "spread", 6, 10);
+    let reader = &cluster.nodes[(follower + 1) % 3];
+    let messages = reader.consume_n("spread", 60, CLUSTER_DEADLINE);
+    assert_eq!(messages.len(), 60);
+    let per_partition: BTreeSet<(i32, usize)> = (0..6)
+        .map(|p| (p, messages.iter().filter(|m| m.partition() == p).count()))
+        .collect();
+    assert_eq!(per_partition, (0..6).map(|p| (p, 10)).collect());
+    // A group member finds its coordinator (the leader of the group's offsets partition).
+    consume_as_group(&cluster.nodes[follower], "spread", "cluster-group", 60);
 
     // Lose the active controller: the two others elect a new one and keep taking changes.
     let killed = usize::try_from(controller - 1).expect("node index");

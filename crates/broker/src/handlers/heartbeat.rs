@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strom_protocol::messages::heartbeat_request::HeartbeatRequest;
 use strom_protocol::messages::heartbeat_response::HeartbeatResponse;
+use strom_protocol::ErrorCode;
 
 use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::on_blocking_pool;
@@ -16,6 +17,12 @@ pub async fn handle(
     request: HeartbeatRequest,
     _version: i16,
 ) -> HeartbeatResponse {
+    if !broker.coordinates_group(&request.group_id) {
+        return HeartbeatResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..Default::default()
+        };
+    }
     let error_code = on_blocking_pool(broker, move |broker| {
         broker.groups.heartbeat(
             &request.group_id,

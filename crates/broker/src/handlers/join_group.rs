@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strom_protocol::messages::join_group_request::JoinGroupRequest;
 use strom_protocol::messages::join_group_response::JoinGroupResponse;
+use strom_protocol::ErrorCode;
 
 use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, ClientIdentity, OffsetsTopic};
@@ -25,6 +26,12 @@ pub async fn handle(
         protocol_name: None,
         ..Default::default()
     };
+    if !broker.coordinates_group(&request.group_id) {
+        return JoinGroupResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..unavailable()
+        };
+    }
     let pending = on_blocking_pool(broker, move |broker| {
         let log = OffsetsTopic::new(broker);
         broker.groups.join(request, version, client, now_ms(), &log)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strom_protocol::messages::leave_group_request::LeaveGroupRequest;
 use strom_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
+use strom_protocol::ErrorCode;
 
 use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
@@ -19,6 +20,12 @@ pub async fn handle(
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if !broker.coordinates_group(&request.group_id) {
+        return LeaveGroupResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..Default::default()
+        };
+    }
     let leaving: Vec<(String, Option<String>)> = if version >= FIRST_BATCHED_VERSION {
         request
             .members

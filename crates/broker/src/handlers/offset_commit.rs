@@ -11,6 +11,7 @@ use strom_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use strom_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use strom_protocol::ErrorCode;
 
 use crate::groups::codes::{
     COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, OFFSET_METADATA_TOO_LARGE,
@@ -52,6 +53,8 @@ pub async fn handle(
             let metadata = partition.committed_metadata.clone().unwrap_or_default();
             let outcome = if request.group_id.is_empty() {
                 PartitionOutcome::Refused(INVALID_GROUP_ID)
+            } else if !broker.coordinates_group(&request.group_id) {
+                PartitionOutcome::Refused(ErrorCode::NotCoordinator.code())
             } else if !known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index))
             {
                 PartitionOutcome::Refused(UNKNOWN_TOPIC_OR_PARTITION)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
+use strom_protocol::ErrorCode;
 
 use crate::groups::codes::COORDINATOR_NOT_AVAILABLE;
 use crate::groups::{on_blocking_pool, OffsetsTopic};
@@ -22,6 +23,12 @@ pub async fn handle(
         protocol_name: None,
         ..Default::default()
     };
+    if !broker.coordinates_group(&request.group_id) {
+        return SyncGroupResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..unavailable()
+        };
+    }
     let pending = on_blocking_pool(broker, move |broker| {
         broker
             .groups
