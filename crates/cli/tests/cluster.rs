@@ -6,6 +6,8 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::typed::TypedClient;
@@ -241,6 +243,63 @@ fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
     wait_for_metadata(&cluster, &[killed], "restarted node caught up", |a| {
         has_topic(&a[0], "after-failover", 2) && has_topic(&a[0], "spread", 6)
     });
+}
+
+/// Whether the peer closes `stream` (end of stream or reset) instead of answering.
+fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn the_controller_listener_closes_bad_frames_and_keeps_serving() {
+    let cluster = StromCluster::start(&[]);
+    wait_for_metadata(&cluster, &[0, 1, 2], "controller elected", |a| {
+        agreed_controller(a).is_some()
+    });
+    let port = cluster.controller_ports[0];
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to controller port");
+        stream
+            .set_read_timeout(Some(CLUSTER_DEADLINE))
+            .expect("read timeout");
+        stream
+    };
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut frame = i32::try_from(payload.len() + 1)
+            .expect("small")
+            .to_be_bytes()
+            .to_vec();
+        frame.push(kind);
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("oversized", i32::MAX.to_be_bytes().to_vec()),
+        ("empty", 0i32.to_be_bytes().to_vec()),
+        ("undecodable controller call", frame(3, b"{not json")),
+        ("unknown kind", frame(9, b"x")),
+    ];
+    for (what, bytes) in cases {
+        let mut stream = connect();
+        stream.write_all(&bytes).expect("send frame");
+        assert!(closed_by_peer(&mut stream), "{what}: connection not closed");
+    }
+    assert!(cluster.nodes[0]
+        .log_contents()
+        .contains("closing controller connection"));
+    // The node still serves the quorum and clients.
+    create_topic_through(&cluster.nodes[0], "still-serving", 1);
+    wait_for_metadata(
+        &cluster,
+        &[0, 1, 2],
+        "topic created after bad frames",
+        |a| a.iter().all(|m| has_topic(m, "still-serving", 1)),
+    );
 }
 
 #[test]

@@ -512,6 +512,8 @@ impl Drop for StromProcess {
 /// every node.
 pub struct StromCluster {
     pub nodes: Vec<StromProcess>,
+    /// The CONTROLLER listener port of each node, in the order of `nodes`.
+    pub controller_ports: Vec<u16>,
 }
 
 impl StromCluster {
@@ -553,7 +555,10 @@ impl StromCluster {
         for node in &mut nodes {
             node.spawn_and_wait_ready();
         }
-        StromCluster { nodes }
+        StromCluster {
+            nodes,
+            controller_ports,
+        }
     }
 }
 
