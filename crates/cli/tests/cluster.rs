@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::typed::TypedClient;
 use common::{StromCluster, StromProcess};
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
@@ -117,6 +119,33 @@ fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Creates `topic` with an rdkafka admin client bootstrapped from `node` (it sends CreateTopics
+/// to the controller the Metadata response names), retrying while the cluster settles.
+fn create_topic_with_admin(node: &StromProcess, topic: &str, partitions: i32) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let admin = node.admin();
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    runtime.block_on(async {
+        loop {
+            let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+            let outcome = admin
+                .create_topics([&new_topic], &StromProcess::admin_options())
+                .await;
+            match outcome.as_deref() {
+                Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "creating {topic} with the admin client failed: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }
 
 /// Sends `per_partition` records (acks=all) to each partition of `topic` through a producer
@@ -233,7 +262,7 @@ fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
     });
     let new_controller = agreed_controller(&answers).expect("agreed");
     eprintln!("controller moved from node {controller} to node {new_controller}");
-    create_topic_through(&cluster.nodes[survivors[0]], "after-failover", 2);
+    create_topic_with_admin(&cluster.nodes[survivors[0]], "after-failover", 2);
     wait_for_metadata(&cluster, &survivors, "topic created after failover", |a| {
         a.iter().all(|m| has_topic(m, "after-failover", 2))
     });
