@@ -272,7 +272,7 @@ async fn open_raft_controller(
         &metadata_dir,
         config.node_id,
         None,
-        RaftQuorumConfig::default(),
+        raft_config(config),
         Arc::new(TcpRaftTransport(channel.clone())),
     )
     .await
@@ -308,6 +308,23 @@ async fn open_raft_controller(
         channel,
     )));
     Ok((controller, client, metadata_state))
+}
+
+/// The quorum's timing from `controller.quorum.election.timeout.ms`: elections after a random
+/// time between it and twice it (as in Kafka), leader heartbeats at most a tenth of it.
+fn raft_config(config: &BrokerConfig) -> RaftQuorumConfig {
+    let defaults = RaftQuorumConfig::default();
+    let election = Duration::from_millis(
+        u64::try_from(config.controller_quorum_election_timeout_ms).unwrap_or(1000),
+    );
+    RaftQuorumConfig {
+        heartbeat_interval: defaults
+            .heartbeat_interval
+            .min(election / 10)
+            .max(Duration::from_millis(1)),
+        election_timeout: (election, election * 2),
+        ..defaults
+    }
 }
 
 /// Accepts connections within `max.connections` (waiting, as Kafka does, while that many are
