@@ -14,7 +14,8 @@
 //! 1 Vote, 2 InstallSnapshot (payload: the quorum's own encoding of the Raft message), 3 a
 //! controller call. A connection carries one request at a time. A frame larger than
 //! `socket.request.max.bytes` or empty, an unknown kind, or a controller call that does not
-//! decode closes the connection with a log line.
+//! decode closes the connection with a log line, as does `connections.max.idle.ms` without a
+//! request. A frame's memory grows with the bytes that arrive, not with its announced size.
 //!
 //! # Controller calls
 //!
@@ -51,6 +52,8 @@ const KIND_APPEND_ENTRIES: u8 = 0;
 const KIND_VOTE: u8 = 1;
 const KIND_INSTALL_SNAPSHOT: u8 = 2;
 const KIND_CONTROLLER_CALL: u8 = 3;
+/// How much of a frame is allocated before its bytes arrive.
+const READ_CHUNK: usize = 64 * 1024;
 /// Answer statuses.
 const STATUS_OK: u8 = 0;
 const STATUS_ERROR: u8 = 1;
@@ -407,8 +410,15 @@ async fn read_frame(
     if len < 1 || len > max_frame {
         return Err(FrameError::BadSize(i64::from(size), max_frame));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    // Memory grows with the bytes that actually arrive, not with the size a peer announces.
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+    let read = (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if read < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     let tag = body[0];
     Ok(Some((tag, Bytes::from(body).slice(1..))))
 }
@@ -451,6 +461,9 @@ pub struct ControllerEndpoint {
     pub controller: Arc<Controller>,
     /// Largest accepted request frame (`socket.request.max.bytes`).
     pub max_frame: usize,
+    /// A connection without a complete request for this long is closed
+    /// (`connections.max.idle.ms`).
+    pub max_idle: Duration,
 }
 
 /// Accepts connections on the controller listener until `shutdown` changes, one task each.
@@ -485,12 +498,16 @@ async fn serve_connection(
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
-            frame = read_frame(&mut stream, endpoint.max_frame) => frame,
+            frame = tokio::time::timeout(endpoint.max_idle, read_frame(&mut stream, endpoint.max_frame)) => frame,
         };
         let (tag, payload) = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(error) => {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle controller connection");
+                return;
+            }
+            Ok(Err(error)) => {
                 tracing::warn!(%peer, %error, "closing controller connection: bad frame");
                 return;
             }

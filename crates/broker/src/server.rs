@@ -292,6 +292,9 @@ async fn open_raft_controller(
         raft,
         controller: controller.clone(),
         max_frame,
+        max_idle: Duration::from_millis(
+            u64::try_from(config.connections_max_idle_ms).unwrap_or(u64::MAX),
+        ),
     });
     for listener in listeners {
         if let Ok(address) = listener.local_addr() {
