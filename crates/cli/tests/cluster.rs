@@ -272,6 +272,24 @@ fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
     wait_for_metadata(&cluster, &[killed], "restarted node caught up", |a| {
         has_topic(&a[0], "after-failover", 2) && has_topic(&a[0], "spread", 6)
     });
+
+    // Its partitions come back to it once it is unfenced, and take writes again.
+    wait_for_metadata(&cluster, &all, "every partition has a leader again", |a| {
+        a.iter().all(|m| {
+            m.topics
+                .iter()
+                .filter(|t| t.name.as_deref() == Some("spread"))
+                .all(|t| t.partitions.iter().all(|p| p.leader_id >= 0))
+        })
+    });
+    produce_to_every_partition(&cluster.nodes[killed], "spread", 6, 1);
+
+    // SIGTERM on a node runs its controlled shutdown through the active controller.
+    let stopping = survivors[0];
+    cluster.nodes[stopping].terminate();
+    assert!(cluster.nodes[stopping]
+        .log_contents()
+        .contains("controlled shutdown complete"));
 }
 
 /// Whether the peer closes `stream` (end of stream or reset) instead of answering.
