@@ -778,3 +778,105 @@ impl QuorumControllerClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_bad_sizes_are_refused() {
+        let (mut a, mut b) = connected_pair().await;
+        write_frame(&mut a, KIND_VOTE, b"payload").await.unwrap();
+        let (tag, payload) = read_frame(&mut b, 1024).await.unwrap().unwrap();
+        assert_eq!((tag, payload.as_ref()), (KIND_VOTE, b"payload".as_ref()));
+
+        a.write_all(&2048i32.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            read_frame(&mut b, 1024).await,
+            Err(FrameError::BadSize(2048, 1024))
+        ));
+        let (mut a, mut b) = connected_pair().await;
+        a.write_all(&0i32.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            read_frame(&mut b, 1024).await,
+            Err(FrameError::BadSize(0, 1024))
+        ));
+        // A frame cut short by the peer is an error, a clean close before a frame is not.
+        let (mut a, mut b) = connected_pair().await;
+        a.write_all(&10i32.to_be_bytes()).await.unwrap();
+        a.write_all(b"abc").await.unwrap();
+        drop(a);
+        assert!(read_frame(&mut b, 1024).await.is_err());
+        let (a, mut b) = connected_pair().await;
+        drop(a);
+        assert!(read_frame(&mut b, 1024).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn controller_calls_and_answers_round_trip_through_json() {
+        let call = ControllerCall::AlterTopicConfigs {
+            name: "t".into(),
+            ops: wire_ops(&[ConfigOp::set("retention.ms", "1")]),
+            validate_only: true,
+        };
+        let decoded: ControllerCall =
+            serde_json::from_slice(&serde_json::to_vec(&call).unwrap()).unwrap();
+        let ControllerCall::AlterTopicConfigs { ops, .. } = decoded else {
+            panic!("decoded another call: {decoded:?}");
+        };
+        let ops = config_ops(ops).unwrap();
+        assert_eq!(ops, vec![ConfigOp::set("retention.ms", "1")]);
+        assert!(config_ops(vec![("k".into(), None, 9)]).is_err());
+
+        let answer = ControllerAnswer {
+            result: Err((codes::NOT_CONTROLLER, "moved".into())),
+            committed_offset: 7,
+        };
+        let decoded: ControllerAnswer =
+            serde_json::from_slice(&serde_json::to_vec(&answer).unwrap()).unwrap();
+        assert_eq!(decoded.result.unwrap_err().0, codes::NOT_CONTROLLER);
+        assert_eq!(decoded.committed_offset, 7);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_voter_backs_off_and_an_unknown_one_is_refused() {
+        // A port nothing listens on: bind, note the port, close.
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let channel =
+            ControllerChannel::new(HashMap::from([(1, format!("127.0.0.1:{port}"))]), 1024);
+        let first = channel
+            .request(1, KIND_VOTE, b"x", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(first.to_string().contains("cannot connect"), "{first}");
+        let backoff =
+            |channel: &ControllerChannel| channel.backoff.lock().unwrap().get(&1).map(|b| b.1);
+        assert_eq!(backoff(&channel), Some(RECONNECT_BACKOFF.0));
+        // Until the backoff has passed no connection is attempted; after it the next failure
+        // doubles it.
+        tokio::time::sleep(RECONNECT_BACKOFF.0).await;
+        channel
+            .request(1, KIND_VOTE, b"x", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(backoff(&channel), Some(RECONNECT_BACKOFF.0 * 2));
+        let unknown = channel
+            .request(2, KIND_VOTE, b"x", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.to_string().contains("not a known voter"),
+            "{unknown}"
+        );
+    }
+}
