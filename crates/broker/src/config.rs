@@ -226,6 +226,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: i32,
     /// `broker.heartbeat.interval.ms`: how often a broker sends its heartbeat to the controller.
     pub broker_heartbeat_interval_ms: i32,
+    /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for a random time
+    /// between this and twice this starts an election.
+    pub controller_quorum_election_timeout_ms: i32,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
@@ -283,6 +286,7 @@ impl Default for BrokerConfig {
             broker_rack: None,
             broker_session_timeout_ms: 0,
             broker_heartbeat_interval_ms: 0,
+            controller_quorum_election_timeout_ms: 0,
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -577,6 +581,9 @@ impl BrokerConfig {
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int()?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = v.int()?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = v.int()?,
+            "controller.quorum.election.timeout.ms" => {
+                self.controller_quorum_election_timeout_ms = v.int()?
+            }
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
             }

@@ -2,8 +2,10 @@
 //! the controller, which commits records through the quorum, and then read the image this broker
 //! publishes once it has applied those records ([`crate::state::Broker::catch_up_with_controller`]).
 //!
-//! Today the controller always runs in this process ([`ControllerClient::Local`]); a broker that is
-//! not a controller forwards the same calls to the active controller over the network instead.
+//! A zero-config single node runs its own controller ([`ControllerClient::Local`]); a node of a
+//! Raft cluster ([`ControllerClient::Quorum`]) runs calls on its own controller when it is the
+//! active one and sends them to the active controller over the controller listener otherwise
+//! ([`crate::controller_rpc`]).
 
 use std::sync::Arc;
 
@@ -13,11 +15,25 @@ use strom_metadata::controller::{
 use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
 use strom_protocol::codec::Uuid;
 
+use crate::controller_rpc::{
+    heartbeat_reply, unexpected_reply, wire_ops, ControllerCall, ControllerReply,
+    QuorumControllerClient,
+};
+
 /// The controller as a broker's handlers see it.
 #[derive(Debug, Clone)]
 pub enum ControllerClient {
     /// The controller of this process (combined broker + controller).
     Local(Arc<Controller>),
+    /// A node of a Raft cluster: the active controller may be this node or another.
+    Quorum(Arc<QuorumControllerClient>),
+}
+
+fn expect_done(reply: ControllerReply) -> Result<(), MetadataError> {
+    match reply {
+        ControllerReply::Done => Ok(()),
+        other => Err(unexpected_reply(&other)),
+    }
 }
 
 impl ControllerClient {
@@ -25,6 +41,7 @@ impl ControllerClient {
     pub fn active_controller_id(&self) -> Option<i32> {
         match self {
             Self::Local(controller) => controller.quorum().status().leader_id,
+            Self::Quorum(client) => client.local.quorum().status().leader_id,
         }
     }
 
@@ -33,6 +50,7 @@ impl ControllerClient {
     pub fn committed_offset(&self) -> i64 {
         match self {
             Self::Local(controller) => controller.image().last_offset,
+            Self::Quorum(client) => client.committed_offset(),
         }
     }
 
@@ -40,6 +58,10 @@ impl ControllerClient {
     pub async fn register(&self, request: BrokerRegistrationRequest) -> Result<i64, MetadataError> {
         match self {
             Self::Local(c) => c.register(request).await,
+            Self::Quorum(client) => match client.call(ControllerCall::register(&request)).await? {
+                ControllerReply::BrokerEpoch { epoch } => Ok(epoch),
+                other => Err(unexpected_reply(&other)),
+            },
         }
     }
 
@@ -50,6 +72,9 @@ impl ControllerClient {
     ) -> Result<BrokerHeartbeatReply, MetadataError> {
         match self {
             Self::Local(c) => c.heartbeat(request).await,
+            Self::Quorum(client) => {
+                heartbeat_reply(client.call(ControllerCall::heartbeat(&request)).await?)
+            }
         }
     }
 
@@ -72,12 +97,46 @@ impl ControllerClient {
                 )
                 .await
             }
+            Self::Quorum(client) => {
+                let call = ControllerCall::CreateTopic {
+                    name: name.to_string(),
+                    num_partitions,
+                    replication_factor,
+                    configs: configs.to_vec(),
+                    validate_only,
+                };
+                match client.call(call).await? {
+                    ControllerReply::Topic {
+                        name,
+                        topic_id,
+                        num_partitions,
+                        replication_factor,
+                        configs,
+                    } => Ok(TopicSummary {
+                        name,
+                        topic_id,
+                        num_partitions,
+                        replication_factor,
+                        configs,
+                    }),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
         }
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, MetadataError> {
         match self {
             Self::Local(c) => c.delete_topic(name).await,
+            Self::Quorum(client) => {
+                let call = ControllerCall::DeleteTopic {
+                    name: name.to_string(),
+                };
+                match client.call(call).await? {
+                    ControllerReply::TopicId { topic_id } => Ok(topic_id),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
         }
     }
 
@@ -89,6 +148,15 @@ impl ControllerClient {
     ) -> Result<(), MetadataError> {
         match self {
             Self::Local(c) => c.create_partitions(name, new_total, validate_only).await,
+            Self::Quorum(client) => expect_done(
+                client
+                    .call(ControllerCall::CreatePartitions {
+                        name: name.to_string(),
+                        new_total,
+                        validate_only,
+                    })
+                    .await?,
+            ),
         }
     }
 
@@ -100,6 +168,15 @@ impl ControllerClient {
     ) -> Result<(), MetadataError> {
         match self {
             Self::Local(c) => c.alter_topic_configs(name, ops, validate_only).await,
+            Self::Quorum(client) => expect_done(
+                client
+                    .call(ControllerCall::AlterTopicConfigs {
+                        name: name.to_string(),
+                        ops: wire_ops(ops),
+                        validate_only,
+                    })
+                    .await?,
+            ),
         }
     }
 
@@ -111,6 +188,15 @@ impl ControllerClient {
     ) -> Result<(), MetadataError> {
         match self {
             Self::Local(c) => c.replace_topic_configs(name, configs, validate_only).await,
+            Self::Quorum(client) => expect_done(
+                client
+                    .call(ControllerCall::ReplaceTopicConfigs {
+                        name: name.to_string(),
+                        configs: configs.to_vec(),
+                        validate_only,
+                    })
+                    .await?,
+            ),
         }
     }
 
@@ -122,6 +208,15 @@ impl ControllerClient {
     ) -> Result<(), MetadataError> {
         match self {
             Self::Local(c) => c.alter_broker_configs(broker_id, ops, validate_only).await,
+            Self::Quorum(client) => expect_done(
+                client
+                    .call(ControllerCall::AlterBrokerConfigs {
+                        broker_id,
+                        ops: wire_ops(ops),
+                        validate_only,
+                    })
+                    .await?,
+            ),
         }
     }
 
@@ -136,6 +231,15 @@ impl ControllerClient {
                 c.replace_broker_configs(broker_id, configs, validate_only)
                     .await
             }
+            Self::Quorum(client) => expect_done(
+                client
+                    .call(ControllerCall::ReplaceBrokerConfigs {
+                        broker_id,
+                        configs: configs.to_vec(),
+                        validate_only,
+                    })
+                    .await?,
+            ),
         }
     }
 
@@ -143,6 +247,15 @@ impl ControllerClient {
     pub async fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
         match self {
             Self::Local(c) => c.allocate_producer_id_block(size).await,
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::AllocateProducerIds { size })
+                    .await?
+                {
+                    ControllerReply::ProducerIds { first, size } => Ok((first, size)),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
         }
     }
 }

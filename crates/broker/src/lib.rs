@@ -11,6 +11,7 @@ mod admission;
 pub mod config;
 mod connection;
 mod controller_client;
+mod controller_rpc;
 mod groups;
 mod handlers;
 mod lifecycle;

@@ -157,7 +157,8 @@ pub async fn controlled_shutdown(broker: &Broker) {
     }
 }
 
-/// On a controller node: fences brokers whose session expired, checking four times per session.
+/// On a controller node: fences brokers whose session expired, checking four times per session
+/// while this node is the active controller.
 pub async fn run_fencing(
     controller: Arc<Controller>,
     session_timeout: Duration,
@@ -165,10 +166,21 @@ pub async fn run_fencing(
 ) {
     let mut tick = tokio::time::interval((session_timeout / 4).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_active = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
+        }
+        let active = controller.quorum().status().leader_id == Some(controller.node_id());
+        if !active {
+            was_active = false;
+            continue;
+        }
+        if !was_active {
+            // Heartbeats went to another controller meanwhile: start every session afresh.
+            controller.reset_sessions();
+            was_active = true;
         }
         match controller.fence_stale_brokers().await {
             Ok(fenced) if !fenced.is_empty() => {

@@ -108,9 +108,12 @@ impl PartitionRegistry {
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
 
         let mut wanted: HashMap<PartitionKey, [u8; 16]> = HashMap::new();
+        // Only the partitions with a replica on this broker are hosted here.
         for topic in image.topics.values() {
-            for &index in topic.partitions.keys() {
-                wanted.insert((topic.name.clone(), index), topic.id);
+            for (&index, partition) in &topic.partitions {
+                if partition.replicas.contains(&self.config.node_id) {
+                    wanted.insert((topic.name.clone(), index), topic.id);
+                }
             }
         }
 
@@ -348,7 +351,14 @@ mod tests {
             Arc::new(TopicImage {
                 name: name.into(),
                 id,
-                partitions: BTreeMap::from([(0, PartitionImage::default())]),
+                // One replica, on this (default-configured) broker.
+                partitions: BTreeMap::from([(
+                    0,
+                    PartitionImage {
+                        replicas: vec![BrokerConfig::default().node_id],
+                        ..PartitionImage::default()
+                    },
+                )]),
                 configs: BTreeMap::new(),
             }),
         );

@@ -1,8 +1,11 @@
-//! Starting and stopping a broker: opens the metadata quorum, applies the replayed metadata
+//! Starting and stopping a broker: opens the metadata quorum (a [`LocalQuorum`] on a zero-config
+//! single node; a [`RaftQuorum`] over the controller listener when `controller.quorum.voters` is
+//! set), applies the replayed metadata
 //! (partition logs, group state) through the publisher, registers with the controller, binds the listener,
 //! accepts connections (one task each), runs housekeeping (segment roll, flush, retention) in the
 //! background, and shuts down cleanly on SIGINT/SIGTERM.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use strom_metadata::local_quorum::DEFAULT_SNAPSHOT_INTERVAL_BYTES;
 use strom_metadata::log::METADATA_LOG_DIR_NAME;
-use strom_metadata::{Controller, LocalQuorum};
+use strom_metadata::meta_properties::read_meta_properties;
+use strom_metadata::{Controller, LocalQuorum, MetadataState, RaftQuorum, RaftQuorumConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +23,9 @@ use crate::admission::ConnectionLimits;
 use crate::config::BrokerConfig;
 use crate::connection::{self, ConnectionShared};
 use crate::controller_client::ControllerClient;
+use crate::controller_rpc::{
+    self, ControllerChannel, ControllerEndpoint, QuorumControllerClient, TcpRaftTransport,
+};
 use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::lifecycle;
 use crate::partitions::PartitionRegistry;
@@ -145,21 +152,28 @@ pub(crate) async fn open_broker(
 ) -> anyhow::Result<Arc<Broker>> {
     let log_dir = config.log_dir();
     let metadata_dir = log_dir.join(METADATA_LOG_DIR_NAME);
-    let (quorum, metadata_state) = LocalQuorum::open(
-        &metadata_dir,
-        config.node_id,
-        None,
-        DEFAULT_SNAPSHOT_INTERVAL_BYTES,
-    )
-    .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
     let session_timeout =
         Duration::from_millis(u64::try_from(config.broker_session_timeout_ms).unwrap_or(9000));
-    let controller = Arc::new(Controller::new(
-        config.node_id,
-        Arc::new(quorum),
-        metadata_state.clone(),
-        session_timeout,
-    ));
+    let (controller, controller_client, metadata_state) =
+        if config.controller_quorum_voters.is_empty() {
+            let (quorum, metadata_state) = LocalQuorum::open(
+                &metadata_dir,
+                config.node_id,
+                None,
+                DEFAULT_SNAPSHOT_INTERVAL_BYTES,
+            )
+            .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
+            let controller = Arc::new(Controller::new(
+                config.node_id,
+                Arc::new(quorum),
+                metadata_state.clone(),
+                session_timeout,
+            ));
+            let client = ControllerClient::Local(controller.clone());
+            (controller, client, metadata_state)
+        } else {
+            open_raft_controller(&config, session_timeout, shutdown.clone()).await?
+        };
 
     let partitions = PartitionRegistry::new(&log_dir, &config);
     let groups = GroupCoordinator::new(GroupConfig::from_broker(&config));
@@ -167,7 +181,7 @@ pub(crate) async fn open_broker(
         config,
         advertised_host,
         advertised_port,
-        ControllerClient::Local(controller.clone()),
+        controller_client,
         metadata_state.image().cluster_id.clone(),
         partitions,
         groups,
@@ -186,6 +200,134 @@ pub(crate) async fn open_broker(
     tokio::spawn(lifecycle::run_heartbeats(broker.clone(), shutdown));
     groups::start(&broker).await;
     Ok(broker)
+}
+
+/// Opens this node's member of the Raft metadata quorum over `<log dir>/__cluster_metadata-0`
+/// (which `strom storage format` must have prepared), binds the controller listener and starts
+/// serving it, and bootstraps the voters' membership on first start.
+async fn open_raft_controller(
+    config: &BrokerConfig,
+    session_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Controller>, ControllerClient, Arc<MetadataState>)> {
+    let metadata_dir = config.log_dir().join(METADATA_LOG_DIR_NAME);
+    let formatted = read_meta_properties(&metadata_dir)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .with_context(|| format!("cannot read {}", metadata_dir.display()))?;
+    if formatted.is_none() {
+        anyhow::bail!(
+            "{} is not formatted: a node with controller.quorum.voters must be formatted with the \
+             cluster id first (`strom storage format -t <cluster id> -c <config>`)",
+            metadata_dir.display()
+        );
+    }
+    if !config.process_roles.controller
+        || !config
+            .controller_quorum_voters
+            .iter()
+            .any(|voter| voter.id == config.node_id)
+    {
+        anyhow::bail!(
+            "node {} must be one of controller.quorum.voters with process.roles including \
+             controller (brokers without a controller role are not supported yet)",
+            config.node_id
+        );
+    }
+    let voters: BTreeMap<i32, String> = config
+        .controller_quorum_voters
+        .iter()
+        .map(|voter| {
+            (
+                voter.id,
+                format!("{}:{}", voter.endpoint.host, voter.endpoint.port),
+            )
+        })
+        .collect();
+    let max_frame = usize::try_from(config.socket_request_max_bytes).unwrap_or(usize::MAX);
+    let channel = Arc::new(ControllerChannel::new(
+        voters
+            .iter()
+            .map(|(id, a)| (*id, a.clone()))
+            .collect::<HashMap<_, _>>(),
+        max_frame,
+    ));
+
+    let mut listeners = Vec::new();
+    for listener in config
+        .listeners
+        .iter()
+        .filter(|l| config.controller_listener_names.contains(&l.name))
+    {
+        let address = format!("{}:{}", listener.host, listener.port);
+        let bound = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on controller listener {listener}"))?;
+        listeners.push(bound);
+    }
+    if listeners.is_empty() {
+        anyhow::bail!("controller.listener.names names no listener of listeners");
+    }
+
+    let (quorum, metadata_state) = RaftQuorum::open(
+        &metadata_dir,
+        config.node_id,
+        None,
+        raft_config(config),
+        Arc::new(TcpRaftTransport(channel.clone())),
+    )
+    .await
+    .with_context(|| format!("cannot open metadata quorum in {}", metadata_dir.display()))?;
+    quorum
+        .bootstrap(&voters)
+        .await
+        .context("cannot bootstrap the metadata quorum")?;
+    let raft = quorum.rpc_handler();
+    let controller = Arc::new(Controller::new(
+        config.node_id,
+        Arc::new(quorum),
+        metadata_state.clone(),
+        session_timeout,
+    ));
+    let endpoint = Arc::new(ControllerEndpoint {
+        raft,
+        controller: controller.clone(),
+        max_frame,
+        max_idle: Duration::from_millis(
+            u64::try_from(config.connections_max_idle_ms).unwrap_or(u64::MAX),
+        ),
+    });
+    for listener in listeners {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "controller listener started");
+        }
+        tokio::spawn(controller_rpc::accept_loop(
+            endpoint.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+    }
+    let client = ControllerClient::Quorum(Arc::new(QuorumControllerClient::new(
+        controller.clone(),
+        channel,
+    )));
+    Ok((controller, client, metadata_state))
+}
+
+/// The quorum's timing from `controller.quorum.election.timeout.ms`: elections after a random
+/// time between it and twice it (as in Kafka), leader heartbeats at most a tenth of it.
+fn raft_config(config: &BrokerConfig) -> RaftQuorumConfig {
+    let defaults = RaftQuorumConfig::default();
+    let election = Duration::from_millis(
+        u64::try_from(config.controller_quorum_election_timeout_ms).unwrap_or(1000),
+    );
+    RaftQuorumConfig {
+        heartbeat_interval: defaults
+            .heartbeat_interval
+            .min(election / 10)
+            .max(Duration::from_millis(1)),
+        election_timeout: (election, election * 2),
+        ..defaults
+    }
 }
 
 /// Accepts connections within `max.connections` (waiting, as Kafka does, while that many are

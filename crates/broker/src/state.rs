@@ -9,12 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strom_metadata::meta_properties::random_uuid;
 use strom_metadata::{MetadataError, MetadataImage};
 use strom_protocol::codec::Uuid;
+use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
-use crate::groups::GroupCoordinator;
-use crate::partitions::PartitionRegistry;
+use crate::groups::records::partition_for_group;
+use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::partitions::{Partition, PartitionRegistry};
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -79,6 +81,48 @@ impl Broker {
     /// Makes `image` the one handlers read (after its effects were applied).
     pub(crate) fn publish(&self, image: Arc<MetadataImage>) {
         self.published.send_replace(image);
+    }
+
+    /// The partition's log if this broker hosts it and leads it (or the metadata names no other
+    /// leader); data requests on other partitions get [`Self::partition_not_hosted_error`].
+    pub fn led_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let partition = self.partitions.get(topic, index)?;
+        let led_elsewhere = self
+            .image()
+            .topic(topic)
+            .and_then(|t| t.partitions.get(&index))
+            .is_some_and(|p| p.leader >= 0 && p.leader != self.node_id);
+        (!led_elsewhere).then_some(partition)
+    }
+
+    /// The error for a data request on a partition this broker does not host or lead: Kafka's
+    /// NOT_LEADER_OR_FOLLOWER when the partition exists (another broker leads it, so the client
+    /// refreshes its metadata and goes there), UNKNOWN_TOPIC_OR_PARTITION otherwise.
+    pub fn partition_not_hosted_error(&self, topic: &str, index: i32) -> i16 {
+        let exists = self
+            .image()
+            .topic(topic)
+            .is_some_and(|t| t.partitions.contains_key(&index));
+        if exists {
+            ErrorCode::NotLeaderOrFollower.code()
+        } else {
+            ErrorCode::UnknownTopicOrPartition.code()
+        }
+    }
+
+    /// Whether this broker coordinates `group_id`: false only when the group's `__consumer_offsets`
+    /// partition is led by another broker (group requests then get NOT_COORDINATOR, and clients
+    /// look the coordinator up again).
+    pub fn coordinates_group(&self, group_id: &str) -> bool {
+        let image = self.image();
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return true;
+        };
+        let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        topic
+            .partitions
+            .get(&partition_for_group(group_id, partitions))
+            .is_none_or(|p| p.leader < 0 || p.leader == self.node_id)
     }
 
     /// Waits until this broker has applied every metadata change the controller has committed so

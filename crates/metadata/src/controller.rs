@@ -249,6 +249,13 @@ impl Controller {
         })
     }
 
+    /// Forgets when brokers last sent a heartbeat, so that each gets a full session from the next
+    /// check: for a node that has just become the active controller, whose records (if any) are
+    /// from an earlier time it was active.
+    pub fn reset_sessions(&self) {
+        self.heartbeats().clear();
+    }
+
     /// Fences every unfenced broker whose last heartbeat is older than the session timeout (a
     /// broker this controller has not heard from yet gets a full session from now). Returns the
     /// ids fenced. Only the active controller's call commits anything.

@@ -26,7 +26,6 @@ use tokio::time::Instant;
 
 use crate::state::Broker;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
@@ -83,7 +82,7 @@ fn high_watermarks(broker: &Broker, request: &FetchRequest, version: i16) -> Vec
         .flat_map(|topic| {
             let name = topic_name(&image, topic, version);
             topic.partitions.iter().map(move |wanted| {
-                let partition = broker.partitions.get(name.as_deref()?, wanted.partition)?;
+                let partition = broker.led_partition(name.as_deref()?, wanted.partition)?;
                 let high_watermark = partition.log().high_watermark();
                 Some(high_watermark)
             })
@@ -128,12 +127,11 @@ fn read_once(
                     };
                     let partition = name
                         .as_deref()
-                        .and_then(|n| broker.partitions.get(n, wanted.partition));
+                        .and_then(|n| broker.led_partition(n, wanted.partition));
                     let Some(partition) = partition else {
-                        data.error_code = if name.is_none() {
-                            UNKNOWN_TOPIC_ID
-                        } else {
-                            UNKNOWN_TOPIC_OR_PARTITION
+                        data.error_code = match name.as_deref() {
+                            None => UNKNOWN_TOPIC_ID,
+                            Some(n) => broker.partition_not_hosted_error(n, wanted.partition),
                         };
                         has_error = true;
                         return data;

@@ -1,5 +1,5 @@
-//! FindCoordinator (key 10): names the broker that coordinates a group. Every group's offsets
-//! partition is led by this node, so the answer is always this broker's advertised address.
+//! FindCoordinator (key 10): names the broker that coordinates a group, the leader of the group's
+//! `__consumer_offsets` partition (this broker on a single node).
 //! Batched lookups (`coordinator_keys`, v4+) are answered key by key. Transaction coordinators
 //! (key type 1) do not exist yet: the lookup fails with a non-retriable error (see
 //! [`TRANSACTIONS_UNSUPPORTED`]).
@@ -8,6 +8,7 @@ use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use strom_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
 use strom_protocol::ErrorCode;
 
+use crate::groups::records::partition_for_group;
 use crate::groups::store::ensure_offsets_topic;
 use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
@@ -71,13 +72,20 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
         );
     }
     match key_type {
-        GROUP_KEY_TYPE => Coordinator {
-            key,
-            node_id: broker.node_id,
-            host: broker.advertised_host.clone(),
-            port: i32::from(broker.advertised_port),
-            error_code: ErrorCode::None.code(),
-            error_message: None,
+        GROUP_KEY_TYPE => match group_coordinator(broker, &key) {
+            Some((node_id, host, port)) => Coordinator {
+                key,
+                node_id,
+                host,
+                port,
+                error_code: ErrorCode::None.code(),
+                error_message: None,
+            },
+            None => failed(
+                key,
+                ErrorCode::CoordinatorNotAvailable,
+                "the group's offsets partition has no available leader",
+            ),
         },
         TRANSACTION_KEY_TYPE => failed(
             key,
@@ -90,6 +98,27 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
             "unknown coordinator key type",
         ),
     }
+}
+
+/// The broker coordinating `group_id` (node id, advertised host and port): the leader of the
+/// group's `__consumer_offsets` partition, when it is known and unfenced.
+fn group_coordinator(broker: &Broker, group_id: &str) -> Option<(i32, String, i32)> {
+    let image = broker.image();
+    let topic = image.topic(OFFSETS_TOPIC)?;
+    let partitions = i32::try_from(topic.partitions.len()).ok()?;
+    let leader = topic
+        .partitions
+        .get(&partition_for_group(group_id, partitions))?
+        .leader;
+    if leader == broker.node_id {
+        return Some((
+            leader,
+            broker.advertised_host.clone(),
+            i32::from(broker.advertised_port),
+        ));
+    }
+    let registration = image.brokers.get(&leader).filter(|b| !b.fenced)?;
+    Some((leader, registration.host.clone(), registration.port))
 }
 
 /// Whether `__consumer_offsets` exists, creating it if it could not be created at start.

@@ -15,7 +15,6 @@ use strom_protocol::messages::list_offsets_response::{
 
 use crate::state::Broker;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
@@ -46,10 +45,10 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         leader_epoch: leader_epoch(wanted.partition_index),
                         ..Default::default()
                     };
-                    let Some(partition) =
-                        broker.partitions.get(&topic.name, wanted.partition_index)
+                    let Some(partition) = broker.led_partition(&topic.name, wanted.partition_index)
                     else {
-                        answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                        answer.error_code =
+                            broker.partition_not_hosted_error(&topic.name, wanted.partition_index);
                         return answer;
                     };
                     let log = partition.log();

@@ -49,6 +49,8 @@ pub async fn handle(
             let metadata = partition.committed_metadata.clone().unwrap_or_default();
             let outcome = if request.group_id.is_empty() {
                 PartitionOutcome::Refused(ErrorCode::InvalidGroupId)
+            } else if !broker.coordinates_group(&request.group_id) {
+                PartitionOutcome::Refused(ErrorCode::NotCoordinator)
             } else if !known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index))
             {
                 PartitionOutcome::Refused(ErrorCode::UnknownTopicOrPartition)

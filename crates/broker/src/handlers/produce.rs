@@ -22,7 +22,6 @@ use strom_storage::StorageError;
 use super::metadata::is_internal_topic;
 use crate::state::{now_ms, Broker};
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const CORRUPT_MESSAGE: i16 = 2;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
@@ -70,8 +69,8 @@ pub fn handle(
                     if is_internal_topic(&topic.name) && !internal_topics_allowed {
                         return failed(INVALID_TOPIC_EXCEPTION);
                     }
-                    let Some(partition) = broker.partitions.get(&topic.name, data.index) else {
-                        return failed(UNKNOWN_TOPIC_OR_PARTITION);
+                    let Some(partition) = broker.led_partition(&topic.name, data.index) else {
+                        return failed(broker.partition_not_hosted_error(&topic.name, data.index));
                     };
                     let leader_epoch = topic_image
                         .and_then(|t| t.partitions.get(&data.index))

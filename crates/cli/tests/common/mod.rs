@@ -76,6 +76,20 @@ impl StromProcess {
         }
     }
 
+    /// Formats the node's metadata directory for cluster `cluster_id` with `strom storage format`.
+    pub fn format_storage(&self, cluster_id: &str) {
+        let output = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["storage", "format", "-t", cluster_id, "--config"])
+            .arg(&self.config_path)
+            .output()
+            .expect("run strom storage format");
+        assert!(
+            output.status.success(),
+            "strom storage format failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     fn prepare(extra_props: &[(&str, &str)], extra_args: &[&str]) -> StromProcess {
         let dir = tempfile::Builder::new()
             .prefix("strom-it-")
@@ -487,6 +501,88 @@ impl Drop for StromProcess {
                 self.log_contents()
             );
         }
+    }
+}
+
+/// Three `strom` processes in combined mode (`process.roles=broker,controller`) forming one
+/// cluster: each has a PLAINTEXT listener and a CONTROLLER listener on free ports, and all three
+/// are voters of the metadata quorum, formatted with one cluster id. Dropping it kills and reaps
+/// every node.
+pub struct StromCluster {
+    pub nodes: Vec<StromProcess>,
+    /// The CONTROLLER listener port of each node, in the order of `nodes`.
+    pub controller_ports: Vec<u16>,
+}
+
+impl StromCluster {
+    /// Formats and starts the three nodes (node ids 1, 2, 3) with `extra_props` on each.
+    pub fn start(extra_props: &[(&str, &str)]) -> StromCluster {
+        let output = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["storage", "random-uuid"])
+            .output()
+            .expect("run strom storage random-uuid");
+        let cluster_id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let voters = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, controller_port) in controller_ports.iter().enumerate() {
+            let node_id = (i + 1).to_string();
+            let mut process = StromProcess::prepare(&[], &[]);
+            let port = process.port;
+            let listeners =
+                format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}");
+            let mut props: Vec<(&str, &str)> = vec![
+                ("node.id", &node_id),
+                ("process.roles", "broker,controller"),
+                ("controller.quorum.voters", &voters),
+                ("controller.listener.names", "CONTROLLER"),
+                ("listeners", &listeners),
+            ];
+            props.extend_from_slice(extra_props);
+            let advertised = format!("PLAINTEXT://127.0.0.1:{port}");
+            props.push(("advertised.listeners", &advertised));
+            process.rewrite_config(&props);
+            process.format_storage(&cluster_id);
+            nodes.push(process);
+        }
+        for node in &mut nodes {
+            node.spawn_and_wait_ready();
+        }
+        StromCluster {
+            nodes,
+            controller_ports,
+        }
+    }
+}
+
+impl StromProcess {
+    /// Sets `props` in the node's server.properties (other keys keep their values).
+    fn rewrite_config(&mut self, props: &[(&str, &str)]) {
+        let text = std::fs::read_to_string(&self.config_path).expect("read server.properties");
+        let mut lines: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (key, value) in props {
+            match lines.iter_mut().find(|(k, _)| k == key) {
+                Some(entry) => entry.1 = (*value).to_string(),
+                None => lines.push(((*key).to_string(), (*value).to_string())),
+            }
+        }
+        let config: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&self.config_path, config).expect("write server.properties");
+    }
+
+    /// Starts the broker again after [`StromProcess::kill_9`] and waits until it accepts
+    /// connections.
+    pub fn start_again(&mut self) {
+        self.spawn_and_wait_ready();
     }
 }
 
