@@ -45,7 +45,11 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        self.broker.partitions.flush_all();
+        let broker = self.broker;
+        if let Err(error) = tokio::task::spawn_blocking(move || broker.partitions.flush_all()).await
+        {
+            tracing::error!(%error, "flushing the logs failed");
+        }
     }
 }
 
