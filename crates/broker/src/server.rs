@@ -145,7 +145,7 @@ pub(crate) async fn open_broker(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<Broker>> {
     let log_dir = config.log_dir();
-    let metadata_dir = log_dir.join(METADATA_LOG_DIR_NAME);
+    let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let (quorum, metadata_state) = LocalQuorum::open(
         &metadata_dir,
         config.node_id,
