@@ -548,8 +548,7 @@ impl Partition {
     fn take_offline(&self, what: &str, error: &StorageError) {
         if !self.offline.swap(true, Ordering::AcqRel) {
             tracing::error!(
-                topic = %self.topic,
-                partition = self.index,
+                partition = %self.name(),
                 %error,
                 "{what} failed: partition taken offline (KAFKA_STORAGE_ERROR until restart)"
             );
