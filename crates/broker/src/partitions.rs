@@ -895,7 +895,7 @@ fn set_aside(dir: &Path, why: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -903,7 +903,8 @@ mod tests {
 
     use super::*;
 
-    fn image_with_topic(name: &str, id: [u8; 16]) -> MetadataImage {
+    /// An image with topic `name` (id `id`) of one partition, led by the default config's node.
+    pub(crate) fn image_with_topic(name: &str, id: [u8; 16]) -> MetadataImage {
         let mut image = MetadataImage::empty("cluster".into());
         image.topics.insert(
             name.into(),
@@ -933,7 +934,7 @@ mod tests {
             .collect()
     }
 
-    fn one_record() -> Bytes {
+    pub(crate) fn one_record() -> Bytes {
         let mut builder = strom_protocol::records::BatchBuilder::new(
             0,
             strom_protocol::records::Compression::None,

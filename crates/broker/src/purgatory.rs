@@ -107,3 +107,70 @@ pub async fn await_high_watermark(
         .await
         .unwrap_or_else(|_| Err(PartitionError::ReplicationTimedOut(partition.name())))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use strom_protocol::ErrorCode;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::partitions::tests::{image_with_topic, one_record};
+    use crate::partitions::PartitionRegistry;
+
+    /// A partition `t-0` led by this broker, in a registry over a new temporary directory.
+    fn partition() -> (tempfile::TempDir, Arc<Partition>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
+        registry.sync_with_image(&image_with_topic("t", [1; 16]));
+        let partition = registry.get("t", 0).expect("t-0");
+        (dir, partition)
+    }
+
+    /// Appends a record without moving the high watermark, as a leader whose followers have not
+    /// fetched it yet would.
+    fn append_uncommitted(partition: &Partition) {
+        partition
+            .log_for_test()
+            .append(&one_record(), 0, 0)
+            .expect("append");
+    }
+
+    #[tokio::test]
+    async fn a_delayed_produce_times_out_when_the_high_watermark_stays_behind() {
+        let (_dir, partition) = partition();
+        append_uncommitted(&partition);
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let error = await_high_watermark(&partition, 1, deadline)
+            .await
+            .expect_err("the high watermark never reaches 1");
+        assert_eq!(error.error_code(), ErrorCode::RequestTimedOut.code());
+    }
+
+    #[tokio::test]
+    async fn a_delayed_produce_completes_when_the_high_watermark_passes_its_records() {
+        let (_dir, partition) = partition();
+        append_uncommitted(&partition);
+        let waiter = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                await_high_watermark(&partition, 1, deadline).await
+            }
+        });
+        // The next leader append commits both records: the high watermark moves to 2.
+        tokio::task::spawn_blocking({
+            let partition = Arc::clone(&partition);
+            move || partition.append_as_leader(&one_record(), 0)
+        })
+        .await
+        .expect("append task")
+        .expect("append");
+        waiter
+            .await
+            .expect("waiter task")
+            .expect("committed before the deadline");
+    }
+}
