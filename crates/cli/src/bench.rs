@@ -7,9 +7,9 @@
 //!   latency (send -> delivery report) in an HDR histogram; with `--end-to-end` a consumer in
 //!   the same process also measures send -> consumed, using a send time carried in the payload.
 //!   With `--fsync-load-topic T` another producer writes to topic T, created with
-//!   `flush.messages=1` (an fsync before every acknowledgement), as fast as it can for the whole
-//!   measurement: the latency of the measured topic then shows whether one partition's fsyncs
-//!   hold up appends to another.
+//!   `flush.messages=1` (an fsync before every acknowledgement), at `--fsync-load-rate` records
+//!   per second, each sent alone, for the whole measurement: the latency of the measured topic
+//!   then shows whether one partition's fsyncs hold up appends to another.
 //! * `rebalance`: a consumer group of N members (threads of this process) over a topic of P
 //!   partitions; measures the time from a member joining, leaving, or dying (a `strom consume`
 //!   child process killed with SIGKILL, which never sends LeaveGroup) until the group is stable
@@ -137,9 +137,13 @@ pub struct LatencyBench {
     #[arg(long)]
     pub end_to_end: bool,
     /// While measuring, a second producer writes to this topic (created with
-    /// flush.messages=1, an fsync per append, if missing) as fast as it can.
+    /// flush.messages=1, an fsync per append, if missing).
     #[arg(long)]
     pub fsync_load_topic: Option<String>,
+    /// Records per second of the fsync load: each is sent alone (no linger), so the broker
+    /// fsyncs as often as the disk allows, up to this rate, with little data and CPU.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fsync_load_rate: u64,
     /// Value size of the fsync load's records.
     #[arg(long, default_value_t = 1024)]
     pub fsync_load_record_size: usize,
@@ -656,8 +660,8 @@ fn end_to_end_consumer(
     Ok(histogram)
 }
 
-/// The `--fsync-load-topic` producer: writes records to `topic` as fast as the broker takes them
-/// until `stop` is set; returns its summary line.
+/// The `--fsync-load-topic` producer: writes records to `topic` at a fixed rate until `stop` is
+/// set; returns its summary line.
 struct FsyncLoad {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<anyhow::Result<String>>,
@@ -666,7 +670,12 @@ struct FsyncLoad {
 impl FsyncLoad {
     /// Starts the load and waits (bounded) until its first records were acknowledged, so the
     /// measurement runs while the broker fsyncs.
-    fn start(client: &ClientArgs, topic: &str, record_size: usize) -> anyhow::Result<FsyncLoad> {
+    fn start(
+        client: &ClientArgs,
+        topic: &str,
+        rate: u64,
+        record_size: usize,
+    ) -> anyhow::Result<FsyncLoad> {
         let mut config = client.client_config();
         config
             .set("acks", "all")
@@ -681,10 +690,15 @@ impl FsyncLoad {
             let (client, topic, stop) = (client.clone(), topic.to_string(), Arc::clone(&stop));
             std::thread::spawn(move || -> anyhow::Result<String> {
                 let payload = vec![b'f'; record_size];
+                let interval = Duration::from_secs_f64(1.0 / rate as f64);
                 let start = Instant::now();
                 let mut sent = 0u64;
                 let mut started = Some(started_tx);
                 while !stop.load(Ordering::Relaxed) {
+                    let due = start + interval.mul_f64(sent as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                     send_paced(&producer, &topic, &payload)?;
                     sent += 1;
                     if producer.context().completed() > 0 {
@@ -726,7 +740,14 @@ fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<Stri
     let load = bench
         .fsync_load_topic
         .as_deref()
-        .map(|topic| FsyncLoad::start(client, topic, bench.fsync_load_record_size))
+        .map(|topic| {
+            FsyncLoad::start(
+                client,
+                topic,
+                bench.fsync_load_rate,
+                bench.fsync_load_record_size,
+            )
+        })
         .transpose()?;
     let origin = Instant::now();
     let e2e_consumer = if bench.end_to_end {
@@ -1179,6 +1200,7 @@ mod tests {
         };
         assert_eq!(loaded.fsync_load_topic.as_deref(), Some("a"));
         assert_eq!(loaded.fsync_load_record_size, 1024);
+        assert_eq!(loaded.fsync_load_rate, 1000);
         assert!(bench_command(&["latency", "--rate", "0"]).is_err());
         assert!(bench_command(&["latency", "--record-size", "4"]).is_err());
     }
