@@ -5,9 +5,7 @@
 //! OFFSET_OUT_OF_RANGE, as in Kafka; a partition this broker does not host
 //! is UNKNOWN_TOPIC_OR_PARTITION; a topic whose `cleanup.policy` lacks `delete` refuses with
 //! POLICY_VIOLATION, as in Kafka; one whose storage failed, KAFKA_STORAGE_ERROR. Failed partitions
-//! report a low watermark of -1. The partition's owner does the work, on the blocking pool.
-
-use std::sync::Arc;
+//! report a low watermark of -1. The partition's owner does the work, off the async worker.
 
 use strom_metadata::error::codes;
 use strom_protocol::messages::delete_records_request::{
@@ -16,10 +14,9 @@ use strom_protocol::messages::delete_records_request::{
 use strom_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
 };
-use strom_protocol::ErrorCode;
 use strom_storage::StorageError;
 
-use crate::partitions::PartitionError;
+use crate::partitions::{off_worker, PartitionError};
 use crate::state::Broker;
 
 /// Deletes the records of one partition below the requested offset: `(low watermark, error code)`.
@@ -40,44 +37,13 @@ fn delete_partition(broker: &Broker, topic: &str, request: &DeleteRecordsPartiti
     }
 }
 
-/// Answers on the blocking pool: deleting segments is disk work.
+/// Answers off the async worker: deleting segments is disk work.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    broker: &Broker,
     request: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
-    let on_pool = Arc::clone(broker);
-    let shape: Vec<(String, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            let indexes = t.partitions.iter().map(|p| p.partition_index).collect();
-            (t.name.clone(), indexes)
-        })
-        .collect();
-    match tokio::task::spawn_blocking(move || delete_records(&on_pool, request)).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::error!(%error, "DeleteRecords task failed");
-            DeleteRecordsResponse {
-                throttle_time_ms: 0,
-                topics: shape
-                    .into_iter()
-                    .map(|(name, indexes)| DeleteRecordsTopicResult {
-                        name,
-                        partitions: indexes
-                            .into_iter()
-                            .map(|partition_index| DeleteRecordsPartitionResult {
-                                partition_index,
-                                low_watermark: -1,
-                                error_code: ErrorCode::UnknownServerError.code(),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            }
-        }
-    }
+    off_worker(|| delete_records(broker, request))
 }
 
 fn delete_records(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {

@@ -3,8 +3,8 @@
 //! Data path: for each requested partition its owner returns whole batches, starting with the
 //! batch that contains the fetch offset and ending before the high watermark (also the
 //! `high_watermark` reported), as one `Bytes` read from the segment file; the response encoder
-//! carries those bytes to the socket without copying them. Each pass over the partitions runs on
-//! tokio's blocking pool (a read of cold data waits for the disk). Limits follow Kafka:
+//! carries those bytes to the socket without copying them. Each pass over the partitions runs off
+//! the async worker ([`off_worker`]: a read of cold data waits for the disk). Limits follow Kafka:
 //! `max_bytes` for the response and `partition_max_bytes` per partition, except that the first
 //! batch found is always returned whole (KIP-74) so a large record can never stall a consumer;
 //! `max_bytes` itself is capped at Kafka's default `fetch.max.bytes`. If fewer than `min_bytes`
@@ -25,10 +25,9 @@ use strom_protocol::messages::fetch_request::{FetchRequest, FetchTopic};
 use strom_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use strom_protocol::ErrorCode;
 use tokio::time::Instant;
 
-use crate::partitions::{Partition, ReadBound};
+use crate::partitions::{off_worker, Partition, ReadBound};
 use crate::purgatory::{HighWatermarkWatchers, Wake};
 use crate::state::Broker;
 
@@ -38,21 +37,16 @@ const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
 
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     long_poll(broker, request, version).await.0
 }
 
 /// The fetch with its long poll: the response, and how many times the wait was woken by a change
 /// of one of the requested partitions.
-async fn long_poll(
-    broker: &Arc<Broker>,
-    request: FetchRequest,
-    version: i16,
-) -> (FetchResponse, u64) {
+async fn long_poll(broker: &Broker, request: FetchRequest, version: i16) -> (FetchResponse, u64) {
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
-    let request = Arc::new(request);
     let mut wakeups = 0;
     loop {
         // Watch before reading, so that no move of a high watermark after the read is missed.
@@ -63,7 +57,7 @@ async fn long_poll(
         {
             watchers.watch(&partition);
         }
-        let pass = read_on_blocking_pool(broker, &request, version).await;
+        let pass = off_worker(|| read_once(broker, &request, version));
         if pass.bytes >= min_bytes
             || pass.has_error
             || watchers.is_empty()
@@ -121,52 +115,7 @@ struct ReadPass {
     has_error: bool,
 }
 
-/// [`read_once`] on the blocking pool.
-async fn read_on_blocking_pool(
-    broker: &Arc<Broker>,
-    request: &Arc<FetchRequest>,
-    version: i16,
-) -> ReadPass {
-    let (on_pool, request_on_pool) = (Arc::clone(broker), Arc::clone(request));
-    match tokio::task::spawn_blocking(move || read_once(&on_pool, &request_on_pool, version)).await
-    {
-        Ok(pass) => pass,
-        Err(error) => {
-            tracing::error!(%error, "fetch task failed");
-            let responses = request
-                .topics
-                .iter()
-                .map(|topic| FetchableTopicResponse {
-                    topic: topic.topic.clone(),
-                    topic_id: topic.topic_id,
-                    partitions: topic
-                        .partitions
-                        .iter()
-                        .map(|wanted| PartitionData {
-                            partition_index: wanted.partition,
-                            error_code: ErrorCode::UnknownServerError.code(),
-                            high_watermark: -1,
-                            last_stable_offset: -1,
-                            log_start_offset: -1,
-                            records: Some(Bytes::new()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                })
-                .collect();
-            ReadPass {
-                response: FetchResponse {
-                    responses,
-                    ..Default::default()
-                },
-                bytes: 0,
-                has_error: true,
-            }
-        }
-    }
-}
-
-/// Reads every requested partition once (blocking).
+/// Reads every requested partition once (blocking: run off the worker).
 fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> ReadPass {
     let image = broker.image();
     // The broker's `fetch.max.bytes` caps the request's `max_bytes`: a request asking for 2 GiB

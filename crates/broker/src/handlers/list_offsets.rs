@@ -7,62 +7,26 @@
 //! first record whose timestamp is at least that; none gives offset -1. As in Kafka's
 //! `Partition.fetchOffsetForTimestamp`, an answer found by timestamp (or max timestamp) at or
 //! after the high watermark is no answer: consumers cannot read there yet. The partition's owner
-//! answers (`Partition::offset_for_timestamp`), on the blocking pool; a partition whose storage
+//! answers (`Partition::offset_for_timestamp`), off the async worker; a partition whose storage
 //! failed answers KAFKA_STORAGE_ERROR.
-
-use std::sync::Arc;
 
 use strom_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use strom_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
-use strom_protocol::ErrorCode;
 
+use crate::partitions::off_worker;
 use crate::state::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
-/// Answers on the blocking pool: a lookup by timestamp reads the disk.
+/// Answers off the async worker: a lookup by timestamp reads the disk.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    broker: &Broker,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let on_pool = Arc::clone(broker);
-    let shape: Vec<(String, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            let indexes = t.partitions.iter().map(|p| p.partition_index).collect();
-            (t.name.clone(), indexes)
-        })
-        .collect();
-    match tokio::task::spawn_blocking(move || list_offsets(&on_pool, request, version)).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::error!(%error, "ListOffsets task failed");
-            ListOffsetsResponse {
-                topics: shape
-                    .into_iter()
-                    .map(|(name, indexes)| ListOffsetsTopicResponse {
-                        name,
-                        partitions: indexes
-                            .into_iter()
-                            .map(|partition_index| ListOffsetsPartitionResponse {
-                                partition_index,
-                                error_code: ErrorCode::UnknownServerError.code(),
-                                timestamp: -1,
-                                offset: -1,
-                                leader_epoch: -1,
-                                ..Default::default()
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                ..Default::default()
-            }
-        }
-    }
+    off_worker(|| list_offsets(broker, request, version))
 }
 
 fn list_offsets(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

@@ -1,10 +1,9 @@
 //! Produce (key 0): appends record batches to partition logs.
 //!
 //! Data path: the request's `records` field arrives as a `Bytes` slice of the network frame. The
-//! partitions' appends run on tokio's blocking pool, one task per request (an append may wait
-//! for the disk: a write under writeback pressure, a segment roll, an fsync under
-//! `flush.messages`), so no worker thread stalls and a partition that fsyncs holds up no request
-//! for another partition. Each partition's owner validates and writes the batches (see
+//! partitions' appends run off the async worker ([`off_worker`]: an append may wait for the
+//! disk — a write under writeback pressure, a segment roll, an fsync under `flush.messages`), so
+//! a partition that fsyncs holds up no request for another partition. Each partition's owner validates and writes the batches (see
 //! `strom_storage::PartitionLog::append`) with its leader epoch and advances its high watermark.
 //! `acks=all` then waits in the purgatory until each partition's high watermark has passed the
 //! appended records, or answers REQUEST_TIMED_OUT after the request's `timeout_ms`, as Kafka's
@@ -28,7 +27,7 @@ use strom_storage::StorageError;
 use tokio::time::Instant;
 
 use super::metadata::is_internal_topic;
-use crate::partitions::{Partition, PartitionError};
+use crate::partitions::{off_worker, Partition, PartitionError};
 use crate::purgatory;
 use crate::state::{now_ms, Broker};
 
@@ -51,48 +50,15 @@ struct PendingAck {
 }
 
 pub async fn handle(
-    broker: &Arc<Broker>,
+    broker: &Broker,
     request: ProduceRequest,
     _version: i16,
     internal_topics_allowed: bool,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    // Where each answer goes, should the append task fail as a whole.
-    let shape: Vec<(String, Vec<i32>)> = request
-        .topic_data
-        .iter()
-        .map(|topic| {
-            let indexes = topic.partition_data.iter().map(|p| p.index).collect();
-            (topic.name.clone(), indexes)
-        })
-        .collect();
-    let on_pool = Arc::clone(broker);
-    let appended =
-        tokio::task::spawn_blocking(move || append_all(&on_pool, request, internal_topics_allowed))
-            .await;
-    let (mut responses, pending) = match appended {
-        Ok(appended) => appended,
-        Err(error) => {
-            tracing::error!(%error, "produce task failed");
-            let responses = shape
-                .into_iter()
-                .map(|(name, indexes)| TopicProduceResponse {
-                    name,
-                    partition_responses: indexes
-                        .into_iter()
-                        .map(|index| PartitionProduceResponse {
-                            index,
-                            error_code: ErrorCode::UnknownServerError.code(),
-                            base_offset: -1,
-                            ..Default::default()
-                        })
-                        .collect(),
-                })
-                .collect();
-            (responses, Vec::new())
-        }
-    };
+    let (mut responses, pending) =
+        off_worker(|| append_all(broker, request, internal_topics_allowed));
     if acks == -1 {
         let deadline = Instant::now() + timeout;
         for ack in pending {
@@ -114,7 +80,7 @@ pub async fn handle(
     })
 }
 
-/// Checks and appends every partition of the request (blocking: run on the blocking pool); returns
+/// Checks and appends every partition of the request (blocking: run off the worker); returns
 /// the answers and the appends `acks=all` must wait for.
 fn append_all(
     broker: &Broker,
