@@ -172,13 +172,12 @@ pub struct LogOffsets {
     pub log_end_offset: i64,
 }
 
-/// The replica's state that the metadata image sets.
-#[derive(Debug)]
-struct ReplicaState {
-    leader: bool,
-    leader_epoch: i32,
-    /// The registry dropped the partition (its topic was deleted): nothing is served any more.
-    removed: bool,
+/// What a partition publishes to waiting requests (and to fetches that are caught up, which
+/// need nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
 }
 
 /// The owner of one hosted partition.
@@ -186,16 +185,23 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub topic_id: [u8; 16],
-    /// Role and leader epoch. Operations hold it for reading while they use the log, so a change
-    /// of role (taken for writing) never interleaves with an append (Kafka's leader-ISR lock).
-    replica: RwLock<ReplicaState>,
+    /// The leader epoch. Operations hold it for reading while they use the log, so a change of
+    /// leadership (which takes it for writing) never interleaves with an append (Kafka's
+    /// leader-ISR lock).
+    leader_epoch: RwLock<i32>,
+    /// This broker leads the partition; changed only under the `leader_epoch` write lock, read
+    /// without a lock.
+    leader: AtomicBool,
+    /// The registry dropped the partition (its topic was deleted): nothing is served any more.
+    /// Set under the `leader_epoch` write lock.
+    removed: AtomicBool,
     /// Set once by the first storage failure; never cleared.
     offline: AtomicBool,
     /// `None` when the log could not be opened (the partition is offline from the start).
     log: Option<Mutex<PartitionLog>>,
-    /// The high watermark, published to waiting requests. Also woken (unchanged) when the
-    /// partition goes offline or is removed, so that waiters look again.
-    high_watermark: watch::Sender<i64>,
+    /// The high watermark and log start offset, published to waiting requests. Also woken
+    /// (unchanged) when the partition goes offline or is removed, so that waiters look again.
+    published: watch::Sender<Published>,
 }
 
 impl Partition {
@@ -209,20 +215,21 @@ impl Partition {
         node_id: i32,
         image: &PartitionImage,
     ) -> Self {
-        let high_watermark = log.as_ref().map_or(-1, PartitionLog::high_watermark);
+        let published = Published {
+            high_watermark: log.as_ref().map_or(-1, PartitionLog::high_watermark),
+            log_start_offset: log.as_ref().map_or(-1, PartitionLog::log_start_offset),
+        };
         let offline = log.is_none();
         let partition = Partition {
             topic,
             index,
             topic_id,
-            replica: RwLock::new(ReplicaState {
-                leader: image.leader == node_id,
-                leader_epoch: image.leader_epoch,
-                removed: false,
-            }),
+            leader_epoch: RwLock::new(image.leader_epoch),
+            leader: AtomicBool::new(image.leader == node_id),
+            removed: AtomicBool::new(false),
             offline: AtomicBool::new(offline),
             log: log.map(Mutex::new),
-            high_watermark: watch::Sender::new(high_watermark),
+            published: watch::Sender::new(published),
         };
         if image.leader == node_id {
             // Kafka's leader high watermark on becoming leader: what the ISR (here: this broker)
@@ -241,12 +248,11 @@ impl Partition {
 
     /// Offline after a storage failure; otherwise leader or follower as the metadata image says
     /// (a partition the registry dropped is no longer a leader).
+    /// Never waits for a lock: workers may ask.
     pub fn role(&self) -> Role {
         if self.offline.load(Ordering::Acquire) {
-            return Role::Offline;
-        }
-        let replica = self.replica();
-        if replica.leader && !replica.removed {
+            Role::Offline
+        } else if self.leader.load(Ordering::Acquire) && !self.removed.load(Ordering::Acquire) {
             Role::Leader
         } else {
             Role::Follower
@@ -255,13 +261,29 @@ impl Partition {
 
     /// The leader epoch of the metadata image this broker last applied.
     pub fn leader_epoch(&self) -> i32 {
-        self.replica().leader_epoch
+        *self.epoch_guard()
     }
 
-    /// A receiver that sees every later move of the high watermark, and wakes when the partition
-    /// goes offline or is removed.
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
+    /// A receiver that sees every later move of the high watermark (or log start offset), and
+    /// wakes when the partition goes offline or is removed.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
+    /// A consumer read at the high watermark, answered from the published offsets without the
+    /// log (so without waiting for it: workers may ask): `None` unless this broker leads the
+    /// partition, it is online and `fetch_offset` is the high watermark, the usual position of a
+    /// consumer that has caught up.
+    pub fn read_caught_up(&self, fetch_offset: i64) -> Option<ReadResult> {
+        if self.role() != Role::Leader {
+            return None;
+        }
+        let published = *self.published.borrow();
+        (fetch_offset == published.high_watermark).then(|| ReadResult {
+            records: Bytes::new(),
+            high_watermark: published.high_watermark,
+            log_start_offset: published.log_start_offset,
+        })
     }
 
     /// Appends records as the leader (blocking: call off the worker): validates and writes
@@ -274,12 +296,12 @@ impl Partition {
     ) -> Result<Appended, AppendFailure> {
         let mut log_start_offset = -1;
         let result = (|| {
-            let replica = self.replica();
-            self.check_leader(&replica)?;
+            let leader_epoch = self.epoch_guard();
+            self.check_leader()?;
             let mut log = self.log_for_operation()?;
             log_start_offset = log.log_start_offset();
             let outcome = log
-                .append(records, replica.leader_epoch, now_ms)
+                .append(records, *leader_epoch, now_ms)
                 .map_err(Failure::Storage)?;
             self.maybe_advance_high_watermark(&mut log);
             log_start_offset = log.log_start_offset();
@@ -367,8 +389,8 @@ impl Partition {
     /// returns the new log start offset (blocking: deletes segment files).
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
         let result = (|| {
-            let replica = self.replica();
-            self.check_leader(&replica)?;
+            let _leader_epoch = self.epoch_guard();
+            self.check_leader()?;
             let mut log = self.log_for_operation()?;
             if !log.config().cleanup_policy_delete {
                 return Err(Failure::NotAllowed);
@@ -378,7 +400,11 @@ impl Partition {
             } else {
                 offset
             };
-            log.delete_records_before(offset).map_err(Failure::Storage)
+            let log_start_offset = log
+                .delete_records_before(offset)
+                .map_err(Failure::Storage)?;
+            self.publish(&log);
+            Ok(log_start_offset)
         })();
         result.map_err(|failure| self.settle(failure, "DeleteRecords"))
     }
@@ -387,11 +413,12 @@ impl Partition {
     /// `apply_retention`, retention. Failures are logged (and take the partition offline).
     pub fn run_housekeeping(&self, now_ms: i64, apply_retention: bool) {
         let result = (|| {
-            let _replica = self.replica();
+            let _leader_epoch = self.epoch_guard();
             let mut log = self.log_for_operation()?;
             log.maybe_roll_and_flush(now_ms).map_err(Failure::Storage)?;
             if apply_retention {
                 let deleted = log.apply_retention(now_ms).map_err(Failure::Storage)?;
+                self.publish(&log);
                 if deleted > 0 {
                     tracing::info!(topic = %self.topic, partition = self.index, deleted, "retention deleted segments");
                 }
@@ -409,12 +436,9 @@ impl Partition {
         let Some(log) = self.log.as_ref() else {
             return;
         };
-        let runnable = {
-            let replica = self.replica();
-            !replica.removed
-                && !self.offline.load(Ordering::Acquire)
-                && lock(log).config().cleanup_policy_compact
-        };
+        let runnable = !self.removed.load(Ordering::Acquire)
+            && !self.offline.load(Ordering::Acquire)
+            && lock(log).config().cleanup_policy_compact;
         if !runnable {
             return;
         }
@@ -438,7 +462,7 @@ impl Partition {
     /// Flushes the log to disk (clean shutdown; blocking).
     pub fn flush(&self) {
         let result = (|| {
-            let _replica = self.replica();
+            let _leader_epoch = self.epoch_guard();
             let mut log = self.log_for_operation()?;
             log.flush().map_err(Failure::Storage)
         })();
@@ -450,10 +474,13 @@ impl Partition {
     /// Applies what the metadata image says of this partition: leadership, leader epoch, and the
     /// topic's effective log config.
     fn apply_image(&self, node_id: i32, image: &PartitionImage, config: LogConfig) {
-        let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
-        let became_leader = image.leader == node_id && !replica.leader;
-        replica.leader = image.leader == node_id;
-        replica.leader_epoch = image.leader_epoch;
+        let mut leader_epoch = self
+            .leader_epoch
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let leads = image.leader == node_id;
+        let became_leader = leads && !self.leader.swap(leads, Ordering::AcqRel);
+        *leader_epoch = image.leader_epoch;
         if let Some(Ok(mut log)) = self.lock_log() {
             log.set_config(config);
             if became_leader {
@@ -465,11 +492,12 @@ impl Partition {
     /// Stops serving: waits for operations in progress, then refuses every later one and wakes
     /// waiting requests, which find the partition gone.
     fn retire(&self) {
-        self.replica
+        let _leader_epoch = self
+            .leader_epoch
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .removed = true;
-        self.high_watermark.send_modify(|_| {});
+            .unwrap_or_else(PoisonError::into_inner);
+        self.removed.store(true, Ordering::Release);
+        self.published.send_modify(|_| {});
     }
 
     /// Advances the high watermark to the smallest log end offset among the in-sync replicas and
@@ -480,10 +508,18 @@ impl Partition {
         if isr_log_end > log.high_watermark() {
             log.update_high_watermark(isr_log_end);
         }
-        let high_watermark = log.high_watermark();
-        self.high_watermark.send_if_modified(|published| {
-            let moved = *published != high_watermark;
-            *published = high_watermark;
+        self.publish(log);
+    }
+
+    /// Publishes the log's high watermark and log start offset when either moved.
+    fn publish(&self, log: &PartitionLog) {
+        let now = Published {
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+        };
+        self.published.send_if_modified(|published| {
+            let moved = *published != now;
+            *published = now;
             moved
         });
     }
@@ -496,23 +532,27 @@ impl Partition {
         operation: impl FnOnce(&mut PartitionLog) -> Result<T, StorageError>,
     ) -> Result<T, PartitionError> {
         let result = (|| {
-            let replica = self.replica();
-            self.check_leader(&replica)?;
+            let _leader_epoch = self.epoch_guard();
+            self.check_leader()?;
             let mut log = self.log_for_operation()?;
             operation(&mut log).map_err(Failure::Storage)
         })();
         result.map_err(|failure| self.settle(failure, what))
     }
 
-    fn replica(&self) -> RwLockReadGuard<'_, ReplicaState> {
-        self.replica.read().unwrap_or_else(PoisonError::into_inner)
+    fn epoch_guard(&self) -> RwLockReadGuard<'_, i32> {
+        self.leader_epoch
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn check_leader(&self, replica: &ReplicaState) -> Result<(), Failure> {
+    /// Refuses unless this broker leads the partition and it is online. Called with the
+    /// `leader_epoch` read lock held, so leadership cannot change until the operation ends.
+    fn check_leader(&self) -> Result<(), Failure> {
         if self.offline.load(Ordering::Acquire) {
             return Err(Failure::Offline);
         }
-        if replica.removed || !replica.leader {
+        if self.removed.load(Ordering::Acquire) || !self.leader.load(Ordering::Acquire) {
             return Err(Failure::NotLeader);
         }
         Ok(())
@@ -544,7 +584,7 @@ impl Partition {
             Failure::NotLeader => PartitionError::NotLeader(self.name()),
             Failure::NotAllowed => PartitionError::DeleteNotAllowed(self.name()),
             Failure::Storage(error @ StorageError::Io { .. }) => {
-                if self.replica().removed {
+                if self.removed.load(Ordering::Acquire) {
                     tracing::debug!(partition = %self.name(), %error, "{what} failed on a deleted partition");
                     return PartitionError::NotLeader(self.name());
                 }
@@ -563,14 +603,14 @@ impl Partition {
                 %error,
                 "{what} failed: partition taken offline (KAFKA_STORAGE_ERROR until restart)"
             );
-            self.high_watermark.send_modify(|_| {});
+            self.published.send_modify(|_| {});
         }
     }
 
     /// How many requests are subscribed to the high watermark (tests: to know a fetch waits).
     #[cfg(test)]
     pub(crate) fn waiters(&self) -> usize {
-        self.high_watermark.receiver_count()
+        self.published.receiver_count()
     }
 
     /// The log, locked, for tests that set up states the owner never produces.
@@ -985,12 +1025,12 @@ pub(crate) mod tests {
         let appended = a.append_as_leader(&one_record(), 0).unwrap();
         assert_eq!(appended.last_offset, 0);
         assert!(a_watch.has_changed().unwrap());
-        assert_eq!(*a_watch.borrow_and_update(), 1);
+        assert_eq!(a_watch.borrow_and_update().high_watermark, 1);
         assert!(
             !b_watch.has_changed().unwrap(),
             "b was woken by an append to a"
         );
-        assert_eq!(*b.subscribe().borrow(), 0);
+        assert_eq!(b.subscribe().borrow().high_watermark, 0);
     }
 
     #[test]
@@ -1092,7 +1132,10 @@ pub(crate) mod tests {
         // The metadata now names another topic "t" (a new id): the old data must not reappear.
         let new = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
         new.sync_with_image(&image_with_topic("t", [2; 16]));
-        assert_eq!(*new.get("t", 0).unwrap().subscribe().borrow(), 0);
+        assert_eq!(
+            new.get("t", 0).unwrap().subscribe().borrow().high_watermark,
+            0
+        );
         assert_eq!(strays(dir.path()).len(), 1);
 
         // A directory the metadata does not know at all is set aside at start.

@@ -22,7 +22,7 @@ use std::task::Poll;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::partitions::{Partition, PartitionError, Role};
+use crate::partitions::{Partition, PartitionError, Published, Role};
 
 /// Why a delayed fetch stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum Wake {
 /// The high watermarks a delayed fetch waits on.
 #[derive(Default)]
 pub struct HighWatermarkWatchers {
-    receivers: Vec<watch::Receiver<i64>>,
+    receivers: Vec<watch::Receiver<Published>>,
 }
 
 impl HighWatermarkWatchers {
@@ -89,7 +89,7 @@ pub async fn await_high_watermark(
 ) -> Result<(), PartitionError> {
     let mut receiver = partition.subscribe();
     // The common case on one node: committed by the append itself, no timer needed.
-    if partition.role() == Role::Leader && *receiver.borrow_and_update() >= offset {
+    if partition.role() == Role::Leader && receiver.borrow_and_update().high_watermark >= offset {
         return Ok(());
     }
     let reached = async {
@@ -99,7 +99,7 @@ pub async fn await_high_watermark(
                 Role::Follower => return Err(PartitionError::NotLeader(partition.name())),
                 Role::Leader => {}
             }
-            if *receiver.borrow_and_update() >= offset {
+            if receiver.borrow_and_update().high_watermark >= offset {
                 return Ok(());
             }
             if receiver.changed().await.is_err() {

@@ -3,8 +3,10 @@
 //! Data path: for each requested partition its owner returns whole batches, starting with the
 //! batch that contains the fetch offset and ending before the high watermark (also the
 //! `high_watermark` reported), as one `Bytes` read from the segment file; the response encoder
-//! carries those bytes to the socket without copying them. Each pass over the partitions runs off
-//! the async worker ([`off_worker`]: a read of cold data waits for the disk). Limits follow Kafka:
+//! carries those bytes to the socket without copying them. A pass that reads a log runs off the
+//! async worker ([`off_worker`]: a read of cold data waits for the disk); a consumer that has
+//! caught up (fetching at the high watermark) is answered from the offsets the partition's owner
+//! publishes, without its log, so a long poll costs no thread handoff. Limits follow Kafka:
 //! `max_bytes` for the response and `partition_max_bytes` per partition, except that the first
 //! batch found is always returned whole (KIP-74) so a large record can never stall a consumer;
 //! `max_bytes` itself is capped at Kafka's default `fetch.max.bytes`. If fewer than `min_bytes`
@@ -57,7 +59,12 @@ async fn long_poll(broker: &Broker, request: FetchRequest, version: i16) -> (Fet
         {
             watchers.watch(&partition);
         }
-        let pass = off_worker(|| read_once(broker, &request, version));
+        // A consumer that has caught up needs nothing from the disk: answered here. Anything
+        // else is read off the worker.
+        let mut pass = read_once(broker, &request, version, Source::PublishedOnly);
+        if pass.needs_log {
+            pass = off_worker(|| read_once(broker, &request, version, Source::Log));
+        }
         if pass.bytes >= min_bytes
             || pass.has_error
             || watchers.is_empty()
@@ -111,12 +118,23 @@ struct ReadPass {
     response: FetchResponse,
     /// Record bytes in the response.
     bytes: usize,
+    /// A partition had to be skipped: it needs its log (only with [`Source::PublishedOnly`]).
+    needs_log: bool,
     /// Some partition reported an error (which makes the fetch return at once, as in Kafka).
     has_error: bool,
 }
 
-/// Reads every requested partition once (blocking: run off the worker).
-fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> ReadPass {
+/// Reads every requested partition once, from `source`.
+/// Where a pass may read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Only what the partitions' owners publish (caught-up consumers): no lock, no disk.
+    PublishedOnly,
+    /// The logs (blocking: run off the worker).
+    Log,
+}
+
+fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Source) -> ReadPass {
     let image = broker.image();
     // The broker's `fetch.max.bytes` caps the request's `max_bytes`: a request asking for 2 GiB
     // (or naming one partition many times) must not make us read that much.
@@ -125,6 +143,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> ReadPass 
         .min(usize::try_from(broker.config.fetch_max_bytes).unwrap_or(0));
     let mut total = 0usize;
     let mut has_error = false;
+    let mut needs_log = false;
     let read_committed = request.isolation_level == READ_COMMITTED;
 
     let responses = request
@@ -162,12 +181,19 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> ReadPass 
                     // With the budget spent, the read still checks the offset and reports
                     // the partition's offsets, as Kafka's does.
                     let min_one_message = total == 0;
-                    let read = partition.read(
-                        wanted.fetch_offset,
-                        limit,
-                        ReadBound::HighWatermark,
-                        min_one_message,
-                    );
+                    let read = match partition.read_caught_up(wanted.fetch_offset) {
+                        Some(caught_up) => Ok(caught_up),
+                        None if source == Source::PublishedOnly => {
+                            needs_log = true;
+                            return data;
+                        }
+                        None => partition.read(
+                            wanted.fetch_offset,
+                            limit,
+                            ReadBound::HighWatermark,
+                            min_one_message,
+                        ),
+                    };
                     match read {
                         Ok(read) => {
                             data.high_watermark = read.high_watermark;
@@ -202,6 +228,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> ReadPass 
         },
         bytes: total,
         has_error,
+        needs_log,
     }
 }
 
