@@ -26,13 +26,15 @@
 //!
 //! Why not `spawn_blocking` for requests too (or a per-partition append thread, which has the
 //! same shape): the request then waits for two thread wake-ups (the pool thread, then its own
-//! worker), on the critical path of every produce and fetch. Measured (BENCHMARKS.md, issue 6
-//! section; release build, 10,000 acks=all records/s of 1 KiB, on the shared 2-core machine):
-//! p50 0.21 ms against 0.13 ms before this change and 0.14 ms with `block_in_place`, and a tail
-//! several times longer; under a concurrent fsync-per-append load on another topic, p50 0.32 ms
-//! against 0.20 ms with `block_in_place`. A thread per disk would queue every partition of that
-//! disk behind one fsync, which is what this design exists to avoid. Requests for one partition
-//! are ordered by its log lock in any case.
+//! worker) on the critical path of every produce and fetch. Measured in one alternating round
+//! (BENCHMARKS.md, issue 6 section; release build, 10,000 acks=all records/s of 1 KiB, on the
+//! shared 2-core machine): median p50 0.21 ms with `spawn_blocking`, 0.16 ms with
+//! `block_in_place`, 0.14 ms before this change (appends inline on the worker); with another
+//! topic fsyncing every append, 0.35 ms against 0.20 ms. A thread per disk would queue every
+//! partition of that disk behind one fsync, which is what this design exists to avoid. Requests
+//! for one partition are ordered by its log lock in any case. A fetch at the high watermark
+//! (a consumer that has caught up) needs no log at all: [`Partition::read_caught_up`] answers it
+//! from the published offsets, on the worker, so long polls cost no handoff.
 //!
 //! # Storage failures
 //! An I/O error ([`StorageError::Io`]: disk full, EIO...) while appending, reading, rolling,
