@@ -466,6 +466,16 @@ impl BrokerConfig {
             .unwrap_or_else(|| PathBuf::from(default_value("log.dir")))
     }
 
+    /// The directory that holds the metadata log (`<dir>/__cluster_metadata-0`) and the node's
+    /// `meta.properties`: `metadata.log.dir`, else the first log directory, as in Kafka. Keeping
+    /// it apart lets the metadata survive a full data disk.
+    pub fn metadata_log_dir(&self) -> PathBuf {
+        self.explicit
+            .get("metadata.log.dir")
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(|| self.log_dir(), PathBuf::from)
+    }
+
     /// The configuration layers that apply to `topic` (or to any topic, for `None`) on this
     /// broker: the topic's overrides, this broker's and the cluster-wide dynamic configs of the
     /// metadata image, and `server.properties`. Every topic key's effective value is resolved from
@@ -1243,6 +1253,10 @@ log.retention.check.interval.ms=300000
             config.log_dirs,
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
+        assert_eq!(config.log_dir(), PathBuf::from("/a"));
+        assert_eq!(config.metadata_log_dir(), PathBuf::from("/a"));
+        let (config, _) = parse("log.dirs=/a\nmetadata.log.dir=/meta");
+        assert_eq!(config.metadata_log_dir(), PathBuf::from("/meta"));
         assert_eq!(config.log_dir(), PathBuf::from("/a"));
     }
 

@@ -3,8 +3,10 @@
 //! partition logs on disk.
 //!
 //! Ownership: [`state::Broker`] owns the configuration, the controller client, the published
-//! metadata image (applied by [`publisher`]) and the partition registry ([`partitions::PartitionRegistry`], which owns one `strom_storage::PartitionLog`
-//! per partition). Connections borrow the broker through an `Arc` and never hold a lock across an
+//! metadata image (applied by [`publisher`]) and the partition registry
+//! ([`partitions::PartitionRegistry`]), which holds one owner per partition
+//! ([`partitions::Partition`]: role, leader epoch, log, high watermark); requests wait for
+//! partitions in [`purgatory`]. Connections borrow the broker through an `Arc` and never hold a lock across an
 //! `.await`.
 
 mod admission;
@@ -18,6 +20,7 @@ mod lifecycle;
 mod log_limit;
 mod partitions;
 mod publisher;
+mod purgatory;
 mod server;
 mod state;
 

@@ -55,7 +55,11 @@ impl ServerHandle {
         lifecycle::controlled_shutdown(&self.broker).await;
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        self.broker.partitions.flush_all();
+        let broker = self.broker;
+        if let Err(error) = tokio::task::spawn_blocking(move || broker.partitions.flush_all()).await
+        {
+            tracing::error!(%error, "flushing the logs failed");
+        }
     }
 }
 
@@ -151,7 +155,7 @@ pub(crate) async fn open_broker(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<Broker>> {
     let log_dir = config.log_dir();
-    let metadata_dir = log_dir.join(METADATA_LOG_DIR_NAME);
+    let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let session_timeout =
         Duration::from_millis(u64::try_from(config.broker_session_timeout_ms).unwrap_or(9000));
     let (controller, controller_client, metadata_state) =
@@ -210,7 +214,7 @@ async fn open_raft_controller(
     session_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Controller>, ControllerClient, Arc<MetadataState>)> {
-    let metadata_dir = config.log_dir().join(METADATA_LOG_DIR_NAME);
+    let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let formatted = read_meta_properties(&metadata_dir)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
         .with_context(|| format!("cannot read {}", metadata_dir.display()))?;

@@ -6,6 +6,10 @@
 //! * `latency`: produces at a fixed rate with acks=all and records each record's delivery
 //!   latency (send -> delivery report) in an HDR histogram; with `--end-to-end` a consumer in
 //!   the same process also measures send -> consumed, using a send time carried in the payload.
+//!   With `--fsync-load-topic T` another producer writes to topic T, created with
+//!   `flush.messages=1` (an fsync before every acknowledgement), at `--fsync-load-rate` records
+//!   per second, each sent alone, for the whole measurement: the latency of the measured topic
+//!   then shows whether one partition's fsyncs hold up appends to another.
 //! * `rebalance`: a consumer group of N members (threads of this process) over a topic of P
 //!   partitions; measures the time from a member joining, leaving, or dying (a `strom consume`
 //!   child process killed with SIGKILL, which never sends LeaveGroup) until the group is stable
@@ -132,6 +136,17 @@ pub struct LatencyBench {
     /// Also measure produce -> consume latency with a consumer in this process.
     #[arg(long)]
     pub end_to_end: bool,
+    /// While measuring, a second producer writes to this topic (created with
+    /// flush.messages=1, an fsync per append, if missing).
+    #[arg(long)]
+    pub fsync_load_topic: Option<String>,
+    /// Records per second of the fsync load: each is sent alone (no linger), so the broker
+    /// fsyncs as often as the disk allows, up to this rate, with little data and CPU.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fsync_load_rate: u64,
+    /// Value size of the fsync load's records.
+    #[arg(long, default_value_t = 1024)]
+    pub fsync_load_record_size: usize,
 }
 
 /// Options of `strom bench rebalance`.
@@ -171,7 +186,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = args.client;
     match args.command {
         BenchCommand::Produce(bench) => {
-            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            ensure_topic(&client, &bench.topic, bench.partitions, &[]).await?;
             let report = tokio::task::spawn_blocking(move || produce_throughput(&client, &bench))
                 .await
                 .context("benchmark thread failed")??;
@@ -184,7 +199,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{report}");
         }
         BenchCommand::Latency(bench) => {
-            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            ensure_topic(&client, &bench.topic, bench.partitions, &[]).await?;
+            if let Some(load_topic) = &bench.fsync_load_topic {
+                ensure_topic(&client, load_topic, 1, &[("flush.messages", "1")]).await?;
+                let flush_messages = topic_config(&client, load_topic, "flush.messages").await;
+                println!(
+                    "fsync load: topic '{load_topic}', flush.messages={}",
+                    flush_messages.as_deref().unwrap_or("unknown")
+                );
+            }
             let lines = tokio::task::spawn_blocking(move || latency(&client, &bench))
                 .await
                 .context("benchmark thread failed")??;
@@ -193,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         BenchCommand::Rebalance(bench) => {
-            ensure_topic(&client, &bench.topic, bench.partitions).await?;
+            ensure_topic(&client, &bench.topic, bench.partitions, &[]).await?;
             let initial_delay = broker_config(&client, "group.initial.rebalance.delay.ms").await;
             println!(
                 "rebalance: {} consumers, topic '{}', session.timeout.ms {}, heartbeat.interval.ms {}, \
@@ -239,16 +262,41 @@ async fn broker_config(client: &ClientArgs, key: &str) -> Option<String> {
         .and_then(|entry| entry.value)
 }
 
-/// Creates `topic` with `partitions` partitions unless it exists, then waits (bounded) until
-/// its metadata shows a leader for every partition.
-async fn ensure_topic(client: &ClientArgs, topic: &str, partitions: i32) -> anyhow::Result<()> {
+/// A topic config value as DescribeConfigs reports it; `None` when it cannot be read.
+async fn topic_config(client: &ClientArgs, topic: &str, key: &str) -> Option<String> {
+    let (admin, _): (AdminClient<CliContext>, _) = create_client(&client.client_config()).ok()?;
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+        .await
+        .ok()?;
+    let resource = results.into_iter().next()?.ok()?;
+    resource
+        .entries
+        .into_iter()
+        .find(|entry| entry.name == key)
+        .and_then(|entry| entry.value)
+}
+
+/// Creates `topic` with `partitions` partitions and the given config overrides unless it exists
+/// (an existing topic is used as it is), then waits (bounded) until its metadata shows a leader
+/// for every partition.
+async fn ensure_topic(
+    client: &ClientArgs,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let (admin, context): (AdminClient<CliContext>, _) = create_client(&client.client_config())?;
     let metadata_client = client.metadata_client(false)?;
     let metadata = metadata_client.fetch(None)?;
     if metadata.topics().iter().any(|t| t.name() == topic) {
         return Ok(());
     }
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let new_topic = configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    );
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics([&new_topic], &options)
@@ -612,7 +660,95 @@ fn end_to_end_consumer(
     Ok(histogram)
 }
 
+/// The `--fsync-load-topic` producer: writes records to `topic` at a fixed rate until `stop` is
+/// set; returns its summary line.
+struct FsyncLoad {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<String>>,
+}
+
+impl FsyncLoad {
+    /// Starts the load and waits (bounded) until its first records were acknowledged, so the
+    /// measurement runs while the broker fsyncs.
+    fn start(
+        client: &ClientArgs,
+        topic: &str,
+        rate: u64,
+        record_size: usize,
+    ) -> anyhow::Result<FsyncLoad> {
+        let mut config = client.client_config();
+        config
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            // A short queue: stopping must not wait for a backlog to be fsynced.
+            .set("queue.buffering.max.messages", "1000")
+            .set("message.timeout.ms", "60000");
+        let producer = bench_producer(&config, false)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (client, topic, stop) = (client.clone(), topic.to_string(), Arc::clone(&stop));
+            std::thread::spawn(move || -> anyhow::Result<String> {
+                let payload = vec![b'f'; record_size];
+                let interval = Duration::from_secs_f64(1.0 / rate as f64);
+                let start = Instant::now();
+                let mut sent = 0u64;
+                let mut started = Some(started_tx);
+                while !stop.load(Ordering::Relaxed) {
+                    let due = start + interval.mul_f64(sent as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    send_paced(&producer, &topic, &payload)?;
+                    sent += 1;
+                    if producer.context().completed() > 0 {
+                        if let Some(started) = started.take() {
+                            let _ = started.send(());
+                        }
+                    }
+                }
+                await_deliveries(&client, &producer, sent)?;
+                Ok(throughput_line(
+                    "fsync load",
+                    sent,
+                    sent.saturating_mul(record_size as u64),
+                    start.elapsed(),
+                    Some(record_size as u64),
+                ))
+            })
+        };
+        if started_rx.recv_timeout(IDLE_LIMIT).is_err() {
+            stop.store(true, Ordering::Relaxed);
+            return match thread.join() {
+                Ok(Err(error)) => Err(error.context("the fsync load did not start")),
+                _ => bail!("the fsync load had no record acknowledged within {IDLE_LIMIT:?}"),
+            };
+        }
+        Ok(FsyncLoad { stop, thread })
+    }
+
+    /// Stops the load, waits for its records, and returns its summary line.
+    fn finish(self) -> anyhow::Result<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("fsync load thread panicked"))?
+    }
+}
+
 fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<String>> {
+    let load = bench
+        .fsync_load_topic
+        .as_deref()
+        .map(|topic| {
+            FsyncLoad::start(
+                client,
+                topic,
+                bench.fsync_load_rate,
+                bench.fsync_load_record_size,
+            )
+        })
+        .transpose()?;
     let origin = Instant::now();
     let e2e_consumer = if bench.end_to_end {
         let extra = [("fetch.wait.max.ms", "1".to_string())];
@@ -644,6 +780,7 @@ fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<Stri
     }
     let send_seconds = start.elapsed().as_secs_f64().max(f64::EPSILON);
     await_deliveries(client, &producer, bench.records)?;
+    let load_line = load.map(FsyncLoad::finish).transpose()?;
 
     let mut lines = vec![format!(
         "latency: {} records, {} B, target {} rec/s, actual {:.0} rec/s",
@@ -668,6 +805,7 @@ fn latency(client: &ClientArgs, bench: &LatencyBench) -> anyhow::Result<Vec<Stri
             latency_summary(&histogram)
         ));
     }
+    lines.extend(load_line);
     Ok(lines)
 }
 
@@ -1054,6 +1192,15 @@ mod tests {
         assert_eq!(bench.rate, 500);
         assert!(bench.end_to_end);
         assert_eq!(bench.records, 10);
+        assert_eq!(bench.fsync_load_topic, None);
+        let BenchCommand::Latency(loaded) =
+            bench_command(&["latency", "--fsync-load-topic", "a"]).unwrap()
+        else {
+            panic!("expected latency");
+        };
+        assert_eq!(loaded.fsync_load_topic.as_deref(), Some("a"));
+        assert_eq!(loaded.fsync_load_record_size, 1024);
+        assert_eq!(loaded.fsync_load_rate, 1000);
         assert!(bench_command(&["latency", "--rate", "0"]).is_err());
         assert!(bench_command(&["latency", "--record-size", "4"]).is_err());
     }

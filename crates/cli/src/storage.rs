@@ -54,7 +54,7 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
             server,
         } => {
             let (config, _) = build_config(&server)?;
-            let dir = config.log_dir().join(METADATA_LOG_DIR_NAME);
+            let dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
             let formatted = format_directory(&dir, &cluster_id, config.node_id, ignore_formatted)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))
                 .with_context(|| format!("cannot format {}", dir.display()))?;
@@ -74,7 +74,7 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
         }
         StorageCommand::Info { server } => {
             let (config, _) = build_config(&server)?;
-            let dir = config.log_dir().join(METADATA_LOG_DIR_NAME);
+            let dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
             match read_meta_properties(&dir).map_err(|e| anyhow::anyhow!("{}", e.message))? {
                 Some(properties) => println!(
                     "{}: cluster.id={} node.id={} directory.id={}",

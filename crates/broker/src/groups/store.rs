@@ -9,6 +9,7 @@ use strom_protocol::records::{
     decode_records, split_batches, BatchBuilder, Compression, DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
 
+use crate::partitions::ReadBound;
 use crate::state::Broker;
 
 /// The internal topic that holds committed offsets and group metadata.
@@ -25,7 +26,7 @@ pub enum OffsetsLogError {
     #[error("appending to {OFFSETS_TOPIC}-{partition}: {source}")]
     Append {
         partition: i32,
-        source: strom_storage::StorageError,
+        source: crate::partitions::PartitionError,
     },
 }
 
@@ -64,25 +65,19 @@ impl OffsetsLog for OffsetsTopic<'_> {
             .partitions
             .get(OFFSETS_TOPIC, partition)
             .ok_or(OffsetsLogError::MissingPartition(partition))?;
-        let leader_epoch = self
-            .broker
-            .image()
-            .topic(OFFSETS_TOPIC)
-            .and_then(|t| t.partitions.get(&partition))
-            .map_or(0, |p| p.leader_epoch);
         let mut builder = BatchBuilder::new(0, Compression::None, now_ms);
         for (key, value) in records {
             builder.push(now_ms, Some(key.clone()), value.clone(), Vec::new());
         }
         // The log writes with pwrite: once append returns, a SIGKILL cannot lose the records.
-        let mut log = hosted.log();
-        log.append(&builder.build(), leader_epoch, now_ms)
-            .map_err(|source| OffsetsLogError::Append { partition, source })?;
-        // The only in-sync replica has it: committed.
-        let log_end = log.log_end_offset();
-        log.update_high_watermark(log_end);
-        drop(log);
-        self.broker.partitions.data_arrived.notify_waiters();
+        // The owner advances the high watermark (this broker is the only in-sync replica) and
+        // wakes fetches waiting on this partition. Callers are on the blocking pool.
+        hosted
+            .append_as_leader(&builder.build(), now_ms)
+            .map_err(|failure| OffsetsLogError::Append {
+                partition,
+                source: failure.error,
+            })?;
         Ok(())
     }
 }
@@ -133,12 +128,17 @@ pub fn read_offsets_topic(broker: &Broker) -> Vec<(Bytes, Option<Bytes>)> {
         let Some(partition) = broker.partitions.get(OFFSETS_TOPIC, index) else {
             continue;
         };
-        let log = partition.log();
-        let end = log.log_end_offset();
-        let mut offset = log.log_start_offset();
+        // Everything the leader has, up to its log end, as Kafka's coordinator loads.
+        let (mut offset, end) = match partition.offsets() {
+            Ok(offsets) => (offsets.log_start_offset, offsets.log_end_offset),
+            Err(error) => {
+                tracing::error!(partition = index, %error, "cannot read {OFFSETS_TOPIC}");
+                continue;
+            }
+        };
         while offset < end {
-            let chunk = match log.read(offset, LOAD_CHUNK_BYTES, end, true) {
-                Ok(chunk) if !chunk.is_empty() => chunk,
+            let chunk = match partition.read(offset, LOAD_CHUNK_BYTES, ReadBound::LogEnd, true) {
+                Ok(read) if !read.records.is_empty() => read.records,
                 Ok(_) => break,
                 Err(error) => {
                     tracing::error!(partition = index, offset, %error, "cannot read {OFFSETS_TOPIC}");

@@ -5,6 +5,8 @@
 //! registered brokers; it then only fixes the partition count and replication factor (replicas are
 //! placed by the metadata store). `timeout_ms` is moot: creation completes before the response.
 //! From v5 the result carries the topic's partition count, replication factor and effective configs.
+//! A topic whose partitions this broker could not create (their directory or log failed, so they
+//! are offline here) is reported with KAFKA_STORAGE_ERROR once the publisher has applied it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -15,6 +17,7 @@ use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopi
 use strom_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
+use strom_protocol::ErrorCode;
 
 use super::describe_configs::topic_config_entries;
 use crate::state::Broker;
@@ -215,6 +218,33 @@ fn success(broker: &Broker, image: &MetadataImage, summary: TopicSummary) -> Cre
     }
 }
 
+/// KAFKA_STORAGE_ERROR when partitions of the created topic could not be created on this
+/// broker (their directory or log failed: they are registered offline).
+fn storage_failure(
+    broker: &Broker,
+    summary: &TopicSummary,
+    validate_only: bool,
+) -> Option<MetadataError> {
+    if validate_only {
+        return None;
+    }
+    let offline = broker.partitions.offline_partitions(&summary.name);
+    if offline.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = offline.iter().map(i32::to_string).collect();
+    Some(MetadataError::new(
+        ErrorCode::KafkaStorageError.code(),
+        format!(
+            "Topic {} was created, but its partitions [{}] could not be created in the log \
+             directory of broker {}: they are offline (see the broker log)",
+            summary.name,
+            listed.join(", "),
+            broker.node_id
+        ),
+    ))
+}
+
 fn failure(name: String, error: MetadataError) -> CreatableTopicResult {
     CreatableTopicResult {
         name,
@@ -263,9 +293,13 @@ pub async fn handle(
         let image = broker.image();
         let result = match create_topic(broker, &image, topic, request.validate_only).await {
             Ok(summary) => {
-                // The publisher opens the new topic's logs; the result describes its configs.
+                // The publisher opens the new topic's logs; the result describes its configs,
+                // unless this broker could not carry the creation out.
                 broker.catch_up_with_controller().await;
-                success(broker, &broker.image(), summary)
+                match storage_failure(broker, &summary, request.validate_only) {
+                    Some(error) => failure(topic.name.clone(), error),
+                    None => success(broker, &broker.image(), summary),
+                }
             }
             Err(error) => failure(topic.name.clone(), error),
         };

@@ -4,7 +4,8 @@
 //! Offset -1 means the high watermark. An offset beyond it (or otherwise negative) is
 //! OFFSET_OUT_OF_RANGE, as in Kafka; a partition this broker does not host
 //! is UNKNOWN_TOPIC_OR_PARTITION; a topic whose `cleanup.policy` lacks `delete` refuses with
-//! POLICY_VIOLATION, as in Kafka. Failed partitions report a low watermark of -1.
+//! POLICY_VIOLATION, as in Kafka; one whose storage failed, KAFKA_STORAGE_ERROR. Failed partitions
+//! report a low watermark of -1. The partition's owner does the work, off the async worker.
 
 use strom_metadata::error::codes;
 use strom_protocol::messages::delete_records_request::{
@@ -15,42 +16,37 @@ use strom_protocol::messages::delete_records_response::{
 };
 use strom_storage::StorageError;
 
+use crate::partitions::{off_worker, PartitionError};
 use crate::state::Broker;
-
-/// The request offset meaning "up to the high watermark".
-const HIGH_WATERMARK: i64 = -1;
-const POLICY_VIOLATION: i16 = 44;
 
 /// Deletes the records of one partition below the requested offset: `(low watermark, error code)`.
 fn delete_partition(broker: &Broker, topic: &str, request: &DeleteRecordsPartition) -> (i64, i16) {
     let Some(partition) = broker.partitions.get(topic, request.partition_index) else {
         return (-1, codes::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let mut log = partition.log();
-    if !log.config().cleanup_policy_delete {
-        return (-1, POLICY_VIOLATION);
-    }
-    let offset = if request.offset == HIGH_WATERMARK {
-        log.high_watermark()
-    } else {
-        request.offset
-    };
-    match log.delete_records_before(offset) {
+    match partition.delete_records_before(request.offset) {
         Ok(low_watermark) => (low_watermark, 0),
         Err(error) => {
-            if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
-                tracing::warn!(topic, partition = request.partition_index, offset, %error, "DeleteRecords failed");
+            if let PartitionError::Refused(refusal) = &error {
+                if !matches!(refusal, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic, partition = request.partition_index, offset = request.offset, %error, "DeleteRecords failed");
+                }
             }
-            (-1, error.kafka_error_code())
+            (-1, error.error_code())
         }
     }
 }
 
-pub fn handle(
+/// Answers off the async worker: deleting segments is disk work.
+pub async fn handle(
     broker: &Broker,
     request: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
+    off_worker(|| delete_records(broker, request))
+}
+
+fn delete_records(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -85,6 +81,10 @@ mod tests {
     use strom_protocol::messages::delete_records_request::DeleteRecordsTopic;
     use strom_protocol::records::{BatchBuilder, Compression};
 
+    /// The request offset meaning "up to the high watermark".
+    const HIGH_WATERMARK: i64 = -1;
+    const POLICY_VIOLATION: i16 = 44;
+
     fn delete(broker: &Broker, topic: &str, partitions: &[(i32, i64)]) -> Vec<(i64, i16)> {
         let request = DeleteRecordsRequest {
             topics: vec![DeleteRecordsTopic {
@@ -99,7 +99,7 @@ mod tests {
             }],
             timeout_ms: 1000,
         };
-        handle(broker, request, 2).topics[0]
+        delete_records(broker, request).topics[0]
             .partitions
             .iter()
             .map(|p| (p.low_watermark, p.error_code))
@@ -145,14 +145,15 @@ mod tests {
             batch.push(0, None, Some(Bytes::from_static(b"v")), Vec::new());
         }
         let partition = broker.partitions.get("t", 0).expect("partition t-0");
+        // Written but not committed, a state only replication can produce.
         partition
-            .log()
+            .log_for_test()
             .append(&batch.build(), 0, 0)
             .expect("append");
         // Appended but not committed: nothing may be deleted past the high watermark.
         assert_eq!(delete(&broker, "t", &[(0, 2)]), [(-1, 1)]);
         assert_eq!(delete(&broker, "t", &[(0, HIGH_WATERMARK)]), [(0, 0)]);
-        let mut log = partition.log();
+        let mut log = partition.log_for_test();
         let end = log.log_end_offset();
         log.update_high_watermark(end);
         drop(log);
@@ -160,6 +161,6 @@ mod tests {
         assert_eq!(delete(&broker, "t", &[(0, 1)]), [(2, 0)]);
         assert_eq!(delete(&broker, "t", &[(0, 6)]), [(-1, 1)]);
         assert_eq!(delete(&broker, "t", &[(0, HIGH_WATERMARK)]), [(5, 0)]);
-        assert_eq!(partition.log().log_start_offset(), 5);
+        assert_eq!(partition.log_for_test().log_start_offset(), 5);
     }
 }

@@ -6,34 +6,32 @@
 //! -5 earliest pending upload (KIP-1023: nothing is tiered, so none). A timestamp >= 0 finds the
 //! first record whose timestamp is at least that; none gives offset -1. As in Kafka's
 //! `Partition.fetchOffsetForTimestamp`, an answer found by timestamp (or max timestamp) at or
-//! after the high watermark is no answer: consumers cannot read there yet.
+//! after the high watermark is no answer: consumers cannot read there yet. The partition's owner
+//! answers (`Partition::offset_for_timestamp`), off the async worker; a partition whose storage
+//! failed answers KAFKA_STORAGE_ERROR.
 
 use strom_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use strom_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
 
+use crate::partitions::off_worker;
 use crate::state::Broker;
 
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
-const MAX_TIMESTAMP: i64 = -3;
-const EARLIEST_LOCAL: i64 = -4;
-const EARLIEST_PENDING_UPLOAD: i64 = -5;
+/// Answers off the async worker: a lookup by timestamp reads the disk.
+pub async fn handle(
+    broker: &Broker,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    off_worker(|| list_offsets(broker, request, version))
+}
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    let image = broker.image();
+fn list_offsets(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
-            let leader_epoch = |index: i32| {
-                image
-                    .topic(&topic.name)
-                    .and_then(|t| t.partitions.get(&index))
-                    .map(|p| p.leader_epoch)
-                    .unwrap_or(-1)
-            };
             let partitions = topic
                 .partitions
                 .iter()
@@ -42,7 +40,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         partition_index: wanted.partition_index,
                         timestamp: -1,
                         offset: -1,
-                        leader_epoch: leader_epoch(wanted.partition_index),
+                        leader_epoch: -1,
                         ..Default::default()
                     };
                     let Some(partition) = broker.led_partition(&topic.name, wanted.partition_index)
@@ -51,27 +49,14 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                             broker.partition_not_hosted_error(&topic.name, wanted.partition_index);
                         return answer;
                     };
-                    let log = partition.log();
-                    let high_watermark = log.high_watermark();
-                    let committed = |found: Option<(i64, i64)>| {
-                        found.filter(|&(_, offset)| offset < high_watermark)
-                    };
-                    let found = match wanted.timestamp {
-                        LATEST => Ok(Some((-1, high_watermark))),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
-                        MAX_TIMESTAMP => Ok(committed(log.max_timestamp())),
-                        EARLIEST_PENDING_UPLOAD => Ok(None),
-                        timestamp => log
-                            .offset_for_timestamp(timestamp)
-                            .map(|found| committed(found.map(|(offset, ts)| (ts, offset)))),
-                    };
-                    match found {
+                    answer.leader_epoch = partition.leader_epoch();
+                    match partition.offset_for_timestamp(wanted.timestamp) {
                         Ok(Some((timestamp, offset))) => {
                             answer.timestamp = timestamp;
                             answer.offset = offset;
                         }
                         Ok(None) => {}
-                        Err(error) => answer.error_code = error.kafka_error_code(),
+                        Err(error) => answer.error_code = error.error_code(),
                     }
                     if version == 0 && answer.offset >= 0 {
                         answer.old_style_offsets = vec![answer.offset];

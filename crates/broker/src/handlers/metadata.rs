@@ -2,7 +2,9 @@
 //! replicas and ISR. Unknown topics are created here when `auto.create.topics.enable` is on and the
 //! client allows it (v4+), as Kafka does: the handler asks the controller and, once this broker has
 //! applied the new topic, returns it at once. Authorized operations, when asked for, are everything
-//! a topic or the cluster supports, as Kafka reports them without an authorizer.
+//! a topic or the cluster supports, as Kafka reports them without an authorizer. A partition whose
+//! storage failed on this broker is reported with KAFKA_STORAGE_ERROR and this broker among its
+//! offline replicas.
 
 use strom_metadata::TopicImage;
 use strom_protocol::messages::metadata_request::MetadataRequest;
@@ -10,7 +12,10 @@ use strom_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 
+use strom_protocol::ErrorCode;
+
 use super::authorized_operations;
+use crate::partitions::Role;
 use crate::state::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -38,7 +43,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             image
                 .topics
                 .values()
-                .map(|topic| describe_topic(topic))
+                .map(|topic| describe_topic(broker, topic))
                 .collect()
         }
         Some(requested) => {
@@ -51,7 +56,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     None => {
                         let image = broker.image();
                         match image.topic_by_id(&wanted.topic_id) {
-                            Some(topic) => describe_topic(topic),
+                            Some(topic) => describe_topic(broker, topic),
                             None => MetadataResponseTopic {
                                 error_code: UNKNOWN_TOPIC_ID,
                                 topic_id: wanted.topic_id,
@@ -111,7 +116,7 @@ async fn lookup_or_create(
     client_allows_creation: bool,
 ) -> MetadataResponseTopic {
     if let Some(topic) = broker.image().topic(name) {
-        return describe_topic(topic);
+        return describe_topic(broker, topic);
     }
     let unknown = |error_code| MetadataResponseTopic {
         error_code,
@@ -142,12 +147,14 @@ async fn lookup_or_create(
         }
     }
     match broker.image().topic(name) {
-        Some(topic) => describe_topic(topic),
+        Some(topic) => describe_topic(broker, topic),
         None => unknown(UNKNOWN_TOPIC_OR_PARTITION),
     }
 }
 
-fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+/// A topic as the image has it, with this broker's offline replicas: a partition whose storage
+/// failed here is reported with KAFKA_STORAGE_ERROR and this broker in its offline replicas.
+fn describe_topic(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
@@ -156,20 +163,33 @@ fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
         partitions: topic
             .partitions
             .iter()
-            .map(|(&partition_index, p)| MetadataResponsePartition {
-                // A partition without a leader (its replicas are fenced or shutting down) is
-                // LEADER_NOT_AVAILABLE, as Kafka reports it; clients retry.
-                error_code: if p.leader < 0 {
-                    strom_protocol::ErrorCode::LeaderNotAvailable.code()
-                } else {
-                    0
-                },
-                partition_index,
-                leader_id: p.leader,
-                leader_epoch: p.leader_epoch,
-                replica_nodes: p.replicas.clone(),
-                isr_nodes: p.isr.clone(),
-                offline_replicas: Vec::new(),
+            .map(|(&partition_index, p)| {
+                let offline_here = broker
+                    .partitions
+                    .get(&topic.name, partition_index)
+                    .is_some_and(|hosted| hosted.role() == Role::Offline);
+                MetadataResponsePartition {
+                    // A replica here whose disk failed is KAFKA_STORAGE_ERROR; a partition
+                    // without a leader (its replicas fenced or shutting down) is
+                    // LEADER_NOT_AVAILABLE, as Kafka reports it. Clients retry both.
+                    error_code: if offline_here {
+                        ErrorCode::KafkaStorageError.code()
+                    } else if p.leader < 0 {
+                        ErrorCode::LeaderNotAvailable.code()
+                    } else {
+                        ErrorCode::None.code()
+                    },
+                    partition_index,
+                    leader_id: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replica_nodes: p.replicas.clone(),
+                    isr_nodes: p.isr.clone(),
+                    offline_replicas: if offline_here {
+                        vec![broker.node_id]
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
             .collect(),
         ..Default::default()

@@ -114,11 +114,12 @@ pub async fn handle(
             let internal_topics_allowed =
                 context.client_id.as_deref() == Some(produce::ADMIN_CLIENT_ID);
             return produce::handle(broker, r, version, internal_topics_allowed)
+                .await
                 .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
         RequestBody::ListOffsets(r) => {
-            ResponseBody::ListOffsets(list_offsets::handle(broker, r, version))
+            ResponseBody::ListOffsets(list_offsets::handle(broker, r, version).await)
         }
         RequestBody::CreateTopics(r) => {
             ResponseBody::CreateTopics(create_topics::handle(broker, r, version).await)
@@ -127,7 +128,7 @@ pub async fn handle(
             ResponseBody::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
         RequestBody::DeleteRecords(r) => {
-            ResponseBody::DeleteRecords(delete_records::handle(broker, r, version))
+            ResponseBody::DeleteRecords(delete_records::handle(broker, r, version).await)
         }
         RequestBody::InitProducerId(r) => {
             ResponseBody::InitProducerId(init_producer_id::handle(broker, r, version).await)

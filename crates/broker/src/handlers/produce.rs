@@ -1,16 +1,22 @@
 //! Produce (key 0): appends record batches to partition logs.
 //!
-//! Data path: the request's `records` field arrives as a `Bytes` slice of the network frame; the
-//! storage engine validates each batch (magic v2, sizes, CRC-32C), checks idempotent-producer
-//! sequences, patches the base offset and leader epoch in place and writes the batch as received.
-//! On this single-node broker the leader is the only in-sync replica, so once the append returns the
-//! high watermark has moved and `acks=1` and `acks=all` are both satisfied (`acks=all` still honours
-//! the topic's effective `min.insync.replicas`, whichever layer sets it: NOT_ENOUGH_REPLICAS when
-//! the ISR is smaller). With `acks=0` no response is sent. When the topic has a flush policy
-//! (`flush.messages`), the append may fsync, so it runs under `block_in_place` and the worker's
-//! other connections keep being served meanwhile. Internal topics
-//! (`__consumer_offsets`) are written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as
-//! from Kafka, unless their client id is Kafka's admin client id.
+//! Data path: the request's `records` field arrives as a `Bytes` slice of the network frame. The
+//! partitions' appends run off the async worker ([`off_worker`]: an append may wait for the
+//! disk — a write under writeback pressure, a segment roll, an fsync under `flush.messages`), so
+//! a partition that fsyncs holds up no request for another partition. Each partition's owner validates and writes the batches (see
+//! `strom_storage::PartitionLog::append`) with its leader epoch and advances its high watermark.
+//! `acks=all` then waits in the purgatory until each partition's high watermark has passed the
+//! appended records, or answers REQUEST_TIMED_OUT after the request's `timeout_ms`, as Kafka's
+//! delayed produce does; on this single node the only in-sync replica is the leader, so the
+//! high watermark has moved by the time the append returns. `acks=all` also honours the topic's
+//! effective `min.insync.replicas`, whichever layer sets it: NOT_ENOUGH_REPLICAS when the ISR
+//! is smaller. With `acks=0` no response is sent. Internal topics (`__consumer_offsets`) are
+//! written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as from Kafka, unless their
+//! client id is Kafka's admin client id. A partition whose storage failed answers
+//! KAFKA_STORAGE_ERROR (logged once, at ERROR, by its owner).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use strom_protocol::messages::produce_request::ProduceRequest;
 use strom_protocol::messages::produce_response::{
@@ -18,8 +24,11 @@ use strom_protocol::messages::produce_response::{
 };
 use strom_protocol::ErrorCode;
 use strom_storage::StorageError;
+use tokio::time::Instant;
 
 use super::metadata::is_internal_topic;
+use crate::partitions::{off_worker, Partition, PartitionError};
+use crate::purgatory;
 use crate::state::{now_ms, Broker};
 
 const CORRUPT_MESSAGE: i16 = 2;
@@ -30,12 +39,53 @@ const INVALID_TOPIC_EXCEPTION: i16 = 17;
 /// The client id allowed to append to internal topics (Kafka's `AdminUtils.ADMIN_CLIENT_ID`).
 pub const ADMIN_CLIENT_ID: &str = "__admin_client";
 
-pub fn handle(
+/// An append that `acks=all` waits on: where its answer is in the response, the partition, and
+/// the high watermark that commits it.
+struct PendingAck {
+    topic: usize,
+    partition: usize,
+    owner: Arc<Partition>,
+    committed_at: i64,
+}
+
+pub async fn handle(
     broker: &Broker,
     request: ProduceRequest,
     _version: i16,
     internal_topics_allowed: bool,
 ) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let (mut responses, pending) =
+        off_worker(|| append_all(broker, request, internal_topics_allowed));
+    if acks == -1 {
+        let deadline = Instant::now() + timeout;
+        for ack in pending {
+            if let Err(error) =
+                purgatory::await_high_watermark(&ack.owner, ack.committed_at, deadline).await
+            {
+                let response = &mut responses[ack.topic].partition_responses[ack.partition];
+                response.error_code = error.error_code();
+                response.error_message = Some(error.to_string());
+            }
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse {
+        responses,
+        ..Default::default()
+    })
+}
+
+/// Checks and appends every partition of the request (blocking: run off the worker); returns
+/// the answers and the appends `acks=all` must wait for.
+fn append_all(
+    broker: &Broker,
+    request: ProduceRequest,
+    internal_topics_allowed: bool,
+) -> (Vec<TopicProduceResponse>, Vec<PendingAck>) {
     let acks = request.acks;
     let request_error = if !matches!(acks, -1..=1) {
         Some(INVALID_REQUIRED_ACKS)
@@ -46,17 +96,19 @@ pub fn handle(
     };
     let image = broker.image();
     let now = now_ms();
-    let mut appended = false;
+    let mut pending = Vec::new();
 
     let responses = request
         .topic_data
         .into_iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(topic_position, topic)| {
             let topic_image = image.topic(&topic.name);
             let partition_responses = topic
                 .partition_data
                 .into_iter()
-                .map(|data| {
+                .enumerate()
+                .map(|(partition_position, data)| {
                     let failed = |error_code| PartitionProduceResponse {
                         index: data.index,
                         error_code,
@@ -72,10 +124,6 @@ pub fn handle(
                     let Some(partition) = broker.led_partition(&topic.name, data.index) else {
                         return failed(broker.partition_not_hosted_error(&topic.name, data.index));
                     };
-                    let leader_epoch = topic_image
-                        .and_then(|t| t.partitions.get(&data.index))
-                        .map(|p| p.leader_epoch)
-                        .unwrap_or(0);
                     if acks == -1 {
                         let isr: &[i32] = topic_image
                             .and_then(|t| t.partitions.get(&data.index))
@@ -108,38 +156,37 @@ pub fn handle(
                     let Some(records) = data.records else {
                         return failed(CORRUPT_MESSAGE);
                     };
-                    let mut log = partition.log();
-                    // An explicit flush policy may fsync inside this append.
-                    let may_fsync = log.config().flush_messages != i64::MAX;
-                    let appended_records = if may_fsync {
-                        off_the_runtime(|| log.append(&records, leader_epoch, now))
-                    } else {
-                        log.append(&records, leader_epoch, now)
-                    };
-                    match appended_records {
-                        Ok(outcome) => {
-                            // The only in-sync replica has it: committed.
-                            let log_end = log.log_end_offset();
-                            log.update_high_watermark(log_end);
-                            appended |= !outcome.duplicate;
+                    match partition.append_as_leader(&records, now) {
+                        Ok(appended) => {
+                            pending.push(PendingAck {
+                                topic: topic_position,
+                                partition: partition_position,
+                                owner: partition,
+                                committed_at: appended.last_offset + 1,
+                            });
                             PartitionProduceResponse {
                                 index: data.index,
                                 error_code: 0,
-                                base_offset: outcome.base_offset,
-                                log_append_time_ms: outcome.log_append_time,
-                                log_start_offset: log.log_start_offset(),
+                                base_offset: appended.base_offset,
+                                log_append_time_ms: appended.log_append_time,
+                                log_start_offset: appended.log_start_offset,
                                 ..Default::default()
                             }
                         }
-                        Err(error) => {
-                            tracing::info!(topic = %topic.name, partition = data.index, %error, "append refused");
-                            let (error_message, record_errors) =
-                                describe_refusal(&error, &topic.name, data.index);
+                        Err(failure) => {
+                            let (error_message, record_errors) = match &failure.error {
+                                PartitionError::Refused(error) => {
+                                    tracing::info!(topic = %topic.name, partition = data.index, %error, "append refused");
+                                    describe_refusal(error, &topic.name, data.index)
+                                }
+                                // Storage failures were logged by the owner, once.
+                                other => (other.to_string(), Vec::new()),
+                            };
                             PartitionProduceResponse {
-                                log_start_offset: log.log_start_offset(),
+                                log_start_offset: failure.log_start_offset,
                                 error_message: Some(error_message),
                                 record_errors,
-                                ..failed(error.kafka_error_code())
+                                ..failed(failure.error.error_code())
                             }
                         }
                     }
@@ -151,17 +198,7 @@ pub fn handle(
             }
         })
         .collect();
-
-    if appended {
-        broker.partitions.data_arrived.notify_waiters();
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse {
-        responses,
-        ..Default::default()
-    })
+    (responses, pending)
 }
 
 /// The partition-level message and per-record errors of a refused append to `topic`-`partition`,
@@ -211,18 +248,6 @@ fn describe_refusal(
             )
         }
         other => (other.to_string(), Vec::new()),
-    }
-}
-
-/// Runs disk work that may fsync without stalling the other connections that share this tokio
-/// worker thread: in the multi-threaded runtime, tokio hands them to another thread meanwhile.
-/// Anywhere else (unit tests) the work simply runs.
-fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
     }
 }
 
