@@ -2,16 +2,6 @@
 
 use strom_protocol::ErrorCode;
 
-/// Wire codes still named by handlers that another branch is rewriting (create_topics,
-/// delete_records); everything else uses [`ErrorCode`] directly.
-// TODO(lead): remove after merge, once those handlers use `ErrorCode`.
-pub mod codes {
-    use strom_protocol::ErrorCode;
-
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ErrorCode::UnknownTopicOrPartition.code();
-    pub const INVALID_REQUEST: i16 = ErrorCode::InvalidRequest.code();
-}
-
 /// A failed metadata operation: the Kafka error code to return and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (Kafka error code {code})")]

@@ -8,13 +8,13 @@ use strom_metadata::MetadataError;
 use strom_protocol::records::{
     decode_records, split_batches, BatchBuilder, Compression, DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
+use strom_protocol::ErrorCode;
 
 use crate::partitions::ReadBound;
 use crate::state::Broker;
 
 /// The internal topic that holds committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// How much of a partition is read at a time while loading.
 const LOAD_CHUNK_BYTES: usize = 1 << 20;
 
@@ -105,7 +105,7 @@ pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), MetadataError> 
             .await;
         match created {
             Ok(_) => tracing::info!(topic = OFFSETS_TOPIC, "created internal topic"),
-            Err(error) if error.code == TOPIC_ALREADY_EXISTS => {}
+            Err(error) if error.code == ErrorCode::TopicAlreadyExists.code() => {}
             Err(error) => return Err(error),
         }
     }

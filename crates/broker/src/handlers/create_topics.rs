@@ -11,7 +11,6 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
-use strom_metadata::error::codes;
 use strom_metadata::{MetadataError, MetadataImage, TopicSummary};
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::{
@@ -22,10 +21,6 @@ use strom_protocol::ErrorCode;
 use super::describe_configs::topic_config_entries;
 use crate::state::Broker;
 
-/// Kafka's INVALID_REPLICA_ASSIGNMENT error code.
-pub(super) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-/// Kafka's POLICY_VIOLATION error code.
-pub(super) const POLICY_VIOLATION: i16 = 44;
 /// Most partitions one CreateTopics or CreatePartitions request may create (Kafka's controller
 /// `MAX_PARTITIONS_PER_BATCH`): a request asking for `i32::MAX` partitions must not make us
 /// build that many records and directories.
@@ -50,7 +45,7 @@ fn requested_partitions(request: &CreateTopicsRequest, default_partitions: i32) 
 }
 
 fn replica_assignment_error(message: String) -> MetadataError {
-    MetadataError::new(INVALID_REPLICA_ASSIGNMENT, message)
+    MetadataError::new(ErrorCode::InvalidReplicaAssignment.code(), message)
 }
 
 /// Checks one partition's replica list of a manual assignment: not empty, no broker twice, every
@@ -92,7 +87,7 @@ fn manual_assignment_shape(
     ] {
         if value != -1 {
             return Err(MetadataError::new(
-                codes::INVALID_REQUEST,
+                ErrorCode::InvalidRequest.code(),
                 format!(
                     "A manual partition assignment was specified, but {field} was not set to -1."
                 ),
@@ -267,7 +262,7 @@ pub async fn handle(
             .filter(|topic| reported.insert(topic.name.clone()))
             .map(|topic| {
                 let error = MetadataError::new(
-                    POLICY_VIOLATION,
+                    ErrorCode::PolicyViolation.code(),
                     "Excessively large number of partitions per request.",
                 );
                 failure(topic.name, error)
@@ -286,7 +281,8 @@ pub async fn handle(
             continue;
         }
         if occurrences[topic.name.as_str()] > 1 {
-            let error = MetadataError::new(codes::INVALID_REQUEST, "Duplicate topic name.");
+            let error =
+                MetadataError::new(ErrorCode::InvalidRequest.code(), "Duplicate topic name.");
             results.push(failure(topic.name.clone(), error));
             continue;
         }
@@ -502,7 +498,9 @@ pub(super) mod tests {
         ] {
             let results = create(&broker, topics, false).await;
             assert_eq!(results.len(), topics.len());
-            assert!(results.iter().all(|(_, code)| *code == POLICY_VIOLATION));
+            assert!(results
+                .iter()
+                .all(|(_, code)| *code == ErrorCode::PolicyViolation.code()));
         }
         assert!(broker
             .image()
@@ -523,15 +521,24 @@ pub(super) mod tests {
         let image = image_with_broker(1);
         let code =
             |topic: &CreatableTopic| manual_assignment_shape(topic, &image).map_err(|e| e.code);
-        assert_eq!(code(&manual(&[(1, &[1])])), Err(INVALID_REPLICA_ASSIGNMENT));
-        assert_eq!(code(&manual(&[(0, &[2])])), Err(INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(
+            code(&manual(&[(1, &[1])])),
+            Err(ErrorCode::InvalidReplicaAssignment.code())
+        );
+        assert_eq!(
+            code(&manual(&[(0, &[2])])),
+            Err(ErrorCode::InvalidReplicaAssignment.code())
+        );
         assert_eq!(
             code(&manual(&[(0, &[1, 1])])),
-            Err(INVALID_REPLICA_ASSIGNMENT)
+            Err(ErrorCode::InvalidReplicaAssignment.code())
         );
-        assert_eq!(code(&manual(&[(0, &[])])), Err(INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(
+            code(&manual(&[(0, &[])])),
+            Err(ErrorCode::InvalidReplicaAssignment.code())
+        );
         let mut with_count = manual(&[(0, &[1])]);
         with_count.num_partitions = 1;
-        assert_eq!(code(&with_count), Err(codes::INVALID_REQUEST));
+        assert_eq!(code(&with_count), Err(ErrorCode::InvalidRequest.code()));
     }
 }

@@ -4,16 +4,16 @@
 //! Offset -1 means the high watermark. An offset beyond it (or otherwise negative) is
 //! OFFSET_OUT_OF_RANGE, as in Kafka; a partition this broker does not host
 //! is UNKNOWN_TOPIC_OR_PARTITION; a topic whose `cleanup.policy` lacks `delete` refuses with
-//! POLICY_VIOLATION, as in Kafka; one whose storage failed, KAFKA_STORAGE_ERROR. Failed partitions
+//! ErrorCode::PolicyViolation.code(), as in Kafka; one whose storage failed, KAFKA_STORAGE_ERROR. Failed partitions
 //! report a low watermark of -1. The partition's owner does the work, off the async worker.
 
-use strom_metadata::error::codes;
 use strom_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest,
 };
 use strom_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
 };
+use strom_protocol::ErrorCode;
 use strom_storage::StorageError;
 
 use crate::partitions::{off_worker, PartitionError};
@@ -22,7 +22,7 @@ use crate::state::Broker;
 /// Deletes the records of one partition below the requested offset: `(low watermark, error code)`.
 fn delete_partition(broker: &Broker, topic: &str, request: &DeleteRecordsPartition) -> (i64, i16) {
     let Some(partition) = broker.partitions.get(topic, request.partition_index) else {
-        return (-1, codes::UNKNOWN_TOPIC_OR_PARTITION);
+        return (-1, ErrorCode::UnknownTopicOrPartition.code());
     };
     match partition.delete_records_before(request.offset) {
         Ok(low_watermark) => (low_watermark, 0),
@@ -83,7 +83,6 @@ mod tests {
 
     /// The request offset meaning "up to the high watermark".
     const HIGH_WATERMARK: i64 = -1;
-    const POLICY_VIOLATION: i16 = 44;
 
     fn delete(broker: &Broker, topic: &str, partitions: &[(i32, i64)]) -> Vec<(i64, i16)> {
         let request = DeleteRecordsRequest {
@@ -128,16 +127,16 @@ mod tests {
                 (0, 0),
                 (-1, 1),
                 (-1, 1),
-                (-1, codes::UNKNOWN_TOPIC_OR_PARTITION)
+                (-1, ErrorCode::UnknownTopicOrPartition.code())
             ]
         );
         assert_eq!(
             delete(&broker, "compacted", &[(0, 0)]),
-            [(-1, POLICY_VIOLATION)]
+            [(-1, ErrorCode::PolicyViolation.code())]
         );
         assert_eq!(
             delete(&broker, "missing", &[(0, 0)]),
-            [(-1, codes::UNKNOWN_TOPIC_OR_PARTITION)]
+            [(-1, ErrorCode::UnknownTopicOrPartition.code())]
         );
 
         let mut batch = BatchBuilder::new(0, Compression::None, 0);

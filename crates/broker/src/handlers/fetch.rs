@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use strom_protocol::ErrorCode;
 
 use bytes::Bytes;
 use strom_protocol::messages::fetch_request::{FetchRequest, FetchTopic};
@@ -33,7 +34,6 @@ use crate::partitions::{off_worker, Partition, ReadBound};
 use crate::purgatory::{HighWatermarkWatchers, Wake};
 use crate::state::Broker;
 
-const UNKNOWN_TOPIC_ID: i16 = 100;
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
@@ -168,7 +168,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Sour
                         .and_then(|n| broker.led_partition(n, wanted.partition));
                     let Some(partition) = partition else {
                         data.error_code = match name.as_deref() {
-                            None => UNKNOWN_TOPIC_ID,
+                            None => ErrorCode::UnknownTopicId.code(),
                             Some(n) => broker.partition_not_hosted_error(n, wanted.partition),
                         };
                         has_error = true;

@@ -18,9 +18,6 @@ use super::authorized_operations;
 use crate::partitions::Role;
 use crate::state::Broker;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const UNKNOWN_TOPIC_ID: i16 = 100;
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Metadata v11 dropped the cluster's authorized operations (DescribeCluster reports them).
 const LAST_VERSION_WITH_CLUSTER_OPERATIONS: i16 = 10;
 
@@ -58,7 +55,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                         match image.topic_by_id(&wanted.topic_id) {
                             Some(topic) => describe_topic(broker, topic),
                             None => MetadataResponseTopic {
-                                error_code: UNKNOWN_TOPIC_ID,
+                                error_code: ErrorCode::UnknownTopicId.code(),
                                 topic_id: wanted.topic_id,
                                 ..Default::default()
                             },
@@ -75,7 +72,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         // Every topic looked up by name, known or not; a topic id nobody knows gets nothing.
         for topic in topics
             .iter_mut()
-            .filter(|topic| topic.error_code != UNKNOWN_TOPIC_ID)
+            .filter(|topic| topic.error_code != ErrorCode::UnknownTopicId.code())
         {
             topic.topic_authorized_operations = authorized_operations::TOPIC;
         }
@@ -124,7 +121,7 @@ async fn lookup_or_create(
         ..Default::default()
     };
     if !(broker.config.auto_create_topics_enable && client_allows_creation) {
-        return unknown(UNKNOWN_TOPIC_OR_PARTITION);
+        return unknown(ErrorCode::UnknownTopicOrPartition.code());
     }
     let created = broker
         .controller
@@ -140,7 +137,7 @@ async fn lookup_or_create(
     match created {
         Ok(_) => tracing::info!(topic = name, "auto-created topic"),
         // Another connection created it first: fine.
-        Err(error) if error.code == TOPIC_ALREADY_EXISTS => {}
+        Err(error) if error.code == ErrorCode::TopicAlreadyExists.code() => {}
         Err(error) => {
             tracing::warn!(topic = name, message = %error.message, "auto-create failed");
             return unknown(error.code);
@@ -148,7 +145,7 @@ async fn lookup_or_create(
     }
     match broker.image().topic(name) {
         Some(topic) => describe_topic(broker, topic),
-        None => unknown(UNKNOWN_TOPIC_OR_PARTITION),
+        None => unknown(ErrorCode::UnknownTopicOrPartition.code()),
     }
 }
 

@@ -11,7 +11,7 @@
 //! high watermark has moved by the time the append returns. `acks=all` also honours the topic's
 //! effective `min.insync.replicas`, whichever layer sets it: NOT_ENOUGH_REPLICAS when the ISR
 //! is smaller. With `acks=0` no response is sent. Internal topics (`__consumer_offsets`) are
-//! written by the broker itself: clients get INVALID_TOPIC_EXCEPTION, as from Kafka, unless their
+//! written by the broker itself: clients get ErrorCode::InvalidTopicException.code(), as from Kafka, unless their
 //! client id is Kafka's admin client id. A partition whose storage failed answers
 //! KAFKA_STORAGE_ERROR (logged once, at ERROR, by its owner).
 
@@ -30,11 +30,6 @@ use super::metadata::is_internal_topic;
 use crate::partitions::{off_worker, Partition, PartitionError};
 use crate::purgatory;
 use crate::state::{now_ms, Broker};
-
-const CORRUPT_MESSAGE: i16 = 2;
-const INVALID_REQUIRED_ACKS: i16 = 21;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const INVALID_TOPIC_EXCEPTION: i16 = 17;
 
 /// The client id allowed to append to internal topics (Kafka's `AdminUtils.ADMIN_CLIENT_ID`).
 pub const ADMIN_CLIENT_ID: &str = "__admin_client";
@@ -88,9 +83,9 @@ fn append_all(
 ) -> (Vec<TopicProduceResponse>, Vec<PendingAck>) {
     let acks = request.acks;
     let request_error = if !matches!(acks, -1..=1) {
-        Some(INVALID_REQUIRED_ACKS)
+        Some(ErrorCode::InvalidRequiredAcks.code())
     } else if request.transactional_id.is_some() {
-        Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        Some(ErrorCode::TransactionalIdAuthorizationFailed.code())
     } else {
         None
     };
@@ -119,7 +114,7 @@ fn append_all(
                         return failed(code);
                     }
                     if is_internal_topic(&topic.name) && !internal_topics_allowed {
-                        return failed(INVALID_TOPIC_EXCEPTION);
+                        return failed(ErrorCode::InvalidTopicException.code());
                     }
                     let Some(partition) = broker.led_partition(&topic.name, data.index) else {
                         return failed(broker.partition_not_hosted_error(&topic.name, data.index));
@@ -154,7 +149,7 @@ fn append_all(
                         }
                     }
                     let Some(records) = data.records else {
-                        return failed(CORRUPT_MESSAGE);
+                        return failed(ErrorCode::CorruptMessage.code());
                     };
                     match partition.append_as_leader(&records, now) {
                         Ok(appended) => {
