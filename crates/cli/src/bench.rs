@@ -248,28 +248,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn broker_config(client: &ClientArgs, key: &str) -> Option<String> {
     let metadata = client.fetch_metadata(None, false).ok()?;
     let broker_id = metadata.brokers().first()?.id();
-    let (admin, _): (AdminClient<CliContext>, _) = create_client(&client.client_config()).ok()?;
-    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
-    let results = admin
-        .describe_configs([&ResourceSpecifier::Broker(broker_id)], &options)
-        .await
-        .ok()?;
-    let resource = results.into_iter().next()?.ok()?;
-    resource
-        .entries
-        .into_iter()
-        .find(|entry| entry.name == key)
-        .and_then(|entry| entry.value)
+    described_config(client, ResourceSpecifier::Broker(broker_id), key).await
 }
 
 /// A topic config value as DescribeConfigs reports it; `None` when it cannot be read.
 async fn topic_config(client: &ClientArgs, topic: &str, key: &str) -> Option<String> {
+    described_config(client, ResourceSpecifier::Topic(topic), key).await
+}
+
+/// One config value of `resource` as DescribeConfigs reports it.
+async fn described_config(
+    client: &ClientArgs,
+    resource: ResourceSpecifier<'_>,
+    key: &str,
+) -> Option<String> {
     let (admin, _): (AdminClient<CliContext>, _) = create_client(&client.client_config()).ok()?;
     let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
-    let results = admin
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
-        .await
-        .ok()?;
+    let results = admin.describe_configs([&resource], &options).await.ok()?;
     let resource = results.into_iter().next()?.ok()?;
     resource
         .entries
