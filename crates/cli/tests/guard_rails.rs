@@ -190,9 +190,12 @@ async fn request_memory_budget_bounds_resident_memory_under_concurrent_big_frame
          sent {frames_total_kib} KiB of produce frames ({arrived_together} fully buffered at once) \
          with a {BUDGET}-byte request budget"
     );
-    // The budget, plus as much again and a half for what the allocator keeps of freed frames
-    // (measured: 70-100 MiB above the start for this load, 320 MiB without the budget).
-    let bound_kib = rss_at_start + (5 * BUDGET / 2 / 1024) as u64;
+    // The budget, plus what the allocator keeps of freed frames. Measured for this load: 70-110
+    // MiB above the start when requests ran on the workers, 150-170 MiB since their disk work
+    // hands the worker's core to another thread (more threads, so more glibc arenas keeping freed
+    // 16 MiB frames — the likely cause, not proven); without the budget, 320 MiB. Bound: 3.5 x the
+    // budget, still well under the unbounded figure.
+    let bound_kib = rss_at_start + (7 * BUDGET / 2 / 1024) as u64;
     assert!(
         peak < bound_kib,
         "broker peak RSS {peak} KiB exceeds {bound_kib} KiB (start {rss_at_start} KiB, \
