@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::raw::{connect, expect_response, next_outcome, request_frame, Outcome};
 use common::{StromProcess, WAIT_DEADLINE};
-use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 
 const PRODUCE: i16 = 0;
 const API_VERSIONS: i16 = 18;
@@ -52,30 +50,6 @@ fn big_produce_frame(topic: &str, records_len: usize, correlation_id: i32) -> Ve
     body.extend_from_slice(&i32::try_from(records_len).expect("fits").to_be_bytes());
     body.resize(body.len() + records_len, 0x5a);
     request_frame(PRODUCE, 3, correlation_id, false, &body)
-}
-
-/// A regular rdkafka client can produce to and consume from `topic`.
-async fn assert_serves_rdkafka(broker: &mut StromProcess, topic: &str) {
-    broker.assert_running();
-    let producer = broker.producer(&[]);
-    let delivered = producer
-        .send(
-            FutureRecord::<(), _>::to(topic)
-                .partition(0)
-                .payload("still here"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|(error, _)| {
-            panic!(
-                "produce to {topic} failed: {error}\n--- broker log ---\n{}",
-                broker.log_contents()
-            )
-        });
-    assert_eq!(delivered.offset, 0);
-    let messages = broker.consume_n(topic, 1, WAIT_DEADLINE);
-    assert_eq!(messages[0].payload(), Some(&b"still here"[..]));
-    broker.assert_running();
 }
 
 /// Lets senders finish their frames together: each sender arrives with all but the last byte of
@@ -201,7 +175,7 @@ async fn request_memory_budget_bounds_resident_memory_under_concurrent_big_frame
         "broker peak RSS {peak} KiB exceeds {bound_kib} KiB (start {rss_at_start} KiB, \
          {CONNECTIONS} frames of {RECORDS_LEN} bytes, budget {BUDGET})"
     );
-    assert_serves_rdkafka(&mut broker, "after-memory-flood").await;
+    broker.assert_serves_rdkafka("after-memory-flood").await;
 }
 
 /// Sends ApiVersions v0 on `stream` and says whether it was answered (`false`: closed).
@@ -395,5 +369,5 @@ async fn a_flood_of_bad_frames_writes_few_log_lines() {
         lines < BAD_FRAMES / 10,
         "{lines} log lines for {BAD_FRAMES} bad frames\n--- broker log ---\n{log}"
     );
-    assert_serves_rdkafka(&mut broker, "after-bad-frames").await;
+    broker.assert_serves_rdkafka("after-bad-frames").await;
 }

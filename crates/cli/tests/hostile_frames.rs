@@ -18,9 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::raw::{connect, expect_response, request_frame};
-use common::{StromProcess, WAIT_DEADLINE};
-use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
+use common::StromProcess;
 use strom_protocol::messages::request_header_version;
 use strom_protocol::ErrorCode;
 
@@ -393,25 +391,7 @@ async fn hostile_bodies_for_every_advertised_api_leave_the_broker_serving() {
     );
 
     // And a regular client can still produce and consume.
-    let producer = broker.producer(&[]);
-    let delivered = producer
-        .send(
-            FutureRecord::<(), _>::to("after-hostile-frames")
-                .partition(0)
-                .payload("still here"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|(error, _)| {
-            panic!(
-                "produce after hostile frames failed: {error}\n{}",
-                broker.log_contents()
-            )
-        });
-    assert_eq!(delivered.offset, 0);
-    let messages = broker.consume_n("after-hostile-frames", 1, WAIT_DEADLINE);
-    assert_eq!(messages[0].payload(), Some(&b"still here"[..]));
-    broker.assert_running();
+    broker.assert_serves_rdkafka("after-hostile-frames").await;
 }
 
 #[test]

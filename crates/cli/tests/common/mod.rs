@@ -341,6 +341,31 @@ impl StromProcess {
 
     /// Consumes `n` messages from all partitions of `topic`, starting at the beginning of each
     /// partition (assign(), no group). Panics (with the broker log) if fewer arrive by `deadline`.
+    /// Checks that a regular rdkafka client can still produce one record to the new topic
+    /// `topic` and consume it back (after hostile input, a memory flood, ...).
+    pub async fn assert_serves_rdkafka(&mut self, topic: &str) {
+        self.assert_running();
+        let producer = self.producer(&[]);
+        let delivered = producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload("still here"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(error, _)| {
+                panic!(
+                    "produce to {topic} failed: {error}\n--- broker log ---\n{}",
+                    self.log_contents()
+                )
+            });
+        assert_eq!(delivered.offset, 0);
+        let messages = self.consume_n(topic, 1, WAIT_DEADLINE);
+        assert_eq!(messages[0].payload(), Some(&b"still here"[..]));
+        self.assert_running();
+    }
+
     pub fn consume_n(&self, topic: &str, n: usize, deadline: Duration) -> Vec<OwnedMessage> {
         let partitions = self.partition_count(topic);
         let mut assignment = TopicPartitionList::new();
