@@ -16,7 +16,7 @@ use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
 use crate::groups::records::partition_for_group;
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::partitions::{Partition, PartitionRegistry};
+use crate::partitions::PartitionRegistry;
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -81,18 +81,6 @@ impl Broker {
     /// Makes `image` the one handlers read (after its effects were applied).
     pub(crate) fn publish(&self, image: Arc<MetadataImage>) {
         self.published.send_replace(image);
-    }
-
-    /// The partition's log if this broker hosts it and leads it (or the metadata names no other
-    /// leader); data requests on other partitions get [`Self::partition_not_hosted_error`].
-    pub fn led_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let partition = self.partitions.get(topic, index)?;
-        let led_elsewhere = self
-            .image()
-            .topic(topic)
-            .and_then(|t| t.partitions.get(&index))
-            .is_some_and(|p| p.leader >= 0 && p.leader != self.node_id);
-        (!led_elsewhere).then_some(partition)
     }
 
     /// The error for a data request on a partition this broker does not host or lead: Kafka's

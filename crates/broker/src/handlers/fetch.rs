@@ -107,7 +107,7 @@ fn requested_partitions(
             topic
                 .partitions
                 .iter()
-                .map(move |wanted| broker.led_partition(name.as_deref()?, wanted.partition))
+                .map(move |wanted| broker.partitions.get(name.as_deref()?, wanted.partition))
         })
         .collect()
 }
@@ -165,7 +165,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Sour
                     };
                     let partition = name
                         .as_deref()
-                        .and_then(|n| broker.led_partition(n, wanted.partition));
+                        .and_then(|n| broker.partitions.get(n, wanted.partition));
                     let Some(partition) = partition else {
                         data.error_code = match name.as_deref() {
                             None => ErrorCode::UnknownTopicId.code(),

@@ -43,7 +43,8 @@ fn list_offsets(broker: &Broker, request: ListOffsetsRequest, version: i16) -> L
                         leader_epoch: -1,
                         ..Default::default()
                     };
-                    let Some(partition) = broker.led_partition(&topic.name, wanted.partition_index)
+                    let Some(partition) =
+                        broker.partitions.get(&topic.name, wanted.partition_index)
                     else {
                         answer.error_code =
                             broker.partition_not_hosted_error(&topic.name, wanted.partition_index);

@@ -116,7 +116,7 @@ fn append_all(
                     if is_internal_topic(&topic.name) && !internal_topics_allowed {
                         return failed(ErrorCode::InvalidTopicException.code());
                     }
-                    let Some(partition) = broker.led_partition(&topic.name, data.index) else {
+                    let Some(partition) = broker.partitions.get(&topic.name, data.index) else {
                         return failed(broker.partition_not_hosted_error(&topic.name, data.index));
                     };
                     if acks == -1 {
