@@ -226,9 +226,12 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: i32,
     /// `broker.heartbeat.interval.ms`: how often a broker sends its heartbeat to the controller.
     pub broker_heartbeat_interval_ms: i32,
-    /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for a random time
-    /// between this and twice this starts an election.
+    /// `controller.quorum.election.timeout.ms`: how long a candidate (or a voter without a
+    /// leader) waits, randomized up to twice this, before a new election.
     pub controller_quorum_election_timeout_ms: i32,
+    /// `controller.quorum.fetch.timeout.ms`: a voter that hears nothing from its leader for this
+    /// long starts an election.
+    pub controller_quorum_fetch_timeout_ms: i32,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
@@ -287,6 +290,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 0,
             broker_heartbeat_interval_ms: 0,
             controller_quorum_election_timeout_ms: 0,
+            controller_quorum_fetch_timeout_ms: 0,
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -593,6 +597,9 @@ impl BrokerConfig {
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = v.int()?,
             "controller.quorum.election.timeout.ms" => {
                 self.controller_quorum_election_timeout_ms = v.int()?
+            }
+            "controller.quorum.fetch.timeout.ms" => {
+                self.controller_quorum_fetch_timeout_ms = v.int()?
             }
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())

@@ -39,7 +39,8 @@ use strom_metadata::controller::{
     BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
 };
 use strom_metadata::raft::{
-    RaftRpcHandler, RaftRpcKind, RaftTransport, TransportError, TransportFuture,
+    ProbeFuture, RaftRpcHandler, RaftRpcKind, RaftTransport, Reachability, TransportError,
+    TransportFuture,
 };
 use strom_metadata::{BrokerListener, ConfigOp, ConfigOpType, Controller, MetadataError};
 use strom_protocol::ErrorCode;
@@ -68,8 +69,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 /// How long a call waits for an active controller to be known and reachable before it fails.
 const CONTROLLER_CALL_DEADLINE: Duration = Duration::from_secs(20);
-/// Pause between attempts of a controller call.
-const CONTROLLER_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause between attempts of a controller call (Kafka's `controller.quorum.retry.backoff.ms`):
+/// short, as after a failover the new leader is typically known within a few of them.
+const CONTROLLER_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// A broker→controller call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -632,6 +634,21 @@ impl ControllerChannel {
         }
     }
 
+    /// Whether node `target`'s controller listener accepts a connection within `timeout` (the
+    /// connection is closed at once; pooled ones and the backoff are left alone).
+    async fn probe(&self, target: i32, timeout: Duration) -> Reachability {
+        let Some(address) = self.addresses.get(&target) else {
+            return Reachability::Unknown;
+        };
+        match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(_)) => Reachability::Reachable,
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Reachability::Refused
+            }
+            _ => Reachability::Unknown,
+        }
+    }
+
     /// Sends one request and returns the answer: `Ok(Ok(bytes))`, or `Ok(Err(message))` when the
     /// target reported an error.
     async fn request(
@@ -710,6 +727,10 @@ impl RaftTransport for TcpRaftTransport {
                     reason,
                 })
         })
+    }
+
+    fn probe(&self, target: i32, timeout: Duration) -> ProbeFuture<'_> {
+        Box::pin(self.0.probe(target, timeout))
     }
 }
 

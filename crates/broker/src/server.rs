@@ -317,19 +317,20 @@ async fn open_raft_controller(
     Ok((controller, client, metadata_state))
 }
 
-/// The quorum's timing from `controller.quorum.election.timeout.ms`: elections after a random
-/// time between it and twice it (as in Kafka), leader heartbeats at most a tenth of it.
+/// The quorum's timing from `controller.quorum.election.timeout.ms` and
+/// `controller.quorum.fetch.timeout.ms` (how they map onto Raft: `strom_metadata::raft`), with
+/// leader heartbeats at most a tenth of the election timeout.
 fn raft_config(config: &BrokerConfig) -> RaftQuorumConfig {
     let defaults = RaftQuorumConfig::default();
-    let election = Duration::from_millis(
-        u64::try_from(config.controller_quorum_election_timeout_ms).unwrap_or(1000),
-    );
+    let millis = |ms: i32| Duration::from_millis(u64::try_from(ms).unwrap_or(0).max(1));
+    let election = millis(config.controller_quorum_election_timeout_ms);
     RaftQuorumConfig {
         heartbeat_interval: defaults
             .heartbeat_interval
             .min(election / 10)
             .max(Duration::from_millis(1)),
-        election_timeout: (election, election * 2),
+        election_timeout: election,
+        fetch_timeout: millis(config.controller_quorum_fetch_timeout_ms),
         ..defaults
     }
 }

@@ -35,6 +35,6 @@ pub use image::{
     BrokerListener, BrokerRegistration, MetadataImage, PartitionImage, TopicChanges, TopicImage,
 };
 pub use local_quorum::LocalQuorum;
-pub use quorum::{Quorum, QuorumError, QuorumStatus};
+pub use quorum::{Quorum, QuorumError, QuorumStatus, ReplicaStatus};
 pub use raft::{RaftQuorum, RaftQuorumConfig};
 pub use state::MetadataState;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::error::MetadataError;
 use crate::log::{LogEntry, MetadataLog};
 use crate::meta_properties::load_or_create_meta_properties;
-use crate::quorum::{ProposeFuture, Quorum, QuorumError, QuorumStatus};
+use crate::quorum::{now_ms, ProposeFuture, Quorum, QuorumError, QuorumStatus, ReplicaStatus};
 use crate::quorum_state::QuorumState;
 use crate::records::serialize_record;
 use crate::snapshot::{self, SnapshotId};
@@ -203,12 +203,21 @@ impl Quorum for LocalQuorum {
 
     fn status(&self) -> QuorumStatus {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = now_ms();
         QuorumStatus {
             node_id: self.node_id,
             leader_id: Some(self.node_id),
             epoch: inner.epoch,
             high_watermark: inner.log.next_offset(),
-            voters: vec![self.node_id],
+            // The only voter, always the leader and caught up with itself.
+            voters: vec![ReplicaStatus {
+                node_id: self.node_id,
+                endpoint: None,
+                log_end_offset: Some(inner.log.next_offset()),
+                last_fetch_ms: Some(now),
+                last_caught_up_ms: Some(now),
+            }],
+            observers: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// A proposal in flight: resolves to the committed offset of the entry.
 pub type ProposeFuture<'a> = Pin<Box<dyn Future<Output = Result<i64, QuorumError>> + Send + 'a>>;
@@ -26,8 +27,8 @@ pub enum QuorumError {
     ShuttingDown,
 }
 
-/// What a node knows about the quorum right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a node knows about the quorum right now, in the shape of Kafka's DescribeQuorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     pub node_id: i32,
     /// The current leader (active controller), if one is known.
@@ -36,8 +37,41 @@ pub struct QuorumStatus {
     pub epoch: i32,
     /// The offset after the last committed entry.
     pub high_watermark: i64,
+    /// The voters, in id order; their progress is known only on the leader.
+    pub voters: Vec<ReplicaStatus>,
+    /// Members that follow the log without voting (brokers), in id order.
+    pub observers: Vec<ReplicaStatus>,
+}
+
+impl QuorumStatus {
     /// The voters' ids.
-    pub voters: Vec<i32>,
+    pub fn voter_ids(&self) -> Vec<i32> {
+        self.voters.iter().map(|v| v.node_id).collect()
+    }
+}
+
+/// One member of the quorum and, as the leader sees it, how far it has replicated the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub node_id: i32,
+    /// The member's controller endpoint (`host:port`) as the membership records it, if any.
+    pub endpoint: Option<String>,
+    /// The offset after the last entry known to be in the member's log: for the leader its own
+    /// log end; `None` when unknown (this node is not the leader, or has not heard back yet).
+    pub log_end_offset: Option<i64>,
+    /// When (ms since the Unix epoch) the member last acknowledged the leader's replication
+    /// (Kafka's last fetch); the leader reports now for itself.
+    pub last_fetch_ms: Option<i64>,
+    /// When (ms since the Unix epoch) the member last had every entry the leader had appended
+    /// when it sent that member's latest replication request; the leader reports now for itself.
+    pub last_caught_up_ms: Option<i64>,
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as DescribeQuorum's timestamps are.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A replicated metadata log, seen from the controller.

@@ -40,23 +40,43 @@
 //! not do on the leader's initiative (observers there fetch at their own pace). A large cluster
 //! may want a longer heartbeat interval or brokers fetching from followers.
 //!
+//! # Timeouts: Kafka's keys mapped to openraft
+//!
+//! openraft 0.9's own election timer waits a whole leader lease (its `election_timeout_max`) plus
+//! a random election timeout after the last heartbeat, 3-4 s with Kafka's defaults, so it is
+//! switched off (`enable_elect = false`) and [`election`] starts elections with Kafka's timers:
+//!
+//! | Kafka key (default) | here |
+//! |---|---|
+//! | `controller.quorum.fetch.timeout.ms` (2000) | a voter that heard nothing from its leader for this long starts an election; a leader no majority acknowledged for 1.5 × this stops counting as leader (check-quorum below) |
+//! | `controller.quorum.election.timeout.ms` (1000) = E | a candidate that has not won within a random time in [E, 2E) tries again, as does a voter that knows no leader; a candidate that can no longer win backs off (binary exponential, heartbeat steps, at most E); E/2 is openraft's leader lease (`election_timeout_max`): a voter refuses to vote within it of hearing from a leader; openraft's `election_timeout_min` (the lease's half) bounds a vote request |
+//! | (none; Kafka's fetches) | openraft's `heartbeat_interval`: 100 ms, at most E/10 |
+//!
+//! Failover after the leader's *process* dies (kill -9, crash) does not wait for the fetch
+//! timeout: a follower that misses three heartbeats probes the leader's address
+//! ([`RaftTransport::probe`]), and when it refuses connections elects itself half a heartbeat
+//! after the lease (followers ordered by id, two heartbeats apart). So the lease (E/2) bounds a
+//! failover after a crash: about 0.5 s with the defaults, plus the election and the first commit.
+//! When the leader's host or network goes instead (no refusal), the fetch timeout bounds it.
+//!
 //! # Not the leader, cut off
 //!
 //! A proposal on a node that is not the leader fails at once with [`QuorumError::NotLeader`]
 //! naming the leader if known. openraft 0.9 leaders do not step down when they lose their
 //! majority, so this module does what Kafka's check-quorum does: a leader that no majority has
-//! acknowledged for the longest election timeout reports no leader in its status and refuses
+//! acknowledged for 1.5 × the fetch timeout reports no leader in its status and refuses
 //! proposals at once with `NotLeader { leader: None }` (openraft still considers it leader until
 //! it hears of a newer epoch). A proposal that does not commit within `propose_timeout` fails the
 //! same way; its entry, if appended, is uncommitted and will be replaced by the new leader's log.
 
 mod convert;
+mod election;
 mod log_store;
 mod network;
 mod state_machine;
 mod wire;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,12 +84,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::mpsc;
 
 pub use network::{
-    InProcessNetwork, RaftRpcHandler, RaftRpcKind, RaftTransport, TransportError, TransportFuture,
+    InProcessNetwork, ProbeFuture, RaftRpcHandler, RaftRpcKind, RaftTransport, Reachability,
+    TransportError, TransportFuture,
 };
 
 use crate::control_records::ControlRecord;
@@ -77,11 +98,12 @@ use crate::error::MetadataError;
 use crate::local_quorum::DEFAULT_SNAPSHOT_INTERVAL_BYTES;
 use crate::log::MetadataLog;
 use crate::meta_properties::load_or_create_meta_properties;
-use crate::quorum::{ProposeFuture, Quorum, QuorumError, QuorumStatus};
+use crate::quorum::{now_ms, ProposeFuture, Quorum, QuorumError, QuorumStatus, ReplicaStatus};
 use crate::quorum_state::QuorumState;
 use crate::snapshot::{self, SnapshotId};
 use crate::state::MetadataState;
 use convert::{kafka_node_id, raft_node_id};
+use election::{Acks, Liveness};
 use log_store::LogStore;
 use state_machine::{SnapshotFiles, StateMachine};
 
@@ -127,14 +149,16 @@ impl<'de> Deserialize<'de> for MetadataRecords {
 #[derive(Debug, Clone)]
 pub struct RaftQuorumConfig {
     /// How often the leader sends heartbeats (empty appends) to every member; also how long a
-    /// member has to answer an append, and (times 1.5) how often openraft checks its timers.
+    /// member has to answer an append, and the unit of the elector's backoffs.
     pub heartbeat_interval: Duration,
-    /// A follower that hears no leader for a time in this range starts an election (Kafka's
-    /// `controller.quorum.election.timeout.ms`, 1 s, randomized up to twice that). openraft 0.9
-    /// draws the time once per member at start and checks it on timer ticks, so keep the heartbeat
-    /// well below the range: two voters whose draws and ticks line up split the vote until they
-    /// drift apart.
-    pub election_timeout: (Duration, Duration),
+    /// Kafka's `controller.quorum.election.timeout.ms` (1 s): a candidate that has not won within
+    /// a random time between this and twice this starts a new election, as does a voter that
+    /// knows no leader; half of it is the leader lease (see the module doc).
+    pub election_timeout: Duration,
+    /// Kafka's `controller.quorum.fetch.timeout.ms` (2 s): a voter that has heard nothing from
+    /// its leader for this long starts an election; a leader that no majority has acknowledged for
+    /// 1.5 times this no longer counts as leading.
+    pub fetch_timeout: Duration,
     /// Bytes of entries applied between snapshots (Kafka's
     /// `metadata.log.max.record.bytes.between.snapshots`).
     pub snapshot_interval_bytes: u64,
@@ -150,7 +174,8 @@ impl Default for RaftQuorumConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            election_timeout: Duration::from_millis(1000),
+            fetch_timeout: Duration::from_millis(2000),
             snapshot_interval_bytes: DEFAULT_SNAPSHOT_INTERVAL_BYTES,
             snapshot_chunk_bytes: 1024 * 1024,
             max_entries_per_request: 300,
@@ -159,27 +184,12 @@ impl Default for RaftQuorumConfig {
     }
 }
 
-/// One member's replication progress, as the leader sees it (for DescribeQuorum).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaProgress {
-    pub node_id: i32,
-    /// The offset after the last entry known to be in the member's log; `None` when unknown (this
-    /// node is not the leader, or has not heard back yet).
-    pub log_end_offset: Option<i64>,
-    /// Entries the member is behind the leader's log end, when known.
-    pub lag: Option<i64>,
-}
-
-/// The quorum as this node sees it, in the shape of Kafka's DescribeQuorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuorumDescription {
-    pub leader_id: Option<i32>,
-    pub epoch: i32,
-    /// The offset after the last applied (so committed) entry.
-    pub high_watermark: i64,
-    pub voters: Vec<ReplicaProgress>,
-    /// Members that follow without voting (brokers).
-    pub observers: Vec<ReplicaProgress>,
+impl RaftQuorumConfig {
+    /// How long a voter that heard from a leader refuses to vote for another (openraft's leader
+    /// lease): half the election timeout, at least two heartbeats.
+    fn lease(&self) -> Duration {
+        (self.election_timeout / 2).max(self.heartbeat_interval * 2)
+    }
 }
 
 /// What a node recovers from its metadata directory before Raft starts.
@@ -241,7 +251,10 @@ pub struct RaftQuorum {
     propose_timeout: Duration,
     /// A leader unacknowledged by a majority for longer than this no longer counts as leading.
     check_quorum_timeout: Duration,
+    /// What the network layer saw of replication and votes.
+    liveness: Arc<Liveness>,
     snapshot_trigger: tokio::task::JoinHandle<()>,
+    elector: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RaftQuorum {
@@ -327,11 +340,16 @@ impl RaftQuorum {
             snapshot_wanted,
         );
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        let heartbeat = millis(config.heartbeat_interval);
+        // The lease is openraft's election_timeout_max; its election timer (drawn between min and
+        // max) is off, min only bounds how long a vote request may take.
+        let lease = millis(config.lease()).max(heartbeat + 2);
         let raft_config = Config {
             cluster_name: state.image().cluster_id.clone(),
-            heartbeat_interval: millis(config.heartbeat_interval),
-            election_timeout_min: millis(config.election_timeout.0),
-            election_timeout_max: millis(config.election_timeout.1),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: (lease / 2).max(heartbeat + 1),
+            election_timeout_max: lease,
+            enable_elect: false,
             install_snapshot_timeout: millis(config.propose_timeout),
             max_payload_entries: config.max_entries_per_request.max(1),
             snapshot_policy: SnapshotPolicy::Never,
@@ -342,7 +360,8 @@ impl RaftQuorum {
         }
         .validate()
         .map_err(|e| MetadataError::storage("configuring the metadata quorum", e))?;
-        let network = network::NetworkFactory::new(raft_id, transport);
+        let liveness = Arc::new(Liveness::default());
+        let network = network::NetworkFactory::new(raft_id, transport.clone(), liveness.clone());
         let raft = Raft::new(
             raft_id,
             Arc::new(raft_config),
@@ -353,6 +372,19 @@ impl RaftQuorum {
         .await
         .map_err(|e| MetadataError::storage("starting the metadata quorum", e))?;
 
+        liveness.set_metrics(raft.metrics());
+        let elector = tokio::spawn(election::run(
+            raft.clone(),
+            raft_id,
+            liveness.clone(),
+            transport,
+            election::Timers {
+                heartbeat: config.heartbeat_interval,
+                election_timeout: config.election_timeout,
+                fetch_timeout: config.fetch_timeout,
+                lease: Duration::from_millis(lease),
+            },
+        ));
         let trigger_raft = raft.clone();
         let snapshot_trigger = tokio::spawn(async move {
             while snapshot_requests.recv().await.is_some() {
@@ -368,8 +400,10 @@ impl RaftQuorum {
                 raft,
                 state: state.clone(),
                 propose_timeout: config.propose_timeout,
-                check_quorum_timeout: config.election_timeout.1,
+                check_quorum_timeout: config.fetch_timeout * 3 / 2,
+                liveness,
                 snapshot_trigger,
+                elector,
             },
             state,
         ))
@@ -471,45 +505,14 @@ impl RaftQuorum {
 
     /// The receiving end of this node's Raft messages, for the transport to deliver to.
     pub fn rpc_handler(&self) -> RaftRpcHandler {
-        RaftRpcHandler::new(self.node_id, self.raft.clone())
-    }
-
-    /// Voters, observers and their progress (the leader knows the others' progress).
-    pub fn describe(&self) -> QuorumDescription {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voter_ids: BTreeSet<u64> = membership.voter_ids().collect();
-        let leader_end = metrics.last_log_index.map_or(0, |i| i.saturating_add(1));
-        let progress = |id: u64| {
-            let log_end = if id == metrics.id {
-                metrics.replication.as_ref().map(|_| leader_end)
-            } else {
-                metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id))
-                    .map(|matched| matched.map_or(0, |m| m.index.saturating_add(1)))
-            };
-            let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            ReplicaProgress {
-                node_id: kafka_node_id(id),
-                log_end_offset: log_end.map(to_i64),
-                lag: log_end.map(|end| to_i64(leader_end.saturating_sub(end))),
-            }
-        };
-        QuorumDescription {
-            leader_id: self.leader(&metrics),
-            epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
-            high_watermark: applied_end(metrics.last_applied),
-            voters: voter_ids.iter().map(|id| progress(*id)).collect(),
-            observers: membership.learner_ids().map(progress).collect(),
-        }
+        RaftRpcHandler::new(self.node_id, self.raft.clone(), self.liveness.clone())
     }
 
     /// Stops this node's Raft (as a stopped process would); proposals then fail with
     /// [`QuorumError::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.snapshot_trigger.abort();
+        self.elector.abort();
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "the metadata quorum did not stop cleanly");
         }
@@ -528,6 +531,7 @@ fn applied_end(last_applied: Option<LogId>) -> i64 {
 impl Drop for RaftQuorum {
     fn drop(&mut self) {
         self.snapshot_trigger.abort();
+        self.elector.abort();
     }
 }
 
@@ -554,19 +558,55 @@ impl Quorum for RaftQuorum {
         })
     }
 
+    /// Voters and observers with, on the leader, how far each has replicated the log and when it
+    /// last acknowledged and was caught up (from the appends this node sent it).
     fn status(&self) -> QuorumStatus {
         let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let leading = metrics.state == ServerState::Leader;
+        let acks = if leading {
+            self.liveness.acks(metrics.current_term)
+        } else {
+            HashMap::new()
+        };
+        let now = now_ms();
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let leader_end = metrics.last_log_index.map_or(0, |i| i.saturating_add(1));
+        let replica = |id: u64| {
+            let endpoint = membership.get_node(&id).map(|node| node.addr.clone());
+            let (log_end, times) = if !leading {
+                (None, Acks::default())
+            } else if id == metrics.id {
+                let now = Some(now);
+                (
+                    Some(leader_end),
+                    Acks {
+                        last_fetch_ms: now,
+                        last_caught_up_ms: now,
+                    },
+                )
+            } else {
+                let matched = metrics.replication.as_ref().and_then(|r| r.get(&id));
+                (
+                    matched.map(|m| m.map_or(0, |id| id.index.saturating_add(1))),
+                    acks.get(&id).copied().unwrap_or_default(),
+                )
+            };
+            ReplicaStatus {
+                node_id: kafka_node_id(id),
+                endpoint,
+                log_end_offset: log_end.map(to_i64),
+                last_fetch_ms: times.last_fetch_ms,
+                last_caught_up_ms: times.last_caught_up_ms,
+            }
+        };
         QuorumStatus {
             node_id: self.node_id,
             leader_id: self.leader(&metrics),
             epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark: applied_end(metrics.last_applied),
-            voters: metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .map(kafka_node_id)
-                .collect(),
+            voters: membership.voter_ids().map(replica).collect(),
+            observers: membership.learner_ids().map(replica).collect(),
         }
     }
 }

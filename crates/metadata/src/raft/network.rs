@@ -27,7 +27,9 @@ use openraft::{BasicNode, RPCTypes, Raft};
 use serde::de::DeserializeOwned;
 
 use super::convert::kafka_node_id;
+use super::election::Liveness;
 use super::{wire, TypeConfig};
+use crate::quorum::now_ms;
 
 /// Which Raft request a message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,11 +54,30 @@ pub enum TransportError {
 pub type TransportFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Bytes, TransportError>> + Send + 'a>>;
 
+/// Whether a node's process is there, as far as its address tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// It accepts connections.
+    Reachable,
+    /// Its address refuses connections: nothing listens there, the process is gone.
+    Refused,
+    /// No answer either way in time (its host or the network may be down).
+    Unknown,
+}
+
+/// A probe in flight.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Reachability> + Send + 'a>>;
+
 /// Carries Raft messages from this node to the others.
 pub trait RaftTransport: Send + Sync + fmt::Debug + 'static {
     /// Delivers `request` (a message of kind `kind`) to node `target` and resolves with its
     /// answer. Raft bounds the wait with its own timeout.
     fn send(&self, target: i32, kind: RaftRpcKind, request: Bytes) -> TransportFuture<'_>;
+
+    /// Finds out within `timeout` whether node `target`'s process is there (without sending it
+    /// anything): a follower whose leader went silent asks this to tell a dead process from a
+    /// slow or unreachable one.
+    fn probe(&self, target: i32, timeout: Duration) -> ProbeFuture<'_>;
 }
 
 /// The receiving end of a node's Raft messages.
@@ -64,6 +85,7 @@ pub trait RaftTransport: Send + Sync + fmt::Debug + 'static {
 pub struct RaftRpcHandler {
     node_id: i32,
     raft: Raft<TypeConfig>,
+    liveness: Arc<Liveness>,
 }
 
 impl fmt::Debug for RaftRpcHandler {
@@ -75,8 +97,12 @@ impl fmt::Debug for RaftRpcHandler {
 }
 
 impl RaftRpcHandler {
-    pub(crate) fn new(node_id: i32, raft: Raft<TypeConfig>) -> Self {
-        Self { node_id, raft }
+    pub(crate) fn new(node_id: i32, raft: Raft<TypeConfig>, liveness: Arc<Liveness>) -> Self {
+        Self {
+            node_id,
+            raft,
+            liveness,
+        }
     }
 
     /// Handles one request and returns the answer to send back; an error means the request did
@@ -85,7 +111,13 @@ impl RaftRpcHandler {
         let answer = match kind {
             RaftRpcKind::AppendEntries => {
                 let request = wire::decode_append_entries(request).map_err(|e| e.to_string())?;
-                wire::encode_plain(&self.raft.append_entries(request).await)
+                let result = self.raft.append_entries(request).await;
+                // Anything but a refusal of the sender's epoch is word from the leader.
+                if matches!(&result, Ok(response) if !matches!(response, AppendEntriesResponse::HigherVote(_)))
+                {
+                    self.liveness.record_contact();
+                }
+                wire::encode_plain(&result)
             }
             RaftRpcKind::Vote => {
                 let request: VoteRequest<u64> =
@@ -94,7 +126,12 @@ impl RaftRpcHandler {
             }
             RaftRpcKind::InstallSnapshot => {
                 let request = wire::decode_install_snapshot(request).map_err(|e| e.to_string())?;
-                wire::encode_plain(&self.raft.install_snapshot(request).await)
+                let vote = request.vote;
+                let result = self.raft.install_snapshot(request).await;
+                if matches!(&result, Ok(response) if response.vote == vote) {
+                    self.liveness.record_contact();
+                }
+                wire::encode_plain(&result)
             }
         };
         answer.map_err(|e| e.to_string())
@@ -105,11 +142,20 @@ impl RaftRpcHandler {
 pub(crate) struct NetworkFactory {
     node_id: u64,
     transport: Arc<dyn RaftTransport>,
+    liveness: Arc<Liveness>,
 }
 
 impl NetworkFactory {
-    pub(crate) fn new(node_id: u64, transport: Arc<dyn RaftTransport>) -> Self {
-        Self { node_id, transport }
+    pub(crate) fn new(
+        node_id: u64,
+        transport: Arc<dyn RaftTransport>,
+        liveness: Arc<Liveness>,
+    ) -> Self {
+        Self {
+            node_id,
+            transport,
+            liveness,
+        }
     }
 }
 
@@ -121,15 +167,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node_id: self.node_id,
             target,
             transport: self.transport.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 }
 
-/// openraft's client of one peer.
+/// openraft's client of one peer; records what the peer answers to appends and votes.
 pub(crate) struct Peer {
     node_id: u64,
     target: u64,
     transport: Arc<dyn RaftTransport>,
+    liveness: Arc<Liveness>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -182,13 +230,35 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
         let request = wire::encode_append_entries(&rpc);
-        self.call(
-            RaftRpcKind::AppendEntries,
-            RPCTypes::AppendEntries,
-            request,
-            option.hard_ttl(),
-        )
-        .await
+        let term = rpc.vote.leader_id().get_term();
+        let reaches = rpc
+            .entries
+            .last()
+            .map(|entry| entry.log_id.index)
+            .or(rpc.prev_log_id.map(|id| id.index));
+        let sent_ms = now_ms();
+        let leader_last = self.liveness.last_log_index();
+        let result = self
+            .call(
+                RaftRpcKind::AppendEntries,
+                RPCTypes::AppendEntries,
+                request,
+                option.hard_ttl(),
+            )
+            .await;
+        let matched = match &result {
+            Ok(AppendEntriesResponse::Success) => Some(Some(reaches)),
+            Ok(AppendEntriesResponse::PartialSuccess(matched)) => {
+                Some(Some(matched.map(|id| id.index)))
+            }
+            Ok(AppendEntriesResponse::Conflict) => Some(None),
+            Ok(AppendEntriesResponse::HigherVote(_)) | Err(_) => None,
+        };
+        if let Some(matched) = matched {
+            self.liveness
+                .record_ack(term, self.target, sent_ms, matched, leader_last);
+        }
+        result
     }
 
     async fn install_snapshot(
@@ -212,13 +282,19 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<u64>> {
         let request = wire::encode_plain(&rpc);
-        self.call(
-            RaftRpcKind::Vote,
-            RPCTypes::Vote,
-            request,
-            option.hard_ttl(),
-        )
-        .await
+        let term = rpc.vote.leader_id().get_term();
+        let result: RpcResult<VoteResponse<u64>> = self
+            .call(
+                RaftRpcKind::Vote,
+                RPCTypes::Vote,
+                request,
+                option.hard_ttl(),
+            )
+            .await;
+        if !matches!(&result, Ok(response) if response.vote_granted) {
+            self.liveness.record_refusal(term, self.target);
+        }
+        result
     }
 }
 
@@ -310,6 +386,20 @@ impl RaftTransport for InProcessTransport {
             // A node cut off while the request was being handled loses the answer.
             self.network.route(self.from, target)?;
             Ok(answer)
+        })
+    }
+
+    /// A stopped node refuses; a node cut off (or cut off from) does not answer at all.
+    fn probe(&self, target: i32, _timeout: Duration) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            let nodes = self.network.lock();
+            if nodes.isolated.contains(&self.from) || nodes.isolated.contains(&target) {
+                Reachability::Unknown
+            } else if nodes.handlers.contains_key(&target) {
+                Reachability::Reachable
+            } else {
+                Reachability::Refused
+            }
         })
     }
 }
