@@ -513,3 +513,62 @@ def test_log_append_time_topic(strom: StromBroker):
     assert [(r.timestamp_type, r.timestamp) for r in received] == [
         (log_append_time_type, append_time) for append_time in append_times
     ]
+
+
+def test_describe_metadata_quorum(strom: StromBroker):
+    """DescribeQuorum: a single node is the only voter of its metadata quorum, and leads it."""
+    admin = admin_client(strom)
+    quorum = admin.describe_metadata_quorum()
+    admin.close()
+    [topic] = quorum["topics"]
+    assert topic["topic_name"] == "__cluster_metadata"
+    [partition] = topic["partitions"]
+    assert partition["error"] is None
+    assert partition["partition_index"] == 0
+    assert partition["leader_id"] == 1
+    assert partition["leader_epoch"] >= 1
+    assert partition["high_watermark"] > 0
+    [voter] = partition["current_voters"]
+    assert voter["replica_id"] == 1
+    assert voter["log_end_offset"] == partition["high_watermark"]
+    now_ms = time.time() * 1000
+    for timestamp in (voter["last_fetch_timestamp"], voter["last_caught_up_timestamp"]):
+        assert abs(timestamp - now_ms) < 60_000
+    assert partition["observers"] == []
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(strom: StromBroker):
+    """DescribeTopicPartitions (KIP-966): named topics in name order, a page at a time."""
+    admin = admin_client(strom)
+    first_topic, second_topic = sorted([unique_topic("kp-dtp"), unique_topic("kp-dtp")])
+    create_topic(admin, first_topic, partitions=3)
+    create_topic(admin, second_topic, partitions=2)
+    missing = unique_topic("kp-dtp-missing")
+
+    def listed(page) -> list[tuple[str, list[int]]]:
+        return [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in page["topics"]]
+
+    page = admin.describe_topic_partitions([second_topic, first_topic], response_partition_limit=2)
+    assert listed(page) == [(first_topic, [0, 1])]
+    assert page["next_cursor"] == {"topic_name": first_topic, "partition_index": 2}
+    page = admin.describe_topic_partitions(
+        [first_topic, second_topic], response_partition_limit=2, cursor=page["next_cursor"]
+    )
+    assert listed(page) == [(first_topic, [2]), (second_topic, [0])]
+    page = admin.describe_topic_partitions(
+        [first_topic, second_topic], response_partition_limit=2, cursor=page["next_cursor"]
+    )
+    assert listed(page) == [(second_topic, [1])]
+    assert page["next_cursor"] is None
+
+    whole = admin.describe_topic_partitions([first_topic, missing])
+    admin.close()
+    by_name = {t["name"]: t for t in whole["topics"]}
+    assert by_name[missing]["error_code"] == kafka_errors.UnknownTopicOrPartitionError.errno
+    described = by_name[first_topic]
+    assert described["error_code"] == 0 and not described["is_internal"]
+    for partition in described["partitions"]:
+        assert partition["error_code"] == 0
+        assert partition["leader_id"] == 1
+        assert partition["replica_nodes"] == [1] and partition["isr_nodes"] == [1]
+        assert partition["offline_replicas"] == []

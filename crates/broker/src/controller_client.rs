@@ -12,7 +12,7 @@ use std::sync::Arc;
 use strom_metadata::controller::{
     BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
 };
-use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
+use strom_metadata::{ConfigOp, Controller, MetadataError, QuorumStatus, TopicSummary};
 use strom_protocol::codec::Uuid;
 
 use crate::controller_rpc::{
@@ -240,6 +240,17 @@ impl ControllerClient {
                     })
                     .await?,
             ),
+        }
+    }
+
+    /// The metadata quorum as the active controller sees it (with every member's progress).
+    pub async fn describe_quorum(&self) -> Result<QuorumStatus, MetadataError> {
+        match self {
+            Self::Local(c) => Ok(c.quorum().status()),
+            Self::Quorum(client) => match client.call(ControllerCall::DescribeQuorum).await? {
+                ControllerReply::Quorum { status } => Ok(status),
+                other => Err(unexpected_reply(&other)),
+            },
         }
     }
 

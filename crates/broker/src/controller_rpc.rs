@@ -42,7 +42,9 @@ use strom_metadata::raft::{
     ProbeFuture, RaftRpcHandler, RaftRpcKind, RaftTransport, Reachability, TransportError,
     TransportFuture,
 };
-use strom_metadata::{BrokerListener, ConfigOp, ConfigOpType, Controller, MetadataError};
+use strom_metadata::{
+    BrokerListener, ConfigOp, ConfigOpType, Controller, MetadataError, QuorumStatus,
+};
 use strom_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,6 +132,9 @@ pub enum ControllerCall {
     AllocateProducerIds {
         size: i64,
     },
+    /// The quorum as the active controller (the Raft leader, which alone knows every member's
+    /// progress) sees it, for DescribeQuorum.
+    DescribeQuorum,
 }
 
 /// What a successful controller call returns.
@@ -159,6 +164,9 @@ pub enum ControllerReply {
         size: i64,
     },
     Done,
+    Quorum {
+        status: QuorumStatus,
+    },
 }
 
 /// The answer to a controller call: its result (or Kafka error code and message) and the offset
@@ -356,6 +364,16 @@ pub async fn dispatch(
         ControllerCall::AllocateProducerIds { size } => {
             let (first, size) = controller.allocate_producer_id_block(size).await?;
             ControllerReply::ProducerIds { first, size }
+        }
+        ControllerCall::DescribeQuorum => {
+            let status = controller.quorum().status();
+            if status.leader_id != Some(controller.node_id()) {
+                return Err(MetadataError::new(
+                    ErrorCode::NotController.code(),
+                    "this node is not the active controller",
+                ));
+            }
+            ControllerReply::Quorum { status }
         }
     })
 }

@@ -16,6 +16,8 @@ mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod describe_quorum;
+mod describe_topic_partitions;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -73,7 +75,9 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (42, 0), // DeleteGroups
     (44, 0), // IncrementalAlterConfigs
     (47, 0), // OffsetDelete
+    (55, 0), // DescribeQuorum
     (60, 0), // DescribeCluster
+    (75, 0), // DescribeTopicPartitions
 ];
 
 /// The (min, max) versions served for an API key, or `None` if the API is not served.
@@ -147,6 +151,12 @@ pub async fn handle(
         ),
         RequestBody::DescribeCluster(r) => {
             ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
+        }
+        RequestBody::DescribeQuorum(r) => {
+            ResponseBody::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
+        }
+        RequestBody::DescribeTopicPartitions(r) => {
+            ResponseBody::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r))
         }
         RequestBody::FindCoordinator(r) => {
             ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version).await)
