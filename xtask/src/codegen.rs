@@ -22,14 +22,16 @@ pub struct Options {
     pub metadata_schemas: PathBuf,
     /// Kafka's error code table (`kafka-error-codes.tsv`).
     pub error_codes: PathBuf,
+    /// Strom's extensions of Kafka's schemas (`xtask/extensions`): tagged fields only.
+    pub extensions: PathBuf,
     /// The `crates/protocol` directory.
     pub protocol_crate: PathBuf,
     pub run_rustfmt: bool,
 }
 
 pub fn run(options: &Options) -> Result<()> {
-    let protocol = schema::load_dir(&options.protocol_schemas)?;
-    let metadata = schema::load_dir(&options.metadata_schemas)?;
+    let protocol = schema::load_dir(&options.protocol_schemas, Some(&options.extensions))?;
+    let metadata = schema::load_dir(&options.metadata_schemas, None)?;
     let error_codes = error_codes::load(&options.error_codes)?;
     let selected = select_protocol_messages(protocol);
 

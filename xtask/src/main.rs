@@ -4,8 +4,9 @@
 //! schemas and writes the Rust codec for them into `crates/protocol/src/messages/` (requests,
 //! responses, headers and data types) and `crates/protocol/src/metadata_records/` (KRaft metadata
 //! records), and `crates/protocol/src/error_code.rs` from Kafka's error code table
-//! (`--error-codes FILE`, default `../shared/kafka-error-codes.tsv`). The output is checked in, so
-//! building the workspace never needs the schemas.
+//! (`--error-codes FILE`, default `../shared/kafka-error-codes.tsv`). A protocol schema with a
+//! file of the same name in `xtask/extensions/` gets Strom's tagged fields from it. The output is
+//! checked in, so building the workspace never needs the schemas.
 
 mod codegen;
 mod error_codes;
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
         protocol_schemas: workspace_root.join("../shared/kafka-protocol-schemas"),
         metadata_schemas: workspace_root.join("../shared/kafka-metadata-schemas"),
         error_codes: workspace_root.join("../shared/kafka-error-codes.tsv"),
+        extensions: workspace_root.join("xtask/extensions"),
         protocol_crate: workspace_root.join("crates/protocol"),
         run_rustfmt: true,
     };

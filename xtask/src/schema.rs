@@ -233,8 +233,9 @@ pub fn strip_comments(text: &str) -> String {
     out
 }
 
-/// Reads and parses every `*.json` schema in `dir`, sorted by file name.
-pub fn load_dir(dir: &Path) -> Result<Vec<Message>> {
+/// Reads and parses every `*.json` schema in `dir`, sorted by file name, with the Strom
+/// extensions in `extensions` (a file of the same name there) merged in.
+pub fn load_dir(dir: &Path, extensions: Option<&Path>) -> Result<Vec<Message>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)
         .with_context(|| format!("reading schema directory {}", dir.display()))?
@@ -250,15 +251,75 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Message>> {
         .map(|path| {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            parse_message(&text).with_context(|| format!("parsing {}", path.display()))
+            let mut json: Value = serde_json::from_str(&strip_comments(&text))
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let extension = extensions
+                .zip(path.file_name())
+                .map(|(dir, name)| dir.join(name))
+                .filter(|extension| extension.is_file());
+            if let Some(extension) = extension {
+                std::fs::read_to_string(&extension)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|text| extend(&mut json, &text))
+                    .with_context(|| format!("applying {}", extension.display()))?;
+            }
+            parse_message(&json).with_context(|| format!("parsing {}", path.display()))
         })
         .collect()
 }
 
-fn parse_message(text: &str) -> Result<Message> {
-    let json: Value = serde_json::from_str(&strip_comments(text))?;
-    let name = str_attr(&json, "name")?.to_string();
-    let kind = match str_attr(&json, "type")? {
+/// Merges a Strom extension into a Kafka schema: the file is
+/// `{"structs": [{"name": S, "fields": [...]}]}`, and each field list is appended to struct `S`
+/// (the message itself, or a struct defined inline in it). Extensions add tagged fields only, so
+/// Kafka's clients, which skip tags they do not know, read the message as before.
+fn extend(json: &mut Value, extension: &str) -> Result<()> {
+    let extension: Value = serde_json::from_str(&strip_comments(extension))?;
+    let structs = extension
+        .get("structs")
+        .and_then(Value::as_array)
+        .context("an extension lists \"structs\"")?;
+    for added in structs {
+        let name = str_attr(added, "name")?;
+        let fields = added
+            .get("fields")
+            .and_then(Value::as_array)
+            .context("an extended struct lists \"fields\"")?;
+        if fields.iter().any(|field| field.get("tag").is_none()) {
+            bail!("extension fields of {name} must be tagged");
+        }
+        let target = if json.get("name").and_then(Value::as_str) == Some(name) {
+            json.get_mut("fields")
+        } else {
+            find_struct_fields(json.get_mut("fields"), name)
+        };
+        target
+            .and_then(Value::as_array_mut)
+            .with_context(|| format!("no struct {name} to extend"))?
+            .extend(fields.iter().cloned());
+    }
+    Ok(())
+}
+
+/// The field list of the struct `name` defined inline somewhere in `fields`.
+fn find_struct_fields<'a>(fields: Option<&'a mut Value>, name: &str) -> Option<&'a mut Value> {
+    for field in fields?.as_array_mut()? {
+        let defines = field
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|ty| ty.trim_start_matches("[]") == name);
+        if defines && field.get("fields").is_some() {
+            return field.get_mut("fields");
+        }
+        if let Some(found) = find_struct_fields(field.get_mut("fields"), name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn parse_message(json: &Value) -> Result<Message> {
+    let name = str_attr(json, "name")?.to_string();
+    let kind = match str_attr(json, "type")? {
         "request" => MessageKind::Request,
         "response" => MessageKind::Response,
         "header" => MessageKind::Header,
@@ -274,7 +335,7 @@ fn parse_message(text: &str) -> Result<Message> {
                 .context("apiKey is not an int16")
         })
         .transpose()?;
-    let valid_versions = VersionRange::parse(str_attr(&json, "validVersions")?)?
+    let valid_versions = VersionRange::parse(str_attr(json, "validVersions")?)?
         .context("validVersions is \"none\"")?;
     let flexible_versions = match json.get("flexibleVersions") {
         Some(value) => {
@@ -419,6 +480,30 @@ fn str_attr<'a>(json: &'a Value, key: &str) -> Result<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_append_tagged_fields_to_inline_structs() {
+        let mut json: Value = serde_json::from_str(
+            r#"{"name": "R", "fields": [{"name": "Items", "type": "[]Item", "fields": [
+                {"name": "A", "type": "int32", "versions": "0+"}]}]}"#,
+        )
+        .unwrap();
+        let tagged = r#"{"structs": [{"name": "Item", "fields": [{"name": "B", "type": "bool",
+            "versions": "0+", "taggedVersions": "0+", "tag": 10000}]}]}"#;
+        extend(&mut json, tagged).unwrap();
+        let names: Vec<&str> = json["fields"][0]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["A", "B"]);
+        let untagged = r#"{"structs": [{"name": "R", "fields": [{"name": "C", "type": "bool",
+            "versions": "0+"}]}]}"#;
+        assert!(extend(&mut json, untagged).is_err());
+        let unknown = r#"{"structs": [{"name": "Nope", "fields": []}]}"#;
+        assert!(extend(&mut json, unknown).is_err());
+    }
 
     #[test]
     fn comments_are_stripped_outside_strings_only() {

@@ -1,5 +1,7 @@
 //! DescribeCluster (API 60): the cluster id, this node as the controller, and the registered
-//! brokers from the metadata image.
+//! brokers from the metadata image — fenced ones too, each with Strom's tagged fields (see
+//! `xtask/extensions/DescribeClusterResponse.json`: fenced, in controlled shutdown, every
+//! registered listener), which `strom cluster describe` reads and Kafka's clients skip.
 //!
 //! A broker endpoint answers only for `endpoint_type` 1 (brokers); asking it about controllers is
 //! MISMATCHED_ENDPOINT_TYPE, as in Kafka. Without an authorizer every cluster operation is allowed,
@@ -7,7 +9,7 @@
 
 use strom_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use strom_protocol::messages::describe_cluster_response::{
-    DescribeClusterBroker, DescribeClusterResponse,
+    DescribeClusterBroker, DescribeClusterResponse, StromListener,
 };
 use strom_protocol::ErrorCode;
 
@@ -53,6 +55,18 @@ pub fn handle(
             host: registration.host.clone(),
             port: registration.port,
             rack: registration.rack.clone(),
+            strom_fenced: registration.fenced,
+            strom_in_controlled_shutdown: registration.in_controlled_shutdown,
+            strom_listeners: registration
+                .listeners
+                .iter()
+                .map(|listener| StromListener {
+                    name: listener.name.clone(),
+                    host: listener.host.clone(),
+                    port: i32::from(listener.port),
+                    security_protocol: listener.security_protocol,
+                })
+                .collect(),
         })
         .collect();
     if request.include_cluster_authorized_operations {
@@ -84,6 +98,15 @@ mod tests {
             .map(|b| (b.broker_id, b.host.as_str(), b.port))
             .collect();
         assert_eq!(listed, [(broker.node_id, "localhost", 9092)]);
+        // Strom's tagged fields: registered and unfenced, with the listener it registered.
+        let registered = &response.brokers[0];
+        assert!(!registered.strom_fenced && !registered.strom_in_controlled_shutdown);
+        let listeners: Vec<(&str, i32)> = registered
+            .strom_listeners
+            .iter()
+            .map(|l| (l.host.as_str(), l.port))
+            .collect();
+        assert_eq!(listeners, [("localhost", 9092)]);
 
         let with_ops = DescribeClusterRequest {
             include_cluster_authorized_operations: true,

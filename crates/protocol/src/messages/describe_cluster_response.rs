@@ -90,26 +90,105 @@ pub struct DescribeClusterBroker {
     pub port: i32,
     /// The rack of the broker, or null if it has not been assigned to a rack.
     pub rack: Option<String>,
+    /// Strom: whether the broker is fenced (absent from Metadata).
+    pub strom_fenced: bool,
+    /// Strom: whether the broker is in (or finished) a controlled shutdown.
+    pub strom_in_controlled_shutdown: bool,
+    /// Strom: every listener the broker registered.
+    pub strom_listeners: Vec<StromListener>,
 }
 
 impl Decode for DescribeClusterBroker {
-    fn decode(buf: &mut Bytes, _version: i16) -> DecodeResult<Self> {
+    fn decode(buf: &mut Bytes, version: i16) -> DecodeResult<Self> {
         let mut this = Self::default();
         this.broker_id = get_i32(buf)?;
         this.host = get_string(buf, true)?;
         this.port = get_i32(buf)?;
         this.rack = get_nullable_string(buf, true)?;
-        get_tagged_fields(buf, |_, _| Ok(()))?;
+        get_tagged_fields(buf, |tag, mut payload| {
+            match tag {
+                10000 => {
+                    this.strom_fenced = get_bool(&mut payload)?;
+                }
+                10001 => {
+                    this.strom_in_controlled_shutdown = get_bool(&mut payload)?;
+                }
+                10002 => {
+                    this.strom_listeners =
+                        get_array(&mut payload, true, |b| StromListener::decode(b, version))?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
         Ok(this)
     }
 }
 
 impl Encode for DescribeClusterBroker {
-    fn encode(&self, out: &mut Encoder, _version: i16) {
+    fn encode(&self, out: &mut Encoder, version: i16) {
         out.put_i32(self.broker_id);
         out.put_string(&self.host, true);
         out.put_i32(self.port);
         out.put_nullable_string(self.rack.as_deref(), true);
+        let write_tag_10000 = self.strom_fenced;
+        let write_tag_10001 = self.strom_in_controlled_shutdown;
+        let write_tag_10002 = !self.strom_listeners.is_empty();
+        out.put_uvarint(
+            u32::from(write_tag_10000) + u32::from(write_tag_10001) + u32::from(write_tag_10002),
+        );
+        if write_tag_10000 {
+            out.put_tagged_field(10000, |out| {
+                out.put_bool(self.strom_fenced);
+            });
+        }
+        if write_tag_10001 {
+            out.put_tagged_field(10001, |out| {
+                out.put_bool(self.strom_in_controlled_shutdown);
+            });
+        }
+        if write_tag_10002 {
+            out.put_tagged_field(10002, |out| {
+                out.put_array_len(Some(self.strom_listeners.len()), true);
+                for item in &self.strom_listeners {
+                    item.encode(out, version);
+                }
+            });
+        }
+    }
+}
+
+/// Part of `DescribeClusterResponse`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StromListener {
+    /// The listener name.
+    pub name: String,
+    /// The advertised host.
+    pub host: String,
+    /// The advertised port.
+    pub port: i32,
+    /// The security protocol id (0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL).
+    pub security_protocol: i16,
+}
+
+impl Decode for StromListener {
+    fn decode(buf: &mut Bytes, _version: i16) -> DecodeResult<Self> {
+        let mut this = Self::default();
+        this.name = get_string(buf, true)?;
+        this.host = get_string(buf, true)?;
+        this.port = get_i32(buf)?;
+        this.security_protocol = get_i16(buf)?;
+        get_tagged_fields(buf, |_, _| Ok(()))?;
+        Ok(this)
+    }
+}
+
+impl Encode for StromListener {
+    fn encode(&self, out: &mut Encoder, _version: i16) {
+        out.put_string(&self.name, true);
+        out.put_string(&self.host, true);
+        out.put_i32(self.port);
+        out.put_i16(self.security_protocol);
         out.put_uvarint(0);
     }
 }
