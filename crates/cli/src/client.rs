@@ -133,28 +133,6 @@ impl MetadataClient {
             .fetch_metadata(topic, METADATA_TIMEOUT)
             .map_err(|error| self.args.unreachable(&self.context, &error))
     }
-
-    /// The cluster id, if the cluster reports one.
-    pub fn cluster_id(&self) -> Option<String> {
-        self.producer.client().fetch_cluster_id(METADATA_TIMEOUT)
-    }
-
-    /// The controller id from the last Metadata response (`None` when unknown). rdkafka does
-    /// not wrap `rd_kafka_controllerid`, so it is called directly.
-    #[allow(unsafe_code)] // the FFI call; see its SAFETY comment
-    pub fn controller_id(&self) -> Option<i32> {
-        let timeout_ms = i32::try_from(METADATA_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `native_ptr` is the live `rd_kafka_t` owned by `self.producer`, which outlives
-        // the call; rd_kafka_controllerid only reads (and, within the timeout, refreshes) cached
-        // metadata.
-        let id = unsafe {
-            rdkafka::bindings::rd_kafka_controllerid(
-                self.producer.client().native_ptr(),
-                timeout_ms,
-            )
-        };
-        (id >= 0).then_some(id)
-    }
 }
 
 /// A group id for a consumer that only assigns partitions and never commits: `<prefix>-<pid>`.

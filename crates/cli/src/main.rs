@@ -11,6 +11,7 @@ mod produce;
 mod server;
 mod storage;
 mod topics;
+mod wire;
 
 use std::process::ExitCode;
 

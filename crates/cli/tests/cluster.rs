@@ -2,6 +2,9 @@
 //! the Raft metadata quorum over their controller listeners): they elect an active controller,
 //! topics created through any node (forwarded to the active controller) reach every node's
 //! metadata, and the cluster survives the loss of its active controller, whose restart catches up.
+//! Any node describes the quorum (DescribeQuorum, forwarded to the leader), topics a page at a
+//! time (DescribeTopicPartitions) and, through `strom cluster describe`, the voters' lag and the
+//! brokers' states as a broker hangs, thaws and shuts down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,6 +12,7 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::typed::TypedClient;
@@ -20,11 +24,21 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
+use strom_protocol::messages::describe_quorum_request::{
+    DescribeQuorumRequest, PartitionData as QuorumPartition, TopicData as QuorumTopic,
+};
+use strom_protocol::messages::describe_quorum_response::DescribeQuorumResponse;
+use strom_protocol::messages::describe_topic_partitions_request::{
+    Cursor as RequestCursor, DescribeTopicPartitionsRequest, TopicRequest,
+};
+use strom_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponse;
 use strom_protocol::messages::metadata_request::MetadataRequest;
 use strom_protocol::messages::metadata_response::MetadataResponse;
 
 const METADATA: i16 = 3;
 const CREATE_TOPICS: i16 = 19;
+const DESCRIBE_QUORUM: i16 = 55;
+const DESCRIBE_TOPIC_PARTITIONS: i16 = 75;
 /// How long the cluster gets to reach a state (election, registration, catch-up).
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -291,6 +305,260 @@ fn three_nodes_form_one_cluster_and_survive_losing_the_controller() {
     assert!(cluster.nodes[stopping]
         .log_contents()
         .contains("controlled shutdown complete"));
+}
+
+/// DescribeQuorum as node `node` answers it (forwarded to the active controller), or `None` if
+/// it cannot answer now.
+fn quorum_of(node: &StromProcess) -> Option<DescribeQuorumResponse> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut client = TypedClient::connect(node, "cluster-test");
+        let request = DescribeQuorumRequest {
+            topics: vec![QuorumTopic {
+                topic_name: "__cluster_metadata".into(),
+                partitions: vec![QuorumPartition { partition_index: 0 }],
+            }],
+        };
+        client.call::<DescribeQuorumResponse>(DESCRIBE_QUORUM, 2, &request)
+    }))
+    .ok()
+}
+
+/// `strom cluster describe` run against `node`: its output, once it succeeds.
+fn cli_describe(node: &StromProcess) -> Option<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args([
+            "cluster",
+            "describe",
+            "--bootstrap-server",
+            &node.bootstrap(),
+        ])
+        .output()
+        .expect("run strom cluster describe");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The whitespace-normalized row of `id` in the section of `text` that starts with `section`.
+fn row_in(text: &str, section: &str, id: i32) -> Option<String> {
+    text.lines()
+        .skip_while(|line| !line.trim_start().starts_with(section))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|row| row.split(' ').next() == Some(id.to_string().as_str()))
+}
+
+/// Polls `strom cluster describe` on `node` until `condition` holds for its output.
+fn wait_for_cli(
+    cluster: &StromCluster,
+    node: usize,
+    what: &str,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let mut last = None;
+    loop {
+        if let Some(text) = cli_describe(&cluster.nodes[node]) {
+            if condition(&text) {
+                eprintln!("{what}:\n{text}");
+                return text;
+            }
+            last = Some(text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in time; last output:\n{}\n--- logs ---\n{}",
+            last.unwrap_or_default(),
+            cluster.nodes[node].log_contents()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_quorum_and_the_brokers_are_described_from_any_node() {
+    let mut cluster = StromCluster::start(&[
+        ("broker.session.timeout.ms", "3000"),
+        ("broker.heartbeat.interval.ms", "500"),
+    ]);
+    let all = [0, 1, 2];
+    let answers = wait_for_metadata(
+        &cluster,
+        &all,
+        "controller elected, brokers registered",
+        |a| agreed_controller(a).is_some() && a.iter().all(|m| m.brokers.len() == 3),
+    );
+    let controller = agreed_controller(&answers).expect("agreed");
+    let index_of = |id: i32| usize::try_from(id - 1).expect("node index");
+    let others: Vec<usize> = all
+        .into_iter()
+        .filter(|i| *i != index_of(controller))
+        .collect();
+    let (asked, paused) = (others[0], others[1]);
+
+    // DescribeQuorum through every node reaches the leader, which knows every voter's progress.
+    for node in all {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        loop {
+            let caught_up = quorum_of(&cluster.nodes[node]).filter(|q| {
+                let p = &q.topics[0].partitions[0];
+                let ends: BTreeSet<i64> =
+                    p.current_voters.iter().map(|v| v.log_end_offset).collect();
+                p.error_code == 0
+                    && p.leader_id == controller
+                    && p.current_voters.len() == 3
+                    && ends.len() == 1
+                    && p.current_voters
+                        .iter()
+                        .all(|v| v.last_caught_up_timestamp > 0)
+            });
+            if let Some(quorum) = caught_up {
+                let p = &quorum.topics[0].partitions[0];
+                assert!(p.high_watermark > 0 && p.leader_epoch > 0, "{quorum:?}");
+                assert!(p.observers.is_empty());
+                let endpoints: BTreeSet<(i32, String, u16)> = quorum
+                    .nodes
+                    .iter()
+                    .flat_map(|n| {
+                        n.listeners
+                            .iter()
+                            .map(move |l| (n.node_id, l.name.clone(), l.port))
+                    })
+                    .collect();
+                let expected: BTreeSet<(i32, String, u16)> = cluster
+                    .controller_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, port)| {
+                        (
+                            i32::try_from(i + 1).expect("id"),
+                            "CONTROLLER".into(),
+                            *port,
+                        )
+                    })
+                    .collect();
+                assert_eq!(endpoints, expected);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "DescribeQuorum through node {node}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // DescribeTopicPartitions through a node that is not the controller, a page at a time.
+    create_topic_through(&cluster.nodes[asked], "described", 6);
+    wait_for_metadata(&cluster, &all, "topic visible on all nodes", |a| {
+        a.iter().all(|m| has_topic(m, "described", 6))
+    });
+    let mut client = TypedClient::connect(&cluster.nodes[asked], "cluster-test");
+    let page = |cursor: Option<(&str, i32)>| DescribeTopicPartitionsRequest {
+        topics: vec![TopicRequest {
+            name: "described".into(),
+        }],
+        response_partition_limit: 4,
+        cursor: cursor.map(|(topic_name, partition_index)| RequestCursor {
+            topic_name: topic_name.into(),
+            partition_index,
+        }),
+    };
+    let first: DescribeTopicPartitionsResponse =
+        client.call(DESCRIBE_TOPIC_PARTITIONS, 0, &page(None));
+    let next = first.next_cursor.as_ref().expect("a second page");
+    assert_eq!(
+        (next.topic_name.as_str(), next.partition_index),
+        ("described", 4)
+    );
+    let second: DescribeTopicPartitionsResponse =
+        client.call(DESCRIBE_TOPIC_PARTITIONS, 0, &page(Some(("described", 4))));
+    assert!(second.next_cursor.is_none());
+    let partitions: Vec<_> = first.topics[0]
+        .partitions
+        .iter()
+        .chain(second.topics[0].partitions.iter())
+        .collect();
+    assert_eq!(
+        partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+    let leaders: BTreeSet<i32> = partitions.iter().map(|p| p.leader_id).collect();
+    assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "leaders spread");
+    assert!(partitions
+        .iter()
+        .all(|p| p.replica_nodes == vec![p.leader_id] && p.isr_nodes == vec![p.leader_id]));
+
+    // strom cluster describe: the quorum with its lag, the brokers with their state.
+    let text = wait_for_cli(
+        &cluster,
+        asked,
+        "every voter caught up, every broker unfenced",
+        |t| {
+            (1..=3).all(|id| {
+                row_in(t, "Voters:", id).is_some_and(|row| row.split(' ').nth(3) == Some("0"))
+                    && row_in(t, "Brokers:", id)
+                        .is_some_and(|row| row.starts_with(&format!("{id} unfenced ")))
+            })
+        },
+    );
+    assert!(
+        text.contains(&format!("Metadata quorum: leader {controller},")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Controller: {controller}")),
+        "{text}"
+    );
+    let leader_row = row_in(&text, "Voters:", controller).expect("leader row");
+    assert!(
+        leader_row.starts_with(&format!("{controller} leader ")),
+        "{leader_row}"
+    );
+
+    // A hung broker is fenced and falls behind the metadata it missed; thawed, it catches up.
+    let paused_id = i32::try_from(paused + 1).expect("id");
+    cluster.nodes[paused].signal(libc::SIGSTOP);
+    wait_for_cli(&cluster, asked, "the hung broker fenced and lagging", |t| {
+        row_in(t, "Brokers:", paused_id)
+            .is_some_and(|row| row.starts_with(&format!("{paused_id} fenced ")))
+            && row_in(t, "Voters:", paused_id)
+                .and_then(|row| {
+                    row.split(' ')
+                        .nth(3)
+                        .and_then(|lag| lag.parse::<i64>().ok())
+                })
+                .is_some_and(|lag| lag > 0)
+    });
+    cluster.nodes[paused].signal(libc::SIGCONT);
+    wait_for_cli(
+        &cluster,
+        asked,
+        "the thawed broker unfenced and caught up",
+        |t| {
+            row_in(t, "Brokers:", paused_id)
+                .is_some_and(|row| row.starts_with(&format!("{paused_id} unfenced ")))
+                && row_in(t, "Voters:", paused_id)
+                    .is_some_and(|row| row.split(' ').nth(3) == Some("0"))
+        },
+    );
+
+    // After a controlled shutdown (SIGTERM) the broker is fenced, as shut down.
+    cluster.nodes[paused].terminate();
+    wait_for_cli(
+        &cluster,
+        asked,
+        "the stopped broker fenced after its shutdown",
+        |t| {
+            row_in(t, "Brokers:", paused_id)
+                .is_some_and(|row| row.starts_with(&format!("{paused_id} fenced (shut down) ")))
+        },
+    );
 }
 
 /// Whether the peer closes `stream` (end of stream or reset) instead of answering.

@@ -204,6 +204,16 @@ impl StromProcess {
         }
     }
 
+    /// Sends `signal` to the running broker (`libc::SIGSTOP` freezes it as a hung process
+    /// would, `libc::SIGCONT` thaws it).
+    #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    }
+
     /// Restarts the broker on the same port and data directory (SIGKILLs it first if it is
     /// still running) and waits until it accepts connections again.
     pub fn restart(&mut self) {

@@ -38,6 +38,9 @@ use super::TypeConfig;
 const PROBE_AFTER_HEARTBEATS: u32 = 3;
 /// Heartbeats between the elections of two voters of consecutive rank after their leader is gone.
 const RANK_STEP_HEARTBEATS: u32 = 2;
+/// A tick this many heartbeats late means this process was frozen (SIGSTOP, a VM pause): what
+/// it has not heard meanwhile is still waiting in its sockets, so silence is counted afresh.
+const FROZEN_HEARTBEATS: u32 = 5;
 
 /// The timings the elector works with.
 #[derive(Debug, Clone, Copy)]
@@ -365,6 +368,14 @@ impl Elector {
         }
     }
 
+    /// This process was frozen until `now`: the leader's appends of that time are about to be
+    /// read, so silence counts from now (a thawed voter does not depose a healthy leader).
+    fn thawed(&mut self, now: Instant) {
+        self.term_since = now;
+        self.gone_leader = None;
+        self.last_probe = None;
+    }
+
     /// The leader of `term` was probed at `now`.
     fn probed(&mut self, leader: u64, term: u64, reachability: Reachability, now: Instant) {
         self.last_probe = Some(now);
@@ -406,8 +417,14 @@ pub(crate) async fn run(
     let mut elector = Elector::new(id, timers, Instant::now());
     let mut tick = tokio::time::interval((timers.heartbeat / 2).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
     loop {
         tick.tick().await;
+        let now = Instant::now();
+        if now.saturating_duration_since(last_tick) > timers.heartbeat * FROZEN_HEARTBEATS {
+            elector.thawed(now);
+        }
+        last_tick = now;
         let view = {
             let current = metrics.borrow_and_update();
             if current.running_state.is_err() || current.state == ServerState::Shutdown {
@@ -415,7 +432,6 @@ pub(crate) async fn run(
             }
             View::of(&current)
         };
-        let now = Instant::now();
         let refusals = liveness.refusals(view.term);
         match elector.decide(&view, now, liveness.contact(), refusals) {
             None => {}
@@ -488,6 +504,21 @@ mod tests {
         elector.probed(1, 5, Reachability::Unknown, start + 1999 * MS);
         assert_eq!(
             elector.decide(&view, start + 2000 * MS, Some(start), 0),
+            Some(Action::Elect)
+        );
+    }
+
+    #[test]
+    fn a_thawed_follower_gives_its_leader_a_fresh_fetch_timeout() {
+        let start = Instant::now();
+        let mut elector = Elector::new(2, timers(), start);
+        let view = follower(1, 5);
+        elector.decide(&view, start, Some(start), 0);
+        let thawed_at = start + 5000 * MS;
+        elector.thawed(thawed_at);
+        assert_eq!(elector.decide(&view, thawed_at, Some(start), 0), None);
+        assert_eq!(
+            elector.decide(&view, thawed_at + 2000 * MS, Some(start), 0),
             Some(Action::Elect)
         );
     }
