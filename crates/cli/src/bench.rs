@@ -14,6 +14,9 @@
 //!   partitions; measures the time from a member joining, leaving, or dying (a `strom consume`
 //!   child process killed with SIGKILL, which never sends LeaveGroup) until the group is stable
 //!   again, i.e. every partition is assigned, once, evenly across the live members.
+//! * `failover`: starts its own 3-node cluster and measures kill -9 of the active controller ->
+//!   first CreateTopics committed, and CreateTopics -> every node serving the topic
+//!   ([`crate::failover_bench`]).
 //!
 //! Output lines look like `produce: 1000000 records, 1024 B, 612.3 MB/s, 598000 rec/s`.
 
@@ -66,6 +69,8 @@ pub enum BenchCommand {
     Latency(LatencyBench),
     /// Time for a consumer group to become stable again after a member joins, leaves or dies.
     Rebalance(RebalanceBench),
+    /// Controller failover and metadata propagation, on a 3-node cluster started for the run.
+    Failover(crate::failover_bench::FailoverBench),
 }
 
 /// Options of `strom bench produce`.
@@ -239,6 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await
                 .context("benchmark thread failed")??;
         }
+        BenchCommand::Failover(bench) => crate::failover_bench::run(bench).await?,
     }
     Ok(())
 }

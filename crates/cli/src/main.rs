@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod cluster;
 mod consume;
+mod failover_bench;
 mod groups;
 mod produce;
 mod server;

@@ -58,6 +58,9 @@
 //! after the lease (followers ordered by id, two heartbeats apart). So the lease (E/2) bounds a
 //! failover after a crash: about 0.5 s with the defaults, plus the election and the first commit.
 //! When the leader's host or network goes instead (no refusal), the fetch timeout bounds it.
+//! A voter whose own process was frozen counts silence afresh when it thaws. There is no pre-vote
+//! (KIP-996): a voter cut off for longer than the fetch timeout comes back with a higher epoch,
+//! and the leader steps down when it hears of it, as in Kafka before 4.0.
 //!
 //! # Not the leader, cut off
 //!
