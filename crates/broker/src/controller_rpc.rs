@@ -779,8 +779,34 @@ impl QuorumControllerClient {
             .max(self.reported_offset.load(Ordering::Relaxed))
     }
 
+    /// Sends `call` to node `leader`, giving up (`None`) as soon as this node's quorum names
+    /// another leader: a leader that hangs (frozen, its host gone) keeps the connection open
+    /// without answering, and the call moves on once a new leader is elected instead of waiting
+    /// for the request timeout. (As after a lost connection, a retried call whose first attempt
+    /// did commit gets the answer of a repeat, e.g. TOPIC_ALREADY_EXISTS, as with Kafka's
+    /// forwarding.)
+    async fn call_while_leader(
+        &self,
+        leader: i32,
+        call: &ControllerCall,
+    ) -> Option<Result<ControllerAnswer, TransportError>> {
+        let replaced = async {
+            loop {
+                tokio::time::sleep(CONTROLLER_RETRY_BACKOFF).await;
+                let named = self.local.quorum().status().leader_id;
+                if named.is_some_and(|named| named != leader) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            answer = self.channel.call_controller(leader, call) => Some(answer),
+            () = replaced => None,
+        }
+    }
+
     /// Runs `call` on the active controller, following leadership changes (NOT_CONTROLLER, no
-    /// leader known, leader unreachable) until [`CONTROLLER_CALL_DEADLINE`].
+    /// leader known, leader unreachable or replaced) until [`CONTROLLER_CALL_DEADLINE`].
     pub async fn call(&self, call: ControllerCall) -> Result<ControllerReply, MetadataError> {
         let deadline = Instant::now() + CONTROLLER_CALL_DEADLINE;
         loop {
@@ -794,8 +820,10 @@ impl QuorumControllerClient {
                         result => return result,
                     }
                 }
-                Some(id) => match self.channel.call_controller(id, &call).await {
-                    Ok(answer) => {
+                Some(id) => match self.call_while_leader(id, &call).await {
+                    None => format!("node {id} stopped leading before it answered"),
+                    Some(Err(error)) => error.to_string(),
+                    Some(Ok(answer)) => {
                         self.reported_offset
                             .fetch_max(answer.committed_offset, Ordering::Relaxed);
                         match answer.result {
@@ -806,7 +834,6 @@ impl QuorumControllerClient {
                             Ok(reply) => return Ok(reply),
                         }
                     }
-                    Err(error) => error.to_string(),
                 },
                 None => "no active controller is known".to_string(),
             };

@@ -7,7 +7,8 @@
 //! * **propagation**: CreateTopics through one node (in turn), then the time until Metadata on
 //!   every node shows the topic with a leader for each partition (each node polled every
 //!   millisecond), and the time the CreateTopics answer took.
-//! * **failover**: each round kills the active controller with SIGKILL while two clients keep
+//! * **failover**: each round kills the active controller with SIGKILL (or freezes it with SIGSTOP,
+//!   `--freeze`: its port then still accepts connections) while two clients keep
 //!   creating topics through the other two nodes; right after the kill each of those nodes is also
 //!   sent a fresh CreateTopics, and the round's figure is the time from the kill to the first of
 //!   them answered as committed (the nodes forward it to whichever controller is active). The
@@ -52,6 +53,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE_DEADLINE: Duration = Duration::from_secs(120);
 /// The `timeout_ms` of every CreateTopics.
 const CREATE_TIMEOUT_MS: i32 = 30_000;
+/// CreateTopics' error for a topic that exists.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Metadata polls of the propagation phase.
 const PROPAGATION_POLL: Duration = Duration::from_millis(1);
 
@@ -75,6 +78,10 @@ pub struct FailoverBench {
     /// `controller.quorum.election.timeout.ms=500`.
     #[arg(long = "server-property", value_parser = parse_key_value)]
     pub server_properties: Vec<(String, String)>,
+    /// Freeze the active controller with SIGSTOP instead of killing it: a hung process or a lost
+    /// host, whose port still accepts connections but nothing answers (killed after the round).
+    #[arg(long)]
+    pub freeze: bool,
 }
 
 /// One node: its ports, files and process.
@@ -239,6 +246,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes node `index` with SIGSTOP (through kill(1)).
+    fn freeze(&mut self, index: usize) -> anyhow::Result<()> {
+        let pid = self.nodes[index]
+            .process
+            .as_ref()
+            .ok_or_else(|| anyhow!("node {} is not running", index + 1))?
+            .id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .context("running kill -STOP")?;
+        if !status.success() {
+            bail!("kill -STOP {pid} failed");
+        }
+        Ok(())
+    }
+
     /// SIGKILLs node `index` and reaps it.
     fn kill(&mut self, index: usize) -> anyhow::Result<()> {
         let mut process = self.nodes[index]
@@ -283,14 +307,18 @@ async fn metadata_of(address: &str, topic: Option<&str>) -> Option<MetadataRespo
         .map(|(answer, _)| answer)
 }
 
-/// Polls until every running node reports the same active controller (and, when given, that
-/// many brokers); returns that controller's id.
-async fn settled(cluster: &Cluster, brokers: Option<usize>) -> anyhow::Result<i32> {
+/// Polls until the nodes `asked` report the same active controller (and, when given, that many
+/// brokers); returns that controller's id.
+async fn settled(
+    cluster: &Cluster,
+    asked: &[usize],
+    brokers: Option<usize>,
+) -> anyhow::Result<i32> {
     let deadline = Instant::now() + SETTLE_DEADLINE;
     loop {
         let mut controllers = BTreeSet::new();
         let mut complete = true;
-        for index in cluster.running() {
+        for index in asked.iter().copied() {
             match metadata_of(&cluster.nodes[index].address(), None).await {
                 Some(m) if m.controller_id >= 0 && brokers.is_none_or(|n| m.brokers.len() == n) => {
                     controllers.insert(m.controller_id);
@@ -432,7 +460,7 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
         cluster.dir.display(),
         bench.server_properties
     );
-    let controller = settled(&cluster, Some(NODES)).await?;
+    let controller = settled(&cluster, &cluster.running(), Some(NODES)).await?;
     voters_caught_up(&cluster, &cluster.nodes[0].address()).await?;
     println!("failover: cluster up, controller {controller}");
 
@@ -445,7 +473,8 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
         failovers.push(failover_round(&mut cluster, &bench, round).await?);
     }
     println!(
-        "failover: kill -9 of the active controller -> first CreateTopics committed, {} rounds: {}",
+        "failover: {} of the active controller -> first CreateTopics committed, {} rounds: {}",
+        if bench.freeze { "SIGSTOP" } else { "kill -9" },
         failovers.len(),
         summary(&failovers)
     );
@@ -523,7 +552,7 @@ async fn failover_round(
     bench: &FailoverBench,
     round: u32,
 ) -> anyhow::Result<f64> {
-    let controller = settled(cluster, Some(NODES)).await?;
+    let controller = settled(cluster, &cluster.running(), Some(NODES)).await?;
     let killed = cluster
         .nodes
         .iter()
@@ -561,7 +590,11 @@ async fn failover_round(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    cluster.kill(killed)?;
+    if bench.freeze {
+        cluster.freeze(killed)?;
+    } else {
+        cluster.kill(killed)?;
+    }
     let killed_at = Instant::now();
     let mut answers = Vec::new();
     for (node_id, mut client) in probes {
@@ -575,7 +608,9 @@ async fn failover_round(
     let mut per_node = Vec::new();
     for answer in answers {
         let (node_id, code, at) = answer.await??;
-        if code != 0 {
+        // TOPIC_ALREADY_EXISTS: the node's forwarded call committed but its answer was lost to the
+        // failover, and the retry found the topic (names are unique to each round and node).
+        if code != 0 && code != TOPIC_ALREADY_EXISTS {
             bail!("round {round}: CreateTopics through node {node_id} failed with error {code}");
         }
         per_node.push((node_id, millis(at.duration_since(killed_at))));
@@ -588,10 +623,11 @@ async fn failover_round(
         .iter()
         .map(|(_, ms)| *ms)
         .fold(f64::INFINITY, f64::min);
-    let new_controller = settled(cluster, None).await.ok();
+    let new_controller = settled(cluster, &survivors, None).await.ok();
     println!(
-        "failover round {round}: killed controller {controller}; CreateTopics committed after \
+        "failover round {round}: {} controller {controller}; CreateTopics committed after \
          {first:.1} ms ({}); new controller {}",
+        if bench.freeze { "froze" } else { "killed" },
         per_node
             .iter()
             .map(|(id, ms)| format!("node {id}: {ms:.1} ms"))
@@ -601,8 +637,11 @@ async fn failover_round(
     );
 
     // The killed node comes back, catches up and registers again before the next round.
+    if bench.freeze {
+        cluster.kill(killed)?;
+    }
     cluster.spawn(killed)?;
-    settled(cluster, Some(NODES)).await?;
+    settled(cluster, &cluster.running(), Some(NODES)).await?;
     voters_caught_up(cluster, &cluster.nodes[survivors[0]].address()).await?;
     Ok(first)
 }

@@ -5,13 +5,14 @@
 //! [`Elector::decide`] is the state machine, run every half heartbeat by [`run`]:
 //!
 //! - a follower that has heard nothing from its leader for `controller.quorum.fetch.timeout.ms`
-//!   starts an election (Kafka's fetch timer);
+//!   starts an election (Kafka's fetch timer; the followers take turns, see below);
 //! - a follower that misses three heartbeats asks the transport whether the leader's process is
 //!   still there ([`RaftTransport::probe`]); when its controller port refuses connections (the
 //!   process died: `kill -9`, a crash, OOM) the leader is *gone*, and the follower starts an election
 //!   half a heartbeat after the other voters' leader lease has passed, without waiting for the
 //!   fetch timeout. Voters rank themselves by id (the gone leader left out) and the n-th waits
-//!   n × 2 heartbeats more, so two survivors do not split the vote;
+//!   n × 5 heartbeats more, so that survivors do not split the vote, nor depose a leader just
+//!   elected whose first append is slow to arrive on a loaded machine;
 //! - a voter that knows no leader (just started, or voted for a candidate that did not win) starts
 //!   one after a random time in [E, 2E) of `controller.quorum.election.timeout.ms` (Kafka's
 //!   unattached/voted timer);
@@ -36,8 +37,9 @@ use super::TypeConfig;
 
 /// Heartbeats missed before a follower asks whether its leader's process is still there.
 const PROBE_AFTER_HEARTBEATS: u32 = 3;
-/// Heartbeats between the elections of two voters of consecutive rank after their leader is gone.
-const RANK_STEP_HEARTBEATS: u32 = 2;
+/// Heartbeats between the elections of two voters of consecutive rank after their leader is gone:
+/// the first one's election normally takes a few milliseconds, this is for when it cannot run.
+const RANK_STEP_HEARTBEATS: u32 = 5;
 /// A tick this many heartbeats late means this process was frozen (SIGSTOP, a VM pause): what
 /// it has not heard meanwhile is still waiting in its sockets, so silence is counted afresh.
 const FROZEN_HEARTBEATS: u32 = 5;
@@ -341,22 +343,22 @@ impl Elector {
                     _ => return (silence >= self.unattached_timeout).then_some(Action::Elect),
                 };
                 self.retries = 0;
-                if silence >= self.timers.fetch_timeout {
+                // The followers heard the leader last at about the same time: they take turns.
+                let rank = view
+                    .voters
+                    .iter()
+                    .filter(|id| **id != leader)
+                    .position(|id| *id == self.id)
+                    .unwrap_or(0);
+                let turn = self.timers.heartbeat
+                    * RANK_STEP_HEARTBEATS.saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX));
+                if silence >= self.timers.fetch_timeout + turn {
                     return Some(Action::Elect);
                 }
                 if self.gone_leader == Some(leader) {
-                    let rank = view
-                        .voters
-                        .iter()
-                        .filter(|id| **id != leader)
-                        .position(|id| *id == self.id)
-                        .unwrap_or(0);
-                    let rank = u32::try_from(rank).unwrap_or(u32::MAX);
                     // Half a heartbeat past the lease: the others heard the leader last a little
                     // later than this node did.
-                    let wait = self.timers.lease
-                        + self.timers.heartbeat / 2
-                        + self.timers.heartbeat * RANK_STEP_HEARTBEATS.saturating_mul(rank);
+                    let wait = self.timers.lease + self.timers.heartbeat / 2 + turn;
                     return (silence >= wait).then_some(Action::Elect);
                 }
                 let probe_due = self
@@ -509,6 +511,23 @@ mod tests {
     }
 
     #[test]
+    fn followers_of_a_silent_leader_take_turns() {
+        let start = Instant::now();
+        let mut third = Elector::new(3, timers(), start);
+        let view = follower(1, 5);
+        third.decide(&view, start, Some(start), 0);
+        // Node 3 ranks second after node 1's followers: five heartbeats after node 2.
+        assert_ne!(
+            third.decide(&view, start + 2499 * MS, Some(start), 0),
+            Some(Action::Elect)
+        );
+        assert_eq!(
+            third.decide(&view, start + 2500 * MS, Some(start), 0),
+            Some(Action::Elect)
+        );
+    }
+
+    #[test]
     fn a_thawed_follower_gives_its_leader_a_fresh_fetch_timeout() {
         let start = Instant::now();
         let mut elector = Elector::new(2, timers(), start);
@@ -539,10 +558,10 @@ mod tests {
             second.decide(&view, start + 550 * MS, Some(start), 0),
             Some(Action::Elect)
         );
-        // Node 3 waits two heartbeats more.
-        assert_eq!(third.decide(&view, start + 749 * MS, Some(start), 0), None);
+        // Node 3 waits five heartbeats more.
+        assert_eq!(third.decide(&view, start + 1049 * MS, Some(start), 0), None);
         assert_eq!(
-            third.decide(&view, start + 750 * MS, Some(start), 0),
+            third.decide(&view, start + 1050 * MS, Some(start), 0),
             Some(Action::Elect)
         );
     }

@@ -55,7 +55,7 @@
 //! Failover after the leader's *process* dies (kill -9, crash) does not wait for the fetch
 //! timeout: a follower that misses three heartbeats probes the leader's address
 //! ([`RaftTransport::probe`]), and when it refuses connections elects itself half a heartbeat
-//! after the lease (followers ordered by id, two heartbeats apart). So the lease (E/2) bounds a
+//! after the lease (followers ordered by id, five heartbeats apart). So the lease (E/2) bounds a
 //! failover after a crash: about 0.5 s with the defaults, plus the election and the first commit.
 //! When the leader's host or network goes instead (no refusal), the fetch timeout bounds it.
 //! A voter whose own process was frozen counts silence afresh when it thaws. There is no pre-vote
