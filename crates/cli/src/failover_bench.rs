@@ -82,6 +82,9 @@ pub struct FailoverBench {
     /// host, whose port still accepts connections but nothing answers (killed after the round).
     #[arg(long)]
     pub freeze: bool,
+    /// The `strom` binary the nodes run (default: this one), e.g. an older build to compare with.
+    #[arg(long)]
+    pub server_binary: Option<PathBuf>,
 }
 
 /// One node: its ports, files and process.
@@ -136,7 +139,10 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
 impl Cluster {
     /// Formats and starts the nodes.
     fn start(bench: &FailoverBench) -> anyhow::Result<Cluster> {
-        let exe = std::env::current_exe().context("locating the strom binary")?;
+        let exe = match &bench.server_binary {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe().context("locating the strom binary")?,
+        };
         let (dir, remove_dir) = match &bench.dir {
             Some(dir) => (dir.clone(), false),
             None => (
@@ -341,7 +347,8 @@ async fn settled(
     }
 }
 
-/// Polls DescribeQuorum through `address` until every voter has the leader's log end.
+/// Polls DescribeQuorum through `address` until every voter has the leader's log end (returns
+/// at once from a server that does not serve it).
 async fn voters_caught_up(cluster: &Cluster, address: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE_DEADLINE;
     let request = DescribeQuorumRequest {
@@ -352,6 +359,13 @@ async fn voters_caught_up(cluster: &Cluster, address: &str) -> anyhow::Result<()
     };
     loop {
         if let Ok(mut client) = WireClient::connect_to(address, Duration::from_secs(2)).await {
+            if client
+                .version(DESCRIBE_QUORUM.0, DESCRIBE_QUORUM.1)
+                .is_none()
+            {
+                // An older server (--server-binary) without DescribeQuorum: registered is enough.
+                return Ok(());
+            }
             let answer: Option<(DescribeQuorumResponse, i16)> = client
                 .call(DESCRIBE_QUORUM.0, DESCRIBE_QUORUM.1, &request)
                 .await
@@ -456,7 +470,8 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
     let mut cluster = Cluster::start(&bench)?;
     println!("failover: machine {}", machine());
     println!(
-        "failover: 3 nodes (combined broker + controller) in {}, server properties {:?}",
+        "failover: 3 nodes (combined broker + controller) of {} in {}, server properties {:?}",
+        cluster.exe.display(),
         cluster.dir.display(),
         bench.server_properties
     );
