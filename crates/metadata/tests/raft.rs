@@ -25,7 +25,7 @@ fn test_config() -> RaftQuorumConfig {
     RaftQuorumConfig {
         heartbeat_interval: Duration::from_millis(20),
         election_timeout: Duration::from_millis(200),
-        fetch_timeout: Duration::from_millis(400),
+        fetch_timeout: Duration::from_millis(1000),
         snapshot_interval_bytes: u64::MAX,
         snapshot_chunk_bytes: 512,
         max_entries_per_request: 300,

@@ -15,7 +15,7 @@
 //!   elected whose first append is slow to arrive on a loaded machine;
 //! - a voter that knows no leader (just started, or voted for a candidate that did not win) starts
 //!   one after a random time in [E, 2E) of `controller.quorum.election.timeout.ms` (Kafka's
-//!   unattached/voted timer);
+//!   unattached/voted timer), the only voter at once;
 //! - a candidate that has not won after a random time in [E, 2E) starts a new election; one that
 //!   can no longer win (enough voters refused or could not be asked) backs off for Kafka's binary
 //!   exponential backoff (a random multiple of one heartbeat below 2^retries heartbeats, at most E)
@@ -339,6 +339,8 @@ impl Elector {
                 self.election = None;
                 let leader = match view.leader {
                     Some(leader) if leader != self.id => leader,
+                    // The only voter has nobody to wait for.
+                    _ if view.voters == [self.id] => return Some(Action::Elect),
                     // No leader known in this term: wait as Kafka's unattached/voted states do.
                     _ => return (silence >= self.unattached_timeout).then_some(Action::Elect),
                 };
@@ -625,6 +627,12 @@ mod tests {
             elector.decide(&unattached, start + 2000 * MS, None, 0),
             Some(Action::Elect)
         );
+        // The only voter elects itself at once.
+        let alone = View {
+            voters: vec![3],
+            ..unattached.clone()
+        };
+        assert_eq!(elector.decide(&alone, start, None, 0), Some(Action::Elect));
         // Leaders and observers never elect.
         for role in [Role::Leader, Role::NoVote] {
             let view = View {

@@ -364,7 +364,12 @@ impl RaftQuorum {
         .validate()
         .map_err(|e| MetadataError::storage("configuring the metadata quorum", e))?;
         let liveness = Arc::new(Liveness::default());
-        let network = network::NetworkFactory::new(raft_id, transport.clone(), liveness.clone());
+        let network = network::NetworkFactory::new(
+            raft_id,
+            transport.clone(),
+            liveness.clone(),
+            config.heartbeat_interval,
+        );
         let raft = Raft::new(
             raft_id,
             Arc::new(raft_config),

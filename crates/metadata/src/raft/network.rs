@@ -18,7 +18,7 @@ use bytes::Bytes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -143,6 +143,8 @@ pub(crate) struct NetworkFactory {
     node_id: u64,
     transport: Arc<dyn RaftTransport>,
     liveness: Arc<Liveness>,
+    /// How long the leader waits before retrying an unreachable member.
+    retry_after: Duration,
 }
 
 impl NetworkFactory {
@@ -150,11 +152,13 @@ impl NetworkFactory {
         node_id: u64,
         transport: Arc<dyn RaftTransport>,
         liveness: Arc<Liveness>,
+        retry_after: Duration,
     ) -> Self {
         Self {
             node_id,
             transport,
             liveness,
+            retry_after,
         }
     }
 }
@@ -168,6 +172,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             transport: self.transport.clone(),
             liveness: self.liveness.clone(),
+            retry_after: self.retry_after,
         }
     }
 }
@@ -178,6 +183,7 @@ pub(crate) struct Peer {
     target: u64,
     transport: Arc<dyn RaftTransport>,
     liveness: Arc<Liveness>,
+    retry_after: Duration,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -224,6 +230,14 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    /// A member that was unreachable is tried again after a heartbeat interval (openraft's
+    /// default is 500 ms): a restarted member hears from its leader well within the fetch
+    /// timeout, instead of starting an election. The transport bounds connection attempts on its
+    /// own.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_after))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
