@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use strom_config::{ConfigLayers, ConfigMap};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 
@@ -23,9 +24,11 @@ use crate::image::{
     BrokerListener, MetadataImage, PartitionImage, TopicImage, CONFIG_RESOURCE_BROKER,
     CONFIG_RESOURCE_TOPIC,
 };
-use crate::leadership::{changes_for_arriving_broker, changes_for_leaving_broker, is_live};
+use crate::leadership::{
+    changes_for_arriving_broker, changes_for_leaving_broker, is_live, unclean_elections,
+};
 use crate::meta_properties::random_uuid;
-use crate::partition_change::PartitionChange;
+use crate::partition_change::{Election, PartitionChange};
 use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
@@ -34,6 +37,9 @@ use crate::records::{
     TopicRecord, UnfenceBrokerRecord,
 };
 use crate::state::MetadataState;
+
+/// The topic key that allows leaders from outside the ISR.
+const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 
 /// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
@@ -130,6 +136,9 @@ pub struct Controller {
     /// When each broker last sent a heartbeat (volatile: a newly active controller starts empty
     /// and gives every broker a full session from its first check).
     last_heartbeat: std::sync::Mutex<HashMap<i32, Instant>>,
+    /// This node's `server.properties`: the static layer under topic keys the controller
+    /// resolves (`unclean.leader.election.enable`), as Kafka's controller uses its own.
+    static_config: ConfigMap,
 }
 
 impl Controller {
@@ -146,7 +155,35 @@ impl Controller {
             operations: tokio::sync::Mutex::new(()),
             session_timeout,
             last_heartbeat: std::sync::Mutex::new(HashMap::new()),
+            static_config: ConfigMap::new(),
         }
+    }
+
+    /// The controller with this node's `server.properties` as the static config layer.
+    #[must_use]
+    pub fn with_static_config(mut self, static_config: ConfigMap) -> Self {
+        self.static_config = static_config;
+        self
+    }
+
+    /// Whether `topic` allows unclean leader election: `unclean.leader.election.enable` of the
+    /// topic, else this node's dynamic config, else the cluster-wide dynamic default, else
+    /// `server.properties`, else false (Kafka's `uncleanLeaderElectionEnabledForTopic`).
+    pub fn unclean_election_enabled(&self, image: &MetadataImage, topic: &TopicImage) -> bool {
+        let layers = ConfigLayers {
+            topic: Some(&topic.configs),
+            dynamic_broker: image.broker_config(Some(self.node_id)),
+            dynamic_default: image.broker_config(None),
+            static_broker: Some(&self.static_config),
+        };
+        layers
+            .topic_value(UNCLEAN_LEADER_ELECTION_ENABLE)
+            .is_some_and(|(value, _)| value.eq_ignore_ascii_case("true"))
+    }
+
+    /// The unclean-election rule of `image`'s topics, for the leadership changes.
+    fn unclean_rule<'a>(&'a self, image: &'a MetadataImage) -> impl Fn(&TopicImage) -> bool + 'a {
+        move |topic| self.unclean_election_enabled(image, topic)
     }
 
     fn heartbeats(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Instant>> {
@@ -187,7 +224,7 @@ impl Controller {
         }
         let broker_epoch = self.quorum.status().high_watermark;
         let mut records: Vec<MetadataRecord> =
-            changes_for_leaving_broker(&image, request.broker_id)
+            changes_for_leaving_broker(&image, request.broker_id, &self.unclean_rule(&image))
                 .into_iter()
                 .map(MetadataRecord::PartitionChange)
                 .collect();
@@ -244,7 +281,7 @@ impl Controller {
         let mut records = Vec::new();
         if request.want_shut_down && !broker.in_controlled_shutdown {
             records.extend(
-                changes_for_leaving_broker(&image, id)
+                changes_for_leaving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -262,7 +299,7 @@ impl Controller {
                 epoch: broker.epoch,
             }));
             records.extend(
-                changes_for_arriving_broker(&image, id)
+                changes_for_arriving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -326,6 +363,34 @@ impl Controller {
         Ok(stale.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Elects leaders from outside the ISR for leaderless partitions of topics that allow unclean
+    /// election (Kafka's periodic `maybeElectUncleanLeaders`, which makes enabling
+    /// `unclean.leader.election.enable` at run time take effect). Returns how many partitions got
+    /// a leader. Only the active controller's call commits anything.
+    pub async fn elect_unclean_leaders(&self) -> Result<usize, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let changes = unclean_elections(&image, &self.unclean_rule(&image));
+        let elected = changes.len();
+        for change in &changes {
+            tracing::warn!(
+                topic = image
+                    .topic_names_by_id
+                    .get(&change.topic_id)
+                    .map(String::as_str),
+                partition = change.partition_id,
+                leader = change.leader,
+                "unclean leader election for a partition without a live in-sync replica"
+            );
+        }
+        let records = changes
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        self.commit(&image, records).await?;
+        Ok(elected)
+    }
+
     /// Records that fence `broker_id` and move its leaderships and ISR memberships away.
     fn fencing_records(
         &self,
@@ -333,10 +398,11 @@ impl Controller {
         broker_id: i32,
         broker_epoch: i64,
     ) -> Vec<MetadataRecord> {
-        let mut records: Vec<MetadataRecord> = changes_for_leaving_broker(image, broker_id)
-            .into_iter()
-            .map(MetadataRecord::PartitionChange)
-            .collect();
+        let mut records: Vec<MetadataRecord> =
+            changes_for_leaving_broker(image, broker_id, &self.unclean_rule(image))
+                .into_iter()
+                .map(MetadataRecord::PartitionChange)
+                .collect();
         records.push(MetadataRecord::FenceBroker(FenceBrokerRecord {
             id: broker_id,
             epoch: broker_epoch,
@@ -363,8 +429,14 @@ impl Controller {
         let image = self.image();
         let record = {
             let (topic, partition) = validate_alter_partition(&image, &request)?;
+            let election = if self.unclean_election_enabled(&image, topic) {
+                Election::Unclean
+            } else {
+                Election::Online
+            };
             PartitionChange::new(topic.id, request.partition, partition)
                 .target_isr(request.new_isr.clone())
+                .election(election)
                 .build(|broker| is_live(&image, broker))
         };
         let Some(record) = record else {

@@ -1,12 +1,13 @@
 //! The controller's side of partition replication, over the single-node quorum: AlterPartition
-//! (ISR changes from partition leaders), with Kafka's refusals in Kafka's order.
+//! (ISR changes from partition leaders), with Kafka's refusals in Kafka's order; unclean leader
+//! election (`unclean.leader.election.enable` and its layers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{store_with_brokers, Store};
-use strom_metadata::{AlterPartitionRequest, PartitionImage, PartitionState};
+use strom_metadata::{AlterPartitionRequest, ConfigOp, Controller, PartitionImage, PartitionState};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 
@@ -188,4 +189,136 @@ fn alter_partition_refusals_carry_kafka_codes() {
         .alter_partition(alter(&store, topic_id, 2, &[2]))
         .unwrap();
     assert_eq!((state.leader, state.isr), (2, vec![2]));
+}
+
+/// Fences `broker` as a missed session would.
+fn fence(store: &Store, broker: i32) {
+    let epoch = store.image().brokers[&broker].epoch;
+    store
+        .heartbeat(broker, epoch, i64::MAX, true, false)
+        .unwrap();
+}
+
+/// Topic "t" on brokers 1..=3 with `configs`, its ISR shrunk to the leader (1) alone.
+fn isr_of_one(dir: &std::path::Path, configs: &[(&str, &str)]) -> (Store, Uuid) {
+    let store = store_with_brokers(dir, 3);
+    let topic = store
+        .create_topic("t", 1, 3, &common::configs(configs), false)
+        .unwrap();
+    store
+        .alter_partition(alter(&store, topic.topic_id, 1, &[1]))
+        .unwrap();
+    (store, topic.topic_id)
+}
+
+const UNCLEAN: (&str, &str) = ("unclean.leader.election.enable", "true");
+
+#[test]
+fn without_unclean_election_a_partition_whose_isr_is_gone_stays_leaderless() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = isr_of_one(dir.path(), &[]);
+    fence(&store, 1);
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr), (-1, vec![1]));
+    assert_eq!(
+        store
+            .runtime
+            .block_on(store.controller.elect_unclean_leaders())
+            .unwrap(),
+        0
+    );
+    // A replica outside the ISR coming back does not lead either.
+    fence(&store, 2);
+    store.register_broker(2, "localhost", 9093, None).unwrap();
+    assert_eq!(partition(&store, "t", 0).leader, -1);
+    // The in-sync replica coming back does.
+    store.register_broker(1, "localhost", 9092, None).unwrap();
+    assert_eq!(partition(&store, "t", 0).leader, 1);
+}
+
+#[test]
+fn a_topic_with_unclean_election_gets_a_leader_from_outside_the_isr_when_its_leader_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = isr_of_one(dir.path(), &[UNCLEAN]);
+    let before = partition(&store, "t", 0);
+    fence(&store, 1);
+    let after = partition(&store, "t", 0);
+    assert_eq!((after.leader, after.isr.clone()), (2, vec![2]));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+}
+
+#[test]
+fn a_broker_arriving_at_a_leaderless_unclean_topic_leads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = isr_of_one(dir.path(), &[UNCLEAN]);
+    fence(&store, 2);
+    fence(&store, 3);
+    fence(&store, 1);
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr), (-1, vec![1]), "no live replica at all");
+    store.register_broker(3, "localhost", 9094, None).unwrap();
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr), (3, vec![3]));
+}
+
+#[test]
+fn enabling_unclean_election_at_run_time_elects_leaderless_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = isr_of_one(dir.path(), &[]);
+    fence(&store, 1);
+    assert_eq!(partition(&store, "t", 0).leader, -1);
+    let elect = || {
+        store
+            .runtime
+            .block_on(store.controller.elect_unclean_leaders())
+            .unwrap()
+    };
+    // The cluster-wide dynamic default, then a topic override saying no.
+    store
+        .alter_broker_configs(None, &[ConfigOp::set(UNCLEAN.0, "true")], false)
+        .unwrap();
+    store
+        .alter_topic_configs("t", &[ConfigOp::set(UNCLEAN.0, "false")], false)
+        .unwrap();
+    assert_eq!(elect(), 0);
+    assert_eq!(partition(&store, "t", 0).leader, -1);
+    store
+        .alter_topic_configs("t", &[ConfigOp::delete(UNCLEAN.0)], false)
+        .unwrap();
+    assert_eq!(elect(), 1);
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr), (2, vec![2]));
+    assert_eq!(elect(), 0, "nothing left to elect");
+}
+
+#[test]
+fn unclean_election_follows_the_config_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_brokers(dir.path(), 1);
+    store.create_topic("t", 1, 1, &[], false).unwrap();
+    let with_static = |value: &str| {
+        Controller::new(
+            1,
+            store.quorum.clone(),
+            store.state.clone(),
+            common::SESSION_TIMEOUT,
+        )
+        .with_static_config([(UNCLEAN.0.to_string(), value.to_string())].into())
+    };
+    let enabled = |controller: &Controller| {
+        let image = store.image();
+        controller.unclean_election_enabled(&image, image.topic("t").unwrap())
+    };
+    assert!(!enabled(&store.controller), "off by default");
+    assert!(enabled(&with_static("true")), "server.properties");
+    // This node's dynamic config overrides server.properties, a topic override both.
+    store
+        .alter_broker_configs(Some(1), &[ConfigOp::set(UNCLEAN.0, "false")], false)
+        .unwrap();
+    assert!(!enabled(&with_static("true")));
+    store
+        .alter_topic_configs("t", &[ConfigOp::set(UNCLEAN.0, "true")], false)
+        .unwrap();
+    assert!(enabled(&with_static("false")));
+    assert!(enabled(&store.controller));
 }
