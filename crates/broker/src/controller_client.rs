@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use strom_metadata::controller::{
     AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
-    PartitionState,
+    ElectionType, PartitionState, TopicElectionResults,
 };
 use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
 use strom_protocol::codec::Uuid;
@@ -273,6 +273,26 @@ impl ControllerClient {
             Self::Quorum(client) => {
                 match client.call(ControllerCall::AlterPartition(request)).await? {
                     ControllerReply::PartitionState(state) => Ok(state),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// ElectLeaders for `topics` (every partition for `None`).
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicElectionResults>, MetadataError> {
+        match self {
+            Self::Local(c) => c.elect_leaders(election, topics).await,
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::ElectLeaders { election, topics })
+                    .await?
+                {
+                    ControllerReply::Elections { results } => Ok(results),
                     other => Err(unexpected_reply(&other)),
                 }
             }

@@ -4,7 +4,7 @@
 //! - Raft messages of the metadata quorum (the bytes of [`RaftTransport`], handed to the local
 //!   [`RaftRpcHandler`]);
 //! - broker→controller calls (registration, heartbeats, topic and config changes, producer-id
-//!   blocks, ISR changes), sent to the active controller by nodes that are not it.
+//!   blocks, ISR changes, leader elections), sent to the active controller by nodes that are not it.
 //!
 //! # Framing
 //!
@@ -37,7 +37,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use strom_metadata::controller::{
     AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
-    PartitionState,
+    ElectionType, PartitionState, TopicElectionResults,
 };
 use strom_metadata::raft::{
     RaftRpcHandler, RaftRpcKind, RaftTransport, TransportError, TransportFuture,
@@ -130,6 +130,11 @@ pub enum ControllerCall {
         size: i64,
     },
     AlterPartition(AlterPartitionRequest),
+    ElectLeaders {
+        election: ElectionType,
+        /// (topic, partitions); `None` for every partition.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
 }
 
 /// What a successful controller call returns.
@@ -159,6 +164,9 @@ pub enum ControllerReply {
         size: i64,
     },
     PartitionState(PartitionState),
+    Elections {
+        results: Vec<TopicElectionResults>,
+    },
     Done,
 }
 
@@ -361,6 +369,9 @@ pub async fn dispatch(
         ControllerCall::AlterPartition(request) => {
             ControllerReply::PartitionState(controller.alter_partition(request).await?)
         }
+        ControllerCall::ElectLeaders { election, topics } => ControllerReply::Elections {
+            results: controller.elect_leaders(election, topics).await?,
+        },
     })
 }
 

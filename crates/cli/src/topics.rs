@@ -1,5 +1,6 @@
 //! `strom topics`: create, list, describe, delete and reconfigure topics through the Kafka admin
-//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs).
+//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs), and elect leaders
+//! (ElectLeaders, [`crate::leaders`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use rdkafka::metadata::MetadataTopic;
 use crate::client::{
     create_client, parse_key_value, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
 };
+use crate::leaders::{elect_leaders, ElectionKind};
 
 /// How long the broker may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +76,23 @@ pub enum TopicsCommand {
         /// Config override to remove, returning it to the default (repeatable).
         #[arg(long = "delete")]
         delete: Vec<String>,
+    },
+    /// Elect partition leaders: the preferred replica (the first), or for partitions without a
+    /// leader any live replica (unclean: records may be lost).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["topic", "all_topic_partitions"])))]
+    ElectLeaders {
+        /// Topic whose partitions to elect leaders for.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of the topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Every partition of the cluster.
+        #[arg(long)]
+        all_topic_partitions: bool,
+        /// Kind of election.
+        #[arg(long = "type", value_enum, default_value = "preferred")]
+        election: ElectionKind,
     },
 }
 
@@ -197,6 +216,21 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 }
             }
             println!("Updated configs of topic {name}.");
+        }
+        TopicsCommand::ElectLeaders {
+            topic,
+            partition,
+            all_topic_partitions: _,
+            election,
+        } => {
+            let target = match topic {
+                Some(topic) => {
+                    let partitions = args.client.topic_partitions(&topic, false, partition)?;
+                    Some((topic, partitions))
+                }
+                None => None,
+            };
+            elect_leaders(&args.client, election, target, ADMIN_TIMEOUT).await?;
         }
     }
     Ok(())
@@ -332,6 +366,44 @@ mod tests {
                 assert!(!if_not_exists);
             }
             other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn elect_leaders_needs_a_topic_or_every_partition() {
+        let args = topics_args(&["elect-leaders", "--topic", "t", "--partition", "2"]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::ElectLeaders {
+                topic: Some(ref topic),
+                partition: Some(2),
+                all_topic_partitions: false,
+                election: ElectionKind::Preferred,
+            } if topic == "t"
+        ));
+        let args = topics_args(&[
+            "elect-leaders",
+            "--all-topic-partitions",
+            "--type",
+            "unclean",
+        ]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::ElectLeaders {
+                topic: None,
+                election: ElectionKind::Unclean,
+                ..
+            }
+        ));
+        for bad in [
+            &["elect-leaders"][..],
+            &["elect-leaders", "--partition", "1"],
+            &["elect-leaders", "--topic", "t", "--all-topic-partitions"],
+            &["elect-leaders", "--topic", "t", "--type", "random"],
+        ] {
+            let mut full = vec!["strom", "topics"];
+            full.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(full).is_err(), "{bad:?}");
         }
     }
 

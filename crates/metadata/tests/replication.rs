@@ -1,12 +1,13 @@
 //! The controller's side of partition replication, over the single-node quorum: AlterPartition
 //! (ISR changes from partition leaders), with Kafka's refusals in Kafka's order; unclean leader
-//! election (`unclean.leader.election.enable` and its layers).
+//! election (`unclean.leader.election.enable` and its layers); ElectLeaders.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{store_with_brokers, Store};
+use strom_metadata::controller::{ElectionType, TopicElectionResults};
 use strom_metadata::{AlterPartitionRequest, ConfigOp, Controller, PartitionImage, PartitionState};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
@@ -321,4 +322,112 @@ fn unclean_election_follows_the_config_layers() {
         .unwrap();
     assert!(enabled(&with_static("false")));
     assert!(enabled(&store.controller));
+}
+
+fn elect(
+    store: &Store,
+    election: ElectionType,
+    topics: Option<&[(&str, &[i32])]>,
+) -> Vec<TopicElectionResults> {
+    let topics = topics.map(|topics| {
+        topics
+            .iter()
+            .map(|(name, partitions)| (name.to_string(), partitions.to_vec()))
+            .collect()
+    });
+    store
+        .runtime
+        .block_on(store.controller.elect_leaders(election, topics))
+        .unwrap()
+}
+
+/// The error codes of one topic's results, by partition.
+fn codes(results: &[TopicElectionResults], topic: &str) -> Vec<(i32, ErrorCode)> {
+    results
+        .iter()
+        .filter(|t| t.topic == topic)
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition, ErrorCode::from_code(p.error_code).unwrap()))
+        .collect()
+}
+
+#[test]
+fn preferred_election_moves_leadership_back_once_the_preferred_replica_is_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, topic_id) = three_brokers_one_topic(dir.path());
+    let t0: &[(&str, &[i32])] = &[("t", &[0])];
+    let results = elect(&store, ElectionType::Preferred, Some(t0));
+    assert_eq!(codes(&results, "t"), [(0, ErrorCode::ElectionNotNeeded)]);
+
+    // Broker 1 restarts: leadership moves to 2, and 1 returns outside the ISR.
+    fence(&store, 1);
+    store.register_broker(1, "localhost", 9092, None).unwrap();
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+    let results = elect(&store, ElectionType::Preferred, Some(t0));
+    assert_eq!(
+        codes(&results, "t"),
+        [(0, ErrorCode::PreferredLeaderNotAvailable)]
+    );
+    // For the whole cluster, partitions that need no election are left out.
+    store.create_topic("led", 1, 1, &[], false).unwrap();
+    let results = elect(&store, ElectionType::Preferred, None);
+    assert_eq!(
+        codes(&results, "t"),
+        [(0, ErrorCode::PreferredLeaderNotAvailable)]
+    );
+    assert_eq!(codes(&results, "led"), []);
+    assert!(results.iter().any(|t| t.topic == "led"));
+
+    // The leader takes 1 back into the ISR; now the preferred election moves leadership.
+    store
+        .alter_partition(alter(&store, topic_id, 2, &[2, 3, 1]))
+        .unwrap();
+    let results = elect(&store, ElectionType::Preferred, None);
+    assert_eq!(codes(&results, "t"), [(0, ErrorCode::None)]);
+    let after = partition(&store, "t", 0);
+    assert_eq!(after.leader, 1);
+    assert_eq!(after.leader_epoch, p.leader_epoch + 1);
+
+    let unknown: &[(&str, &[i32])] = &[("t", &[0, 5]), ("nope", &[0])];
+    let results = elect(&store, ElectionType::Preferred, Some(unknown));
+    assert_eq!(
+        codes(&results, "t"),
+        [
+            (0, ErrorCode::ElectionNotNeeded),
+            (5, ErrorCode::UnknownTopicOrPartition)
+        ]
+    );
+    assert_eq!(
+        codes(&results, "nope"),
+        [(0, ErrorCode::UnknownTopicOrPartition)]
+    );
+}
+
+#[test]
+fn unclean_election_on_demand_only_for_partitions_without_a_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = isr_of_one(dir.path(), &[]);
+    let t0: &[(&str, &[i32])] = &[("t", &[0])];
+    let results = elect(&store, ElectionType::Unclean, Some(t0));
+    assert_eq!(codes(&results, "t"), [(0, ErrorCode::ElectionNotNeeded)]);
+    fence(&store, 2);
+    fence(&store, 3);
+    fence(&store, 1);
+    assert_eq!(partition(&store, "t", 0).leader, -1);
+    let results = elect(&store, ElectionType::Unclean, Some(t0));
+    assert_eq!(
+        codes(&results, "t"),
+        [(0, ErrorCode::EligibleLeadersNotAvailable)]
+    );
+    store.register_broker(3, "localhost", 9094, None).unwrap();
+    assert_eq!(
+        partition(&store, "t", 0).leader,
+        -1,
+        "not unclean by config"
+    );
+    let results = elect(&store, ElectionType::Unclean, None);
+    assert_eq!(codes(&results, "t"), [(0, ErrorCode::None)]);
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.leader, p.isr), (3, vec![3]));
 }

@@ -16,6 +16,7 @@ mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -71,6 +72,7 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (33, 0), // AlterConfigs
     (37, 0), // CreatePartitions
     (42, 0), // DeleteGroups
+    (43, 0), // ElectLeaders
     (44, 0), // IncrementalAlterConfigs
     (47, 0), // OffsetDelete
     (60, 0), // DescribeCluster
@@ -180,6 +182,9 @@ pub async fn handle(
         }
         RequestBody::DeleteGroups(r) => {
             ResponseBody::DeleteGroups(delete_groups::handle(broker, r, version).await)
+        }
+        RequestBody::ElectLeaders(r) => {
+            ResponseBody::ElectLeaders(elect_leaders::handle(broker, r, version).await)
         }
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.
