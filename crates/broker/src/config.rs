@@ -229,6 +229,14 @@ pub struct BrokerConfig {
     /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for a random time
     /// between this and twice this starts an election.
     pub controller_quorum_election_timeout_ms: i32,
+    /// `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds`,
+    /// `leader.imbalance.per.broker.percentage`: the active controller's preferred leader balancing.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: i64,
+    pub leader_imbalance_per_broker_percentage: i32,
+    /// `unclean.leader.election.interval.ms` (Kafka's internal key): how often the active
+    /// controller elects unclean leaders for leaderless partitions of topics that allow it.
+    pub unclean_leader_election_interval_ms: i64,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
@@ -287,6 +295,10 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 0,
             broker_heartbeat_interval_ms: 0,
             controller_quorum_election_timeout_ms: 0,
+            auto_leader_rebalance_enable: false,
+            leader_imbalance_check_interval_seconds: 0,
+            leader_imbalance_per_broker_percentage: 0,
+            unclean_leader_election_interval_ms: 0,
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -591,6 +603,16 @@ impl BrokerConfig {
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int()?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = v.int()?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = v.int()?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = v.boolean()?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = v.long()?
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = v.int()?
+            }
+            "unclean.leader.election.interval.ms" => {
+                self.unclean_leader_election_interval_ms = v.long()?
+            }
             "controller.quorum.election.timeout.ms" => {
                 self.controller_quorum_election_timeout_ms = v.int()?
             }

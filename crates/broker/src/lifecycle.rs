@@ -5,7 +5,9 @@
 //! `broker.session.timeout.ms`), re-registers if the controller no longer knows its epoch, and on
 //! shutdown asks for a controlled shutdown: it keeps heartbeating with `want_shut_down` until the
 //! controller has moved its leaderships away. The active controller's side — fencing brokers whose
-//! session expired — runs here too when this node is a controller ([`run_fencing`]).
+//! session expired — runs here too when this node is a controller ([`run_fencing`]), as do its
+//! periodic leader elections ([`run_leader_elections`]: automatic preferred leader balancing and
+//! unclean elections for leaderless partitions of topics that allow them).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -189,5 +191,184 @@ pub async fn run_fencing(
             Ok(_) => {}
             Err(error) => tracing::warn!(message = %error.message, "cannot fence stale brokers"),
         }
+    }
+}
+
+/// When the active controller runs its periodic leader elections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectionSchedule {
+    /// `leader.imbalance.check.interval.seconds`, `None` unless `auto.leader.rebalance.enable`.
+    pub balance_every: Option<Duration>,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub imbalance_percentage: i32,
+    /// `unclean.leader.election.interval.ms`.
+    pub unclean_every: Duration,
+}
+
+impl ElectionSchedule {
+    pub fn from_config(config: &crate::config::BrokerConfig) -> Self {
+        let seconds = u64::try_from(config.leader_imbalance_check_interval_seconds).unwrap_or(300);
+        let unclean_ms =
+            u64::try_from(config.unclean_leader_election_interval_ms).unwrap_or(300_000);
+        Self {
+            balance_every: config
+                .auto_leader_rebalance_enable
+                .then(|| Duration::from_secs(seconds.max(1))),
+            imbalance_percentage: config.leader_imbalance_per_broker_percentage,
+            unclean_every: Duration::from_millis(unclean_ms.max(1)),
+        }
+    }
+}
+
+/// An interval whose first tick is one period from now.
+fn periodic(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// On a controller node: while it is the active controller, balances leaders every
+/// `leader.imbalance.check.interval.seconds` (if `auto.leader.rebalance.enable`) and elects
+/// unclean leaders every `unclean.leader.election.interval.ms` where topics allow it.
+pub async fn run_leader_elections(
+    controller: Arc<Controller>,
+    schedule: ElectionSchedule,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // With balancing off its timer never fires (a period far beyond any run).
+    let never = Duration::from_secs(u64::from(u32::MAX));
+    let mut balance = periodic(schedule.balance_every.unwrap_or(never));
+    let mut unclean = periodic(schedule.unclean_every);
+    loop {
+        let balancing = tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = balance.tick() => true,
+            _ = unclean.tick() => false,
+        };
+        if controller.quorum().status().leader_id != Some(controller.node_id()) {
+            continue;
+        }
+        if balancing && schedule.balance_every.is_some() {
+            match controller
+                .balance_leaders(schedule.imbalance_percentage)
+                .await
+            {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(
+                    partitions = moved,
+                    "moved leadership back to preferred replicas"
+                ),
+                Err(error) => tracing::warn!(message = %error.message, "cannot balance leaders"),
+            }
+        } else if !balancing {
+            if let Err(error) = controller.elect_unclean_leaders().await {
+                tracing::warn!(message = %error.message, "cannot elect unclean leaders");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strom_metadata::controller::AlterPartitionRequest;
+
+    use super::*;
+
+    async fn register(controller: &Controller, id: i32) -> i64 {
+        let epoch = controller
+            .register(BrokerRegistrationRequest {
+                broker_id: id,
+                incarnation_id: strom_metadata::meta_properties::random_uuid(),
+                listeners: Vec::new(),
+                rack: None,
+            })
+            .await
+            .expect("registered");
+        let heartbeat = |want_fence| BrokerHeartbeatRequest {
+            broker_id: id,
+            broker_epoch: epoch,
+            current_metadata_offset: i64::MAX,
+            want_fence,
+            want_shut_down: false,
+        };
+        controller
+            .heartbeat(heartbeat(false))
+            .await
+            .expect("unfenced");
+        epoch
+    }
+
+    #[tokio::test]
+    async fn the_active_controller_moves_leadership_back_to_preferred_replicas() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (quorum, state) = strom_metadata::LocalQuorum::open(dir.path(), 1, None, u64::MAX)
+            .expect("metadata log opens");
+        let controller = Arc::new(Controller::new(
+            1,
+            Arc::new(quorum),
+            state,
+            Duration::from_secs(60),
+        ));
+        let mut epochs = std::collections::HashMap::new();
+        for id in 1..=3 {
+            epochs.insert(id, register(&controller, id).await);
+        }
+        let topic = controller
+            .create_topic("t", 1, 3, &[], false)
+            .await
+            .expect("topic");
+        let partition = || controller.image().topic("t").expect("topic").partitions[&0].clone();
+        // Broker 1 restarts: leadership moves to 2; 2 then takes 1 back into the ISR.
+        controller
+            .heartbeat(BrokerHeartbeatRequest {
+                broker_id: 1,
+                broker_epoch: epochs[&1],
+                current_metadata_offset: i64::MAX,
+                want_fence: true,
+                want_shut_down: false,
+            })
+            .await
+            .expect("fenced");
+        register(&controller, 1).await;
+        let moved = partition();
+        assert_eq!(moved.leader, 2);
+        controller
+            .alter_partition(AlterPartitionRequest {
+                broker_id: 2,
+                broker_epoch: epochs[&2],
+                topic_id: topic.topic_id,
+                partition: 0,
+                leader_epoch: moved.leader_epoch,
+                partition_epoch: moved.partition_epoch,
+                new_isr: vec![2, 3, 1],
+            })
+            .await
+            .expect("ISR expanded");
+
+        let (stop, stopped) = watch::channel(false);
+        let schedule = ElectionSchedule {
+            balance_every: Some(Duration::from_millis(20)),
+            imbalance_percentage: 10,
+            unclean_every: Duration::from_secs(3600),
+        };
+        let task = tokio::spawn(run_leader_elections(controller.clone(), schedule, stopped));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while partition().leader != 1 {
+            assert!(Instant::now() < deadline, "leadership never moved back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).expect("task listens");
+        task.await.expect("task ends");
+    }
+
+    #[test]
+    fn the_schedule_follows_the_config() {
+        let mut config = crate::config::BrokerConfig::default();
+        let schedule = ElectionSchedule::from_config(&config);
+        assert_eq!(schedule.balance_every, Some(Duration::from_secs(300)));
+        assert_eq!(schedule.imbalance_percentage, 10);
+        assert_eq!(schedule.unclean_every, Duration::from_secs(300));
+        config.auto_leader_rebalance_enable = false;
+        assert_eq!(ElectionSchedule::from_config(&config).balance_every, None);
     }
 }

@@ -198,6 +198,11 @@ pub(crate) async fn open_broker(
     let images = metadata_state.subscribe();
     publisher::apply_current(&broker, metadata_state.image()).await;
     tokio::spawn(publisher::run(broker.clone(), images, shutdown.clone()));
+    tokio::spawn(lifecycle::run_leader_elections(
+        controller.clone(),
+        lifecycle::ElectionSchedule::from_config(&broker.config),
+        shutdown.clone(),
+    ));
     tokio::spawn(lifecycle::run_fencing(
         controller,
         session_timeout,

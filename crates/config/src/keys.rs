@@ -294,6 +294,7 @@ pub static KEYS: &[ConfigDef] = &[
     key("message.max.bytes", Int, Some("1048588"), AtLeast(0)).broker(ClusterWide),
     // ---- Broker keys Strom acts on (static) ----
     key("auto.create.topics.enable", Boolean, Some("true"), Any).broker(ReadOnly),
+    key("auto.leader.rebalance.enable", Boolean, Some("true"), Any).broker(ReadOnly),
     // Strom: unset means "the node id" (Kafka's default is -1).
     key("broker.id", Int, NULL, AtLeast(0)).broker(ReadOnly),
     key(
@@ -344,6 +345,20 @@ pub static KEYS: &[ConfigDef] = &[
     key("group.max.session.timeout.ms", Int, Some("1800000"), Any).broker(ReadOnly),
     key("group.min.session.timeout.ms", Int, Some("6000"), Any).broker(ReadOnly),
     key("inter.broker.listener.name", STRING, NULL, Any).broker(ReadOnly),
+    key(
+        "leader.imbalance.check.interval.seconds",
+        Long,
+        Some("300"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
+    key(
+        "leader.imbalance.per.broker.percentage",
+        Int,
+        Some("10"),
+        Any,
+    )
+    .broker(ReadOnly),
     // Strom: ./strom-data (Kafka: /tmp/kafka-logs).
     key("log.dir", STRING, Some("./strom-data"), Any).broker(ReadOnly),
     key("log.dirs", STRING, NULL, Any).broker(ReadOnly),
@@ -427,8 +442,16 @@ pub static KEYS: &[ConfigDef] = &[
         AtLeast(1),
     )
     .broker(ReadOnly),
+    // Kafka's internal key: how often the active controller looks for leaderless partitions of
+    // topics that allow unclean leader election.
+    key(
+        "unclean.leader.election.interval.ms",
+        Long,
+        Some("300000"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
     // ---- Static broker keys Strom accepts without effect ----
-    key("auto.leader.rebalance.enable", Boolean, Some("true"), Any).broker(ReadOnly),
     key(
         "group.coordinator.rebalance.protocols",
         List,

@@ -23,7 +23,8 @@ use crate::image::{
     BrokerListener, MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
 use crate::leadership::{
-    changes_for_arriving_broker, changes_for_leaving_broker, unclean_elections,
+    changes_for_arriving_broker, changes_for_leaving_broker, preferred_leader_rebalance,
+    unclean_elections,
 };
 use crate::meta_properties::random_uuid;
 use crate::placement::{place_replicas, Candidate};
@@ -359,6 +360,23 @@ impl Controller {
             .collect();
         self.commit(&image, records).await?;
         Ok(elected)
+    }
+
+    /// Automatic preferred leader balancing (`auto.leader.rebalance.enable`): moves leadership
+    /// back to preferred replicas of brokers whose share of partitions led by another broker
+    /// exceeds `leader.imbalance.per.broker.percentage` ([`preferred_leader_rebalance`]).
+    /// Returns how many partitions changed leader. Only the active controller's call commits.
+    pub async fn balance_leaders(&self, imbalance_percentage: i32) -> Result<usize, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let changes = preferred_leader_rebalance(&image, imbalance_percentage);
+        let moved = changes.len();
+        let records = changes
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        self.commit(&image, records).await?;
+        Ok(moved)
     }
 
     /// Records that fence `broker_id` and move its leaderships and ISR memberships away.

@@ -5,7 +5,10 @@
 //! (`ReplicationControlManager.generateLeaderAndIsrUpdates`). A partition of a topic with
 //! `unclean.leader.election.enable` that has no live in-sync replica gets a live replica from
 //! outside the ISR as leader, and the ISR becomes that leader alone; otherwise it stays without a
-//! leader until an in-sync replica returns.
+//! leader until an in-sync replica returns. Also the automatic preferred leader balancing
+//! ([`preferred_leader_rebalance`]).
+
+use std::collections::BTreeMap;
 
 use crate::image::{MetadataImage, TopicImage};
 use crate::partition_change::{Election, PartitionChange};
@@ -110,4 +113,154 @@ fn leaderless_changes(
         }
     }
     changes
+}
+
+/// The partitions a broker is the preferred replica of: how many, and those another leads.
+type PreferredShare<'a> = (usize, Vec<(&'a TopicImage, i32)>);
+
+/// Automatic preferred leader balancing (Kafka's `auto.leader.rebalance.enable`, the check its
+/// controller runs every `leader.imbalance.check.interval.seconds`): for each broker, the share
+/// of the partitions it is the preferred replica (first replica) of that another broker leads;
+/// where that share exceeds `percentage` %, those partitions get their preferred replica back as
+/// leader, each only if the preferred replica is live and in the ISR.
+pub fn preferred_leader_rebalance(
+    image: &MetadataImage,
+    percentage: i32,
+) -> Vec<PartitionChangeRecord> {
+    // Per preferred replica: how many partitions it is preferred for, and the imbalanced ones.
+    let mut per_broker: BTreeMap<i32, PreferredShare<'_>> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for (&partition_id, partition) in &topic.partitions {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            let entry = per_broker.entry(preferred).or_default();
+            entry.0 += 1;
+            if partition.leader != preferred {
+                entry.1.push((topic, partition_id));
+            }
+        }
+    }
+    let threshold = i64::from(percentage);
+    let mut changes = Vec::new();
+    for (preferred, (total, imbalanced)) in per_broker {
+        let over = i64::try_from(imbalanced.len() * 100).unwrap_or(i64::MAX)
+            > threshold.saturating_mul(i64::try_from(total).unwrap_or(i64::MAX));
+        if imbalanced.is_empty() || !over || !is_live(image, preferred) {
+            continue;
+        }
+        for (topic, partition_id) in imbalanced {
+            let Some(partition) = topic.partitions.get(&partition_id) else {
+                continue;
+            };
+            if !partition.isr.contains(&preferred) {
+                continue;
+            }
+            changes.extend(
+                PartitionChange::new(topic.id, partition_id, partition)
+                    .election(Election::Preferred)
+                    .build(|broker| is_live(image, broker)),
+            );
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::image::{BrokerRegistration, PartitionImage};
+
+    fn broker(id: i32, fenced: bool) -> BrokerRegistration {
+        BrokerRegistration {
+            id,
+            epoch: 0,
+            incarnation_id: [0; 16],
+            host: "h".into(),
+            port: 9092,
+            listeners: Vec::new(),
+            rack: None,
+            fenced,
+            in_controlled_shutdown: false,
+        }
+    }
+
+    /// An image with brokers 1..=3 (those in `fenced` fenced) and topic "t" whose partitions
+    /// have the given (replicas, isr, leader).
+    fn image(fenced: &[i32], partitions: &[(&[i32], &[i32], i32)]) -> MetadataImage {
+        let mut image = MetadataImage::empty("c".into());
+        for id in 1..=3 {
+            image.brokers.insert(id, broker(id, fenced.contains(&id)));
+        }
+        let partitions: BTreeMap<i32, PartitionImage> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (replicas, isr, leader))| {
+                let partition = PartitionImage {
+                    replicas: replicas.to_vec(),
+                    isr: isr.to_vec(),
+                    leader: *leader,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                };
+                (i32::try_from(i).unwrap(), partition)
+            })
+            .collect();
+        image.topics.insert(
+            "t".into(),
+            Arc::new(TopicImage {
+                name: "t".into(),
+                id: [1; 16],
+                partitions,
+                configs: BTreeMap::new(),
+            }),
+        );
+        image
+    }
+
+    fn moved(changes: &[PartitionChangeRecord]) -> Vec<(i32, i32)> {
+        changes.iter().map(|c| (c.partition_id, c.leader)).collect()
+    }
+
+    #[test]
+    fn a_broker_over_the_imbalance_percentage_gets_its_preferred_leaderships_back() {
+        // Broker 1 is preferred for partitions 0 and 1 and leads neither: 100 % imbalance.
+        let all: &[i32] = &[1, 2, 3];
+        let image = image(
+            &[],
+            &[(all, all, 2), (&[1, 3, 2], all, 3), (&[2, 3, 1], all, 2)],
+        );
+        assert_eq!(
+            moved(&preferred_leader_rebalance(&image, 10)),
+            [(0, 1), (1, 1)]
+        );
+        // 100 % is never exceeded.
+        assert!(preferred_leader_rebalance(&image, 100).is_empty());
+    }
+
+    #[test]
+    fn an_imbalance_at_or_under_the_percentage_is_left_alone() {
+        // Broker 1 is preferred for four partitions and leads three: 25 % imbalance.
+        let all: &[i32] = &[1, 2, 3];
+        let image = image(
+            &[],
+            &[(all, all, 1), (all, all, 1), (all, all, 1), (all, all, 2)],
+        );
+        assert!(preferred_leader_rebalance(&image, 25).is_empty());
+        assert_eq!(moved(&preferred_leader_rebalance(&image, 24)), [(3, 1)]);
+    }
+
+    #[test]
+    fn only_a_live_in_sync_preferred_replica_takes_leadership() {
+        let all: &[i32] = &[1, 2, 3];
+        let out_of_sync = image(&[], &[(all, &[2, 3], 2), (all, all, 3)]);
+        assert_eq!(
+            moved(&preferred_leader_rebalance(&out_of_sync, 0)),
+            [(1, 1)]
+        );
+        let fenced = image(&[1], &[(all, &[2, 3], 2), (all, all, 3)]);
+        assert!(preferred_leader_rebalance(&fenced, 0).is_empty());
+    }
 }
