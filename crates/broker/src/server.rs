@@ -169,12 +169,15 @@ pub(crate) async fn open_broker(
                 DEFAULT_SNAPSHOT_INTERVAL_BYTES,
             )
             .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
-            let controller = Arc::new(Controller::new(
-                config.node_id,
-                Arc::new(quorum),
-                metadata_state.clone(),
-                session_timeout,
-            ));
+            let controller = Arc::new(
+                Controller::new(
+                    config.node_id,
+                    Arc::new(quorum),
+                    metadata_state.clone(),
+                    session_timeout,
+                )
+                .with_static_config(config.explicit.clone()),
+            );
             let client = ControllerClient::Local(controller.clone());
             (controller, client, metadata_state)
         } else {
@@ -292,12 +295,15 @@ async fn open_raft_controller(
         .await
         .context("cannot bootstrap the metadata quorum")?;
     let raft = quorum.rpc_handler();
-    let controller = Arc::new(Controller::new(
-        config.node_id,
-        Arc::new(quorum),
-        metadata_state.clone(),
-        session_timeout,
-    ));
+    let controller = Arc::new(
+        Controller::new(
+            config.node_id,
+            Arc::new(quorum),
+            metadata_state.clone(),
+            session_timeout,
+        )
+        .with_static_config(config.explicit.clone()),
+    );
     let endpoint = Arc::new(ControllerEndpoint {
         raft,
         controller: controller.clone(),
