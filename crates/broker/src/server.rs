@@ -200,9 +200,13 @@ pub(crate) async fn open_broker(
     let images = metadata_state.subscribe();
     publisher::apply_current(&broker, metadata_state.image()).await;
     tokio::spawn(publisher::run(broker.clone(), images, shutdown.clone()));
+    let heartbeat_interval = Duration::from_millis(
+        u64::try_from(broker.config.broker_heartbeat_interval_ms).unwrap_or(2000),
+    );
     tokio::spawn(lifecycle::run_fencing(
         controller,
         session_timeout,
+        heartbeat_interval,
         shutdown.clone(),
     ));
     lifecycle::register_and_unfence(&broker).await?;

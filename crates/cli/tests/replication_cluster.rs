@@ -43,10 +43,12 @@ fn wait_for_partition(
     what: &str,
     condition: impl Fn(i32, &[i32], &[i32]) -> bool,
 ) -> (i32, Vec<i32>, Vec<i32>) {
-    let until = Instant::now() + DEADLINE;
+    let started = Instant::now();
+    let until = started + DEADLINE;
     loop {
         if let Some((leader, replicas, isr)) = partition_state(&cluster.nodes[node], topic, 0) {
             if condition(leader, &replicas, &isr) {
+                eprintln!("{what}: after {:?}", started.elapsed());
                 return (leader, replicas, isr);
             }
         }
@@ -155,6 +157,7 @@ fn acknowledged_records_survive_killing_the_leader_and_the_leader_catches_up() {
             l >= 0 && l != leader
         });
     eprintln!("leadership moved from {leader} to {new_leader}");
+
     produce_acknowledged(&cluster.nodes[survivor], "replicated", values(500..1000));
     let expected: Vec<String> = values(0..1000).collect();
     assert_eq!(read_all(&cluster.nodes[survivor], "replicated"), expected);
