@@ -262,8 +262,6 @@ impl ControllerClient {
 
     /// Asks the controller to change a partition's ISR (this broker leads it); answers the
     /// committed state, which the new ISR may be used from.
-    // Called by the leader's ISR maintenance (issue #8), which lands on its own branch.
-    #[allow(dead_code)]
     pub async fn alter_partition(
         &self,
         request: AlterPartitionRequest,

@@ -506,12 +506,32 @@ pub async fn accept_loop(
     }
 }
 
+/// The broker whose heartbeats a controller connection carries: when the connection ends, the
+/// broker is suspected dead and checked at once ([`Controller::suspect`]), so a killed broker is
+/// fenced in milliseconds rather than after `broker.session.timeout.ms`.
+struct HeartbeatSource {
+    controller: Arc<Controller>,
+    broker_id: Option<i32>,
+}
+
+impl Drop for HeartbeatSource {
+    fn drop(&mut self) {
+        if let Some(broker_id) = self.broker_id {
+            self.controller.suspect(broker_id);
+        }
+    }
+}
+
 async fn serve_connection(
     endpoint: Arc<ControllerEndpoint>,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut heartbeats = HeartbeatSource {
+        controller: endpoint.controller.clone(),
+        broker_id: None,
+    };
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
@@ -539,6 +559,9 @@ async fn serve_connection(
                     return;
                 }
             };
+            if let ControllerCall::Heartbeat { broker_id, .. } = &call {
+                heartbeats.broker_id = Some(*broker_id);
+            }
             let result = dispatch(&endpoint.controller, call)
                 .await
                 .map_err(|e| (e.code, e.message));

@@ -30,6 +30,7 @@ use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::lifecycle;
 use crate::partitions::PartitionRegistry;
 use crate::publisher;
+use crate::replication;
 use crate::state::{now_ms, Broker};
 
 /// How often time-based rolls and `flush.ms` flushes are checked.
@@ -55,6 +56,7 @@ impl ServerHandle {
         lifecycle::controlled_shutdown(&self.broker).await;
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.broker.replica_fetchers.stop_all();
         let broker = self.broker;
         if let Err(error) = tokio::task::spawn_blocking(move || broker.partitions.flush_all()).await
         {
@@ -203,12 +205,20 @@ pub(crate) async fn open_broker(
         lifecycle::ElectionSchedule::from_config(&broker.config),
         shutdown.clone(),
     ));
+    let heartbeat_interval = Duration::from_millis(
+        u64::try_from(broker.config.broker_heartbeat_interval_ms).unwrap_or(2000),
+    );
     tokio::spawn(lifecycle::run_fencing(
         controller,
         session_timeout,
+        heartbeat_interval,
         shutdown.clone(),
     ));
     lifecycle::register_and_unfence(&broker).await?;
+    tokio::spawn(replication::run_isr_expiration(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(lifecycle::run_heartbeats(broker.clone(), shutdown));
     groups::start(&broker).await;
     Ok(broker)

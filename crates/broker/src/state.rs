@@ -17,6 +17,7 @@ use crate::controller_client::ControllerClient;
 use crate::groups::records::partition_for_group;
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::partitions::PartitionRegistry;
+use crate::replication::ReplicaFetcherManager;
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -41,6 +42,8 @@ pub struct Broker {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The consumer group coordinator and committed offsets.
     pub groups: GroupCoordinator,
+    /// The fetchers copying the partitions this broker follows.
+    pub replica_fetchers: ReplicaFetcherManager,
 }
 
 /// How many producer ids are reserved in the metadata log at a time.
@@ -70,6 +73,7 @@ impl Broker {
             partitions,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups,
+            replica_fetchers: ReplicaFetcherManager::default(),
         }
     }
 

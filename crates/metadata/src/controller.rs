@@ -107,6 +107,10 @@ pub struct Controller {
     /// When each broker last sent a heartbeat (volatile: a newly active controller starts empty
     /// and gives every broker a full session from its first check).
     last_heartbeat: std::sync::Mutex<HashMap<i32, Instant>>,
+    /// Brokers whose connection to this controller closed: the fencing task checks at once
+    /// whether their process is gone ([`Controller::suspect`]).
+    suspects: std::sync::Mutex<std::collections::BTreeSet<i32>>,
+    suspects_added: tokio::sync::Notify,
     /// This node's `server.properties`: the static layer under topic keys the controller
     /// resolves (`unclean.leader.election.enable`), as Kafka's controller uses its own.
     static_config: ConfigMap,
@@ -126,6 +130,8 @@ impl Controller {
             operations: tokio::sync::Mutex::new(()),
             session_timeout,
             last_heartbeat: std::sync::Mutex::new(HashMap::new()),
+            suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            suspects_added: tokio::sync::Notify::new(),
             static_config: ConfigMap::new(),
         }
     }
@@ -292,6 +298,70 @@ impl Controller {
                 && broker.is_some_and(|b| b.in_controlled_shutdown)
                 && leads_nothing,
         })
+    }
+
+    /// Marks `broker_id` as possibly dead (the connection its heartbeats came over closed), for
+    /// the fencing task to check now rather than at the end of its session.
+    pub fn suspect(&self, broker_id: i32) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(broker_id);
+        self.suspects_added.notify_one();
+    }
+
+    /// Waits until [`Controller::suspect`] names a broker.
+    pub async fn suspects_added(&self) {
+        self.suspects_added.notified().await;
+    }
+
+    /// The brokers suspected since the last call, plus every unfenced broker (other than this
+    /// node) that has sent no heartbeat for `silence`.
+    pub fn take_suspects(&self, silence: Duration) -> Vec<i32> {
+        let mut suspects = std::mem::take(
+            &mut *self
+                .suspects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let now = Instant::now();
+        let image = self.image();
+        let heartbeats = self.heartbeats();
+        for broker in image.brokers.values().filter(|b| !b.fenced) {
+            let silent = heartbeats
+                .get(&broker.id)
+                .is_none_or(|last| now.duration_since(*last) >= silence);
+            if silent {
+                suspects.insert(broker.id);
+            }
+        }
+        suspects.remove(&self.node_id);
+        suspects.into_iter().collect()
+    }
+
+    /// Fences `broker_id` at once (its process was found gone: its listener refuses
+    /// connections), unless it is already fenced or a heartbeat arrived after `checked_at`.
+    /// Returns whether it was fenced.
+    pub async fn fence_unreachable_broker(
+        &self,
+        broker_id: i32,
+        checked_at: Instant,
+    ) -> Result<bool, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let Some(broker) = image.brokers.get(&broker_id).filter(|b| !b.fenced) else {
+            return Ok(false);
+        };
+        let heard_since = self
+            .heartbeats()
+            .get(&broker_id)
+            .is_some_and(|last| *last > checked_at);
+        if heard_since {
+            return Ok(false);
+        }
+        let records = self.fencing_records(&image, broker_id, broker.epoch);
+        self.commit(&image, records).await?;
+        Ok(true)
     }
 
     /// Forgets when brokers last sent a heartbeat, so that each gets a full session from the next

@@ -30,6 +30,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -68,6 +69,7 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (20, 0), // DeleteTopics
     (21, 0), // DeleteRecords
     (22, 0), // InitProducerId
+    (23, 2), // OffsetForLeaderEpoch (v2: current leader epoch, as KIP-320 clients send)
     (32, 0), // DescribeConfigs
     (33, 0), // AlterConfigs
     (37, 0), // CreatePartitions
@@ -120,6 +122,9 @@ pub async fn handle(
                 .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
+        RequestBody::OffsetForLeaderEpoch(r) => {
+            ResponseBody::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
         RequestBody::ListOffsets(r) => {
             ResponseBody::ListOffsets(list_offsets::handle(broker, r, version).await)
         }
