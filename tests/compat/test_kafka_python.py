@@ -270,6 +270,39 @@ def test_admin_rejects_invalid_topics(strom: StromBroker):
     admin.close()
 
 
+def test_admin_partition_reassignments(strom: StromBroker):
+    """KIP-455 through kafka-python's admin client on one broker: a reassignment to the replica a
+    partition already has is accepted and completes at once (nothing is listed as ongoing); an
+    unknown broker, a cancellation with nothing in progress and an unknown partition get Kafka's
+    per-partition errors."""
+    topic = unique_topic("kp-reassign")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=2)
+    broker_id = admin.describe_topics([topic])[0]["partitions"][0]["leader_id"]
+    outcome = admin.alter_partition_reassignments(
+        {
+            TopicPartition(topic, 0): [broker_id],
+            TopicPartition(topic, 1): [broker_id, 99],
+        },
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    assert outcome == {
+        TopicPartition(topic, 0): None,
+        TopicPartition(topic, 1): kafka_errors.InvalidReplicationAssignmentError,
+    }
+    outcome = admin.alter_partition_reassignments(
+        {TopicPartition(topic, 0): None, TopicPartition(topic, 7): [broker_id]},
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    assert outcome == {
+        TopicPartition(topic, 0): kafka_errors.NoReassignmentInProgressError,
+        TopicPartition(topic, 7): kafka_errors.UnknownTopicOrPartitionError,
+    }
+    assert admin.list_partition_reassignments() == {}
+    assert admin.list_partition_reassignments({topic: [0, 1]}) == {}
+    admin.close()
+
+
 def test_admin_alter_configs(strom: StromBroker):
     topic = unique_topic("kp-alter")
     admin = admin_client(strom)

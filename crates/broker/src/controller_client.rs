@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use strom_metadata::controller::{
     AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
-    ElectionType, PartitionState, TopicElectionResults,
+    ElectionType, PartitionState, ReassignmentTargets, TopicOutcomes, TopicReassignments,
 };
 use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
 use strom_protocol::codec::Uuid;
@@ -282,7 +282,7 @@ impl ControllerClient {
         &self,
         election: ElectionType,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<TopicElectionResults>, MetadataError> {
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
         match self {
             Self::Local(c) => c.elect_leaders(election, topics).await,
             Self::Quorum(client) => {
@@ -291,6 +291,45 @@ impl ControllerClient {
                     .await?
                 {
                     ControllerReply::Elections { results } => Ok(results),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// AlterPartitionReassignments: per partition a target replica list, or `None` to cancel.
+    pub async fn alter_partition_reassignments(
+        &self,
+        topics: Vec<ReassignmentTargets>,
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_partition_reassignments(topics).await,
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::AlterPartitionReassignments { topics })
+                    .await?
+                {
+                    ControllerReply::Reassignments { results } => Ok(results),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// ListPartitionReassignments of `topics` (every partition for `None`), as the active
+    /// controller knows them.
+    pub async fn list_partition_reassignments(
+        &self,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicReassignments>, MetadataError> {
+        match self {
+            Self::Local(c) => Ok(c.list_partition_reassignments(topics)),
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::ListPartitionReassignments { topics })
+                    .await?
+                {
+                    ControllerReply::OngoingReassignments { topics } => Ok(topics),
                     other => Err(unexpected_reply(&other)),
                 }
             }

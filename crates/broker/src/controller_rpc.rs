@@ -4,7 +4,7 @@
 //! - Raft messages of the metadata quorum (the bytes of [`RaftTransport`], handed to the local
 //!   [`RaftRpcHandler`]);
 //! - broker→controller calls (registration, heartbeats, topic and config changes, producer-id
-//!   blocks, ISR changes, leader elections), sent to the active controller by nodes that are not it.
+//!   blocks, ISR changes, leader elections, reassignments), sent to the active controller by nodes that are not it.
 //!
 //! # Framing
 //!
@@ -37,7 +37,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use strom_metadata::controller::{
     AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
-    ElectionType, PartitionState, TopicElectionResults,
+    ElectionType, PartitionState, ReassignmentTargets, TopicOutcomes, TopicReassignments,
 };
 use strom_metadata::raft::{
     RaftRpcHandler, RaftRpcKind, RaftTransport, TransportError, TransportFuture,
@@ -135,6 +135,13 @@ pub enum ControllerCall {
         /// (topic, partitions); `None` for every partition.
         topics: Option<Vec<(String, Vec<i32>)>>,
     },
+    AlterPartitionReassignments {
+        topics: Vec<ReassignmentTargets>,
+    },
+    ListPartitionReassignments {
+        /// (topic, partitions); `None` for every partition.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
 }
 
 /// What a successful controller call returns.
@@ -165,7 +172,13 @@ pub enum ControllerReply {
     },
     PartitionState(PartitionState),
     Elections {
-        results: Vec<TopicElectionResults>,
+        results: Vec<TopicOutcomes>,
+    },
+    Reassignments {
+        results: Vec<TopicOutcomes>,
+    },
+    OngoingReassignments {
+        topics: Vec<TopicReassignments>,
     },
     Done,
 }
@@ -372,6 +385,14 @@ pub async fn dispatch(
         ControllerCall::ElectLeaders { election, topics } => ControllerReply::Elections {
             results: controller.elect_leaders(election, topics).await?,
         },
+        ControllerCall::AlterPartitionReassignments { topics } => ControllerReply::Reassignments {
+            results: controller.alter_partition_reassignments(topics).await?,
+        },
+        ControllerCall::ListPartitionReassignments { topics } => {
+            ControllerReply::OngoingReassignments {
+                topics: controller.list_partition_reassignments(topics),
+            }
+        }
     })
 }
 

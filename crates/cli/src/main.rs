@@ -10,6 +10,7 @@ mod consume;
 mod groups;
 mod leaders;
 mod produce;
+mod reassign;
 mod server;
 mod storage;
 mod topics;

@@ -1,6 +1,6 @@
 //! `strom topics`: create, list, describe, delete and reconfigure topics through the Kafka admin
-//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs), and elect leaders
-//! (ElectLeaders, [`crate::leaders`]).
+//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs), elect leaders
+//! (ElectLeaders, [`crate::leaders`]) and reassign partitions ([`crate::reassign`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::client::{
     create_client, parse_key_value, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
 };
 use crate::leaders::{elect_leaders, ElectionKind};
+use crate::reassign::{list_reassignments, reassign};
 
 /// How long the broker may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +94,32 @@ pub enum TopicsCommand {
         /// Kind of election.
         #[arg(long = "type", value_enum, default_value = "preferred")]
         election: ElectionKind,
+    },
+    /// Move a partition to new replicas (the new ones copy it before the old ones are dropped),
+    /// or cancel its ongoing reassignment.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["replicas", "cancel"])))]
+    Reassign {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// Partition to move.
+        #[arg(long)]
+        partition: i32,
+        /// Target replicas, broker ids with the preferred leader first: `1,2,3`.
+        #[arg(long, value_delimiter = ',')]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the partition's ongoing reassignment instead.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait up to this many seconds for the reassignment to complete.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// List ongoing partition reassignments.
+    ListReassignments {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 
@@ -231,6 +258,37 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 None => None,
             };
             elect_leaders(&args.client, election, target, ADMIN_TIMEOUT).await?;
+        }
+        TopicsCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel: _,
+            wait,
+        } => {
+            // Fails with a clear message if the topic or partition does not exist.
+            args.client
+                .topic_partitions(&topic, false, Some(partition))?;
+            let wait = wait.map(Duration::from_secs);
+            reassign(
+                &args.client,
+                &topic,
+                partition,
+                replicas,
+                wait,
+                ADMIN_TIMEOUT,
+            )
+            .await?;
+        }
+        TopicsCommand::ListReassignments { topic } => {
+            let target = match topic {
+                Some(topic) => {
+                    let partitions = args.client.topic_partitions(&topic, false, None)?;
+                    Some((topic, partitions))
+                }
+                None => None,
+            };
+            list_reassignments(&args.client, target, ADMIN_TIMEOUT).await?;
         }
     }
     Ok(())
@@ -400,6 +458,67 @@ mod tests {
             &["elect-leaders", "--partition", "1"],
             &["elect-leaders", "--topic", "t", "--all-topic-partitions"],
             &["elect-leaders", "--topic", "t", "--type", "random"],
+        ] {
+            let mut full = vec!["strom", "topics"];
+            full.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(full).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reassign_takes_replicas_or_cancel() {
+        let args = topics_args(&[
+            "reassign",
+            "--topic",
+            "t",
+            "--partition",
+            "0",
+            "--replicas",
+            "3,1,2",
+            "--wait",
+            "30",
+        ]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::Reassign {
+                partition: 0,
+                replicas: Some(ref replicas),
+                cancel: false,
+                wait: Some(30),
+                ..
+            } if replicas == &[3, 1, 2]
+        ));
+        let args = topics_args(&["reassign", "--topic", "t", "--partition", "1", "--cancel"]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::Reassign {
+                replicas: None,
+                cancel: true,
+                ..
+            }
+        ));
+        for bad in [
+            &["reassign", "--topic", "t", "--partition", "1"][..],
+            &[
+                "reassign",
+                "--topic",
+                "t",
+                "--partition",
+                "1",
+                "--cancel",
+                "--replicas",
+                "1",
+            ],
+            &["reassign", "--topic", "t", "--replicas", "1"],
+            &[
+                "reassign",
+                "--topic",
+                "t",
+                "--partition",
+                "0",
+                "--replicas",
+                "x",
+            ],
         ] {
             let mut full = vec!["strom", "topics"];
             full.extend_from_slice(bad);

@@ -39,8 +39,8 @@ use crate::state::MetadataState;
 mod replication;
 
 pub use replication::{
-    AlterPartitionRequest, ElectionType, PartitionElectionResult, PartitionState,
-    TopicElectionResults,
+    AlterPartitionRequest, ElectionType, OngoingReassignment, PartitionOutcome, PartitionState,
+    ReassignmentTargets, TopicOutcomes, TopicReassignments,
 };
 
 /// The topic key that allows leaders from outside the ISR.

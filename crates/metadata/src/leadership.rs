@@ -204,6 +204,7 @@ mod tests {
                     leader: *leader,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    ..PartitionImage::default()
                 };
                 (i32::try_from(i).unwrap(), partition)
             })

@@ -765,6 +765,9 @@ enum Operation {
     /// The leader of a partition asks for the ISR made of the replicas a mask selects (plus
     /// itself, unless the mask says otherwise: the controller must refuse that).
     AlterIsr(u8, i32, u8),
+    /// A reassignment of a partition to the brokers a mask selects (in a rotated order), or
+    /// with mask 0 the cancellation of its reassignment.
+    Reassign(u8, i32, u8),
 }
 
 fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
@@ -780,6 +783,7 @@ fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
         (1..4i32).prop_map(Operation::FenceBroker),
         (1..4i32).prop_map(Operation::RestartBroker),
         (0..6u8, 0..4i32, 0..16u8).prop_map(|(t, p, m)| Operation::AlterIsr(t, p, m)),
+        (0..6u8, 0..4i32, 0..8u8).prop_map(|(t, p, m)| Operation::Reassign(t, p, m)),
     ]
 }
 
@@ -803,6 +807,19 @@ fn check_leadership_invariants(
                 "ISR outside replicas {}",
                 what
             );
+            proptest::prop_assert!(
+                partition
+                    .adding_replicas
+                    .iter()
+                    .chain(&partition.removing_replicas)
+                    .all(|b| partition.replicas.contains(b)),
+                "reassignment sets outside replicas {}",
+                what
+            );
+            let mut distinct = partition.replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            proptest::prop_assert_eq!(distinct.len(), partition.replicas.len(), "{}", what);
             if partition.leader == -1 {
                 proptest::prop_assert!(
                     !partition.isr.iter().any(live),
@@ -820,6 +837,32 @@ fn check_leadership_invariants(
         }
     }
     Ok(())
+}
+
+/// Reassigns `topic`-`index` to the brokers (1..=3) `mask` selects, starting the list at a
+/// broker the mask also picks, or cancels its reassignment for mask 0. A per-partition refusal
+/// is an error, as a failed operation.
+fn reassign(store: &Store, topic: &str, index: i32, mask: u8) -> Result<(), MetadataError> {
+    let target = (mask != 0).then(|| {
+        let mut brokers: Vec<i32> = (1..=3).filter(|b| mask & (1 << (b - 1)) != 0).collect();
+        let len = brokers.len();
+        brokers.rotate_left(usize::from(mask) % len);
+        brokers
+    });
+    let results = store.runtime.block_on(
+        store
+            .controller
+            .alter_partition_reassignments(vec![(topic.to_string(), vec![(index, target)])]),
+    )?;
+    let outcome = &results[0].partitions[0];
+    if outcome.error_code == 0 {
+        Ok(())
+    } else {
+        Err(MetadataError::new(
+            outcome.error_code,
+            outcome.error_message.clone().unwrap_or_default(),
+        ))
+    }
 }
 
 /// The leader of `topic`-`index` (if any) asks for the replicas `mask` selects as its ISR, with
@@ -896,6 +939,7 @@ proptest::proptest! {
                     fenced.and_then(|()| store.register_broker(*id, "h", 9000 + *id as u16, None).map(drop))
                 }
                 Operation::AlterIsr(t, p, mask) => alter_isr(&store, &before, &format!("t{t}"), *p, *mask),
+                Operation::Reassign(t, p, mask) => reassign(&store, &format!("t{t}"), *p, *mask),
             };
             check_leadership_invariants(&store.image())?;
             if result.is_err() {

@@ -1,13 +1,14 @@
 //! The controller's side of partition replication, over the single-node quorum: AlterPartition
 //! (ISR changes from partition leaders), with Kafka's refusals in Kafka's order; unclean leader
-//! election (`unclean.leader.election.enable` and its layers); ElectLeaders.
+//! election (`unclean.leader.election.enable` and its layers); ElectLeaders; partition
+//! reassignments (KIP-455).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{store_with_brokers, Store};
-use strom_metadata::controller::{ElectionType, TopicElectionResults};
+use strom_metadata::controller::{ElectionType, TopicOutcomes};
 use strom_metadata::{AlterPartitionRequest, ConfigOp, Controller, PartitionImage, PartitionState};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
@@ -328,7 +329,7 @@ fn elect(
     store: &Store,
     election: ElectionType,
     topics: Option<&[(&str, &[i32])]>,
-) -> Vec<TopicElectionResults> {
+) -> Vec<TopicOutcomes> {
     let topics = topics.map(|topics| {
         topics
             .iter()
@@ -342,7 +343,7 @@ fn elect(
 }
 
 /// The error codes of one topic's results, by partition.
-fn codes(results: &[TopicElectionResults], topic: &str) -> Vec<(i32, ErrorCode)> {
+fn codes(results: &[TopicOutcomes], topic: &str) -> Vec<(i32, ErrorCode)> {
     results
         .iter()
         .filter(|t| t.topic == topic)
@@ -430,4 +431,159 @@ fn unclean_election_on_demand_only_for_partitions_without_a_leader() {
     assert_eq!(codes(&results, "t"), [(0, ErrorCode::None)]);
     let p = partition(&store, "t", 0);
     assert_eq!((p.leader, p.isr), (3, vec![3]));
+}
+
+fn reassign(store: &Store, topic: &str, partition: i32, target: Option<&[i32]>) -> ErrorCode {
+    let request = vec![(
+        topic.to_string(),
+        vec![(partition, target.map(<[i32]>::to_vec))],
+    )];
+    let results = store
+        .runtime
+        .block_on(store.controller.alter_partition_reassignments(request))
+        .unwrap();
+    ErrorCode::from_code(results[0].partitions[0].error_code).unwrap()
+}
+
+fn ongoing(store: &Store) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    store
+        .controller
+        .list_partition_reassignments(None)
+        .into_iter()
+        .flat_map(|t| {
+            t.partitions.into_iter().map(move |p| {
+                (
+                    t.topic.clone(),
+                    p.partition,
+                    p.replicas,
+                    p.adding_replicas,
+                    p.removing_replicas,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Four brokers and topic "t" of one partition on brokers 1, 2, 3 (leader 1).
+fn four_brokers(dir: &std::path::Path) -> (Store, Uuid) {
+    let store = store_with_brokers(dir, 4);
+    let topic = store.create_topic("t", 1, 3, &[], false).unwrap();
+    // Broker 4 joins the ISR of nothing yet: make the partition's replicas [1, 2, 3].
+    assert_eq!(reassign(&store, "t", 0, Some(&[1, 2, 3])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (p.replicas, p.isr, p.leader),
+        (vec![1, 2, 3], vec![1, 2, 3], 1)
+    );
+    (store, topic.topic_id)
+}
+
+#[test]
+fn a_reassignment_adds_replicas_then_completes_once_they_are_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, topic_id) = four_brokers(dir.path());
+    assert_eq!(reassign(&store, "t", 0, Some(&[1, 2, 4])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (
+            p.replicas.clone(),
+            p.adding_replicas.clone(),
+            p.removing_replicas.clone()
+        ),
+        (vec![1, 2, 4, 3], vec![4], vec![3])
+    );
+    assert_eq!((p.isr.clone(), p.leader), (vec![1, 2, 3], 1));
+    assert_eq!(
+        ongoing(&store),
+        [("t".to_string(), 0, vec![1, 2, 4, 3], vec![4], vec![3])]
+    );
+    // The leader takes 4 into the ISR: the reassignment completes, 3 leaves.
+    let state = store
+        .alter_partition(alter(&store, topic_id, 1, &[1, 2, 3, 4]))
+        .unwrap();
+    assert_eq!((state.leader, state.isr.clone()), (1, vec![1, 2, 4]));
+    assert_eq!(state.leader_epoch, p.leader_epoch + 1, "3 is fenced off");
+    let p = partition(&store, "t", 0);
+    assert_eq!(p.replicas, vec![1, 2, 4]);
+    assert!(!p.is_reassigning());
+    assert_eq!(ongoing(&store), []);
+}
+
+#[test]
+fn a_reassignment_that_removes_the_leader_moves_leadership_when_it_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, topic_id) = four_brokers(dir.path());
+    assert_eq!(reassign(&store, "t", 0, Some(&[4])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (p.replicas, p.adding_replicas, p.removing_replicas, p.leader),
+        (vec![4, 1, 2, 3], vec![4], vec![1, 2, 3], 1)
+    );
+    let error = store
+        .alter_partition(alter(&store, topic_id, 1, &[1, 2, 3, 4]))
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::NewLeaderElected.code());
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.replicas, p.isr, p.leader), (vec![4], vec![4], 4));
+}
+
+#[test]
+fn reorderings_and_removals_complete_at_once_and_cancelling_reverts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = four_brokers(dir.path());
+    assert_eq!(reassign(&store, "t", 0, Some(&[3, 2, 1])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.leader, p.is_reassigning()),
+        (vec![3, 2, 1], 1, false)
+    );
+    assert_eq!(reassign(&store, "t", 0, Some(&[3, 1])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!((p.replicas, p.isr), (vec![3, 1], vec![1, 3]));
+    assert_eq!(
+        reassign(&store, "t", 0, None),
+        ErrorCode::NoReassignmentInProgress
+    );
+
+    assert_eq!(reassign(&store, "t", 0, Some(&[4, 2])), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (p.replicas, p.adding_replicas, p.removing_replicas),
+        (vec![4, 2, 1, 3], vec![2, 4], vec![1, 3])
+    );
+    assert_eq!(reassign(&store, "t", 0, None), ErrorCode::None);
+    let p = partition(&store, "t", 0);
+    assert_eq!(
+        (
+            p.replicas.clone(),
+            p.isr.clone(),
+            p.leader,
+            p.is_reassigning()
+        ),
+        (vec![1, 3], vec![1, 3], 1, false)
+    );
+    assert_eq!(ongoing(&store), []);
+}
+
+#[test]
+fn reassignment_refusals_carry_kafka_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = four_brokers(dir.path());
+    let before = store.image().last_offset;
+    for bad in [&[1, 9][..], &[1, 1], &[]] {
+        assert_eq!(
+            reassign(&store, "t", 0, Some(bad)),
+            ErrorCode::InvalidReplicaAssignment,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        reassign(&store, "t", 3, Some(&[1])),
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        reassign(&store, "nope", 0, Some(&[1])),
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(store.image().last_offset, before);
 }

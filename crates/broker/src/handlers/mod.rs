@@ -6,6 +6,7 @@
 //! newest stable version in the schemas the codec was generated from.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 pub mod api_versions;
 mod authorized_operations;
 mod create_partitions;
@@ -26,6 +27,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -76,6 +78,8 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (42, 0), // DeleteGroups
     (43, 0), // ElectLeaders
     (44, 0), // IncrementalAlterConfigs
+    (45, 0), // AlterPartitionReassignments
+    (46, 0), // ListPartitionReassignments
     (47, 0), // OffsetDelete
     (60, 0), // DescribeCluster
 ];
@@ -191,6 +195,12 @@ pub async fn handle(
         RequestBody::ElectLeaders(r) => {
             ResponseBody::ElectLeaders(elect_leaders::handle(broker, r, version).await)
         }
+        RequestBody::AlterPartitionReassignments(r) => ResponseBody::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(broker, r, version).await,
+        ),
+        RequestBody::ListPartitionReassignments(r) => ResponseBody::ListPartitionReassignments(
+            list_partition_reassignments::handle(broker, r, version).await,
+        ),
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.
             tracing::warn!(

@@ -1,6 +1,7 @@
 //! The controller's replication control (Kafka's `ReplicationControlManager` for partitions):
-//! AlterPartition from partition leaders, ElectLeaders, automatic preferred leader balancing and
-//! partition reassignments. Every change goes through [`PartitionChange`].
+//! AlterPartition from partition leaders, ElectLeaders and partition reassignments
+//! (AlterPartitionReassignments, ListPartitionReassignments). Every change goes through
+//! [`PartitionChange`].
 
 use serde::{Deserialize, Serialize};
 use strom_protocol::codec::Uuid;
@@ -8,7 +9,7 @@ use strom_protocol::ErrorCode;
 
 use super::Controller;
 use crate::error::MetadataError;
-use crate::image::{MetadataImage, PartitionImage, TopicImage};
+use crate::image::{MetadataImage, PartitionImage, TopicImage, NO_LEADER_CHANGE};
 use crate::leadership::is_live;
 use crate::partition_change::{Election, PartitionChange};
 use crate::records::MetadataRecord;
@@ -58,7 +59,8 @@ impl Controller {
     /// partition epoch is INVALID_UPDATE_VERSION; an ISR with duplicates, non-replicas or without
     /// the leader is INVALID_REQUEST, one with a member that is not registered, fenced or shutting
     /// down INELIGIBLE_REPLICA. An ISR equal to the current one commits nothing. Answers the
-    /// committed state: the new ISR takes effect only once committed.
+    /// committed state: the new ISR takes effect only once committed. An ISR that completes a
+    /// reassignment which removes the requester is committed and answered NEW_LEADER_ELECTED.
     pub async fn alter_partition(
         &self,
         request: AlterPartitionRequest,
@@ -86,8 +88,21 @@ impl Controller {
             isr = ?record.isr,
             "AlterPartition: ISR changed"
         );
+        let new_leader = record.leader;
         self.commit(&image, vec![MetadataRecord::PartitionChange(record)])
             .await?;
+        if new_leader != NO_LEADER_CHANGE && new_leader != request.broker_id {
+            // The ISR change completed a reassignment that removed the requester, its leader
+            // (Kafka answers so too: the change is committed, the leader must learn it from the
+            // metadata).
+            return Err(MetadataError::of(
+                ErrorCode::NewLeaderElected,
+                format!(
+                    "The ISR change completed a reassignment; {new_leader} leads partition {}",
+                    request.partition
+                ),
+            ));
+        }
         current_partition_state(&self.image(), &request)
     }
 }
@@ -254,19 +269,19 @@ impl ElectionType {
     }
 }
 
-/// One partition's outcome of ElectLeaders.
+/// One partition's outcome of ElectLeaders or AlterPartitionReassignments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionElectionResult {
+pub struct PartitionOutcome {
     pub partition: i32,
     pub error_code: i16,
     pub error_message: Option<String>,
 }
 
-/// One topic's outcomes of ElectLeaders.
+/// One topic's outcomes of ElectLeaders or AlterPartitionReassignments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicElectionResults {
+pub struct TopicOutcomes {
     pub topic: String,
-    pub partitions: Vec<PartitionElectionResult>,
+    pub partitions: Vec<PartitionOutcome>,
 }
 
 impl Controller {
@@ -282,7 +297,7 @@ impl Controller {
         &self,
         election: ElectionType,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<TopicElectionResults>, MetadataError> {
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
         let _operation = self.operations.lock().await;
         let image = self.image();
         let all = topics.is_none();
@@ -316,13 +331,13 @@ impl Controller {
                     }
                     Err(error) => (error.code, Some(error.message)),
                 };
-                outcomes.push(PartitionElectionResult {
+                outcomes.push(PartitionOutcome {
                     partition,
                     error_code,
                     error_message,
                 });
             }
-            results.push(TopicElectionResults {
+            results.push(TopicOutcomes {
                 topic,
                 partitions: outcomes,
             });
@@ -378,4 +393,230 @@ fn elect_leader(
                 format!("No live replica of {topic_name}-{index} can lead."),
             ),
         })
+}
+
+/// A partition's ongoing reassignment, as ListPartitionReassignments reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OngoingReassignment {
+    pub partition: i32,
+    /// The target replicas followed by those being removed.
+    pub replicas: Vec<i32>,
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
+}
+
+/// A topic's ongoing reassignments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicReassignments {
+    pub topic: String,
+    pub partitions: Vec<OngoingReassignment>,
+}
+
+/// What AlterPartitionReassignments asks for one topic: per partition, the target replicas, or
+/// `None` to cancel its ongoing reassignment.
+pub type ReassignmentTargets = (String, Vec<(i32, Option<Vec<i32>>)>);
+
+impl Controller {
+    /// AlterPartitionReassignments (KIP-455, as Kafka's `ReplicationControlManager` does it):
+    /// a target replica list of registered, distinct brokers (INVALID_REPLICA_ASSIGNMENT
+    /// otherwise) starts a reassignment: the replicas become the target followed by the replicas
+    /// being removed, with the adding and removing sets recorded; the reassignment completes
+    /// (removed replicas leave, a removed leader is replaced) once every target replica is in the
+    /// ISR, which AlterPartition brings about as new replicas catch up. A target that only
+    /// reorders or drops replicas completes at once. `None` cancels an ongoing reassignment
+    /// (NO_REASSIGNMENT_IN_PROGRESS if there is none): the added replicas leave again, which is
+    /// refused (INVALID_REPLICA_ASSIGNMENT) when only they are in sync and the topic does not
+    /// allow unclean election. Unknown partitions are UNKNOWN_TOPIC_OR_PARTITION. All changes are
+    /// committed as one entry.
+    pub async fn alter_partition_reassignments(
+        &self,
+        topics: Vec<ReassignmentTargets>,
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let mut working = MetadataImage::clone(&image);
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for (topic, partitions) in topics {
+            let mut outcomes = Vec::with_capacity(partitions.len());
+            for (partition, target) in partitions {
+                let change = self.reassignment_change(&working, &topic, partition, target);
+                let (error_code, error_message) = match change {
+                    Ok(Some(record)) => {
+                        let record = MetadataRecord::PartitionChange(record);
+                        working
+                            .apply_entry(working.last_offset, std::slice::from_ref(&record))
+                            .map_err(|e| {
+                                MetadataError::of(ErrorCode::UnknownServerError, e.to_string())
+                            })?;
+                        records.push(record);
+                        (ErrorCode::None.code(), None)
+                    }
+                    Ok(None) => (ErrorCode::None.code(), None),
+                    Err(error) => (error.code, Some(error.message)),
+                };
+                outcomes.push(PartitionOutcome {
+                    partition,
+                    error_code,
+                    error_message,
+                });
+            }
+            results.push(TopicOutcomes {
+                topic,
+                partitions: outcomes,
+            });
+        }
+        self.commit(&image, records).await?;
+        Ok(results)
+    }
+
+    /// The record that starts, changes or cancels one partition's reassignment (`None` when
+    /// the partition is already as asked).
+    fn reassignment_change(
+        &self,
+        image: &MetadataImage,
+        topic_name: &str,
+        index: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<Option<crate::records::PartitionChangeRecord>, MetadataError> {
+        let topic = image.topic(topic_name).ok_or_else(|| {
+            MetadataError::of(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("Unable to find a topic named {topic_name}."),
+            )
+        })?;
+        let partition = topic.partitions.get(&index).ok_or_else(|| {
+            MetadataError::of(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("Unable to find partition {topic_name}:{index}."),
+            )
+        })?;
+        let unclean = self.unclean_election_enabled(image, topic);
+        let election = if unclean {
+            Election::Unclean
+        } else {
+            Election::Online
+        };
+        let change = PartitionChange::new(topic.id, index, partition).election(election);
+        let acceptable = |broker: i32| is_live(image, broker);
+        let Some(target) = target else {
+            if !partition.is_reassigning() {
+                return Err(MetadataError::of(
+                    ErrorCode::NoReassignmentInProgress,
+                    "No partition reassignment is in progress for this topic or partition.",
+                ));
+            }
+            let adding = &partition.adding_replicas;
+            let original: Vec<i32> = without(&partition.replicas, adding);
+            let mut isr: Vec<i32> = without(&partition.isr, adding);
+            if isr.is_empty() {
+                if !unclean {
+                    return Err(MetadataError::of(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "Unable to revert partition assignment for {topic_name}:{index} \
+                             because it would require an unclean leader election."
+                        ),
+                    ));
+                }
+                isr.extend(original.first());
+            }
+            return Ok(change
+                .target_isr(isr)
+                .target_replicas(original, Vec::new(), Vec::new())
+                .build(acceptable));
+        };
+        validate_manual_assignment(image, &target)?;
+        let mut removing: Vec<i32> = without(&partition.replicas, &target);
+        removing.sort_unstable();
+        let mut adding: Vec<i32> = without(&target, &partition.replicas);
+        adding.sort_unstable();
+        let mut replicas = target;
+        replicas.extend(&removing);
+        // As Kafka does, an empty set keeps what an ongoing reassignment recorded.
+        if removing.is_empty() {
+            removing.clone_from(&partition.removing_replicas);
+        }
+        if adding.is_empty() {
+            adding.clone_from(&partition.adding_replicas);
+        }
+        Ok(change
+            .target_replicas(replicas, adding, removing)
+            .build(acceptable))
+    }
+
+    /// ListPartitionReassignments: the ongoing reassignments of the named partitions (unknown
+    /// topics and partitions without one are left out), or of every partition for `None`.
+    pub fn list_partition_reassignments(
+        &self,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<TopicReassignments> {
+        let image = self.image();
+        let wanted = topics.unwrap_or_else(|| {
+            image
+                .topics
+                .values()
+                .map(|t| (t.name.clone(), t.partitions.keys().copied().collect()))
+                .collect()
+        });
+        wanted
+            .into_iter()
+            .filter_map(|(name, partitions)| {
+                let topic = image.topic(&name)?;
+                let ongoing: Vec<OngoingReassignment> = partitions
+                    .into_iter()
+                    .filter_map(|index| {
+                        let partition = topic.partitions.get(&index)?;
+                        partition.is_reassigning().then(|| OngoingReassignment {
+                            partition: index,
+                            replicas: partition.replicas.clone(),
+                            adding_replicas: partition.adding_replicas.clone(),
+                            removing_replicas: partition.removing_replicas.clone(),
+                        })
+                    })
+                    .collect();
+                (!ongoing.is_empty()).then_some(TopicReassignments {
+                    topic: name,
+                    partitions: ongoing,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `list` without the members of `removed`, in order.
+fn without(list: &[i32], removed: &[i32]) -> Vec<i32> {
+    list.iter()
+        .copied()
+        .filter(|r| !removed.contains(r))
+        .collect()
+}
+
+/// A replica list given by hand: not empty, registered brokers, none twice (Kafka's
+/// `validateManualPartitionAssignment`).
+fn validate_manual_assignment(
+    image: &MetadataImage,
+    replicas: &[i32],
+) -> Result<(), MetadataError> {
+    let invalid = |message: String| MetadataError::of(ErrorCode::InvalidReplicaAssignment, message);
+    if replicas.is_empty() {
+        return Err(invalid(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    for (i, broker) in sorted.iter().enumerate() {
+        if !image.brokers.contains_key(broker) {
+            return Err(invalid(format!(
+                "The manual partition assignment includes broker {broker}, but no such broker is registered."
+            )));
+        }
+        if i > 0 && sorted[i - 1] == *broker {
+            return Err(invalid(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            )));
+        }
+    }
+    Ok(())
 }
