@@ -10,7 +10,6 @@ use strom_protocol::records::{
 };
 use strom_protocol::ErrorCode;
 
-use crate::partitions::ReadBound;
 use crate::state::Broker;
 
 /// The internal topic that holds committed offsets and group metadata.
@@ -137,7 +136,7 @@ pub fn read_offsets_topic(broker: &Broker) -> Vec<(Bytes, Option<Bytes>)> {
             }
         };
         while offset < end {
-            let chunk = match partition.read(offset, LOAD_CHUNK_BYTES, ReadBound::LogEnd, true) {
+            let chunk = match partition.read_to_log_end(offset, LOAD_CHUNK_BYTES, true) {
                 Ok(read) if !read.records.is_empty() => read.records,
                 Ok(_) => break,
                 Err(error) => {
