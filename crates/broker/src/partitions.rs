@@ -1130,7 +1130,6 @@ impl PartitionRegistry {
         if *synced == image.version {
             return;
         }
-        let first_sync = *synced == u64::MAX;
         let node_id = self.config.node_id;
 
         let mut wanted: HashMap<PartitionKey, ([u8; 16], &PartitionImage)> = HashMap::new();
@@ -1161,9 +1160,6 @@ impl PartitionRegistry {
             self.delete_partition_dir(&partition);
         }
 
-        if first_sync {
-            self.set_aside_unknown_dirs(&wanted);
-        }
         for ((topic, index), (topic_id, partition_image)) in wanted {
             let config = self.topic_log_config(image, &topic);
             if let Some(existing) = self.get(&topic, index) {
@@ -1241,9 +1237,23 @@ impl PartitionRegistry {
         }
     }
 
-    /// Renames aside every partition directory in the log directory that the metadata does not
-    /// name (at start: logs of topics deleted while this broker was down, or of lost metadata).
-    fn set_aside_unknown_dirs<V>(&self, wanted: &HashMap<PartitionKey, V>) {
+    /// Renames aside every partition directory in the log directory that `image` does not place
+    /// on this broker: logs of topics deleted (or moved away) while this broker was down, or of
+    /// lost metadata. Called once the broker has caught up with the controller's metadata (it
+    /// was unfenced), never on the image replayed at start: a node of a Raft quorum may open with
+    /// an image that lags the committed log, and its logs must not be set aside for that.
+    pub fn set_aside_unknown_dirs(&self, image: &MetadataImage) {
+        let wanted: std::collections::HashSet<PartitionKey> = image
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.replicas.contains(&self.config.node_id))
+                    .map(|(index, _)| (topic.name.clone(), *index))
+            })
+            .collect();
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
             return;
         };
@@ -1255,7 +1265,7 @@ impl PartitionRegistry {
             let Some((topic, index)) = parse_partition_dir_name(&name) else {
                 continue;
             };
-            if !path.is_dir() || wanted.contains_key(&(topic.to_owned(), index)) {
+            if !path.is_dir() || wanted.contains(&(topic.to_owned(), index)) {
                 continue;
             }
             set_aside(&path, "the metadata has no such partition");
@@ -1548,10 +1558,16 @@ pub(crate) mod tests {
         );
         assert_eq!(strays(dir.path()).len(), 1);
 
-        // A directory the metadata does not know at all is set aside at start.
+        // A directory the metadata does not know at all is set aside once caught up.
         std::fs::create_dir_all(dir.path().join("unknown-0")).unwrap();
         let restarted = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
-        restarted.sync_with_image(&image_with_topic("t", [2; 16]));
+        let image = image_with_topic("t", [2; 16]);
+        restarted.sync_with_image(&image);
+        assert!(
+            dir.path().join("unknown-0").exists(),
+            "not before catching up"
+        );
+        restarted.set_aside_unknown_dirs(&image);
         assert!(!dir.path().join("unknown-0").exists());
         assert_eq!(strays(dir.path()).len(), 2);
         assert!(dir
