@@ -1,9 +1,9 @@
 //! The metadata publisher: the only place where committed metadata takes effect on this broker,
 //! whichever controller committed it. For each new image from the metadata state it brings the
 //! partition logs in line (opening logs of new partitions, deleting those of deleted topics,
-//! applying changed configs), tells the group coordinator which offsets partitions this broker
-//! leads (it loads and unloads their groups), removes committed offsets of deleted topics, and
-//! publishes the image to request handlers ([`Broker::image`]). Effects run on the blocking pool, one image at a time, in order.
+//! applying changed configs), removes committed offsets of deleted topics, tells the group
+//! coordinator which offsets partitions this broker leads, and publishes the image to request
+//! handlers ([`Broker::image`]). Effects run on the blocking pool, one image at a time, in order.
 
 use std::sync::Arc;
 

@@ -56,13 +56,14 @@ impl GroupConfig {
     }
 }
 
-/// Creates `__consumer_offsets` if needed, when it would get its configured replication factor
-/// (a single node always: the factor is capped by the broker count). On a cluster whose brokers
-/// are still registering, or if the topic cannot be created yet, the broker starts without it;
-/// the first FindCoordinator creates it (answering COORDINATOR_NOT_AVAILABLE until it can), as
-/// Kafka does.
+/// Creates `__consumer_offsets` on a single node if needed. On a cluster the first
+/// FindCoordinator creates it, as in Kafka: by then the brokers have registered, so its
+/// partitions (and its replication factor, capped by the brokers available) spread over all of
+/// them, where a broker starting first would have found itself alone. If the topic cannot be
+/// created, the broker starts without it and FindCoordinator tries again (answering
+/// COORDINATOR_NOT_AVAILABLE meanwhile).
 pub async fn start(broker: &Broker) {
-    if !store::offsets_topic_factor_reachable(broker) {
+    if !broker.config.controller_quorum_voters.is_empty() {
         return;
     }
     if let Err(error) = store::ensure_offsets_topic(broker).await {

@@ -46,10 +46,11 @@ pub enum OffsetsLogError {
 
 impl OffsetsLogError {
     /// What a group request answers when its records could not be stored (Kafka's mapping of
-    /// append errors, `CoordinatorOperationExceptionHelper` and `appendGroupMetadataErrorToResponseError`):
-    /// a partition that is not led here (any more) or whose storage failed means another broker
-    /// must coordinate (NOT_COORDINATOR); too few replicas or a replication timeout is a passing
-    /// state (COORDINATOR_NOT_AVAILABLE, which clients retry).
+    /// append errors: `CoordinatorOperationExceptionHelper`,
+    /// `appendGroupMetadataErrorToResponseError`): a partition that is not led here (any more)
+    /// or whose storage failed means another broker must coordinate (NOT_COORDINATOR); too few
+    /// replicas or a replication timeout is a passing state (COORDINATOR_NOT_AVAILABLE, which
+    /// clients retry); an oversized append is UNKNOWN_SERVER_ERROR.
     pub fn coordinator_error(&self) -> ErrorCode {
         let source = match self {
             OffsetsLogError::MissingPartition(_) => return ErrorCode::NotCoordinator,
@@ -174,15 +175,6 @@ fn offsets_topic_replication_factor(broker: &Broker, image: &MetadataImage) -> i
         .min(available)
 }
 
-/// Whether the offsets topic would get its full configured replication factor now (enough
-/// brokers available), or the cap does not matter (a single node, which never has more).
-pub fn offsets_topic_factor_reachable(broker: &Broker) -> bool {
-    let single_node = broker.config.controller_quorum_voters.is_empty();
-    single_node
-        || offsets_topic_replication_factor(broker, &broker.image())
-            >= broker.config.offsets_topic_replication_factor
-}
-
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings; the replication factor
 /// capped by the available brokers) if it does not exist, and waits until this broker has
 /// applied it.
@@ -274,4 +266,33 @@ pub fn read_partition(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// Kafka's default factor of 3 on a single node: capped by the one broker, the offsets topic
+    /// is created at start with one replica per partition.
+    #[tokio::test]
+    async fn a_single_node_creates_the_offsets_topic_with_the_factor_capped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = BrokerConfig {
+            log_dirs: vec![dir.path().to_path_buf()],
+            ..BrokerConfig::default()
+        };
+        assert_eq!(config.offsets_topic_replication_factor, 3);
+        let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let broker = crate::server::open_broker(config, "localhost".into(), 9092, shutdown_rx)
+            .await
+            .expect("open broker");
+        let image = broker.image();
+        let topic = image.topic(OFFSETS_TOPIC).expect("created at start");
+        assert_eq!(topic.partitions.len(), 50);
+        assert!(topic
+            .partitions
+            .values()
+            .all(|p| p.replicas == vec![broker.node_id] && p.leader == broker.node_id));
+    }
 }
