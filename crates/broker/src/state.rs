@@ -16,6 +16,7 @@ use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
 use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
+use crate::replication::ReplicaFetcherManager;
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -40,6 +41,8 @@ pub struct Broker {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The consumer group coordinator and committed offsets.
     pub groups: GroupCoordinator,
+    /// The fetchers copying the partitions this broker follows.
+    pub replica_fetchers: ReplicaFetcherManager,
 }
 
 /// How many producer ids are reserved in the metadata log at a time.
@@ -69,6 +72,7 @@ impl Broker {
             partitions,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups,
+            replica_fetchers: ReplicaFetcherManager::default(),
         }
     }
 

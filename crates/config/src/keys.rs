@@ -305,6 +305,20 @@ pub static KEYS: &[ConfigDef] = &[
     .broker(ReadOnly),
     key("broker.rack", STRING, NULL, Any).broker(ReadOnly),
     key("broker.session.timeout.ms", Int, Some("9000"), AtLeast(1)).broker(ReadOnly),
+    // Replication: followers fetch from leaders; leaders keep the in-sync replica set.
+    key("replica.fetch.backoff.ms", Int, Some("1000"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.max.bytes", Int, Some("1048576"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.min.bytes", Int, Some("1"), Any).broker(ReadOnly),
+    key(
+        "replica.fetch.response.max.bytes",
+        Int,
+        Some("10485760"),
+        AtLeast(0),
+    )
+    .broker(ReadOnly),
+    key("replica.fetch.wait.max.ms", Int, Some("500"), Any).broker(ReadOnly),
+    key("replica.lag.time.max.ms", Long, Some("30000"), Any).broker(ReadOnly),
+    key("replica.socket.timeout.ms", Int, Some("30000"), Any).broker(ReadOnly),
     // Strom: at least 1 (Kafka accepts any value; a negative one disables the idle timeout).
     key("connections.max.idle.ms", Long, Some("600000"), AtLeast(1)).broker(ReadOnly),
     key("controller.listener.names", STRING, NULL, Any).broker(ReadOnly),

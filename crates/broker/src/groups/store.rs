@@ -11,7 +11,7 @@ use strom_protocol::records::{
 };
 use strom_protocol::ErrorCode;
 
-use crate::partitions::{PartitionError, ReadBound};
+use crate::partitions::PartitionError;
 use crate::purgatory::await_high_watermark;
 use crate::state::Broker;
 
@@ -233,7 +233,7 @@ pub fn read_partition(
     let (mut offset, end) = (offsets.log_start_offset, offsets.log_end_offset);
     while offset < end {
         let chunk = partition
-            .read(offset, LOAD_CHUNK_BYTES, ReadBound::LogEnd, true)
+            .read_to_log_end(offset, LOAD_CHUNK_BYTES, true)
             .map_err(failed)?
             .records;
         if chunk.is_empty() {
