@@ -102,9 +102,20 @@ fn has_topic(answer: &MetadataResponse, topic: &str, partitions: usize) -> bool 
     })
 }
 
-/// Creates `topic` by sending CreateTopics to `node` itself (which forwards it to the active
-/// controller if it is not that), retrying while the cluster has no controller.
+/// Creates `topic` (replication factor 1) by sending CreateTopics to `node` itself (which
+/// forwards it to the active controller if it is not that), retrying while the cluster has no
+/// controller.
 fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
+    create_replicated_topic_through(node, topic, partitions, 1);
+}
+
+/// Like [`create_topic_through`], with `replication_factor` replicas per partition.
+fn create_replicated_topic_through(
+    node: &StromProcess,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) {
     let deadline = Instant::now() + CLUSTER_DEADLINE;
     loop {
         let mut client = TypedClient::connect(node, "cluster-test");
@@ -112,7 +123,7 @@ fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
             topics: vec![CreatableTopic {
                 name: topic.to_string(),
                 num_partitions: partitions,
-                replication_factor: 1,
+                replication_factor,
                 ..CreatableTopic::default()
             }],
             timeout_ms: 30_000,
@@ -565,15 +576,13 @@ fn a_returning_offsets_partition_leader_reloads_committed_offsets() {
     assert_eq!(offsets, vec![10, 10, 10]);
 }
 
-/// With `__consumer_offsets` at its default replication factor (3, capped by the brokers),
-/// stopping the broker that coordinates a group (SIGTERM: controlled shutdown moves its
-/// leaderships) moves the group's coordinator to the partition's new leader, which serves the
-/// group: members join, consume and commit through it. The stopped broker, back as a follower
-/// of the partition, answers NOT_COORDINATOR for the group.
-///
-/// Partition data is not replicated yet, so the new leader's copy of the partition is empty and
-/// the group starts over there; once replication lands, this test should also find the offsets
-/// committed before the move.
+/// With `__consumer_offsets` at its default replication factor (3, capped by the brokers) a
+/// commit is acknowledged once every in-sync replica of the group's offsets partition has it.
+/// Stopping the broker that coordinates the group (SIGTERM: controlled shutdown moves its
+/// leaderships) moves the coordinator to the partition's new leader, which loads the group from
+/// its own replica: the offsets committed before the move are there, and a member of the group
+/// resumes from them and commits through the new coordinator. The stopped broker, back as a
+/// follower of the partition, answers NOT_COORDINATOR for the group.
 #[test]
 fn a_group_coordinator_moves_with_its_offsets_partition() {
     let mut cluster = StromCluster::start(&[]);
@@ -581,7 +590,7 @@ fn a_group_coordinator_moves_with_its_offsets_partition() {
     wait_for_metadata(&cluster, &all, "brokers registered", |a| {
         agreed_controller(a).is_some() && a.iter().all(|m| m.brokers.len() == 3)
     });
-    create_topic_through(&cluster.nodes[0], "moves", 3);
+    create_replicated_topic_through(&cluster.nodes[0], "moves", 3, 3);
     wait_for_metadata(&cluster, &all, "topic visible on all nodes", |a| {
         a.iter().all(|m| has_topic(m, "moves", 3))
     });
@@ -620,27 +629,49 @@ fn a_group_coordinator_moves_with_its_offsets_partition() {
         Some((0, new)),
         "every live broker names the new coordinator"
     );
-    // The new coordinator serves the group: a member joins, reads what the live partitions
-    // hold (from the start: no offsets survived, see above) and commits.
-    let answers = wait_for_metadata(&cluster, &survivors, "leaders after the stop", |a| {
-        a.iter().all(|m| has_topic(m, "moves", 3))
+    assert_eq!(
+        committed_offsets(&cluster.nodes[survivors[0]], group, "moves", 3),
+        vec![10, 10, 10],
+        "the offsets committed before the move, loaded from the new leader's replica\n{}",
+        cluster.nodes[index_of(new)].log_contents()
+    );
+    // A member resumes at the committed offsets through the new coordinator, and commits there.
+    wait_for_metadata(&cluster, &survivors, "data partitions led again", |a| {
+        a.iter().all(|m| {
+            m.topics
+                .iter()
+                .filter(|t| t.name.as_deref() == Some("moves"))
+                .all(|t| t.partitions.iter().all(|p| p.leader_id >= 0))
+        })
     });
-    let live: Vec<i32> = answers[0]
-        .topics
-        .iter()
-        .find(|t| t.name.as_deref() == Some("moves"))
-        .expect("topic")
-        .partitions
-        .iter()
-        .filter(|p| p.leader_id >= 0)
-        .map(|p| p.partition_index)
-        .collect();
-    let count = live.len() * 10;
-    consume_as_group(&cluster.nodes[survivors[0]], "moves", group, count);
-    let committed = committed_offsets(&cluster.nodes[survivors[1]], group, "moves", 3);
-    for partition in &live {
-        assert_eq!(committed[usize::try_from(*partition).unwrap()], 10);
+    produce_to_every_partition(&cluster.nodes[survivors[0]], "moves", 3, 1);
+    let consumer = cluster.nodes[survivors[0]].consumer(Some(group), &[]);
+    consumer.subscribe(&["moves"]).expect("subscribe");
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let mut offsets = Vec::new();
+    while offsets.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "resumed member got {offsets:?}\n{}",
+            cluster.nodes[index_of(new)].log_contents()
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            offsets.push(message.offset());
+        }
     }
+    assert_eq!(
+        offsets,
+        vec![10, 10, 10],
+        "resumed at the committed offsets"
+    );
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit through the new coordinator");
+    drop(consumer);
+    assert_eq!(
+        committed_offsets(&cluster.nodes[survivors[1]], group, "moves", 3),
+        vec![11, 11, 11]
+    );
 
     // Back, the stopped broker follows the partition: it does not coordinate the group.
     cluster.nodes[stopped].start_again();
