@@ -193,6 +193,10 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: i64,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: i64,
+    /// `offsets.commit.timeout.ms`: how long the group coordinator waits for the in-sync
+    /// replicas of `__consumer_offsets` to have a commit before it answers
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: i32,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`.
@@ -302,6 +306,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip_overrides: BTreeMap::new(),
             queued_max_request_bytes: 0,
             log_retention_check_interval_ms: 0,
+            offsets_commit_timeout_ms: 0,
             offsets_topic_num_partitions: 0,
             offsets_topic_replication_factor: 0,
             offsets_topic_segment_bytes: 0,
@@ -603,6 +608,7 @@ impl BrokerConfig {
                 self.max_connections_per_ip_overrides = v.connection_overrides()?
             }
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = v.long()?,
+            "offsets.commit.timeout.ms" => self.offsets_commit_timeout_ms = v.int()?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int()?,
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = v.short()?
@@ -1086,7 +1092,8 @@ mod tests {
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
         assert_eq!(config.log_retention_check_interval_ms, 300_000);
         assert_eq!(config.offsets_topic_num_partitions, 50);
-        assert_eq!(config.offsets_topic_replication_factor, 1);
+        assert_eq!(config.offsets_topic_replication_factor, 3);
+        assert_eq!(config.offsets_commit_timeout_ms, 5000);
         assert_eq!(config.offsets_retention_minutes, 10_080);
         assert_eq!(config.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(config.transaction_state_log_num_partitions, 50);

@@ -121,6 +121,11 @@ pub async fn register_and_unfence(broker: &Broker) -> anyhow::Result<()> {
                     epoch = broker.broker_epoch.load(Ordering::Relaxed),
                     "registered with the controller and unfenced"
                 );
+                // Caught up with the committed metadata: only now is a log directory the image
+                // does not name known to be stray.
+                let image = broker.image();
+                let partitions = &broker.partitions;
+                crate::partitions::off_worker(|| partitions.set_aside_unknown_dirs(&image));
                 return Ok(());
             }
             Ok(_) => {}

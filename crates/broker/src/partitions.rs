@@ -167,15 +167,6 @@ pub struct AppendFailure {
     pub log_start_offset: i64,
 }
 
-/// How far a read may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadBound {
-    /// Up to the high watermark: what consumers may see.
-    HighWatermark,
-    /// Up to the log end offset: the leader's own loading (group coordinator), and followers.
-    LogEnd,
-}
-
 /// Batches read from a partition, with its offsets at the time of the read.
 #[derive(Debug)]
 pub struct ReadResult {
@@ -258,6 +249,8 @@ pub struct Partition {
     replica_set: Mutex<ReplicaSet>,
     /// The log end offset, published to followers' fetches waiting at this leader.
     log_end: watch::Sender<i64>,
+    /// As a follower: the leader's high watermark in its last fetch response (-1 before one).
+    leader_high_watermark: std::sync::atomic::AtomicI64,
     /// The high watermark and log start offset, published to waiting requests. Also woken
     /// (unchanged) when the partition goes offline or is removed, so that waiters look again.
     published: watch::Sender<Published>,
@@ -291,6 +284,7 @@ impl Partition {
             log: log.map(Mutex::new),
             replica_set: Mutex::new(ReplicaSet::new(node_id, image, log_end_offset, now_ms())),
             log_end: watch::Sender::new(log_end_offset),
+            leader_high_watermark: std::sync::atomic::AtomicI64::new(-1),
             published: watch::Sender::new(published),
         };
         if image.leader == node_id {
@@ -414,22 +408,19 @@ impl Partition {
         })
     }
 
-    /// Reads whole batches from `fetch_offset`, up to `max_bytes` (at least one batch when
-    /// `min_one_message`), never past `bound` (blocking: call off the worker). Only the
-    /// leader serves reads.
-    pub fn read(
+    /// Reads whole batches from `fetch_offset` up to the log end, `max_bytes` at most (at least
+    /// one batch when `min_one_message`): the leader's own loading of its log (the group
+    /// coordinator); clients and followers read through [`Partition::fetch`] (blocking: call off
+    /// the worker). Only the leader reads.
+    pub fn read_to_log_end(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
-        bound: ReadBound,
         min_one_message: bool,
     ) -> Result<ReadResult, PartitionError> {
         self.with_leader_log("read", |log| {
             let high_watermark = log.high_watermark();
-            let limit = match bound {
-                ReadBound::HighWatermark => high_watermark,
-                ReadBound::LogEnd => log.log_end_offset(),
-            };
+            let limit = log.log_end_offset();
             let records = log.read(fetch_offset, max_bytes, limit, min_one_message)?;
             Ok(ReadResult {
                 records,
@@ -579,6 +570,8 @@ impl Partition {
         leader_high_watermark: i64,
         leader_log_start_offset: i64,
     ) -> Result<(), PartitionError> {
+        self.leader_high_watermark
+            .store(leader_high_watermark, Ordering::Release);
         self.with_follower_log(leader_epoch, "follower append", |log| {
             if !records.is_empty() {
                 log.append_as_follower(records)?;
@@ -683,6 +676,24 @@ impl Partition {
             Ok(log.end_offset_for_epoch(epoch))
         })();
         result.map_err(|failure| self.settle(failure, "OffsetForLeaderEpoch"))
+    }
+
+    /// DescribeLogDirs' view of this replica: its size in bytes and its lag, the committed
+    /// records it still lacks (a follower: the leader's last reported high watermark minus this
+    /// log's end; a leader: 0). `None` when offline.
+    pub fn size_and_lag(&self) -> Option<(i64, i64)> {
+        if self.role() == Role::Offline {
+            return None;
+        }
+        let log = self.log_for_operation().ok()?;
+        let size = i64::try_from(log.size_bytes()).unwrap_or(i64::MAX);
+        let lag = match self.role() {
+            Role::Follower => {
+                (self.leader_high_watermark.load(Ordering::Acquire) - log.log_end_offset()).max(0)
+            }
+            _ => 0,
+        };
+        Some((size, lag))
     }
 
     /// The leader's log start and log end offsets (no disk access).
@@ -1119,7 +1130,6 @@ impl PartitionRegistry {
         if *synced == image.version {
             return;
         }
-        let first_sync = *synced == u64::MAX;
         let node_id = self.config.node_id;
 
         let mut wanted: HashMap<PartitionKey, ([u8; 16], &PartitionImage)> = HashMap::new();
@@ -1150,9 +1160,6 @@ impl PartitionRegistry {
             self.delete_partition_dir(&partition);
         }
 
-        if first_sync {
-            self.set_aside_unknown_dirs(&wanted);
-        }
         for ((topic, index), (topic_id, partition_image)) in wanted {
             let config = self.topic_log_config(image, &topic);
             if let Some(existing) = self.get(&topic, index) {
@@ -1230,9 +1237,23 @@ impl PartitionRegistry {
         }
     }
 
-    /// Renames aside every partition directory in the log directory that the metadata does not
-    /// name (at start: logs of topics deleted while this broker was down, or of lost metadata).
-    fn set_aside_unknown_dirs<V>(&self, wanted: &HashMap<PartitionKey, V>) {
+    /// Renames aside every partition directory in the log directory that `image` does not place
+    /// on this broker: logs of topics deleted (or moved away) while this broker was down, or of
+    /// lost metadata. Called once the broker has caught up with the controller's metadata (it
+    /// was unfenced), never on the image replayed at start: a node of a Raft quorum may open with
+    /// an image that lags the committed log, and its logs must not be set aside for that.
+    pub fn set_aside_unknown_dirs(&self, image: &MetadataImage) {
+        let wanted: std::collections::HashSet<PartitionKey> = image
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.replicas.contains(&self.config.node_id))
+                    .map(|(index, _)| (topic.name.clone(), *index))
+            })
+            .collect();
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
             return;
         };
@@ -1244,7 +1265,7 @@ impl PartitionRegistry {
             let Some((topic, index)) = parse_partition_dir_name(&name) else {
                 continue;
             };
-            if !path.is_dir() || wanted.contains_key(&(topic.to_owned(), index)) {
+            if !path.is_dir() || wanted.contains(&(topic.to_owned(), index)) {
                 continue;
             }
             set_aside(&path, "the metadata has no such partition");
@@ -1456,7 +1477,7 @@ pub(crate) mod tests {
             ErrorCode::KafkaStorageError.code()
         );
         assert_eq!(failure.log_start_offset, -1);
-        let read = partition.read(0, 1024, ReadBound::HighWatermark, true);
+        let read = partition.read_to_log_end(0, 1024, true);
         assert_eq!(
             read.unwrap_err().error_code(),
             ErrorCode::KafkaStorageError.code()
@@ -1537,10 +1558,16 @@ pub(crate) mod tests {
         );
         assert_eq!(strays(dir.path()).len(), 1);
 
-        // A directory the metadata does not know at all is set aside at start.
+        // A directory the metadata does not know at all is set aside once caught up.
         std::fs::create_dir_all(dir.path().join("unknown-0")).unwrap();
         let restarted = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
-        restarted.sync_with_image(&image_with_topic("t", [2; 16]));
+        let image = image_with_topic("t", [2; 16]);
+        restarted.sync_with_image(&image);
+        assert!(
+            dir.path().join("unknown-0").exists(),
+            "not before catching up"
+        );
+        restarted.set_aside_unknown_dirs(&image);
         assert!(!dir.path().join("unknown-0").exists());
         assert_eq!(strays(dir.path()).len(), 2);
         assert!(dir

@@ -97,7 +97,9 @@ impl ReplicaSet {
     /// Applies a committed change of the same leadership (same leader epoch): the new ISR,
     /// replicas and partition epoch replace the old, and a change in flight is settled by it.
     pub fn apply_committed(&mut self, image: &PartitionImage, now_ms: i64) {
-        if image.partition_epoch == self.partition_epoch && image.isr == self.isr {
+        // An image older than a change the controller already answered for is ignored: going
+        // back to its ISR could let the high watermark pass a member the newer ISR has.
+        if image.partition_epoch <= self.partition_epoch {
             return;
         }
         self.replicas = image.replicas.clone();
@@ -367,6 +369,21 @@ mod tests {
             set.shrink_for_lag(10, 101_000, 10).is_some(),
             "may try again"
         );
+    }
+
+    #[test]
+    fn an_older_image_does_not_undo_an_answered_change() {
+        let mut set = ReplicaSet::new(1, &image(&[1, 2, 3], &[1, 2]), 10, 0);
+        set.record_fetch(3, 10, 10, 1);
+        let change = set.expansion_for(3, 10, true, 1).expect("3 caught up");
+        assert!(set.begin(&change));
+        set.complete(Some((vec![1, 2, 3], 8)), 2, 1000);
+        set.apply_committed(&image(&[1, 2, 3], &[1, 2]), 3);
+        assert_eq!(set.isr(), &[1, 2, 3]);
+        let mut newer = image(&[1, 2, 3], &[1, 3]);
+        newer.partition_epoch = 9;
+        set.apply_committed(&newer, 4);
+        assert_eq!(set.isr(), &[1, 3]);
     }
 
     #[test]

@@ -14,8 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
-use crate::groups::records::partition_for_group;
-use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
 use crate::replication::ReplicaFetcherManager;
 
@@ -100,21 +99,6 @@ impl Broker {
         } else {
             ErrorCode::UnknownTopicOrPartition.code()
         }
-    }
-
-    /// Whether this broker coordinates `group_id`: false only when the group's `__consumer_offsets`
-    /// partition is led by another broker (group requests then get NOT_COORDINATOR, and clients
-    /// look the coordinator up again).
-    pub fn coordinates_group(&self, group_id: &str) -> bool {
-        let image = self.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return true;
-        };
-        let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        topic
-            .partitions
-            .get(&partition_for_group(group_id, partitions))
-            .is_none_or(|p| p.leader < 0 || p.leader == self.node_id)
     }
 
     /// Waits until this broker has applied every metadata change the controller has committed so

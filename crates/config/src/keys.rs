@@ -386,13 +386,15 @@ pub static KEYS: &[ConfigDef] = &[
     // Strom: 1 (Kafka requires it to be set).
     key("node.id", Int, Some("1"), AtLeast(0)).broker(ReadOnly),
     key("num.partitions", Int, Some("1"), AtLeast(1)).broker(ReadOnly),
+    key("offsets.commit.timeout.ms", Int, Some("5000"), AtLeast(1)).broker(ReadOnly),
     key("offsets.retention.minutes", Int, Some("10080"), AtLeast(1)).broker(ReadOnly),
     key("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1)).broker(ReadOnly),
-    // Strom: 1, which a single node can satisfy (Kafka: 3).
+    // Kafka's 3; Strom caps it by the brokers available when the topic is created, so a
+    // single node gets 1 (Kafka refuses to create the topic until enough brokers are alive).
     key(
         "offsets.topic.replication.factor",
         Short,
-        Some("1"),
+        Some("3"),
         AtLeast(1),
     )
     .broker(ReadOnly),

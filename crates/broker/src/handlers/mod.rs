@@ -17,6 +17,7 @@ mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -74,6 +75,7 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (23, 2), // OffsetForLeaderEpoch (v2: current leader epoch, as KIP-320 clients send)
     (32, 0), // DescribeConfigs
     (33, 0), // AlterConfigs
+    (35, 1), // DescribeLogDirs (v0 is gone from Kafka 4.0)
     (37, 0), // CreatePartitions
     (42, 0), // DeleteGroups
     (43, 0), // ElectLeaders
@@ -126,6 +128,9 @@ pub async fn handle(
                 .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
+        RequestBody::DescribeLogDirs(r) => {
+            ResponseBody::DescribeLogDirs(describe_log_dirs::handle(broker, r))
+        }
         RequestBody::OffsetForLeaderEpoch(r) => {
             ResponseBody::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }

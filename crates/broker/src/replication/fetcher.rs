@@ -289,7 +289,7 @@ fn apply_response(
 /// Logs a fetcher failure: the first few at WARN, then every 100th.
 fn log_failure(failures_logged: &mut u32, leader: i32, error: &PeerError) {
     *failures_logged = failures_logged.saturating_add(1);
-    if *failures_logged <= 3 || *failures_logged % 100 == 0 {
+    if *failures_logged <= 3 || failures_logged.is_multiple_of(100) {
         tracing::warn!(leader, %error, failures = *failures_logged, "replica fetcher cannot fetch from its leader; retrying");
     }
 }
