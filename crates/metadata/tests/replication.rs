@@ -8,7 +8,7 @@
 mod common;
 
 use common::{store_with_brokers, Store};
-use strom_metadata::controller::{ElectionType, TopicOutcomes};
+use strom_metadata::controller::{ElectionType, OngoingReassignment, TopicOutcomes};
 use strom_metadata::{AlterPartitionRequest, ConfigOp, Controller, PartitionImage, PartitionState};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
@@ -445,22 +445,13 @@ fn reassign(store: &Store, topic: &str, partition: i32, target: Option<&[i32]>) 
     ErrorCode::from_code(results[0].partitions[0].error_code).unwrap()
 }
 
-fn ongoing(store: &Store) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// Every ongoing reassignment, with its topic.
+fn ongoing(store: &Store) -> Vec<(String, OngoingReassignment)> {
     store
         .controller
         .list_partition_reassignments(None)
         .into_iter()
-        .flat_map(|t| {
-            t.partitions.into_iter().map(move |p| {
-                (
-                    t.topic.clone(),
-                    p.partition,
-                    p.replicas,
-                    p.adding_replicas,
-                    p.removing_replicas,
-                )
-            })
-        })
+        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
         .collect()
 }
 
@@ -493,10 +484,13 @@ fn a_reassignment_adds_replicas_then_completes_once_they_are_in_sync() {
         (vec![1, 2, 4, 3], vec![4], vec![3])
     );
     assert_eq!((p.isr.clone(), p.leader), (vec![1, 2, 3], 1));
-    assert_eq!(
-        ongoing(&store),
-        [("t".to_string(), 0, vec![1, 2, 4, 3], vec![4], vec![3])]
-    );
+    let expected = OngoingReassignment {
+        partition: 0,
+        replicas: vec![1, 2, 4, 3],
+        adding_replicas: vec![4],
+        removing_replicas: vec![3],
+    };
+    assert_eq!(ongoing(&store), [("t".to_string(), expected)]);
     // The leader takes 4 into the ISR: the reassignment completes, 3 leaves.
     let state = store
         .alter_partition(alter(&store, topic_id, 1, &[1, 2, 3, 4]))
