@@ -12,14 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strom_metadata::controller::{BrokerHeartbeatRequest, BrokerRegistrationRequest};
-use strom_metadata::{BrokerListener, Controller, MetadataError};
+use strom_metadata::{Controller, MetadataError};
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::state::Broker;
 
-/// Kafka's `SecurityProtocol.PLAINTEXT` id.
-const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 /// Pause between attempts while the controller cannot be reached or refuses.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a start waits to be unfenced, and a shutdown to be let go, before giving up.
@@ -35,12 +33,7 @@ pub async fn register_and_unfence(broker: &Broker) -> anyhow::Result<()> {
     let request = BrokerRegistrationRequest {
         broker_id: broker.node_id,
         incarnation_id: broker.incarnation_id,
-        listeners: vec![BrokerListener {
-            name: "PLAINTEXT".into(),
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port,
-            security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
-        }],
+        listeners: broker.advertised_listeners.clone(),
         rack: broker.config.broker_rack.clone(),
     };
     register(broker, &request, deadline).await?;
