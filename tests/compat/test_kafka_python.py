@@ -513,3 +513,25 @@ def test_log_append_time_topic(strom: StromBroker):
     assert [(r.timestamp_type, r.timestamp) for r in received] == [
         (log_append_time_type, append_time) for append_time in append_times
     ]
+
+
+def test_admin_describe_log_dirs(strom: StromBroker):
+    """DescribeLogDirs: the broker's log directory lists the topic's partitions with their sizes
+    (a leader's offset lag is 0)."""
+    topic = unique_topic("kp-logdirs")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=2)
+    send = producer(strom)
+    for i in range(20):
+        send.send(topic, value=b"x" * 100, partition=0)
+    send.flush(timeout=SEND_TIMEOUT_S)
+    send.close()
+    (broker_result,) = admin.describe_log_dirs({topic: [0, 1]})
+    admin.close()
+    (log_dir,) = broker_result["log_dirs"]
+    assert log_dir["error_code"] == 0
+    (described,) = [t for t in log_dir["topics"] if t["name"] == topic]
+    found = {p["partition_index"]: (p["partition_size"], p["offset_lag"]) for p in described["partitions"]}
+    assert set(found) == {0, 1}, log_dir
+    assert found[0][0] > 2000 and found[1][0] == 0, log_dir
+    assert found[0][1] == 0 and found[1][1] == 0, log_dir

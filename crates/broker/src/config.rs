@@ -215,6 +215,10 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: i64,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: i64,
+    /// `offsets.commit.timeout.ms`: how long the group coordinator waits for the in-sync
+    /// replicas of `__consumer_offsets` to have a commit before it answers
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: i32,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`.
@@ -251,9 +255,33 @@ pub struct BrokerConfig {
     /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for a random time
     /// between this and twice this starts an election.
     pub controller_quorum_election_timeout_ms: i32,
+    /// How followers fetch from leaders and leaders judge them (`replica.*`, `num.replica.fetchers`).
+    pub replication: ReplicationSettings,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
+}
+
+/// The replication keys, with Kafka's meanings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `num.replica.fetchers`: fetcher connections per source broker.
+    pub num_fetchers: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed fetch.
+    pub fetch_backoff_ms: i32,
+    /// `replica.fetch.max.bytes`: bytes asked per partition (the first batch always comes whole).
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.min.bytes`: bytes a follower's fetch waits for.
+    pub fetch_min_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: bytes asked per fetch response.
+    pub fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch may wait at the leader.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub lag_time_max_ms: i64,
+    /// `replica.socket.timeout.ms`: a fetch unanswered for this long (beyond its wait) is retried
+    /// on a new connection.
+    pub socket_timeout_ms: i32,
 }
 
 /// What [`BrokerConfig::set`] made of a key.
@@ -293,6 +321,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip_overrides: BTreeMap::new(),
             queued_max_request_bytes: 0,
             log_retention_check_interval_ms: 0,
+            offsets_commit_timeout_ms: 0,
             offsets_topic_num_partitions: 0,
             offsets_topic_replication_factor: 0,
             offsets_topic_segment_bytes: 0,
@@ -310,6 +339,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 0,
             broker_heartbeat_interval_ms: 0,
             controller_quorum_election_timeout_ms: 0,
+            replication: ReplicationSettings::default(),
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -686,6 +716,7 @@ impl BrokerConfig {
                 self.max_connections_per_ip_overrides = v.connection_overrides()?
             }
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = v.long()?,
+            "offsets.commit.timeout.ms" => self.offsets_commit_timeout_ms = v.int()?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int()?,
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = v.short()?
@@ -714,6 +745,16 @@ impl BrokerConfig {
             "controller.quorum.election.timeout.ms" => {
                 self.controller_quorum_election_timeout_ms = v.int()?
             }
+            "num.replica.fetchers" => self.replication.num_fetchers = v.int()?,
+            "replica.fetch.backoff.ms" => self.replication.fetch_backoff_ms = v.int()?,
+            "replica.fetch.max.bytes" => self.replication.fetch_max_bytes = v.int()?,
+            "replica.fetch.min.bytes" => self.replication.fetch_min_bytes = v.int()?,
+            "replica.fetch.response.max.bytes" => {
+                self.replication.fetch_response_max_bytes = v.int()?
+            }
+            "replica.fetch.wait.max.ms" => self.replication.fetch_wait_max_ms = v.int()?,
+            "replica.lag.time.max.ms" => self.replication.lag_time_max_ms = v.long()?,
+            "replica.socket.timeout.ms" => self.replication.socket_timeout_ms = v.int()?,
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
             }
@@ -1233,7 +1274,8 @@ mod tests {
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
         assert_eq!(config.log_retention_check_interval_ms, 300_000);
         assert_eq!(config.offsets_topic_num_partitions, 50);
-        assert_eq!(config.offsets_topic_replication_factor, 1);
+        assert_eq!(config.offsets_topic_replication_factor, 3);
+        assert_eq!(config.offsets_commit_timeout_ms, 5000);
         assert_eq!(config.offsets_retention_minutes, 10_080);
         assert_eq!(config.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(config.transaction_state_log_num_partitions, 50);

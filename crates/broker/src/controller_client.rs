@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use strom_metadata::controller::{
-    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    PartitionState,
 };
 use strom_metadata::{ConfigOp, Controller, MetadataError, TopicSummary};
 use strom_protocol::codec::Uuid;
@@ -253,6 +254,25 @@ impl ControllerClient {
                     .await?
                 {
                     ControllerReply::ProducerIds { first, size } => Ok((first, size)),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// Asks the controller to change a partition's ISR (this broker leads it); answers the
+    /// committed state, which the new ISR may be used from.
+    // Called by the leader's ISR maintenance (issue #8), which lands on its own branch.
+    #[allow(dead_code)]
+    pub async fn alter_partition(
+        &self,
+        request: AlterPartitionRequest,
+    ) -> Result<PartitionState, MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_partition(request).await,
+            Self::Quorum(client) => {
+                match client.call(ControllerCall::AlterPartition(request)).await? {
+                    ControllerReply::PartitionState(state) => Ok(state),
                     other => Err(unexpected_reply(&other)),
                 }
             }

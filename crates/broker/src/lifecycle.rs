@@ -6,6 +6,15 @@
 //! shutdown asks for a controlled shutdown: it keeps heartbeating with `want_shut_down` until the
 //! controller has moved its leaderships away. The active controller's side — fencing brokers whose
 //! session expired — runs here too when this node is a controller ([`run_fencing`]).
+//!
+//! Beyond Kafka: a broker whose process is gone is fenced at once, not after its session. The
+//! active controller suspects a broker when the connection its heartbeats came over closes, when
+//! it has missed a heartbeat, and every broker when this node has just become the active
+//! controller; it then connects to the suspect's listener, and a refused connection (nothing
+//! listens: the process died) fences it. A broker that is alive but silent (paused, cut off)
+//! still accepts connections, or times out, and keeps its session until
+//! `broker.session.timeout.ms` as in Kafka. So a killed leader's partitions move in about the
+//! time a TCP connection takes to fail, instead of 9 s.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +26,64 @@ use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::state::Broker;
+
+/// How often the active controller looks for brokers to check (and to fence by session).
+const PROBE_TICK: Duration = Duration::from_millis(250);
+/// How long a check of a suspected broker's listener goes on: a process being killed closes its
+/// connections a moment before its listening socket.
+const PROBE_WINDOW: Duration = Duration::from_millis(600);
+
+/// Checks whether suspected broker `broker_id` is gone: connects to its registered listeners
+/// (each attempt bounded, a few attempts over [`PROBE_WINDOW`]); every one refusing means no
+/// process listens, and the broker is fenced now.
+async fn fence_if_gone(controller: Arc<Controller>, broker_id: i32) {
+    let checked_at = Instant::now();
+    let image = controller.image();
+    let Some(registration) = image.brokers.get(&broker_id) else {
+        return;
+    };
+    let addresses: Vec<(String, u16)> = registration
+        .listeners
+        .iter()
+        .map(|listener| (listener.host.clone(), listener.port))
+        .collect();
+    if addresses.is_empty() {
+        return;
+    }
+    let deadline = checked_at + PROBE_WINDOW;
+    loop {
+        let mut all_refused = true;
+        for (host, port) in &addresses {
+            let attempt = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await;
+            let refused = matches!(&attempt, Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused);
+            all_refused &= refused;
+        }
+        if all_refused {
+            match controller
+                .fence_unreachable_broker(broker_id, checked_at)
+                .await
+            {
+                Ok(true) => tracing::warn!(
+                    broker = broker_id,
+                    "fenced a broker whose process is gone (its listeners refuse connections)"
+                ),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(broker = broker_id, message = %error.message, "cannot fence a gone broker")
+                }
+            }
+            return;
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// Pause between attempts while the controller cannot be reached or refuses.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
@@ -45,6 +112,11 @@ pub async fn register_and_unfence(broker: &Broker) -> anyhow::Result<()> {
                     epoch = broker.broker_epoch.load(Ordering::Relaxed),
                     "registered with the controller and unfenced"
                 );
+                // Caught up with the committed metadata: only now is a log directory the image
+                // does not name known to be stray.
+                let image = broker.image();
+                let partitions = &broker.partitions;
+                crate::partitions::off_worker(|| partitions.set_aside_unknown_dirs(&image));
                 return Ok(());
             }
             Ok(_) => {}
@@ -155,15 +227,20 @@ pub async fn controlled_shutdown(broker: &Broker) {
 pub async fn run_fencing(
     controller: Arc<Controller>,
     session_timeout: Duration,
+    heartbeat_interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval((session_timeout / 4).max(Duration::from_millis(10)));
+    let tick_every = (session_timeout / 4)
+        .min(PROBE_TICK)
+        .max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_active = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
+            () = controller.suspects_added() => {}
         }
         let active = controller.quorum().status().leader_id == Some(controller.node_id());
         if !active {
@@ -171,9 +248,15 @@ pub async fn run_fencing(
             continue;
         }
         if !was_active {
-            // Heartbeats went to another controller meanwhile: start every session afresh.
+            // Heartbeats went to another controller meanwhile: start every session afresh (and
+            // suspect every broker at once: take_suspects sees no heartbeat from any).
             controller.reset_sessions();
             was_active = true;
+        }
+        // A heartbeat missed by more than this is reason to check the broker's process.
+        let silence = heartbeat_interval + PROBE_TICK;
+        for broker_id in controller.take_suspects(silence) {
+            tokio::spawn(fence_if_gone(controller.clone(), broker_id));
         }
         match controller.fence_stale_brokers().await {
             Ok(fenced) if !fenced.is_empty() => {

@@ -33,6 +33,7 @@ use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::lifecycle;
 use crate::partitions::PartitionRegistry;
 use crate::publisher;
+use crate::replication;
 use crate::state::{now_ms, Broker};
 
 /// How often time-based rolls and `flush.ms` flushes are checked.
@@ -64,6 +65,7 @@ impl ServerHandle {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.broker.replica_fetchers.stop_all();
         let broker = self.broker;
         if let Err(error) = tokio::task::spawn_blocking(move || broker.partitions.flush_all()).await
         {
@@ -228,12 +230,15 @@ pub(crate) async fn open_broker(
                 DEFAULT_SNAPSHOT_INTERVAL_BYTES,
             )
             .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
-            let controller = Arc::new(Controller::new(
-                config.node_id,
-                Arc::new(quorum),
-                metadata_state.clone(),
-                session_timeout,
-            ));
+            let controller = Arc::new(
+                Controller::new(
+                    config.node_id,
+                    Arc::new(quorum),
+                    metadata_state.clone(),
+                    session_timeout,
+                )
+                .with_static_config(config.explicit.clone()),
+            );
             let client = ControllerClient::Local(controller.clone());
             (controller, client, metadata_state)
         } else {
@@ -255,12 +260,20 @@ pub(crate) async fn open_broker(
     let images = metadata_state.subscribe();
     publisher::apply_current(&broker, metadata_state.image()).await;
     tokio::spawn(publisher::run(broker.clone(), images, shutdown.clone()));
+    let heartbeat_interval = Duration::from_millis(
+        u64::try_from(broker.config.broker_heartbeat_interval_ms).unwrap_or(2000),
+    );
     tokio::spawn(lifecycle::run_fencing(
         controller,
         session_timeout,
+        heartbeat_interval,
         shutdown.clone(),
     ));
     lifecycle::register_and_unfence(&broker).await?;
+    tokio::spawn(replication::run_isr_expiration(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(lifecycle::run_heartbeats(broker.clone(), shutdown));
     groups::start(&broker).await;
     Ok(broker)
@@ -346,12 +359,15 @@ async fn open_raft_controller(
         .await
         .context("cannot bootstrap the metadata quorum")?;
     let raft = quorum.rpc_handler();
-    let controller = Arc::new(Controller::new(
-        config.node_id,
-        Arc::new(quorum),
-        metadata_state.clone(),
-        session_timeout,
-    ));
+    let controller = Arc::new(
+        Controller::new(
+            config.node_id,
+            Arc::new(quorum),
+            metadata_state.clone(),
+            session_timeout,
+        )
+        .with_static_config(config.explicit.clone()),
+    );
     let endpoint = Arc::new(ControllerEndpoint {
         raft,
         controller: controller.clone(),

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
-use crate::groups::records::partition_for_group;
-use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
+use crate::replication::ReplicaFetcherManager;
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -43,6 +43,8 @@ pub struct Broker {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The consumer group coordinator and committed offsets.
     pub groups: GroupCoordinator,
+    /// The fetchers copying the partitions this broker follows.
+    pub replica_fetchers: ReplicaFetcherManager,
 }
 
 /// How many producer ids are reserved in the metadata log at a time.
@@ -70,6 +72,7 @@ impl Broker {
             partitions,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups,
+            replica_fetchers: ReplicaFetcherManager::default(),
         }
     }
 
@@ -103,21 +106,6 @@ impl Broker {
         } else {
             ErrorCode::UnknownTopicOrPartition.code()
         }
-    }
-
-    /// Whether this broker coordinates `group_id`: false only when the group's `__consumer_offsets`
-    /// partition is led by another broker (group requests then get NOT_COORDINATOR, and clients
-    /// look the coordinator up again).
-    pub fn coordinates_group(&self, group_id: &str) -> bool {
-        let image = self.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return true;
-        };
-        let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        topic
-            .partitions
-            .get(&partition_for_group(group_id, partitions))
-            .is_none_or(|p| p.leader < 0 || p.leader == self.node_id)
     }
 
     /// Waits until this broker has applied every metadata change the controller has committed so

@@ -58,6 +58,10 @@ pub enum TopicsCommand {
     Describe {
         /// Topic to describe (default: all topics).
         name: Option<String>,
+        /// Only partitions whose ISR is smaller than their replica set (as
+        /// `kafka-topics --describe --under-replicated-partitions`).
+        #[arg(long)]
+        under_replicated_partitions: bool,
     },
     /// Delete a topic.
     Delete {
@@ -128,7 +132,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 println!("{name}");
             }
         }
-        TopicsCommand::Describe { name } => {
+        TopicsCommand::Describe {
+            name,
+            under_replicated_partitions,
+        } => {
             let mut topics: Vec<&MetadataTopic> = match &name {
                 Some(wanted) => {
                     let topic = metadata
@@ -144,6 +151,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             for topic in topics {
                 if let Some(code) = topic.error() {
                     bail!(topic_error_message(topic.name(), code.into()));
+                }
+                if under_replicated_partitions {
+                    print!("{}", describe_under_replicated(topic));
+                    continue;
                 }
                 let configs = match topic_overrides(&admin, &options, topic.name()).await {
                     Ok(configs) => configs
@@ -265,16 +276,44 @@ fn describe_topic(topic: &MetadataTopic, configs: &str) -> String {
             "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
             topic.name(),
             partition.id(),
-            if partition.leader() < 0 {
-                "none".to_string()
-            } else {
-                partition.leader().to_string()
-            },
+            leader_name(partition.leader()),
             join_ids(partition.replicas()),
             join_ids(partition.isr()),
         ));
     }
     out
+}
+
+/// The partitions of `topic` whose ISR is smaller than their replica set, one line each in
+/// `kafka-topics --describe` form (nothing when all are fully replicated).
+fn describe_under_replicated(topic: &MetadataTopic) -> String {
+    let mut partitions: Vec<_> = topic
+        .partitions()
+        .iter()
+        .filter(|partition| partition.isr().len() < partition.replicas().len())
+        .collect();
+    partitions.sort_by_key(|partition| partition.id());
+    partitions
+        .into_iter()
+        .map(|partition| {
+            format!(
+                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
+                topic.name(),
+                partition.id(),
+                leader_name(partition.leader()),
+                join_ids(partition.replicas()),
+                join_ids(partition.isr()),
+            )
+        })
+        .collect()
+}
+
+fn leader_name(leader: i32) -> String {
+    if leader < 0 {
+        "none".to_string()
+    } else {
+        leader.to_string()
+    }
 }
 
 fn join_ids(ids: &[i32]) -> String {
@@ -343,7 +382,10 @@ mod tests {
         assert_eq!(args.client.bootstrap_server, "127.0.0.1:9092");
         assert!(matches!(
             args.command,
-            TopicsCommand::Describe { name: None }
+            TopicsCommand::Describe {
+                name: None,
+                under_replicated_partitions: false
+            }
         ));
     }
 

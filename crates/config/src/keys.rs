@@ -307,6 +307,20 @@ pub static KEYS: &[ConfigDef] = &[
     .broker(ReadOnly),
     key("broker.rack", STRING, NULL, Any).broker(ReadOnly),
     key("broker.session.timeout.ms", Int, Some("9000"), AtLeast(1)).broker(ReadOnly),
+    // Replication: followers fetch from leaders; leaders keep the in-sync replica set.
+    key("replica.fetch.backoff.ms", Int, Some("1000"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.max.bytes", Int, Some("1048576"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.min.bytes", Int, Some("1"), Any).broker(ReadOnly),
+    key(
+        "replica.fetch.response.max.bytes",
+        Int,
+        Some("10485760"),
+        AtLeast(0),
+    )
+    .broker(ReadOnly),
+    key("replica.fetch.wait.max.ms", Int, Some("500"), Any).broker(ReadOnly),
+    key("replica.lag.time.max.ms", Long, Some("30000"), Any).broker(ReadOnly),
+    key("replica.socket.timeout.ms", Int, Some("30000"), Any).broker(ReadOnly),
     // Strom: at least 1 (Kafka accepts any value; a negative one disables the idle timeout).
     key("connections.max.idle.ms", Long, Some("600000"), AtLeast(1)).broker(ReadOnly),
     key("controller.listener.names", STRING, NULL, Any).broker(ReadOnly),
@@ -366,13 +380,15 @@ pub static KEYS: &[ConfigDef] = &[
     // Strom: 1 (Kafka requires it to be set).
     key("node.id", Int, Some("1"), AtLeast(0)).broker(ReadOnly),
     key("num.partitions", Int, Some("1"), AtLeast(1)).broker(ReadOnly),
+    key("offsets.commit.timeout.ms", Int, Some("5000"), AtLeast(1)).broker(ReadOnly),
     key("offsets.retention.minutes", Int, Some("10080"), AtLeast(1)).broker(ReadOnly),
     key("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1)).broker(ReadOnly),
-    // Strom: 1, which a single node can satisfy (Kafka: 3).
+    // Kafka's 3; Strom caps it by the brokers available when the topic is created, so a
+    // single node gets 1 (Kafka refuses to create the topic until enough brokers are alive).
     key(
         "offsets.topic.replication.factor",
         Short,
-        Some("1"),
+        Some("3"),
         AtLeast(1),
     )
     .broker(ReadOnly),

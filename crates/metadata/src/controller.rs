@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+use strom_config::{ConfigLayers, ConfigMap};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 
@@ -19,10 +21,14 @@ use crate::config::{
 };
 use crate::error::MetadataError;
 use crate::image::{
-    BrokerListener, MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+    BrokerListener, MetadataImage, PartitionImage, TopicImage, CONFIG_RESOURCE_BROKER,
+    CONFIG_RESOURCE_TOPIC,
 };
-use crate::leadership::{changes_for_arriving_broker, changes_for_leaving_broker};
+use crate::leadership::{
+    changes_for_arriving_broker, changes_for_leaving_broker, is_live, unclean_elections,
+};
 use crate::meta_properties::random_uuid;
+use crate::partition_change::{Election, PartitionChange};
 use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
 use crate::records::{
@@ -31,6 +37,9 @@ use crate::records::{
     TopicRecord, UnfenceBrokerRecord,
 };
 use crate::state::MetadataState;
+
+/// The topic key that allows leaders from outside the ISR.
+const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 
 /// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
@@ -80,6 +89,40 @@ pub struct BrokerHeartbeatReply {
     pub should_shut_down: bool,
 }
 
+/// A partition leader's request to change its ISR (Kafka's AlterPartition, one partition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionRequest {
+    /// The leader asking.
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The leader and partition epochs the leader knows.
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// A partition's committed leadership, as AlterPartition answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    fn of(partition: &PartitionImage) -> Self {
+        Self {
+            leader: partition.leader,
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            isr: partition.isr.clone(),
+        }
+    }
+}
+
 /// The controller of this node; only the quorum leader's can commit.
 #[derive(Debug)]
 pub struct Controller {
@@ -93,6 +136,13 @@ pub struct Controller {
     /// When each broker last sent a heartbeat (volatile: a newly active controller starts empty
     /// and gives every broker a full session from its first check).
     last_heartbeat: std::sync::Mutex<HashMap<i32, Instant>>,
+    /// Brokers whose connection to this controller closed: the fencing task checks at once
+    /// whether their process is gone ([`Controller::suspect`]).
+    suspects: std::sync::Mutex<std::collections::BTreeSet<i32>>,
+    suspects_added: tokio::sync::Notify,
+    /// This node's `server.properties`: the static layer under topic keys the controller
+    /// resolves (`unclean.leader.election.enable`), as Kafka's controller uses its own.
+    static_config: ConfigMap,
 }
 
 impl Controller {
@@ -109,7 +159,37 @@ impl Controller {
             operations: tokio::sync::Mutex::new(()),
             session_timeout,
             last_heartbeat: std::sync::Mutex::new(HashMap::new()),
+            suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            suspects_added: tokio::sync::Notify::new(),
+            static_config: ConfigMap::new(),
         }
+    }
+
+    /// The controller with this node's `server.properties` as the static config layer.
+    #[must_use]
+    pub fn with_static_config(mut self, static_config: ConfigMap) -> Self {
+        self.static_config = static_config;
+        self
+    }
+
+    /// Whether `topic` allows unclean leader election: `unclean.leader.election.enable` of the
+    /// topic, else this node's dynamic config, else the cluster-wide dynamic default, else
+    /// `server.properties`, else false (Kafka's `uncleanLeaderElectionEnabledForTopic`).
+    pub fn unclean_election_enabled(&self, image: &MetadataImage, topic: &TopicImage) -> bool {
+        let layers = ConfigLayers {
+            topic: Some(&topic.configs),
+            dynamic_broker: image.broker_config(Some(self.node_id)),
+            dynamic_default: image.broker_config(None),
+            static_broker: Some(&self.static_config),
+        };
+        layers
+            .topic_value(UNCLEAN_LEADER_ELECTION_ENABLE)
+            .is_some_and(|(value, _)| value.eq_ignore_ascii_case("true"))
+    }
+
+    /// The unclean-election rule of `image`'s topics, for the leadership changes.
+    fn unclean_rule<'a>(&'a self, image: &'a MetadataImage) -> impl Fn(&TopicImage) -> bool + 'a {
+        move |topic| self.unclean_election_enabled(image, topic)
     }
 
     fn heartbeats(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Instant>> {
@@ -150,7 +230,7 @@ impl Controller {
         }
         let broker_epoch = self.quorum.status().high_watermark;
         let mut records: Vec<MetadataRecord> =
-            changes_for_leaving_broker(&image, request.broker_id)
+            changes_for_leaving_broker(&image, request.broker_id, &self.unclean_rule(&image))
                 .into_iter()
                 .map(MetadataRecord::PartitionChange)
                 .collect();
@@ -207,7 +287,7 @@ impl Controller {
         let mut records = Vec::new();
         if request.want_shut_down && !broker.in_controlled_shutdown {
             records.extend(
-                changes_for_leaving_broker(&image, id)
+                changes_for_leaving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -225,7 +305,7 @@ impl Controller {
                 epoch: broker.epoch,
             }));
             records.extend(
-                changes_for_arriving_broker(&image, id)
+                changes_for_arriving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -247,6 +327,70 @@ impl Controller {
                 && broker.is_some_and(|b| b.in_controlled_shutdown)
                 && leads_nothing,
         })
+    }
+
+    /// Marks `broker_id` as possibly dead (the connection its heartbeats came over closed), for
+    /// the fencing task to check now rather than at the end of its session.
+    pub fn suspect(&self, broker_id: i32) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(broker_id);
+        self.suspects_added.notify_one();
+    }
+
+    /// Waits until [`Controller::suspect`] names a broker.
+    pub async fn suspects_added(&self) {
+        self.suspects_added.notified().await;
+    }
+
+    /// The brokers suspected since the last call, plus every unfenced broker (other than this
+    /// node) that has sent no heartbeat for `silence`.
+    pub fn take_suspects(&self, silence: Duration) -> Vec<i32> {
+        let mut suspects = std::mem::take(
+            &mut *self
+                .suspects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let now = Instant::now();
+        let image = self.image();
+        let heartbeats = self.heartbeats();
+        for broker in image.brokers.values().filter(|b| !b.fenced) {
+            let silent = heartbeats
+                .get(&broker.id)
+                .is_none_or(|last| now.duration_since(*last) >= silence);
+            if silent {
+                suspects.insert(broker.id);
+            }
+        }
+        suspects.remove(&self.node_id);
+        suspects.into_iter().collect()
+    }
+
+    /// Fences `broker_id` at once (its process was found gone: its listener refuses
+    /// connections), unless it is already fenced or a heartbeat arrived after `checked_at`.
+    /// Returns whether it was fenced.
+    pub async fn fence_unreachable_broker(
+        &self,
+        broker_id: i32,
+        checked_at: Instant,
+    ) -> Result<bool, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let Some(broker) = image.brokers.get(&broker_id).filter(|b| !b.fenced) else {
+            return Ok(false);
+        };
+        let heard_since = self
+            .heartbeats()
+            .get(&broker_id)
+            .is_some_and(|last| *last > checked_at);
+        if heard_since {
+            return Ok(false);
+        }
+        let records = self.fencing_records(&image, broker_id, broker.epoch);
+        self.commit(&image, records).await?;
+        Ok(true)
     }
 
     /// Forgets when brokers last sent a heartbeat, so that each gets a full session from the next
@@ -289,6 +433,34 @@ impl Controller {
         Ok(stale.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Elects leaders from outside the ISR for leaderless partitions of topics that allow unclean
+    /// election (Kafka's periodic `maybeElectUncleanLeaders`, which makes enabling
+    /// `unclean.leader.election.enable` at run time take effect). Returns how many partitions got
+    /// a leader. Only the active controller's call commits anything.
+    pub async fn elect_unclean_leaders(&self) -> Result<usize, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let changes = unclean_elections(&image, &self.unclean_rule(&image));
+        let elected = changes.len();
+        for change in &changes {
+            tracing::warn!(
+                topic = image
+                    .topic_names_by_id
+                    .get(&change.topic_id)
+                    .map(String::as_str),
+                partition = change.partition_id,
+                leader = change.leader,
+                "unclean leader election for a partition without a live in-sync replica"
+            );
+        }
+        let records = changes
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        self.commit(&image, records).await?;
+        Ok(elected)
+    }
+
     /// Records that fence `broker_id` and move its leaderships and ISR memberships away.
     fn fencing_records(
         &self,
@@ -296,15 +468,59 @@ impl Controller {
         broker_id: i32,
         broker_epoch: i64,
     ) -> Vec<MetadataRecord> {
-        let mut records: Vec<MetadataRecord> = changes_for_leaving_broker(image, broker_id)
-            .into_iter()
-            .map(MetadataRecord::PartitionChange)
-            .collect();
+        let mut records: Vec<MetadataRecord> =
+            changes_for_leaving_broker(image, broker_id, &self.unclean_rule(image))
+                .into_iter()
+                .map(MetadataRecord::PartitionChange)
+                .collect();
         records.push(MetadataRecord::FenceBroker(FenceBrokerRecord {
             id: broker_id,
             epoch: broker_epoch,
         }));
         records
+    }
+
+    /// A partition leader changes its ISR (Kafka's AlterPartition, as its
+    /// `ReplicationControlManager` validates it, in the same order): the requester's broker
+    /// epoch (STALE_BROKER_EPOCH), the topic id (UNKNOWN_TOPIC_ID) and partition
+    /// (UNKNOWN_TOPIC_OR_PARTITION); epochs newer than the controller's mean this controller is
+    /// behind (NOT_CONTROLLER, so the caller retries where the metadata is current); an older
+    /// leader epoch is FENCED_LEADER_EPOCH; a requester that is not the leader is INVALID_REQUEST
+    /// (Kafka's code: with a current leader epoch only a confused broker gets there); an older
+    /// partition epoch is INVALID_UPDATE_VERSION; an ISR with duplicates, non-replicas or without
+    /// the leader is INVALID_REQUEST, one with a member that is not registered, fenced or shutting
+    /// down INELIGIBLE_REPLICA. An ISR equal to the current one commits nothing. Answers the
+    /// committed state: the new ISR takes effect only once committed.
+    pub async fn alter_partition(
+        &self,
+        request: AlterPartitionRequest,
+    ) -> Result<PartitionState, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let record = {
+            let (topic, partition) = validate_alter_partition(&image, &request)?;
+            let election = if self.unclean_election_enabled(&image, topic) {
+                Election::Unclean
+            } else {
+                Election::Online
+            };
+            PartitionChange::new(topic.id, request.partition, partition)
+                .target_isr(request.new_isr.clone())
+                .election(election)
+                .build(|broker| is_live(&image, broker))
+        };
+        let Some(record) = record else {
+            return current_partition_state(&image, &request);
+        };
+        tracing::debug!(
+            broker = request.broker_id,
+            partition = request.partition,
+            isr = ?record.isr,
+            "AlterPartition: ISR changed"
+        );
+        self.commit(&image, vec![MetadataRecord::PartitionChange(record)])
+            .await?;
+        current_partition_state(&self.image(), &request)
     }
 
     /// This node's id.
@@ -645,6 +861,148 @@ impl Controller {
             .map(drop)
             .map_err(quorum_error)
     }
+}
+
+/// AlterPartition's checks, in Kafka's order; the topic and partition it changes.
+fn validate_alter_partition<'a>(
+    image: &'a MetadataImage,
+    request: &AlterPartitionRequest,
+) -> Result<(&'a TopicImage, &'a PartitionImage), MetadataError> {
+    match image.brokers.get(&request.broker_id) {
+        None => {
+            return Err(MetadataError::of(
+                ErrorCode::StaleBrokerEpoch,
+                format!(
+                    "No broker registration found for broker id {}",
+                    request.broker_id
+                ),
+            ))
+        }
+        Some(broker) if broker.epoch != request.broker_epoch => {
+            return Err(MetadataError::of(
+                ErrorCode::StaleBrokerEpoch,
+                format!(
+                    "Expected broker epoch {}, but got broker epoch {}",
+                    broker.epoch, request.broker_epoch
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    let topic = image.topic_by_id(&request.topic_id).ok_or_else(|| {
+        MetadataError::of(
+            ErrorCode::UnknownTopicId,
+            format!("Unknown topic id {:?}", request.topic_id),
+        )
+    })?;
+    let name = &topic.name;
+    let index = request.partition;
+    let partition = topic.partitions.get(&index).ok_or_else(|| {
+        MetadataError::of(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("Unknown partition {name}-{index}"),
+        )
+    })?;
+    let refuse = |code: ErrorCode, message: String| {
+        Err(MetadataError::of(
+            code,
+            format!(
+                "AlterPartition from broker {} for {name}-{index}: {message}",
+                request.broker_id
+            ),
+        ))
+    };
+    if request.leader_epoch > partition.leader_epoch
+        || request.partition_epoch > partition.partition_epoch
+    {
+        return refuse(
+            ErrorCode::NotController,
+            format!(
+                "epochs (leader {}, partition {}) are newer than this controller's ({}, {})",
+                request.leader_epoch,
+                request.partition_epoch,
+                partition.leader_epoch,
+                partition.partition_epoch
+            ),
+        );
+    }
+    if request.leader_epoch < partition.leader_epoch {
+        return refuse(
+            ErrorCode::FencedLeaderEpoch,
+            format!(
+                "the current leader epoch is {}, not {}",
+                partition.leader_epoch, request.leader_epoch
+            ),
+        );
+    }
+    if request.broker_id != partition.leader {
+        return refuse(
+            ErrorCode::InvalidRequest,
+            format!("the current leader is {}", partition.leader),
+        );
+    }
+    if request.partition_epoch < partition.partition_epoch {
+        return refuse(
+            ErrorCode::InvalidUpdateVersion,
+            format!(
+                "the current partition epoch is {}, not {}",
+                partition.partition_epoch, request.partition_epoch
+            ),
+        );
+    }
+    let isr = &request.new_isr;
+    let distinct = isr
+        .iter()
+        .enumerate()
+        .all(|(i, member)| !isr[..i].contains(member));
+    if !distinct || !isr.iter().all(|member| partition.replicas.contains(member)) {
+        return refuse(
+            ErrorCode::InvalidRequest,
+            format!("invalid ISR {isr:?} for replicas {:?}", partition.replicas),
+        );
+    }
+    if !isr.contains(&partition.leader) {
+        return refuse(
+            ErrorCode::InvalidRequest,
+            format!("the ISR {isr:?} does not include the leader"),
+        );
+    }
+    let ineligible: Vec<String> = isr
+        .iter()
+        .filter_map(|member| match image.brokers.get(member) {
+            None => Some(format!("{member} (not registered)")),
+            Some(b) if b.in_controlled_shutdown => Some(format!("{member} (shutting down)")),
+            Some(b) if b.fenced => Some(format!("{member} (fenced)")),
+            Some(_) => None,
+        })
+        .collect();
+    if !ineligible.is_empty() {
+        return refuse(
+            ErrorCode::IneligibleReplica,
+            format!(
+                "ineligible replicas {} in the ISR {isr:?}",
+                ineligible.join(", ")
+            ),
+        );
+    }
+    Ok((topic, partition))
+}
+
+/// The committed state of the partition an AlterPartition named.
+fn current_partition_state(
+    image: &MetadataImage,
+    request: &AlterPartitionRequest,
+) -> Result<PartitionState, MetadataError> {
+    image
+        .topic_by_id(&request.topic_id)
+        .and_then(|topic| topic.partitions.get(&request.partition))
+        .map(PartitionState::of)
+        .ok_or_else(|| {
+            MetadataError::of(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("Partition {} disappeared", request.partition),
+            )
+        })
 }
 
 /// The Kafka error a failed proposal is reported with.

@@ -1,11 +1,14 @@
 //! Partition leadership as brokers come and go: the partition changes the controller commits when
 //! a broker is fenced or shuts down (it leaves every ISR it is in, unless it is the last member,
-//! and its leaderships move to another live in-sync replica, or the partition is left without a
-//! leader) and when a broker becomes live again (leaderless partitions whose ISR names it get it as
-//! leader). Kafka's controller does the same; unclean election (a leader from outside the ISR) is
-//! never done here.
+//! and its leaderships move to another live in-sync replica) and when a broker becomes live again
+//! (leaderless partitions get a leader: an in-sync replica). Kafka's controller does the same
+//! (`ReplicationControlManager.generateLeaderAndIsrUpdates`). A partition of a topic with
+//! `unclean.leader.election.enable` that has no live in-sync replica gets a live replica from
+//! outside the ISR as leader, and the ISR becomes that leader alone; otherwise it stays without a
+//! leader until an in-sync replica returns.
 
-use crate::image::{MetadataImage, NO_LEADER_CHANGE};
+use crate::image::{MetadataImage, TopicImage};
+use crate::partition_change::{Election, PartitionChange};
 use crate::records::PartitionChangeRecord;
 
 /// `PartitionChangeRecord.leader` / `PartitionImage.leader` of a partition without a leader.
@@ -19,13 +22,24 @@ pub fn is_live(image: &MetadataImage, broker: i32) -> bool {
         .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
 }
 
+/// The election a partition of `topic` gets when its leader must change.
+fn election(topic: &TopicImage, unclean: &dyn Fn(&TopicImage) -> bool) -> Election {
+    if unclean(topic) {
+        Election::Unclean
+    } else {
+        Election::Online
+    }
+}
+
 /// Changes that take `leaving` out of leadership and out of the ISRs, for every partition it
-/// replicates. `leaving` is treated as not live whatever the image says.
+/// replicates. `leaving` is treated as not live whatever the image says. `unclean` says whether a
+/// topic allows unclean leader election.
 pub fn changes_for_leaving_broker(
     image: &MetadataImage,
     leaving: i32,
+    unclean: &dyn Fn(&TopicImage) -> bool,
 ) -> Vec<PartitionChangeRecord> {
-    let live = |broker: i32| broker != leaving && is_live(image, broker);
+    let acceptable = |broker: i32| broker != leaving && is_live(image, broker);
     let mut changes = Vec::new();
     for topic in image.topics.values() {
         for (&partition_id, partition) in &topic.partitions {
@@ -44,56 +58,55 @@ pub fn changes_for_leaving_broker(
             } else {
                 shrunk
             };
-            let leader = if partition.leader == leaving || !live(partition.leader) {
-                isr.iter().copied().find(|b| live(*b)).unwrap_or(NO_LEADER)
-            } else {
-                partition.leader
-            };
-            let isr_changed = isr != partition.isr;
-            let leader_changed = leader != partition.leader;
-            if isr_changed || leader_changed {
-                changes.push(PartitionChangeRecord {
-                    partition_id,
-                    topic_id: topic.id,
-                    isr: isr_changed.then_some(isr),
-                    leader: if leader_changed {
-                        leader
-                    } else {
-                        NO_LEADER_CHANGE
-                    },
-                    ..Default::default()
-                });
-            }
+            changes.extend(
+                PartitionChange::new(topic.id, partition_id, partition)
+                    .target_isr(isr)
+                    .election(election(topic, unclean))
+                    .build(acceptable),
+            );
         }
     }
     changes
 }
 
-/// Changes that give a leader to partitions that have none and whose ISR names `arriving`,
-/// which has just become live (preferring the first live ISR member in replica order).
+/// Changes that give a leader to partitions that have none, now that `arriving` is live (an
+/// in-sync replica in replica order, or, where the topic allows it and no in-sync replica is
+/// live, any live replica).
 pub fn changes_for_arriving_broker(
     image: &MetadataImage,
     arriving: i32,
+    unclean: &dyn Fn(&TopicImage) -> bool,
 ) -> Vec<PartitionChangeRecord> {
-    let live = |broker: i32| broker == arriving || is_live(image, broker);
+    let acceptable = |broker: i32| broker == arriving || is_live(image, broker);
+    leaderless_changes(image, acceptable, unclean)
+}
+
+/// Unclean elections for the leaderless partitions of topics that allow them (Kafka's periodic
+/// `maybeElectUncleanLeaders`): what enabling `unclean.leader.election.enable` dynamically does
+/// to partitions that already lost every in-sync replica.
+pub fn unclean_elections(
+    image: &MetadataImage,
+    unclean: &dyn Fn(&TopicImage) -> bool,
+) -> Vec<PartitionChangeRecord> {
+    leaderless_changes(image, |broker| is_live(image, broker), unclean)
+}
+
+fn leaderless_changes(
+    image: &MetadataImage,
+    acceptable: impl Fn(i32) -> bool,
+    unclean: &dyn Fn(&TopicImage) -> bool,
+) -> Vec<PartitionChangeRecord> {
     let mut changes = Vec::new();
     for topic in image.topics.values() {
         for (&partition_id, partition) in &topic.partitions {
-            if partition.leader != NO_LEADER || !partition.isr.contains(&arriving) {
+            if partition.leader != NO_LEADER {
                 continue;
             }
-            let leader = partition
-                .replicas
-                .iter()
-                .copied()
-                .find(|b| partition.isr.contains(b) && live(*b))
-                .unwrap_or(arriving);
-            changes.push(PartitionChangeRecord {
-                partition_id,
-                topic_id: topic.id,
-                leader,
-                ..Default::default()
-            });
+            changes.extend(
+                PartitionChange::new(topic.id, partition_id, partition)
+                    .election(election(topic, unclean))
+                    .build(&acceptable),
+            );
         }
     }
     changes

@@ -16,6 +16,7 @@ mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -29,6 +30,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -71,8 +73,10 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (20, 0), // DeleteTopics
     (21, 0), // DeleteRecords
     (22, 0), // InitProducerId
+    (23, 2), // OffsetForLeaderEpoch (v2: current leader epoch, as KIP-320 clients send)
     (32, 0), // DescribeConfigs
     (33, 0), // AlterConfigs
+    (35, 1), // DescribeLogDirs (v0 is gone from Kafka 4.0)
     (37, 0), // CreatePartitions
     (42, 0), // DeleteGroups
     (44, 0), // IncrementalAlterConfigs
@@ -122,6 +126,12 @@ pub async fn handle(
                 .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
+        RequestBody::DescribeLogDirs(r) => {
+            ResponseBody::DescribeLogDirs(describe_log_dirs::handle(broker, r))
+        }
+        RequestBody::OffsetForLeaderEpoch(r) => {
+            ResponseBody::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
         RequestBody::ListOffsets(r) => {
             ResponseBody::ListOffsets(list_offsets::handle(broker, r, version).await)
         }

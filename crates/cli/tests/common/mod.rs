@@ -197,6 +197,26 @@ impl StromProcess {
         }
     }
 
+    /// Sends SIGSTOP: the process stays, frozen (its sockets stay open, nothing answers).
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Sends SIGCONT after [`StromProcess::pause`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
+    fn signal(&mut self, signal: libc::c_int) {
+        let child = self.child.as_mut().expect("broker was stopped by the test");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; falls back to SIGKILL.
     #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
     pub fn terminate(&mut self) {
