@@ -47,6 +47,18 @@ const SUPPRESSED_WARNINGS_TICK: Duration = Duration::from_secs(1);
 /// Kafka's `SecurityProtocol.PLAINTEXT` id, the protocol of every endpoint Strom registers.
 pub(crate) const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 
+/// A PLAINTEXT endpoint `name://host:port` as a broker registers it (for tests that open a
+/// broker without binding listeners).
+#[cfg(test)]
+pub(crate) fn plaintext_endpoint(name: &str, host: &str, port: u16) -> BrokerListener {
+    BrokerListener {
+        name: name.to_string(),
+        host: host.to_string(),
+        port,
+        security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+    }
+}
+
 /// A running broker: the addresses its client listeners bound, and the means to stop it.
 pub struct ServerHandle {
     /// Each client listener's name and bound address, in the order of `listeners`.

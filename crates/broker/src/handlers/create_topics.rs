@@ -338,17 +338,10 @@ pub(super) mod tests {
             ..BrokerConfig::default()
         };
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let advertised = [
-            ("PLAINTEXT", "localhost", 9092),
-            ("EXTERNAL", "external.example", 19092),
-        ]
-        .map(|(name, host, port)| strom_metadata::BrokerListener {
-            name: name.into(),
-            host: host.into(),
-            port,
-            security_protocol: crate::server::SECURITY_PROTOCOL_PLAINTEXT,
-        })
-        .to_vec();
+        let advertised = vec![
+            crate::server::plaintext_endpoint("PLAINTEXT", "localhost", 9092),
+            crate::server::plaintext_endpoint("EXTERNAL", "external.example", 19092),
+        ];
         let broker = crate::server::open_broker(config, advertised, shutdown_rx)
             .await
             .expect("open broker");
