@@ -33,20 +33,24 @@ const PROBE_TICK: Duration = Duration::from_millis(250);
 /// connections a moment before its listening socket.
 const PROBE_WINDOW: Duration = Duration::from_millis(600);
 
-/// Checks whether suspected broker `broker_id` is gone: connects to its registered listeners
-/// (each attempt bounded, a few attempts over [`PROBE_WINDOW`]); every one refusing means no
+/// Checks whether suspected broker `broker_id` is gone: connects to its endpoint on the
+/// inter-broker `listener` (the one brokers reach each other by; all its endpoints if it lacks
+/// that), each attempt bounded, a few attempts over [`PROBE_WINDOW`]; every one refusing means no
 /// process listens, and the broker is fenced now.
-async fn fence_if_gone(controller: Arc<Controller>, broker_id: i32) {
+async fn fence_if_gone(controller: Arc<Controller>, broker_id: i32, listener: String) {
     let checked_at = Instant::now();
     let image = controller.image();
     let Some(registration) = image.brokers.get(&broker_id) else {
         return;
     };
-    let addresses: Vec<(String, u16)> = registration
-        .listeners
-        .iter()
-        .map(|listener| (listener.host.clone(), listener.port))
-        .collect();
+    let addresses: Vec<(String, u16)> = match crate::state::endpoint_on(registration, &listener) {
+        Some(endpoint) => vec![(endpoint.host.clone(), endpoint.port)],
+        None => registration
+            .listeners
+            .iter()
+            .map(|endpoint| (endpoint.host.clone(), endpoint.port))
+            .collect(),
+    };
     if addresses.is_empty() {
         return;
     }
@@ -228,6 +232,7 @@ pub async fn run_fencing(
     controller: Arc<Controller>,
     session_timeout: Duration,
     heartbeat_interval: Duration,
+    inter_broker_listener: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let tick_every = (session_timeout / 4)
@@ -256,7 +261,11 @@ pub async fn run_fencing(
         // A heartbeat missed by more than this is reason to check the broker's process.
         let silence = heartbeat_interval + PROBE_TICK;
         for broker_id in controller.take_suspects(silence) {
-            tokio::spawn(fence_if_gone(controller.clone(), broker_id));
+            tokio::spawn(fence_if_gone(
+                controller.clone(),
+                broker_id,
+                inter_broker_listener.clone(),
+            ));
         }
         match controller.fence_stale_brokers().await {
             Ok(fenced) if !fenced.is_empty() => {

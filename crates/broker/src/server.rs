@@ -279,6 +279,7 @@ pub(crate) async fn open_broker(
         controller,
         session_timeout,
         heartbeat_interval,
+        broker.config.inter_broker_listener(),
         shutdown.clone(),
     ));
     lifecycle::register_and_unfence(&broker).await?;
