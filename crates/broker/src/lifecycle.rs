@@ -23,34 +23,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strom_metadata::controller::{BrokerHeartbeatRequest, BrokerRegistrationRequest};
-use strom_metadata::{BrokerListener, Controller, MetadataError};
+use strom_metadata::{Controller, MetadataError};
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::state::Broker;
 
-/// Kafka's `SecurityProtocol.PLAINTEXT` id.
-const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 /// How often the active controller looks for brokers to check (and to fence by session).
 const PROBE_TICK: Duration = Duration::from_millis(250);
 /// How long a check of a suspected broker's listener goes on: a process being killed closes its
 /// connections a moment before its listening socket.
 const PROBE_WINDOW: Duration = Duration::from_millis(600);
 
-/// Checks whether suspected broker `broker_id` is gone: connects to its registered listeners
-/// (each attempt bounded, a few attempts over [`PROBE_WINDOW`]); every one refusing means no
+/// Checks whether suspected broker `broker_id` is gone: connects to its endpoint on the
+/// inter-broker `listener` (the one brokers reach each other by; all its endpoints if it lacks
+/// that), each attempt bounded, a few attempts over [`PROBE_WINDOW`]; every one refusing means no
 /// process listens, and the broker is fenced now.
-async fn fence_if_gone(controller: Arc<Controller>, broker_id: i32) {
+async fn fence_if_gone(controller: Arc<Controller>, broker_id: i32, listener: String) {
     let checked_at = Instant::now();
     let image = controller.image();
     let Some(registration) = image.brokers.get(&broker_id) else {
         return;
     };
-    let addresses: Vec<(String, u16)> = registration
-        .listeners
-        .iter()
-        .map(|listener| (listener.host.clone(), listener.port))
-        .collect();
+    let addresses: Vec<(String, u16)> = match crate::state::endpoint_on(registration, &listener) {
+        Some(endpoint) => vec![(endpoint.host.clone(), endpoint.port)],
+        None => registration
+            .listeners
+            .iter()
+            .map(|endpoint| (endpoint.host.clone(), endpoint.port))
+            .collect(),
+    };
     if addresses.is_empty() {
         return;
     }
@@ -104,12 +106,7 @@ pub async fn register_and_unfence(broker: &Broker) -> anyhow::Result<()> {
     let request = BrokerRegistrationRequest {
         broker_id: broker.node_id,
         incarnation_id: broker.incarnation_id,
-        listeners: vec![BrokerListener {
-            name: "PLAINTEXT".into(),
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port,
-            security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
-        }],
+        listeners: broker.advertised_listeners.clone(),
         rack: broker.config.broker_rack.clone(),
     };
     register(broker, &request, deadline).await?;
@@ -237,6 +234,7 @@ pub async fn run_fencing(
     controller: Arc<Controller>,
     session_timeout: Duration,
     heartbeat_interval: Duration,
+    inter_broker_listener: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let tick_every = (session_timeout / 4)
@@ -265,7 +263,11 @@ pub async fn run_fencing(
         // A heartbeat missed by more than this is reason to check the broker's process.
         let silence = heartbeat_interval + PROBE_TICK;
         for broker_id in controller.take_suspects(silence) {
-            tokio::spawn(fence_if_gone(controller.clone(), broker_id));
+            tokio::spawn(fence_if_gone(
+                controller.clone(),
+                broker_id,
+                inter_broker_listener.clone(),
+            ));
         }
         match controller.fence_stale_brokers().await {
             Ok(fenced) if !fenced.is_empty() => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strom_metadata::meta_properties::random_uuid;
-use strom_metadata::{MetadataError, MetadataImage};
+use strom_metadata::{BrokerListener, BrokerRegistration, MetadataError, MetadataImage};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -26,8 +26,10 @@ const METADATA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// The endpoints this broker registers and clients are told, one per client listener
+    /// (`advertised.listeners` without the controller listeners; a port 0 replaced by the
+    /// port bound).
+    pub advertised_listeners: Vec<BrokerListener>,
     /// Where metadata changes are proposed.
     pub controller: ControllerClient,
     /// Random per process: the controller recognises a restarted broker by a new one.
@@ -52,8 +54,7 @@ impl Broker {
     /// A broker that has published nothing yet (an empty image of cluster `cluster_id`).
     pub fn new(
         config: BrokerConfig,
-        advertised_host: String,
-        advertised_port: u16,
+        advertised_listeners: Vec<BrokerListener>,
         controller: ControllerClient,
         cluster_id: String,
         partitions: PartitionRegistry,
@@ -63,8 +64,7 @@ impl Broker {
         Self {
             node_id: config.node_id,
             config,
-            advertised_host,
-            advertised_port,
+            advertised_listeners,
             controller,
             incarnation_id: random_uuid(),
             broker_epoch: AtomicI64::new(-1),
@@ -74,6 +74,13 @@ impl Broker {
             groups,
             replica_fetchers: ReplicaFetcherManager::default(),
         }
+    }
+
+    /// This broker's advertised endpoint on the listener named `listener`.
+    pub fn advertised_listener(&self, listener: &str) -> Option<&BrokerListener> {
+        self.advertised_listeners
+            .iter()
+            .find(|endpoint| endpoint.name == listener)
     }
 
     /// A consistent snapshot of the cluster metadata, as far as this broker has applied it.
@@ -133,6 +140,20 @@ impl Broker {
         ids.0 += 1;
         Ok(id)
     }
+}
+
+/// The endpoint a registered broker advertises on the listener named `listener` (Kafka's
+/// `BrokerRegistration.node(listenerName)`): clients are told the endpoints of the listener their
+/// connection arrived on, brokers reach each other on the inter-broker listener
+/// ([`BrokerConfig::inter_broker_listener`]).
+pub fn endpoint_on<'a>(
+    registration: &'a BrokerRegistration,
+    listener: &str,
+) -> Option<&'a BrokerListener> {
+    registration
+        .listeners
+        .iter()
+        .find(|endpoint| endpoint.name == listener)
 }
 
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.

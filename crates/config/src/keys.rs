@@ -22,6 +22,8 @@ const STRING: ConfigType = ConfigType::String;
 const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// Kafka's `SecurityProtocol` names (Strom serves PLAINTEXT listeners only).
+pub const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
 /// A broker key in the same unit as its topic key.
 const fn same(name: &'static str) -> BrokerSynonym {
@@ -371,6 +373,13 @@ pub static KEYS: &[ConfigDef] = &[
         Int,
         Some("10"),
         Any,
+    )
+    .broker(ReadOnly),
+    key(
+        "security.inter.broker.protocol",
+        STRING,
+        Some("PLAINTEXT"),
+        OneOf(SECURITY_PROTOCOLS),
     )
     .broker(ReadOnly),
     // Strom: ./strom-data (Kafka: /tmp/kafka-logs).

@@ -284,7 +284,12 @@ mod tests {
         };
         assert_eq!(config.offsets_topic_replication_factor, 3);
         let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let broker = crate::server::open_broker(config, "localhost".into(), 9092, shutdown_rx)
+        let advertised = vec![crate::server::plaintext_endpoint(
+            "PLAINTEXT",
+            "localhost",
+            9092,
+        )];
+        let broker = crate::server::open_broker(config, advertised, shutdown_rx)
             .await
             .expect("open broker");
         let image = broker.image();

@@ -1,5 +1,6 @@
-//! DescribeCluster (API 60): the cluster id, this node as the controller, and the registered
-//! brokers from the metadata image.
+//! DescribeCluster (API 60): the cluster id, the active controller, and the live (unfenced)
+//! brokers of the metadata image at their endpoints on the listener the request arrived on; a
+//! broker without that listener is left out, as Kafka does.
 //!
 //! A broker endpoint answers only for `endpoint_type` 1 (brokers); asking it about controllers is
 //! MISMATCHED_ENDPOINT_TYPE, as in Kafka. Without an authorizer every cluster operation is allowed,
@@ -12,7 +13,7 @@ use strom_protocol::messages::describe_cluster_response::{
 use strom_protocol::ErrorCode;
 
 use super::authorized_operations;
-use crate::state::Broker;
+use crate::state::{endpoint_on, Broker};
 
 /// `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
@@ -21,6 +22,7 @@ pub fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.image();
     let mut response = DescribeClusterResponse {
@@ -48,11 +50,15 @@ pub fn handle(
     response.brokers = image
         .brokers
         .values()
-        .map(|registration| DescribeClusterBroker {
-            broker_id: registration.id,
-            host: registration.host.clone(),
-            port: registration.port,
-            rack: registration.rack.clone(),
+        .filter(|registration| !registration.fenced)
+        .filter_map(|registration| {
+            let endpoint = endpoint_on(registration, listener)?;
+            Some(DescribeClusterBroker {
+                broker_id: registration.id,
+                host: endpoint.host.clone(),
+                port: i32::from(endpoint.port),
+                rack: registration.rack.clone(),
+            })
         })
         .collect();
     if request.include_cluster_authorized_operations {
@@ -73,24 +79,35 @@ mod tests {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
         };
-        let response = handle(&broker, request.clone(), 1);
+        let response = handle(&broker, request.clone(), 1, "PLAINTEXT");
         assert_eq!(response.error_code, ErrorCode::None.code());
         assert_eq!(response.controller_id, broker.node_id);
         assert_eq!(response.cluster_id, broker.image().cluster_id);
         assert_eq!(response.cluster_authorized_operations, i32::MIN);
-        let listed: Vec<(i32, &str, i32)> = response
-            .brokers
-            .iter()
-            .map(|b| (b.broker_id, b.host.as_str(), b.port))
-            .collect();
-        assert_eq!(listed, [(broker.node_id, "localhost", 9092)]);
+        let listed = |response: DescribeClusterResponse| -> Vec<(i32, String, i32)> {
+            response
+                .brokers
+                .into_iter()
+                .map(|b| (b.broker_id, b.host, b.port))
+                .collect()
+        };
+        assert_eq!(
+            listed(response),
+            [(broker.node_id, "localhost".to_string(), 9092)]
+        );
+        // Each listener sees the endpoints of its own name; an unknown listener sees none.
+        assert_eq!(
+            listed(handle(&broker, request.clone(), 1, "EXTERNAL")),
+            [(broker.node_id, "external.example".to_string(), 19092)]
+        );
+        assert!(listed(handle(&broker, request.clone(), 1, "OTHER")).is_empty());
 
         let with_ops = DescribeClusterRequest {
             include_cluster_authorized_operations: true,
             ..request.clone()
         };
         assert_eq!(
-            handle(&broker, with_ops, 0).cluster_authorized_operations,
+            handle(&broker, with_ops, 0, "PLAINTEXT").cluster_authorized_operations,
             authorized_operations::CLUSTER
         );
         let controllers = DescribeClusterRequest {
@@ -98,7 +115,7 @@ mod tests {
             ..request
         };
         assert_eq!(
-            handle(&broker, controllers, 1).error_code,
+            handle(&broker, controllers, 1, "PLAINTEXT").error_code,
             ErrorCode::MismatchedEndpointType.code()
         );
     }

@@ -50,6 +50,10 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The client's address, as group descriptions show it.
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the connection arrived on: Metadata, FindCoordinator and
+    /// DescribeCluster answer with the brokers' endpoints of this listener (Kafka's
+    /// `RequestContext.listenerName`).
+    pub listener: Arc<str>,
 }
 
 /// The APIs we serve, with the lowest version of each.
@@ -118,7 +122,7 @@ pub async fn handle(
     let response = match request {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
         RequestBody::Metadata(r) => {
-            ResponseBody::Metadata(metadata::handle(broker, r, version).await)
+            ResponseBody::Metadata(metadata::handle(broker, r, version, &context.listener).await)
         }
         RequestBody::Produce(r) => {
             let internal_topics_allowed =
@@ -161,12 +165,15 @@ pub async fn handle(
         RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
             incremental_alter_configs::handle(broker, r, version).await,
         ),
-        RequestBody::DescribeCluster(r) => {
-            ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
-        }
-        RequestBody::FindCoordinator(r) => {
-            ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version).await)
-        }
+        RequestBody::DescribeCluster(r) => ResponseBody::DescribeCluster(describe_cluster::handle(
+            broker,
+            r,
+            version,
+            &context.listener,
+        )),
+        RequestBody::FindCoordinator(r) => ResponseBody::FindCoordinator(
+            find_coordinator::handle(broker, r, version, &context.listener).await,
+        ),
         RequestBody::JoinGroup(r) => ResponseBody::JoinGroup(
             join_group::handle(broker, r, version, client_identity(context)).await,
         ),

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::peer::{PeerConnection, PeerError};
 use crate::partitions::{off_worker, FollowerPosition, Partition, PartitionError};
-use crate::state::Broker;
+use crate::state::{endpoint_on, Broker};
 
 /// The Fetch version followers use (topic ids, `replica_state`, diverging epochs).
 const FETCH_VERSION: i16 = 15;
@@ -154,23 +154,15 @@ async fn connect(
     timeout: Duration,
 ) -> Result<PeerConnection, PeerError> {
     let image = broker.image();
+    // The leader's endpoint on the inter-broker listener (its first one if it lacks that).
+    let listener = broker.config.inter_broker_listener();
     let (host, port) = image
         .brokers
         .get(&leader)
-        .map(|registration| {
-            let wanted = broker.config.inter_broker_listener_name.as_deref();
-            registration
-                .listeners
-                .iter()
-                .find(|listener| Some(listener.name.as_str()) == wanted)
-                .map(|listener| (listener.host.clone(), listener.port))
-                .unwrap_or_else(|| {
-                    (
-                        registration.host.clone(),
-                        u16::try_from(registration.port).unwrap_or(0),
-                    )
-                })
+        .and_then(|registration| {
+            endpoint_on(registration, &listener).or_else(|| registration.listeners.first())
         })
+        .map(|endpoint| (endpoint.host.clone(), endpoint.port))
         .ok_or_else(|| PeerError::Connect {
             address: format!("broker {leader}"),
             source: std::io::Error::new(

@@ -55,6 +55,23 @@ impl StromProcess {
         process
     }
 
+    /// Starts a broker whose settings `props_for` derives from its listener port (the one
+    /// [`StromProcess::bootstrap`] names), on top of the test defaults, and waits until that
+    /// port accepts TCP connections.
+    pub fn start_with_port_props(
+        props_for: impl FnOnce(u16) -> Vec<(String, String)>,
+    ) -> StromProcess {
+        let mut process = StromProcess::prepare(&[], &[]);
+        let props = props_for(process.port);
+        let props: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        process.rewrite_config(&props);
+        process.spawn_and_wait_ready();
+        process
+    }
+
     /// Runs the broker with a configuration it must refuse: waits (bounded) for it to exit and
     /// returns whether it exited successfully plus its log.
     pub fn run_expecting_exit(extra_props: &[(&str, &str)], extra_args: &[&str]) -> (bool, String) {
@@ -557,11 +574,25 @@ pub struct StromCluster {
     pub nodes: Vec<StromProcess>,
     /// The CONTROLLER listener port of each node, in the order of `nodes`.
     pub controller_ports: Vec<u16>,
+    /// The EXTERNAL listener port of each node, in the order of `nodes`, when the cluster was
+    /// started with [`StromCluster::start_with_external_listeners`]; else empty.
+    pub external_ports: Vec<u16>,
 }
 
 impl StromCluster {
     /// Formats and starts the three nodes (node ids 1, 2, 3) with `extra_props` on each.
     pub fn start(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(extra_props, false)
+    }
+
+    /// Like [`StromCluster::start`], each node with a second client listener, EXTERNAL, bound
+    /// on 127.0.0.1 and advertised as `localhost:<port>`; PLAINTEXT stays the inter-broker
+    /// listener, advertised as `127.0.0.1:<port>`.
+    pub fn start_with_external_listeners(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(extra_props, true)
+    }
+
+    fn start_nodes(extra_props: &[(&str, &str)], external: bool) -> StromCluster {
         let output = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(["storage", "random-uuid"])
             .output()
@@ -574,13 +605,23 @@ impl StromCluster {
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let external_ports: Vec<u16> = if external {
+            (0..3).map(|_| free_port()).collect()
+        } else {
+            Vec::new()
+        };
         let mut nodes = Vec::new();
         for (i, controller_port) in controller_ports.iter().enumerate() {
             let node_id = (i + 1).to_string();
             let mut process = StromProcess::prepare(&[], &[]);
             let port = process.port;
-            let listeners =
+            let mut listeners =
                 format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}");
+            let mut advertised = format!("PLAINTEXT://127.0.0.1:{port}");
+            if let Some(external_port) = external_ports.get(i) {
+                listeners.push_str(&format!(",EXTERNAL://127.0.0.1:{external_port}"));
+                advertised.push_str(&format!(",EXTERNAL://localhost:{external_port}"));
+            }
             let mut props: Vec<(&str, &str)> = vec![
                 ("node.id", &node_id),
                 ("process.roles", "broker,controller"),
@@ -588,8 +629,14 @@ impl StromCluster {
                 ("controller.listener.names", "CONTROLLER"),
                 ("listeners", &listeners),
             ];
+            if external {
+                props.push((
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:PLAINTEXT",
+                ));
+                props.push(("inter.broker.listener.name", "PLAINTEXT"));
+            }
             props.extend_from_slice(extra_props);
-            let advertised = format!("PLAINTEXT://127.0.0.1:{port}");
             props.push(("advertised.listeners", &advertised));
             process.rewrite_config(&props);
             process.format_storage(&cluster_id);
@@ -601,6 +648,7 @@ impl StromCluster {
         StromCluster {
             nodes,
             controller_ports,
+            external_ports,
         }
     }
 }
@@ -640,7 +688,7 @@ fn unique_suffix() -> u64 {
 /// Picks a currently unused TCP port on 127.0.0.1 *below* the kernel's ephemeral range, so that
 /// while a broker is down for a restart the kernel cannot hand its port to another test's
 /// `bind(:0)` or to an outgoing client connection.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
