@@ -172,7 +172,43 @@ fn acknowledged_records_survive_killing_the_leader_and_the_leader_catches_up() {
         |_, _, isr| isr.contains(&leader) && isr.len() == 3,
     );
 
-    // Its log holds everything: a consumer reads it all, whichever broker leads.
+    // It is the preferred replica (the first): a preferred election makes it the leader again,
+    // and reading through it shows it holds every record written while it was away.
+    assert_eq!(
+        replicas[0], leader,
+        "the first leader is the preferred replica"
+    );
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args([
+                "topics",
+                "elect-leaders",
+                "--topic",
+                "replicated",
+                "--partition",
+                "0",
+            ])
+            .args(["--type", "preferred", "--bootstrap-server"])
+            .arg(cluster.nodes[survivor].bootstrap())
+            .status()
+            .expect("run strom topics elect-leaders");
+        if status.success()
+            || partition_state(&cluster.nodes[survivor], "replicated", 0)
+                .is_some_and(|(l, _, _)| l == leader)
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "preferred election never succeeded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_partition(
+        &cluster,
+        killed,
+        "replicated",
+        "returned broker leads again",
+        |l, _, _| l == leader,
+    );
     assert_eq!(read_all(&cluster.nodes[killed], "replicated"), expected);
 }
 
