@@ -7,9 +7,9 @@
 //! appended exactly as the leader wrote them and the leader's high watermark and log start are
 //! taken; a `diverging_epoch` truncates the log where it parts from the leader's (KIP-595's
 //! fetch validation, never by high watermark alone); OFFSET_OUT_OF_RANGE resets the log
-//! ([`Partition::reset_out_of_range`]); a partition error (the leadership moved, an epoch this
-//! leader does not know yet) pauses that partition for `replica.fetch.backoff.ms` while the
-//! others go on. A failed connection or request is retried after the same backoff on a new
+//! ([`Partition::reset_out_of_range`]); a partition error pauses that partition while the
+//! others go on: 50 ms when leader and follower disagree on the leadership for a moment (the
+//! new leader's high watermark waits for this follower), `replica.fetch.backoff.ms` otherwise. A failed connection or request is retried after the same backoff on a new
 //! connection. Appends and truncations block on the disk, so they run off the worker.
 
 use std::collections::{BTreeMap, HashMap};
@@ -140,8 +140,12 @@ pub(super) async fn run(broker: Arc<Broker>, shared: Arc<FetcherShared>) {
             .map(|(p, position)| ((p.topic_id, p.index), (p, position)))
             .collect();
         let to_pause = off_worker(|| apply_response(response, &positions));
-        for key in to_pause {
-            paused.insert(key, Instant::now() + backoff);
+        for (key, pause) in to_pause {
+            let pause = match pause {
+                Pause::LeadershipSettling => backoff.min(LEADERSHIP_SETTLING_BACKOFF),
+                Pause::Backoff => backoff,
+            };
+            paused.insert(key, Instant::now() + pause);
         }
     }
 }
@@ -218,12 +222,26 @@ fn fetch_request(broker: &Broker, batch: &[(Arc<Partition>, FollowerPosition)]) 
     })
 }
 
+/// How long a partition pauses after its leader answered for another leadership than ours
+/// (NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH): the two brokers apply the same
+/// metadata moments apart, and the new leader's high watermark waits for this fetch, so the
+/// retry comes soon rather than after `replica.fetch.backoff.ms`.
+const LEADERSHIP_SETTLING_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why a partition pauses.
+enum Pause {
+    /// Leader and follower disagree on the leadership for a moment.
+    LeadershipSettling,
+    /// Anything else: `replica.fetch.backoff.ms`.
+    Backoff,
+}
+
 /// Applies a leader's answer to the followed partitions (blocking); returns the partitions to
-/// pause for a backoff.
+/// pause, and for how long.
 fn apply_response(
     response: FetchResponse,
     positions: &HashMap<(Uuid, i32), (Arc<Partition>, FollowerPosition)>,
-) -> Vec<(Uuid, i32)> {
+) -> Vec<((Uuid, i32), Pause)> {
     let mut to_pause = Vec::new();
     for topic in response.responses {
         for data in topic.partitions {
@@ -254,13 +272,21 @@ fn apply_response(
                     data.high_watermark,
                     data.log_start_offset,
                 ),
-                _ => {
+                error => {
                     tracing::debug!(
                         partition = %partition.name(),
                         error = error_name(data.error_code),
                         "replica fetch of a partition refused: pausing it"
                     );
-                    to_pause.push(key);
+                    let pause = match error {
+                        Some(
+                            ErrorCode::NotLeaderOrFollower
+                            | ErrorCode::FencedLeaderEpoch
+                            | ErrorCode::UnknownLeaderEpoch,
+                        ) => Pause::LeadershipSettling,
+                        _ => Pause::Backoff,
+                    };
+                    to_pause.push((key, pause));
                     continue;
                 }
             };
@@ -270,7 +296,7 @@ fn apply_response(
                 Err(PartitionError::NotLeader(_)) => {}
                 Err(error) => {
                     tracing::warn!(partition = %partition.name(), %error, "replicating a partition failed");
-                    to_pause.push(key);
+                    to_pause.push((key, Pause::Backoff));
                 }
             }
         }
