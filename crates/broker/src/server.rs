@@ -354,6 +354,13 @@ async fn open_raft_controller(
     session_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Controller>, ControllerClient, Arc<MetadataState>)> {
+    if !config.process_roles.controller {
+        anyhow::bail!(
+            "process.roles=broker with controller.quorum.voters: broker-only nodes cannot follow \
+             a metadata quorum yet; run node {} as process.roles=broker,controller (a voter)",
+            config.node_id
+        );
+    }
     let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let formatted = read_meta_properties(&metadata_dir)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
@@ -363,19 +370,6 @@ async fn open_raft_controller(
             "{} is not formatted: a node with controller.quorum.voters must be formatted with the \
              cluster id first (`strom storage format -t <cluster id> -c <config>`)",
             metadata_dir.display()
-        );
-    }
-    if !config.process_roles.controller
-        || !config
-            .controller_quorum_voters
-            .iter()
-            .any(|voter| voter.id == config.node_id)
-    {
-        anyhow::bail!(
-            "node {} must be one of controller.quorum.voters with process.roles including \
-             controller (broker-only nodes, process.roles=broker, cannot join a quorum yet: \
-             they would follow the metadata log as learners)",
-            config.node_id
         );
     }
     let voters: BTreeMap<i32, String> = config

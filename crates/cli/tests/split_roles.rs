@@ -283,4 +283,19 @@ fn role_conflicts_are_refused_naming_the_key() {
         log.contains("controller.quorum.voters") && log.contains("must not include node 1"),
         "{log}"
     );
+    // A broker-only node of a quorum (not a voter): refused until brokers can follow the log.
+    let (ok, log) = StromProcess::run_expecting_exit(
+        &[
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("controller.quorum.voters", voters),
+            ("controller.listener.names", "CONTROLLER"),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        log.contains("process.roles=broker with controller.quorum.voters"),
+        "{log}"
+    );
 }
