@@ -410,6 +410,7 @@ impl BrokerConfig {
     /// session bounds, and that the broker-level defaults of topic keys are valid topic values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_listeners()?;
+        self.validate_roles()?;
         if self.queued_max_request_bytes > 0
             && self.queued_max_request_bytes < i64::from(self.socket_request_max_bytes)
         {
@@ -557,6 +558,80 @@ impl BrokerConfig {
                         .join(",")
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Kafka's KRaft role rules (`KafkaConfig.validateValues`), each failure naming the key:
+    /// a controller-only node binds controller listeners only and names at least one in
+    /// `controller.listener.names`, and needs `controller.quorum.voters`; a broker-only node binds
+    /// no controller listener and is not one of `controller.quorum.voters`; a node with the
+    /// controller role in a quorum is one of its voters.
+    fn validate_roles(&self) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        let voters = || {
+            self.controller_quorum_voters
+                .iter()
+                .map(|v| format!("{}@{}:{}", v.id, v.endpoint.host, v.endpoint.port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let is_voter = self
+            .controller_quorum_voters
+            .iter()
+            .any(|voter| voter.id == self.node_id);
+        let roles = self.process_roles;
+        if roles.controller && !roles.broker {
+            if self.controller_listener_names.is_empty() {
+                return inconsistent(
+                    "controller.listener.names must name at least one listener of listeners \
+                     when process.roles=controller"
+                        .to_string(),
+                );
+            }
+            if let Some(listener) = self.client_listeners().next() {
+                return inconsistent(format!(
+                    "listeners must contain only controller listeners from \
+                     controller.listener.names ({}) when process.roles=controller, but \
+                     contains {listener}",
+                    self.controller_listener_names.join(",")
+                ));
+            }
+            if self.controller_quorum_voters.is_empty() {
+                return inconsistent(
+                    "controller.quorum.voters must list the quorum's voters (this node among \
+                     them) when process.roles=controller"
+                        .to_string(),
+                );
+            }
+        }
+        if roles.broker && !roles.controller {
+            if is_voter {
+                return inconsistent(format!(
+                    "controller.quorum.voters ({}) must not include node {} (node.id): \
+                     process.roles=broker makes it a broker only, not a voter",
+                    voters(),
+                    self.node_id
+                ));
+            }
+            if let Some(listener) = self
+                .listeners
+                .iter()
+                .find(|l| self.controller_listener_names.contains(&l.name))
+            {
+                return inconsistent(format!(
+                    "controller.listener.names must not name a listener of listeners when \
+                     process.roles=broker, but {listener} is one"
+                ));
+            }
+        }
+        if roles.controller && !self.controller_quorum_voters.is_empty() && !is_voter {
+            return inconsistent(format!(
+                "controller.quorum.voters ({}) must include node {} (node.id), since \
+                 process.roles includes controller",
+                voters(),
+                self.node_id
+            ));
         }
         Ok(())
     }
@@ -1547,7 +1622,10 @@ log.retention.check.interval.ms=300000
         assert_eq!(config.process_roles.to_string(), "broker");
         let (config, _) = parse("process.roles=controller, broker");
         assert_eq!(config.process_roles.to_string(), "broker,controller");
-        let (config, _) = parse("process.roles=controller");
+        let (config, _) = parse(
+            "process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://:9093\n\
+             controller.listener.names=CONTROLLER\ncontroller.quorum.voters=1@localhost:9093",
+        );
         assert!(!config.process_roles.broker);
         assert!(parse_error("process.roles=broker,broker").contains("twice"));
         assert!(parse_error("process.roles=").contains("process.roles"));
@@ -1733,8 +1811,59 @@ log.retention.check.interval.ms=300000
     }
 
     #[test]
+    fn role_conflicts_name_the_key() {
+        let controller_only = "process.roles=controller\nnode.id=1\n\
+                               controller.listener.names=CONTROLLER\n";
+        let error = parse_error(&format!(
+            "{controller_only}listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093"
+        ));
+        assert!(
+            error.contains("listeners must contain only controller listeners"),
+            "{error}"
+        );
+        let error = parse_error(&format!("{controller_only}listeners=CONTROLLER://:9093"));
+        assert!(error.contains("controller.quorum.voters"), "{error}");
+        let error = parse_error(
+            "process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://:9093\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(
+            error.contains("controller.listener.names must name"),
+            "{error}"
+        );
+        let error = parse_error(
+            "process.roles=broker\nnode.id=1\ncontroller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(error.contains("must not include node 1"), "{error}");
+        let error = parse_error(
+            "process.roles=broker\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(
+            error.contains("controller.listener.names must not name"),
+            "{error}"
+        );
+        let error = parse_error(
+            "process.roles=broker,controller\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(error.contains("must include node 4"), "{error}");
+        // A broker-only node outside the voters is a valid configuration.
+        parse(
+            "process.roles=broker\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+    }
+
+    #[test]
     fn quorum_voters_are_parsed() {
-        let (config, _) = parse("controller.quorum.voters=1@localhost:9093, 2@[::1]:9094");
+        let (config, _) =
+            parse("node.id=1\ncontroller.quorum.voters=1@localhost:9093, 2@[::1]:9094");
         assert_eq!(
             config.controller_quorum_voters,
             vec![

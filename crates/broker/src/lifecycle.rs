@@ -249,12 +249,17 @@ pub async fn run_fencing(
             _ = tick.tick() => {}
             () = controller.suspects_added() => {}
         }
-        let active = controller.quorum().status().leader_id == Some(controller.node_id());
+        let status = controller.quorum().status();
+        let active = status.leader_id == Some(controller.node_id());
         if !active {
+            if was_active {
+                tracing::info!(epoch = status.epoch, "no longer the active controller");
+            }
             was_active = false;
             continue;
         }
         if !was_active {
+            tracing::info!(epoch = status.epoch, "became the active controller");
             // Heartbeats went to another controller meanwhile: start every session afresh (and
             // suspect every broker at once: take_suspects sees no heartbeat from any).
             controller.reset_sessions();

@@ -5,6 +5,8 @@
 //! registers with the controller under every advertised client endpoint, accepts connections on
 //! each listener (one task per connection, which knows its listener's name), runs housekeeping
 //! (segment roll, flush, retention) in the background, and shuts down cleanly on SIGINT/SIGTERM.
+//! A controller-only node (`process.roles=controller`) opens only its quorum member, controller
+//! listener and the active controller's timers ([`run`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -88,10 +90,54 @@ impl ServerHandle {
 
 /// Runs a broker until SIGINT or SIGTERM, then shuts it down cleanly.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if !config.process_roles.broker {
+        return run_controller_only(config).await;
+    }
     let handle = serve(config).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs a controller-only node (`process.roles=controller`) until SIGINT or SIGTERM: a voter of
+/// the metadata quorum serving only its controller listener (Raft messages and the brokers'
+/// controller calls), with the active controller's timers (fencing of expired broker sessions,
+/// periodic leader elections). No client listener, no partitions, no broker registration.
+async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
+    let session_timeout =
+        Duration::from_millis(u64::try_from(config.broker_session_timeout_ms).unwrap_or(9000));
+    let heartbeat_interval =
+        Duration::from_millis(u64::try_from(config.broker_heartbeat_interval_ms).unwrap_or(2000));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (controller, _client, metadata_state) =
+        open_raft_controller(&config, session_timeout, shutdown_rx.clone()).await?;
+    tracing::info!(
+        node_id = config.node_id,
+        cluster_id = %metadata_state.image().cluster_id,
+        "strom controller started (process.roles=controller)"
+    );
+    let tasks = [
+        tokio::spawn(lifecycle::run_leader_elections(
+            controller.clone(),
+            lifecycle::ElectionSchedule::from_config(&config),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(lifecycle::run_fencing(
+            controller,
+            session_timeout,
+            heartbeat_interval,
+            config.inter_broker_listener(),
+            shutdown_rx,
+        )),
+    ];
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -122,6 +168,9 @@ async fn wait_for_signal() {
 
 /// Opens storage, binds every client listener and starts serving in the background.
 pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
+    if !config.process_roles.broker {
+        anyhow::bail!("process.roles=controller: a controller-only node serves no clients");
+    }
     let log_dir = config.log_dir();
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log directory {}", log_dir.display()))?;
@@ -305,6 +354,13 @@ async fn open_raft_controller(
     session_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Controller>, ControllerClient, Arc<MetadataState>)> {
+    if !config.process_roles.controller {
+        anyhow::bail!(
+            "process.roles=broker with controller.quorum.voters: broker-only nodes cannot follow \
+             a metadata quorum yet; run node {} as process.roles=broker,controller (a voter)",
+            config.node_id
+        );
+    }
     let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let formatted = read_meta_properties(&metadata_dir)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
@@ -314,18 +370,6 @@ async fn open_raft_controller(
             "{} is not formatted: a node with controller.quorum.voters must be formatted with the \
              cluster id first (`strom storage format -t <cluster id> -c <config>`)",
             metadata_dir.display()
-        );
-    }
-    if !config.process_roles.controller
-        || !config
-            .controller_quorum_voters
-            .iter()
-            .any(|voter| voter.id == config.node_id)
-    {
-        anyhow::bail!(
-            "node {} must be one of controller.quorum.voters with process.roles including \
-             controller (brokers without a controller role are not supported yet)",
-            config.node_id
         );
     }
     let voters: BTreeMap<i32, String> = config

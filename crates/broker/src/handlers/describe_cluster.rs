@@ -31,7 +31,7 @@ pub fn handle(
         error_message: None,
         endpoint_type: ENDPOINT_TYPE_BROKER,
         cluster_id: image.cluster_id.clone(),
-        controller_id: broker.controller.active_controller_id().unwrap_or(-1),
+        controller_id: super::metadata::controller_id_for_clients(broker, &image, listener),
         brokers: Vec::new(),
         cluster_authorized_operations: authorized_operations::NOT_REQUESTED,
     };

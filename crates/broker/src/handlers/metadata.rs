@@ -126,7 +126,7 @@ pub async fn handle(
             })
             .collect(),
         cluster_id: Some(image.cluster_id.clone()),
-        controller_id: broker.controller.active_controller_id().unwrap_or(-1),
+        controller_id: controller_id_for_clients(broker, &image, listener),
         topics,
         cluster_authorized_operations,
         ..Default::default()
@@ -232,5 +232,32 @@ fn describe_topic(
             })
             .collect(),
         ..Default::default()
+    }
+}
+
+/// The controller id clients are told (Metadata, DescribeCluster): the active controller when it
+/// is an unfenced broker reachable on `listener` (combined mode), else the lowest such broker
+/// (Kafka's KRaft brokers name a random alive broker): a controller-only node serves no client
+/// requests, and admin clients send controller-bound requests to this id, which forwards them.
+pub(crate) fn controller_id_for_clients(
+    broker: &Broker,
+    image: &MetadataImage,
+    listener: &str,
+) -> i32 {
+    let serves = |id: i32| {
+        image
+            .brokers
+            .get(&id)
+            .is_some_and(|b| !b.fenced && endpoint_on(b, listener).is_some())
+    };
+    match broker.controller.active_controller_id() {
+        Some(id) if serves(id) => id,
+        Some(_) => image
+            .brokers
+            .keys()
+            .copied()
+            .find(|id| serves(*id))
+            .unwrap_or(-1),
+        None => -1,
     }
 }

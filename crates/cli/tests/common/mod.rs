@@ -571,7 +571,11 @@ impl Drop for StromProcess {
 /// are voters of the metadata quorum, formatted with one cluster id. Dropping it kills and reaps
 /// every node.
 pub struct StromCluster {
+    /// The nodes with the broker role, node ids `controllers.len() + 1` upwards.
     pub nodes: Vec<StromProcess>,
+    /// Controller-only nodes (`process.roles=controller`, node ids 1, 2, ...), whose only
+    /// listener is CONTROLLER on their [`StromProcess::port`]; empty in plain combined mode.
+    pub controllers: Vec<StromProcess>,
     /// The CONTROLLER listener port of each node, in the order of `nodes`.
     pub controller_ports: Vec<u16>,
     /// The EXTERNAL listener port of each node, in the order of `nodes`, when the cluster was
@@ -582,29 +586,58 @@ pub struct StromCluster {
 impl StromCluster {
     /// Formats and starts the three nodes (node ids 1, 2, 3) with `extra_props` on each.
     pub fn start(extra_props: &[(&str, &str)]) -> StromCluster {
-        StromCluster::start_nodes(extra_props, false)
+        StromCluster::start_nodes(extra_props, false, 0)
+    }
+
+    /// Split roles: three controller-only voters (node ids 1, 2, 3) and three combined nodes
+    /// (ids 4, 5, 6, voters too: broker-only nodes cannot follow the quorum yet), `extra_props`
+    /// on the combined ones.
+    pub fn start_with_controller_only_voters(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(extra_props, false, 3)
     }
 
     /// Like [`StromCluster::start`], each node with a second client listener, EXTERNAL, bound
     /// on 127.0.0.1 and advertised as `localhost:<port>`; PLAINTEXT stays the inter-broker
     /// listener, advertised as `127.0.0.1:<port>`.
     pub fn start_with_external_listeners(extra_props: &[(&str, &str)]) -> StromCluster {
-        StromCluster::start_nodes(extra_props, true)
+        StromCluster::start_nodes(extra_props, true, 0)
     }
 
-    fn start_nodes(extra_props: &[(&str, &str)], external: bool) -> StromCluster {
+    fn start_nodes(
+        extra_props: &[(&str, &str)],
+        external: bool,
+        controller_only: usize,
+    ) -> StromCluster {
         let output = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(["storage", "random-uuid"])
             .output()
             .expect("run strom storage random-uuid");
         let cluster_id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let mut controllers: Vec<StromProcess> = (0..controller_only)
+            .map(|_| StromProcess::prepare(&[], &[]))
+            .collect();
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters = controller_ports
+        let voters = controllers
             .iter()
+            .map(|c| c.port)
+            .chain(controller_ports.iter().copied())
             .enumerate()
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        for (i, controller) in controllers.iter_mut().enumerate() {
+            let node_id = (i + 1).to_string();
+            let listeners = format!("CONTROLLER://127.0.0.1:{}", controller.port);
+            controller.rewrite_config(&[
+                ("node.id", &node_id),
+                ("process.roles", "controller"),
+                ("controller.quorum.voters", &voters),
+                ("controller.listener.names", "CONTROLLER"),
+                ("listeners", &listeners),
+                ("advertised.listeners", &listeners),
+            ]);
+            controller.format_storage(&cluster_id);
+        }
         let external_ports: Vec<u16> = if external {
             (0..3).map(|_| free_port()).collect()
         } else {
@@ -612,7 +645,7 @@ impl StromCluster {
         };
         let mut nodes = Vec::new();
         for (i, controller_port) in controller_ports.iter().enumerate() {
-            let node_id = (i + 1).to_string();
+            let node_id = (controller_only + i + 1).to_string();
             let mut process = StromProcess::prepare(&[], &[]);
             let port = process.port;
             let mut listeners =
@@ -642,11 +675,12 @@ impl StromCluster {
             process.format_storage(&cluster_id);
             nodes.push(process);
         }
-        for node in &mut nodes {
+        for node in controllers.iter_mut().chain(&mut nodes) {
             node.spawn_and_wait_ready();
         }
         StromCluster {
             nodes,
+            controllers,
             controller_ports,
             external_ports,
         }
