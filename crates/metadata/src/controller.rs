@@ -786,6 +786,14 @@ impl Controller {
         if records.is_empty() {
             return Ok(());
         }
+        // Records are validated against this node's image: only the active controller, caught
+        // up with the log (see `Quorum::status`), may commit.
+        if self.quorum.status().leader_id != Some(self.node_id) {
+            return Err(MetadataError::of(
+                ErrorCode::NotController,
+                "this node is not the active controller, or has not replayed the log yet",
+            ));
+        }
         let mut pending = base.clone();
         pending
             .apply_entry(base.last_offset + 1, &records)
