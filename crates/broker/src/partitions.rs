@@ -600,13 +600,15 @@ impl Partition {
             } else {
                 end_offset.min(local_end)
             };
-            tracing::info!(
-                partition = %self.name(),
-                offset,
-                log_end_offset = log.log_end_offset(),
-                diverging_epoch = epoch,
-                "truncating a follower's log where it diverges from the leader's"
-            );
+            if offset < log.log_end_offset() {
+                tracing::info!(
+                    partition = %self.name(),
+                    offset,
+                    log_end_offset = log.log_end_offset(),
+                    diverging_epoch = epoch,
+                    "truncating a follower's log where it diverges from the leader's"
+                );
+            }
             log.truncate_to(offset)
         })
     }

@@ -1135,6 +1135,13 @@ impl PartitionLog {
     /// are checkpointed then), and the leader epochs starting at or after it are forgotten.
     pub fn truncate_to(&mut self, offset: i64) -> StorageResult<()> {
         if offset >= self.log_end_offset() {
+            // No record goes, but an epoch that starts at the log end without a batch (a leader
+            // that wrote nothing in it) does when truncating exactly there: otherwise a follower
+            // would keep naming it as its last fetched epoch, and be told again and again to
+            // truncate where it already ends.
+            if offset == self.log_end_offset() && self.epochs.truncate_from_end(offset) {
+                self.epochs.write(&self.dir)?;
+            }
             return Ok(());
         }
         if offset <= self.segments[0].base_offset() {
