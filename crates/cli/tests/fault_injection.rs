@@ -1,0 +1,51 @@
+//! Fault injection with a checker (Jepsen style; see `chaos/mod.rs`): idempotent `acks=all`
+//! producers write to a replication-factor-3 topic on three real `strom` processes while a
+//! nemesis kills, pauses and cuts off partition leaders; afterwards every partition is read back
+//! and no acknowledged record may be lost, duplicated, reordered or rewritten, and each broker
+//! that came back must serve every record. The checker's own analysis is unit-tested on
+//! synthetic histories in `chaos/history.rs` (run with this binary).
+//!
+//! The network faults need root (network namespaces, iproute2's `ip`); without them the run
+//! says so and goes on with the process faults only.
+//!
+//! `scripts/soak --duration SECS` runs the same scenario for longer, in release mode.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chaos;
+mod common;
+
+use std::time::Duration;
+
+use chaos::Scenario;
+
+/// The harness itself, on any build: the same run without a nemesis must come out clean (a few
+/// seconds of writes, the final read, every count zero). It keeps the harness working while the
+/// run with faults waits for replication.
+#[test]
+fn without_faults_the_checker_finds_nothing() {
+    let mut scenario = Scenario::from_env(Duration::from_secs(5));
+    scenario.duration = Duration::from_secs(5);
+    scenario.faults = false;
+    let counts = chaos::run(&scenario);
+    assert!(counts.is_clean(), "the checker found anomalies:\n{counts}");
+    assert!(counts.acknowledged > 0 && counts.final_records >= counts.acknowledged);
+}
+
+/// The run CI makes: about 35 s of faults (every fault kind at least once), then the checks.
+#[test]
+#[ignore = "needs partition replication (issue 8)"]
+fn no_acknowledged_record_is_lost_while_leaders_fail() {
+    let mut scenario = Scenario::from_env(Duration::from_secs(35));
+    // Checking one returning broker keeps the run near a minute; the soak checks three.
+    scenario.returning_checks = 1;
+    let counts = chaos::run(&scenario);
+    assert!(counts.is_clean(), "the checker found anomalies:\n{counts}");
+}
+
+/// The soak: `scripts/soak --duration SECS` (STROM_CHAOS_SECS) in release mode.
+#[test]
+#[ignore = "long: run it with scripts/soak --duration SECS"]
+fn soak() {
+    let counts = chaos::run(&Scenario::from_env(Duration::from_secs(600)));
+    assert!(counts.is_clean(), "the checker found anomalies:\n{counts}");
+}
