@@ -54,13 +54,25 @@ const RESUME_DEADLINE: Duration = Duration::from_secs(20);
 const TOPIC: &str = "chaos";
 const ALL_NODES: [i32; 3] = [1, 2, 3];
 
+/// Which faults a run injects while the writers write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    /// None: such a run must come out clean on any build.
+    None,
+    /// The [`nemesis`], for the run's duration.
+    Nemesis,
+    /// After the run's duration, every node is killed (SIGKILL) and started again.
+    RestartAll,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     /// How long the nemesis runs.
     pub duration: Duration,
-    /// Whether there is a nemesis at all (a run without one must be clean on any build).
-    pub faults: bool,
+    pub faults: Faults,
+    /// Of the topic; `min.insync.replicas` is 2 when it is 3, else 1.
+    pub replication_factor: i32,
     pub partitions: i32,
     pub writers: usize,
     pub readers: usize,
@@ -83,7 +95,8 @@ impl Scenario {
         });
         Scenario {
             duration: env("STROM_CHAOS_SECS").map_or(default_duration, Duration::from_secs),
-            faults: true,
+            faults: Faults::Nemesis,
+            replication_factor: 3,
             partitions: 6,
             writers: 3,
             readers: 2,
@@ -144,9 +157,9 @@ fn led_by(state: &[PartitionState], live: &[i32]) -> bool {
     state.iter().all(|p| live.contains(&p.leader))
 }
 
-/// Creates the run's topic (replication factor 3, `min.insync.replicas=2`), retrying while the
-/// cluster elects its controller.
-fn create_topic(cluster: &StromCluster, partitions: i32) {
+/// Creates the run's topic (with `min.insync.replicas` 2 if the replication factor is 3, else
+/// 1), retrying while the cluster elects its controller.
+fn create_topic(cluster: &StromCluster, partitions: i32, replication_factor: i32) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -159,8 +172,13 @@ fn create_topic(cluster: &StromCluster, partitions: i32) {
         .request_timeout(Some(Duration::from_secs(10)))
         .operation_timeout(Some(Duration::from_secs(10)));
     let created = wait_for(SETTLE_DEADLINE, || {
-        let topic = NewTopic::new(TOPIC, partitions, TopicReplication::Fixed(3))
-            .set("min.insync.replicas", "2");
+        let min_insync = if replication_factor >= 3 { "2" } else { "1" };
+        let topic = NewTopic::new(
+            TOPIC,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        )
+        .set("min.insync.replicas", min_insync);
         let outcome = runtime.block_on(admin.create_topics([&topic], &options));
         matches!(
             outcome.as_deref(),
@@ -203,7 +221,7 @@ pub fn run(scenario: &Scenario) -> Counts {
         ],
     );
     let bootstrap = cluster.bootstrap_all();
-    create_topic(&cluster, scenario.partitions);
+    create_topic(&cluster, scenario.partitions, scenario.replication_factor);
     let settled = |bootstrap: &str| {
         wait_for(SETTLE_DEADLINE, || {
             topic_state(bootstrap, TOPIC).is_some_and(|state| led_by(&state, &ALL_NODES))
@@ -237,15 +255,26 @@ pub fn run(scenario: &Scenario) -> Counts {
     assert!(warm, "writers got no acknowledgements\n{}", cluster.logs());
 
     let mut nemesis = Nemesis::new(scenario.seed, SESSION_TIMEOUT, with_lan);
-    if scenario.faults {
-        say("writers acknowledged on every partition; nemesis starts".into());
-        nemesis.run(&mut cluster, scenario.duration, |rng| {
-            let state = topic_state(&bootstrap, TOPIC)?;
-            let partition = state.get(rng.below(state.len()))?;
-            (partition.leader > 0).then_some(partition.leader)
-        });
-    } else {
-        std::thread::sleep(scenario.duration);
+    match scenario.faults {
+        Faults::None => std::thread::sleep(scenario.duration),
+        Faults::Nemesis => {
+            say("writers acknowledged on every partition; nemesis starts".into());
+            nemesis.run(&mut cluster, scenario.duration, |rng| {
+                let state = topic_state(&bootstrap, TOPIC)?;
+                let partition = state.get(rng.below(state.len()))?;
+                (partition.leader > 0).then_some(partition.leader)
+            });
+        }
+        Faults::RestartAll => {
+            std::thread::sleep(scenario.duration);
+            say("killing every node, then starting them all again".into());
+            for node in &mut cluster.nodes {
+                node.kill_9();
+            }
+            for node in &mut cluster.nodes {
+                node.start_again();
+            }
+        }
     }
 
     // Healed: the cluster settles and the writers get acknowledgements on every partition
