@@ -9,7 +9,9 @@
 //! be zero:
 //!
 //! - **lost**: acknowledged, and absent from the final read;
-//! - **moved**: acknowledged at one offset, found (only) at another — the log was rewritten;
+//! - **moved**: acknowledged at one offset, found (only) at another — the log was rewritten
+//!   (librdkafka acknowledges some records without an offset, see [`analyze`]: those are
+//!   checked for loss only);
 //! - **duplicates**: copies of a value beyond the first in the final read (idempotence broken);
 //! - **reordered**: records of one writer in one partition whose sequence number is lower than
 //!   one before them in offset order;
@@ -131,6 +133,8 @@ pub struct Counts {
     pub acknowledged: usize,
     pub failed: usize,
     pub failed_but_present: usize,
+    /// Acknowledged without an offset (see [`analyze`]); checked for loss only.
+    pub acked_without_offset: usize,
     pub observed: usize,
     pub final_records: usize,
     pub returning_checked: usize,
@@ -184,10 +188,11 @@ impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "checker: sent {} acknowledged {} failed {} (of which in the log {}) read live {} \
-             final records {} returning brokers checked {}",
+            "checker: sent {} acknowledged {} (without offset {}) failed {} (of which in the log \
+             {}) read live {} final records {} returning brokers checked {}",
             self.sent,
             self.acknowledged,
+            self.acked_without_offset,
             self.failed,
             self.failed_but_present,
             self.observed,
@@ -260,6 +265,9 @@ pub fn analyze(history: &History) -> Counts {
                     format!("{} acked at {}@{}", ack.tag, ack.partition, ack.offset)
                 });
             }
+            // librdkafka acknowledges records of a batch that timed out in flight when a later
+            // batch of the same producer succeeds ("implicitly acked"), without an offset.
+            Some(_) if ack.offset < 0 => counts.acked_without_offset += 1,
             Some(places) if !places.contains(&(ack.partition, ack.offset)) => {
                 counts.moved += 1;
                 counts.note("moved", || {
@@ -506,6 +514,22 @@ mod tests {
             anomalies(&counts),
             vec![("moved", 2), ("reordered", 3), ("changed", 2)]
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_without_offset_is_checked_for_loss_only() {
+        let mut history = clean(10);
+        // Implicitly acked by librdkafka: offset -1001 (RD_KAFKA_OFFSET_INVALID).
+        history.acked[3].offset = -1001;
+        history.acked[5].offset = -1001;
+        let read = final_records(&mut history, 1);
+        read.records.truncate(2);
+        read.high = 2;
+        history.observed.clear();
+        let counts = analyze(&history);
+        // s3 is in the log (fine); s5 (partition 1, offset 2) is not.
+        assert_eq!(anomalies(&counts), vec![("lost", 3)]);
+        assert_eq!(counts.acked_without_offset, 1);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod history;
 pub mod nemesis;
 pub mod workload;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -47,6 +47,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a returning broker gets to be back in every ISR.
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(20);
+/// How often the returning-broker check tries to make a broker the leader of every partition.
+const RETURNING_ATTEMPTS: u32 = 3;
 /// How long a final read of all partitions may take.
 const READ_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the writers get to be acknowledged on every partition again after the last fault.
@@ -78,8 +80,6 @@ pub struct Scenario {
     pub readers: usize,
     /// Records per second per writer.
     pub rate: u32,
-    /// At most this many returning brokers are checked (the ones faulted last).
-    pub returning_checks: usize,
     pub seed: u64,
 }
 
@@ -101,7 +101,6 @@ impl Scenario {
             writers: 3,
             readers: 2,
             rate: 100,
-            returning_checks: 3,
             seed,
         }
     }
@@ -293,13 +292,15 @@ pub fn run(scenario: &Scenario) -> Counts {
     history.final_read = workload::read_all(&config, &bootstrap, |_| true, READ_DEADLINE);
     say("final read done".into());
 
-    let mut faulted: Vec<i32> = Vec::new();
-    for event in nemesis.events.iter().rev() {
-        if !faulted.contains(&event.node) {
-            faulted.push(event.node);
-        }
+    // The brokers a fault hit, those leading the fewest partitions first: the final read came
+    // from the leaders, so a broker that leads nothing is the one whose copy it has not seen.
+    let mut returning: BTreeSet<i32> = nemesis.events.iter().map(|e| e.node).collect();
+    if scenario.faults == Faults::RestartAll {
+        returning.extend(ALL_NODES);
     }
-    faulted.truncate(scenario.returning_checks);
+    let state = topic_state(&bootstrap, TOPIC).unwrap_or_default();
+    let mut faulted: Vec<i32> = returning.into_iter().collect();
+    faulted.sort_by_key(|broker| state.iter().filter(|p| p.leader == *broker).count());
     for broker in faulted {
         let read = read_from_returning(&mut cluster, &config, broker);
         say(read.1);
@@ -336,52 +337,66 @@ fn read_from_returning(
 ) -> (BrokerRead, String) {
     let started = Instant::now();
     let bootstrap = cluster.bootstrap_all();
-    let in_isr = wait_for(CATCH_UP_DEADLINE, || {
-        topic_state(&bootstrap, TOPIC)
-            .is_some_and(|state| state.iter().all(|p| p.isr.contains(&broker)))
-    });
+    let own = cluster.nodes[usize::try_from(broker - 1).expect("node ids start at 1")].bootstrap();
     let others: Vec<usize> = (0..cluster.nodes.len())
         .filter(|i| i32::try_from(*i + 1).ok() != Some(broker))
         .collect();
-    for other in &others {
-        cluster.nodes[*other].terminate();
-    }
-    let index = usize::try_from(broker - 1).expect("node ids start at 1");
-    let own = cluster.nodes[index].bootstrap();
-    // Leaderships move with the controlled shutdowns; wait until the broker's own metadata
-    // has taken them all (those it can take).
-    let mut state = Vec::new();
-    wait_for(Duration::from_secs(10), || {
-        state = topic_state(&own, TOPIC).unwrap_or_default();
-        led_by(&state, &[broker])
-    });
-    let led: Vec<i32> = state
-        .iter()
-        .filter(|p| p.leader == broker)
-        .map(|p| p.id)
-        .collect();
-    let partitions = workload::read_all(config, &own, |p| led.contains(&p), READ_DEADLINE);
-    for other in &others {
-        cluster.nodes[*other].start_again();
-    }
-    let settled = wait_for(SETTLE_DEADLINE, || {
-        topic_state(&bootstrap, TOPIC).is_some_and(|state| led_by(&state, &ALL_NODES))
-    });
-    let report = format!(
-        "returning broker {broker}: in every ISR: {in_isr}; led {}/{} partitions; read {}; \
-         cluster settled again: {settled} ({:.1}s)",
-        led.len(),
-        config.partitions,
-        partitions
+    let in_every_isr = || {
+        topic_state(&bootstrap, TOPIC)
+            .is_some_and(|state| state.iter().all(|p| p.isr.contains(&broker)))
+    };
+    for attempt in 1..=RETURNING_ATTEMPTS {
+        // Two looks a second apart: just after a restart the ISR can still name a node that
+        // the controller is about to take out of it until it has caught up.
+        let in_isr = wait_for(CATCH_UP_DEADLINE, || {
+            in_every_isr() && {
+                std::thread::sleep(Duration::from_secs(1));
+                in_every_isr()
+            }
+        });
+        for other in &others {
+            cluster.nodes[*other].terminate();
+        }
+        // Leaderships move with the controlled shutdowns; wait until the broker's own
+        // metadata has taken them all (those it can take).
+        let mut state = Vec::new();
+        wait_for(Duration::from_secs(10), || {
+            state = topic_state(&own, TOPIC).unwrap_or_default();
+            led_by(&state, &[broker])
+        });
+        let led: Vec<i32> = state
             .iter()
-            .map(|(p, read)| format!(
-                "p{p}:{}",
-                read.as_ref()
-                    .map_or("-".to_string(), |r| r.records.len().to_string())
-            ))
-            .collect::<Vec<_>>()
-            .join(" "),
-        started.elapsed().as_secs_f64()
-    );
-    (BrokerRead { broker, partitions }, report)
+            .filter(|p| p.leader == broker)
+            .map(|p| p.id)
+            .collect();
+        let complete = led.len() == usize::try_from(config.partitions).unwrap_or(0);
+        let partitions = (complete || attempt == RETURNING_ATTEMPTS)
+            .then(|| workload::read_all(config, &own, |p| led.contains(&p), READ_DEADLINE));
+        for other in &others {
+            cluster.nodes[*other].start_again();
+        }
+        let settled = wait_for(SETTLE_DEADLINE, || {
+            topic_state(&bootstrap, TOPIC).is_some_and(|state| led_by(&state, &ALL_NODES))
+        });
+        if let Some(partitions) = partitions {
+            let report = format!(
+                "returning broker {broker}: in every ISR: {in_isr}; led {}/{} partitions \
+                 (attempt {attempt}); read {}; cluster settled again: {settled} ({:.1}s)",
+                led.len(),
+                config.partitions,
+                partitions
+                    .iter()
+                    .map(|(p, read)| format!(
+                        "p{p}:{}",
+                        read.as_ref()
+                            .map_or("-".to_string(), |r| r.records.len().to_string())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                started.elapsed().as_secs_f64()
+            );
+            return (BrokerRead { broker, partitions }, report);
+        }
+    }
+    unreachable!("the last attempt always reads")
 }
