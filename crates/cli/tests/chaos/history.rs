@@ -149,6 +149,8 @@ pub struct Counts {
     pub unreadable: usize,
     pub returning_missing: usize,
     pub returning_unverified: usize,
+    /// Lost records per partition.
+    pub lost_by_partition: BTreeMap<i32, usize>,
     /// Examples per anomaly name.
     pub examples: BTreeMap<&'static str, Vec<String>>,
 }
@@ -214,6 +216,13 @@ impl fmt::Display for Counts {
                 "ANOMALIES"
             }
         )?;
+        if !self.lost_by_partition.is_empty() {
+            writeln!(
+                f,
+                "checker:   lost by partition {:?}",
+                self.lost_by_partition
+            )?;
+        }
         for (name, examples) in &self.examples {
             writeln!(f, "checker:   {name} e.g. {}", examples.join("; "))?;
         }
@@ -261,6 +270,7 @@ pub fn analyze(history: &History) -> Counts {
         match found.get(&ack.tag) {
             None => {
                 counts.lost += 1;
+                *counts.lost_by_partition.entry(ack.partition).or_default() += 1;
                 counts.note("lost", || {
                     format!("{} acked at {}@{}", ack.tag, ack.partition, ack.offset)
                 });

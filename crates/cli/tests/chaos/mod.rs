@@ -312,8 +312,30 @@ pub fn run(scenario: &Scenario) -> Counts {
     for event in &nemesis.events {
         eprintln!("chaos:   {event}");
     }
+    if !counts.is_clean() {
+        keep_logs(&cluster, scenario.seed);
+    }
     eprint!("{counts}");
     counts
+}
+
+/// Copies every node's log out of its temporary directory (removed with the cluster) for a run
+/// that found anomalies, and says where.
+fn keep_logs(cluster: &StromCluster, seed: u64) {
+    let dir = std::env::temp_dir().join(format!("strom-chaos-{seed}"));
+    let kept = std::fs::create_dir_all(&dir).and_then(|()| {
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            std::fs::write(dir.join(format!("node{}.log", i + 1)), node.log_contents())?;
+        }
+        Ok(())
+    });
+    match kept {
+        Ok(()) => eprintln!("chaos: the nodes' logs are in {}", dir.display()),
+        Err(error) => eprintln!(
+            "chaos: could not keep the nodes' logs in {}: {error}",
+            dir.display()
+        ),
+    }
 }
 
 /// Leader and ISR of every partition of the topic, for the report.

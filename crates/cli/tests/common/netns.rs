@@ -104,74 +104,43 @@ impl Lan {
         for node in 0..self.nodes {
             let netns = self.node_netns(node);
             let subnet = self.subnet(node);
-            let link = format!("n{node}");
             ip(&["netns", "add", &netns])?;
-            ip(&[
-                "-n", &router, "link", "add", &link, "type", "veth", "peer", "name", "eth0",
-                "netns", &netns,
-            ])?;
-            ip(&[
-                "-n",
-                &router,
-                "addr",
-                "add",
-                &format!("10.{}.{subnet}.1/24", self.octet),
-                "dev",
-                &link,
-            ])?;
-            ip(&["-n", &router, "link", "set", &link, "up"])?;
-            ip(&[
-                "-n",
-                &netns,
-                "addr",
-                "add",
-                &format!("{}/24", self.node_host(node)),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+            self.link(&format!("n{node}"), Some(&netns), "eth0", subnet)?;
             ip(&["-n", &netns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &netns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("10.{}.{subnet}.1", self.octet),
-            ])?;
+            let gateway = format!("10.{}.{subnet}.1", self.octet);
+            ip(&["-n", &netns, "route", "add", "default", "via", &gateway])?;
         }
         let host_link = self.host_link();
+        self.link("uplink", None, &host_link, HOST_SUBNET)?;
+        let gateway = format!("10.{}.{HOST_SUBNET}.1", self.octet);
+        let network = format!("10.{}.0.0/16", self.octet);
+        ip(&["route", "add", &network, "via", &gateway, "dev", &host_link])
+    }
+
+    /// A veth link between the router (`router_end`, `10.X.subnet.1`) and the namespace `far`
+    /// (the test's own when `None`; `far_end`, `10.X.subnet.2`), both ends up.
+    fn link(
+        &self,
+        router_end: &str,
+        far: Option<&str>,
+        far_end: &str,
+        subnet: u8,
+    ) -> Result<(), String> {
+        let router = self.router();
+        // `netns <pid>` names the namespace of that process: the test's own.
+        let own = std::process::id().to_string();
+        let far_netns = far.unwrap_or(&own);
         ip(&[
-            "link", "add", &host_link, "type", "veth", "peer", "name", "uplink", "netns", &router,
+            "-n", &router, "link", "add", router_end, "type", "veth", "peer", "name", far_end,
+            "netns", far_netns,
         ])?;
-        ip(&[
-            "-n",
-            &router,
-            "addr",
-            "add",
-            &format!("10.{}.{HOST_SUBNET}.1/24", self.octet),
-            "dev",
-            "uplink",
-        ])?;
-        ip(&["-n", &router, "link", "set", "uplink", "up"])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("10.{}.{HOST_SUBNET}.2/24", self.octet),
-            "dev",
-            &host_link,
-        ])?;
-        ip(&["link", "set", &host_link, "up"])?;
-        ip(&[
-            "route",
-            "add",
-            &format!("10.{}.0.0/16", self.octet),
-            "via",
-            &format!("10.{}.{HOST_SUBNET}.1", self.octet),
-            "dev",
-            &host_link,
-        ])
+        for (netns, end, host) in [(Some(router.as_str()), router_end, 1), (far, far_end, 2)] {
+            let in_netns: Vec<&str> = netns.map_or(Vec::new(), |netns| vec!["-n", netns]);
+            let address = format!("10.{}.{subnet}.{host}/24", self.octet);
+            ip(&[in_netns.as_slice(), &["addr", "add", &address, "dev", end]].concat())?;
+            ip(&[in_netns.as_slice(), &["link", "set", end, "up"]].concat())?;
+        }
+        Ok(())
     }
 
     fn router(&self) -> String {
