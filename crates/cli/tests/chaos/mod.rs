@@ -17,10 +17,17 @@
 //! controlled shutdowns move every leadership to it (the second shutdown is committed while two
 //! of the three voters still run; after it the quorum is gone, but the broker keeps serving
 //! reads as the leader its last image names), reads, and starts the two again. Everything it
-//! serves must equal the final read, offset for offset. A partition it cannot be made the leader
-//! of (not back in the ISR) counts as unverified. Once preferred-leader election (ElectLeaders,
-//! API key 43) exists, the same check can run without stopping nodes for the partitions whose
-//! first replica is the broker.
+//! serves must equal the final read, offset for offset. Every faulted broker is checked, those
+//! leading the fewest partitions first (the final read came from the leaders, so theirs is the
+//! copy it has not seen; by the last check, every replica has been compared). A partition it
+//! cannot be made the leader of counts as unverified after three attempts (an attempt can fail
+//! when the ISR a client saw was stale: a just-restarted node is still named in it until the
+//! controller takes it out). Once preferred-leader election (ElectLeaders, API key 43) exists,
+//! the same check can run without stopping nodes for the partitions whose first replica is the
+//! broker.
+//!
+//! A run that finds anomalies copies the nodes' logs to `$TMPDIR/strom-chaos-<seed>/` and says
+//! so.
 
 pub mod history;
 pub mod nemesis;
