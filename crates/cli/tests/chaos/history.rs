@@ -104,8 +104,8 @@ pub struct PartitionRead {
     pub records: Vec<(i64, Vec<u8>)>,
 }
 
-/// What a returning broker served once it led the partitions again: `None` for a partition it
-/// could not be made the leader of.
+/// What a returning broker served once it led the partitions it replicates again: `None` for a
+/// partition it could not be made the leader of.
 #[derive(Clone, Debug)]
 pub struct BrokerRead {
     pub broker: i32,
@@ -365,16 +365,18 @@ fn check_partition(counts: &mut Counts, history: &History, partition: i32, read:
 
 /// Records of the final read that `broker` did not serve identically.
 fn check_returning(counts: &mut Counts, history: &History, broker: &BrokerRead) {
-    for (&partition, wanted) in &history.final_read {
-        let Some(wanted) = wanted else { continue };
-        match broker.partitions.get(&partition) {
-            None | Some(None) => {
+    for (&partition, served) in &broker.partitions {
+        let Some(Some(wanted)) = history.final_read.get(&partition) else {
+            continue;
+        };
+        match served {
+            None => {
                 counts.returning_unverified += 1;
                 counts.note("returning_unverified", || {
                     format!("broker {} partition {partition}", broker.broker)
                 });
             }
-            Some(Some(served)) => {
+            Some(served) => {
                 let served_at: HashMap<i64, &[u8]> = served
                     .records
                     .iter()

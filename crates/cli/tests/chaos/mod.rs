@@ -117,6 +117,7 @@ impl Scenario {
 struct PartitionState {
     id: i32,
     leader: i32,
+    replicas: Vec<i32>,
     isr: Vec<i32>,
 }
 
@@ -138,6 +139,7 @@ fn topic_state(bootstrap: &str, topic: &str) -> Option<Vec<PartitionState>> {
             .map(|p| PartitionState {
                 id: p.id(),
                 leader: p.leader(),
+                replicas: p.replicas().to_vec(),
                 isr: p.isr().to_vec(),
             })
             .collect(),
@@ -227,6 +229,19 @@ pub fn run(scenario: &Scenario) -> Counts {
         ],
     );
     let bootstrap = cluster.bootstrap_all();
+    // Placement spreads replicas over the unfenced brokers: wait for all three.
+    let registered = wait_for(SETTLE_DEADLINE, || {
+        workload::client_config(&bootstrap)
+            .create::<BaseConsumer>()
+            .ok()
+            .and_then(|c| c.fetch_metadata(None, Duration::from_secs(3)).ok())
+            .is_some_and(|m| m.brokers().len() == ALL_NODES.len())
+    });
+    assert!(
+        registered,
+        "not every broker registered\n{}",
+        cluster.logs()
+    );
     create_topic(&cluster, scenario.partitions, scenario.replication_factor);
     let settled = |bootstrap: &str| {
         wait_for(SETTLE_DEADLINE, || {
@@ -370,9 +385,19 @@ fn read_from_returning(
     let others: Vec<usize> = (0..cluster.nodes.len())
         .filter(|i| i32::try_from(*i + 1).ok() != Some(broker))
         .collect();
+    // The partitions it replicates: the ones it can lead.
+    let mine: Vec<i32> = topic_state(&bootstrap, TOPIC)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.replicas.contains(&broker))
+        .map(|p| p.id)
+        .collect();
     let in_every_isr = || {
-        topic_state(&bootstrap, TOPIC)
-            .is_some_and(|state| state.iter().all(|p| p.isr.contains(&broker)))
+        topic_state(&bootstrap, TOPIC).is_some_and(|state| {
+            state
+                .iter()
+                .all(|p| !mine.contains(&p.id) || p.isr.contains(&broker))
+        })
     };
     for attempt in 1..=RETURNING_ATTEMPTS {
         // Two looks a second apart: just after a restart the ISR can still name a node that
@@ -388,19 +413,22 @@ fn read_from_returning(
         }
         // Leaderships move with the controlled shutdowns; wait until the broker's own
         // metadata has taken them all (those it can take).
-        let mut state = Vec::new();
+        let mut led: Vec<i32> = Vec::new();
         wait_for(Duration::from_secs(10), || {
-            state = topic_state(&own, TOPIC).unwrap_or_default();
-            led_by(&state, &[broker])
+            led = topic_state(&own, TOPIC)
+                .unwrap_or_default()
+                .iter()
+                .filter(|p| p.leader == broker)
+                .map(|p| p.id)
+                .collect();
+            mine.iter().all(|p| led.contains(p))
         });
-        let led: Vec<i32> = state
-            .iter()
-            .filter(|p| p.leader == broker)
-            .map(|p| p.id)
-            .collect();
-        let complete = led.len() == usize::try_from(config.partitions).unwrap_or(0);
-        let partitions = (complete || attempt == RETURNING_ATTEMPTS)
-            .then(|| workload::read_all(config, &own, |p| led.contains(&p), READ_DEADLINE));
+        let complete = mine.iter().all(|p| led.contains(p));
+        let partitions = (complete || attempt == RETURNING_ATTEMPTS).then(|| {
+            let mut read = workload::read_all(config, &own, |p| led.contains(&p), READ_DEADLINE);
+            read.retain(|p, _| mine.contains(p));
+            read
+        });
         for other in &others {
             cluster.nodes[*other].start_again();
         }
@@ -409,10 +437,10 @@ fn read_from_returning(
         });
         if let Some(partitions) = partitions {
             let report = format!(
-                "returning broker {broker}: in every ISR: {in_isr}; led {}/{} partitions \
+                "returning broker {broker}: in every ISR: {in_isr}; led {}/{} of its partitions \
                  (attempt {attempt}); read {}; cluster settled again: {settled} ({:.1}s)",
                 led.len(),
-                config.partitions,
+                mine.len(),
                 partitions
                     .iter()
                     .map(|(p, read)| format!(
