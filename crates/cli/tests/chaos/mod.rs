@@ -146,6 +146,35 @@ fn topic_state(bootstrap: &str, topic: &str) -> Option<Vec<PartitionState>> {
     )
 }
 
+/// Whether every node, asked itself, names a live leader for every partition of the topic and
+/// all name the same leader in the same epoch (and, with `full_isr`, every replica in the ISR).
+fn agreed_view(cluster: &StromCluster, full_isr: bool) -> bool {
+    let mut views = Vec::new();
+    for node in &cluster.nodes {
+        let Some(metadata) = node.metadata() else {
+            return false;
+        };
+        let Some(topic) = metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_deref() == Some(TOPIC))
+        else {
+            return false;
+        };
+        let mut view: Vec<(i32, i32, i32)> = Vec::new();
+        for p in &topic.partitions {
+            let in_sync = !full_isr || p.isr_nodes.len() == p.replica_nodes.len();
+            if !ALL_NODES.contains(&p.leader_id) || !in_sync {
+                return false;
+            }
+            view.push((p.partition_index, p.leader_id, p.leader_epoch));
+        }
+        view.sort_unstable();
+        views.push(view);
+    }
+    views.windows(2).all(|pair| pair[0] == pair[1])
+}
+
 /// Polls `condition` every 200 ms until it holds or `deadline` passes; returns whether it held.
 fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;
@@ -311,6 +340,14 @@ pub fn run(scenario: &Scenario) -> Counts {
     let (mut history, summary) = workload.stop();
     say(summary);
 
+    // Every node must name the same leaders in the same epochs before the final read: a node
+    // that was cut off can go on answering as the leader it was, with the high watermark it had
+    // then, until it has caught up with the metadata.
+    let agreed = wait_for(SETTLE_DEADLINE, || agreed_view(&cluster, false));
+    let in_sync = wait_for(CATCH_UP_DEADLINE, || agreed_view(&cluster, true));
+    say(format!(
+        "every node names the same leaders: {agreed}; every replica in the ISR: {in_sync}"
+    ));
     history.final_read = workload::read_all(&config, &bootstrap, |_| true, READ_DEADLINE);
     say("final read done".into());
 
@@ -432,9 +469,7 @@ fn read_from_returning(
         for other in &others {
             cluster.nodes[*other].start_again();
         }
-        let settled = wait_for(SETTLE_DEADLINE, || {
-            topic_state(&bootstrap, TOPIC).is_some_and(|state| led_by(&state, &ALL_NODES))
-        });
+        let settled = wait_for(SETTLE_DEADLINE, || agreed_view(cluster, false));
         if let Some(partitions) = partitions {
             let report = format!(
                 "returning broker {broker}: in every ISR: {in_isr}; led {}/{} of its partitions \

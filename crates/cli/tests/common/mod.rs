@@ -24,6 +24,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use strom_protocol::messages::metadata_request::MetadataRequest;
+use strom_protocol::messages::metadata_response::MetadataResponse;
 
 /// How long a broker gets to start accepting TCP connections.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
@@ -31,6 +33,8 @@ pub const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound for waiting on a condition in a test.
 pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
+/// Kafka's API key of Metadata.
+const METADATA: i16 = 3;
 /// Interval between two checks of a polled condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -379,6 +383,21 @@ impl StromProcess {
     /// An AdminClient.
     pub fn admin(&self) -> AdminClient<DefaultClientContext> {
         self.base_config().create().expect("create admin client")
+    }
+
+    /// The full metadata as this broker itself answers it (Metadata v12 on a connection of its
+    /// own, where rdkafka would ask any broker it knows), or `None` if it cannot answer now.
+    pub fn metadata(&self) -> Option<MetadataResponse> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut client = typed::TypedClient::connect(self, "strom-it-metadata");
+            let request = MetadataRequest {
+                topics: None,
+                allow_auto_topic_creation: false,
+                ..MetadataRequest::default()
+            };
+            client.call::<MetadataResponse>(METADATA, 12, &request)
+        }))
+        .ok()
     }
 
     /// Number of partitions of `topic` as reported by metadata, waiting until it is known.
