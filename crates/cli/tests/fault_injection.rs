@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use chaos::{Faults, Scenario};
 
-/// The harness itself, on any build: the same run without a nemesis must come out clean (a few
-/// seconds of writes, the final read, every count zero). It keeps the harness working while the
-/// run with faults waits for replication.
+/// The harness itself: the same run without a nemesis must come out clean (a few seconds of
+/// writes, the final read, every count zero), so a failure of the run with faults is not the
+/// harness's own.
 #[test]
 fn without_faults_the_checker_finds_nothing() {
     let mut scenario = Scenario::from_env(Duration::from_secs(5));
@@ -34,7 +34,7 @@ fn without_faults_the_checker_finds_nothing() {
 /// The run for CI: about 35 s of faults (every fault kind at least once), then the checks;
 /// about a minute in all.
 #[test]
-#[ignore = "needs partition replication (issue 8): records written twice after leader changes in about 1 run of 8"]
+#[ignore = "needs partition replication (issue 8): a restarted active controller resumes Raft leadership with an unreplayed image, unfences itself and sets its logs aside"]
 fn no_acknowledged_record_is_lost_while_leaders_fail() {
     let counts = chaos::run(&Scenario::from_env(Duration::from_secs(35)));
     assert!(counts.is_clean(), "the checker found anomalies:\n{counts}");
@@ -50,9 +50,12 @@ fn soak() {
 
 /// Every node killed at once and started again must still serve every acknowledged record.
 /// Replication factor 1, so that no replication is involved: each partition lives on one node,
-/// which leads it again once back.
+/// which leads it again once back. (Before main's 4254801 a restarted node set its own logs
+/// aside, its first metadata image being empty until Raft had caught up: 731 of 2210
+/// acknowledged records lost here, 1575 of 2316 with replication factor 3.) Clean in three runs
+/// on main 50f60ea, but exposed to the same restarted-controller failure as the run above.
 #[test]
-#[ignore = "a restarted cluster node sets its partition logs aside: its first metadata image is empty until Raft has caught up"]
+#[ignore = "a restarted active controller resumes Raft leadership with an unreplayed image (issue 8)"]
 fn a_cluster_restarted_at_once_keeps_every_acknowledged_record() {
     let mut scenario = Scenario::from_env(Duration::from_secs(3));
     scenario.duration = Duration::from_secs(3); // whatever STROM_CHAOS_SECS says
