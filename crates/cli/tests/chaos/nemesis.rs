@@ -3,6 +3,8 @@
 //!
 //! - **kill**: SIGKILL the leader of a random partition, restart it 1 s to one session timeout
 //!   later (same data directory);
+//! - **kill controller**: the same for the active controller (the Raft leader of the metadata
+//!   quorum), which a partition leader is only by chance;
 //! - **short pause**: SIGSTOP a partition leader for a third to a half of
 //!   `broker.session.timeout.ms` (it stays registered and keeps its leaderships), then SIGCONT;
 //! - **long pause**: SIGSTOP it for 1.5 to 2 session timeouts (it is fenced, its leaderships
@@ -24,6 +26,7 @@ use crate::common::StromCluster;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     Kill,
+    KillController,
     ShortPause,
     LongPause,
     Isolate,
@@ -103,6 +106,7 @@ impl Nemesis {
     pub fn new(seed: u64, session: Duration, with_lan: bool) -> Nemesis {
         let kinds = [
             Fault::Kill,
+            Fault::KillController,
             Fault::ShortPause,
             Fault::LongPause,
             Fault::Isolate,
@@ -139,7 +143,12 @@ impl Nemesis {
                 return;
             }
             let fault = self.next_fault();
-            let node = leader_of_some_partition(&mut self.rng).unwrap_or_else(|| {
+            let target = if fault == Fault::KillController {
+                active_controller(cluster)
+            } else {
+                leader_of_some_partition(&mut self.rng)
+            };
+            let node = target.unwrap_or_else(|| {
                 i32::try_from(self.rng.below(cluster.nodes.len()) + 1).expect("small")
             });
             let at = started.elapsed();
@@ -172,7 +181,9 @@ impl Nemesis {
         let index = usize::try_from(node - 1).expect("node ids start at 1");
         let session = self.session;
         let hold = match fault {
-            Fault::Kill => self.rng.between(Duration::from_secs(1), session),
+            Fault::Kill | Fault::KillController => {
+                self.rng.between(Duration::from_secs(1), session)
+            }
             Fault::ShortPause => self.rng.between(session / 3, session / 2),
             Fault::LongPause | Fault::Isolate | Fault::CutOff => {
                 self.rng.between(session * 3 / 2, session * 2)
@@ -180,7 +191,7 @@ impl Nemesis {
         };
         let started = Instant::now();
         match fault {
-            Fault::Kill => {
+            Fault::Kill | Fault::KillController => {
                 cluster.nodes[index].kill_9();
                 std::thread::sleep(hold);
                 cluster.nodes[index].start_again();
@@ -205,4 +216,14 @@ impl Nemesis {
         }
         started.elapsed()
     }
+}
+
+/// The node id of the active controller, as the first node that answers says.
+fn active_controller(cluster: &StromCluster) -> Option<i32> {
+    cluster
+        .nodes
+        .iter()
+        .find_map(|node| node.metadata())
+        .map(|metadata| metadata.controller_id)
+        .filter(|id| *id > 0)
 }
