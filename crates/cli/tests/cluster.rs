@@ -26,12 +26,10 @@ use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopi
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
 use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use strom_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
-use strom_protocol::messages::metadata_request::MetadataRequest;
 use strom_protocol::messages::metadata_response::MetadataResponse;
 use strom_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use strom_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 
-const METADATA: i16 = 3;
 const OFFSET_FETCH: i16 = 9;
 const FIND_COORDINATOR: i16 = 10;
 const CREATE_TOPICS: i16 = 19;
@@ -40,20 +38,6 @@ const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
 /// How long the cluster gets to reach a state (election, registration, catch-up).
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The full metadata as node `node` answers it, or `None` if it cannot answer now.
-fn metadata_of(node: &StromProcess) -> Option<MetadataResponse> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut client = TypedClient::connect(node, "cluster-test");
-        let request = MetadataRequest {
-            topics: None,
-            allow_auto_topic_creation: false,
-            ..MetadataRequest::default()
-        };
-        client.call::<MetadataResponse>(METADATA, 12, &request)
-    }))
-    .ok()
-}
 
 /// Polls until `condition` holds for the metadata of every node in `nodes`, returning the last
 /// answers; panics with the nodes' logs at the deadline.
@@ -66,10 +50,8 @@ fn wait_for_metadata(
     let deadline = Instant::now() + CLUSTER_DEADLINE;
     let started = Instant::now();
     loop {
-        let answers: Option<Vec<MetadataResponse>> = nodes
-            .iter()
-            .map(|i| metadata_of(&cluster.nodes[*i]))
-            .collect();
+        let answers: Option<Vec<MetadataResponse>> =
+            nodes.iter().map(|i| cluster.nodes[*i].metadata()).collect();
         if let Some(answers) = answers {
             if condition(&answers) {
                 eprintln!("{what}: after {:?}", started.elapsed());
