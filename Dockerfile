@@ -13,8 +13,9 @@ COPY --chown=65532:65532 data/ /var/lib/strom/
 ENV PATH=/usr/local/bin
 USER 65532:65532
 VOLUME /var/lib/strom
-# 9092: clients (PLAINTEXT); 9093: the controller listener of a multi-node cluster.
-EXPOSE 9092 9093
+# 9092: clients (PLAINTEXT; INTERNAL in docker-compose.yml); 19092: the compose cluster's EXTERNAL
+# client listener, published for the host; 9093: the controller listener of a multi-node cluster.
+EXPOSE 9092 19092 9093
 
 # `docker run strom:latest` starts a single node (see docker/server.properties); any other
 # arguments run another command of the binary: `docker run --rm strom:latest topics list

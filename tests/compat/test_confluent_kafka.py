@@ -1,6 +1,6 @@
 """confluent-kafka (a current librdkafka) against strom: idempotent produce with each compression
 codec and read back through an assigned consumer, offset lookups, and the admin API (topics,
-partitions, configs, cluster description, record deletion)."""
+partitions, configs, cluster description, record deletion, leader elections)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ElectionType,
     KafkaError,
     KafkaException,
     Producer,
@@ -293,6 +294,33 @@ def test_admin_error_codes(strom: StromBroker):
     with pytest.raises(KafkaException) as error:
         results(admin.incremental_alter_configs([resource]))
     assert error.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_elect_leaders(strom: StromBroker):
+    """On one broker every partition already has its preferred leader: ElectLeaders answers
+    ELECTION_NOT_NEEDED per partition (UNKNOWN_TOPIC_OR_PART for one that does not exist), and for
+    the whole cluster lists nothing."""
+    admin = admin_client(strom)
+    topic = unique_topic("ck-elect")
+    create_topic(admin, topic, partitions=2)
+
+    def elect(election: ElectionType, partitions: list[TopicPartition] | None) -> dict:
+        # (confluent-kafka 2.16's elect_leaders refuses timeout keyword arguments.)
+        future = admin.elect_leaders(election, partitions)
+        outcome = future.result(timeout=TIMEOUT_S)
+        return {
+            (tp.topic, tp.partition): (None if error is None else error.code())
+            for tp, error in outcome.items()
+        }
+
+    wanted = [TopicPartition(topic, 0), TopicPartition(topic, 1), TopicPartition(topic, 7)]
+    assert elect(ElectionType.PREFERRED, wanted) == {
+        (topic, 0): KafkaError.ELECTION_NOT_NEEDED,
+        (topic, 1): KafkaError.ELECTION_NOT_NEEDED,
+        (topic, 7): KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+    assert elect(ElectionType.UNCLEAN, wanted[:1]) == {(topic, 0): KafkaError.ELECTION_NOT_NEEDED}
+    assert elect(ElectionType.PREFERRED, None) == {}
 
 
 def test_broker_configs_and_topic_description(start_strom):

@@ -270,6 +270,39 @@ def test_admin_rejects_invalid_topics(strom: StromBroker):
     admin.close()
 
 
+def test_admin_partition_reassignments(strom: StromBroker):
+    """KIP-455 through kafka-python's admin client on one broker: a reassignment to the replica a
+    partition already has is accepted and completes at once (nothing is listed as ongoing); an
+    unknown broker, a cancellation with nothing in progress and an unknown partition get Kafka's
+    per-partition errors."""
+    topic = unique_topic("kp-reassign")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=2)
+    broker_id = admin.describe_topics([topic])[0]["partitions"][0]["leader_id"]
+    outcome = admin.alter_partition_reassignments(
+        {
+            TopicPartition(topic, 0): [broker_id],
+            TopicPartition(topic, 1): [broker_id, 99],
+        },
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    assert outcome == {
+        TopicPartition(topic, 0): None,
+        TopicPartition(topic, 1): kafka_errors.InvalidReplicationAssignmentError,
+    }
+    outcome = admin.alter_partition_reassignments(
+        {TopicPartition(topic, 0): None, TopicPartition(topic, 7): [broker_id]},
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    assert outcome == {
+        TopicPartition(topic, 0): kafka_errors.NoReassignmentInProgressError,
+        TopicPartition(topic, 7): kafka_errors.UnknownTopicOrPartitionError,
+    }
+    assert admin.list_partition_reassignments() == {}
+    assert admin.list_partition_reassignments({topic: [0, 1]}) == {}
+    admin.close()
+
+
 def test_admin_alter_configs(strom: StromBroker):
     topic = unique_topic("kp-alter")
     admin = admin_client(strom)
@@ -572,3 +605,25 @@ def test_describe_topic_partitions_pages_with_a_cursor(strom: StromBroker):
         assert partition["leader_id"] == 1
         assert partition["replica_nodes"] == [1] and partition["isr_nodes"] == [1]
         assert partition["offline_replicas"] == []
+
+
+def test_admin_describe_log_dirs(strom: StromBroker):
+    """DescribeLogDirs: the broker's log directory lists the topic's partitions with their sizes
+    (a leader's offset lag is 0)."""
+    topic = unique_topic("kp-logdirs")
+    admin = admin_client(strom)
+    create_topic(admin, topic, partitions=2)
+    send = producer(strom)
+    for i in range(20):
+        send.send(topic, value=b"x" * 100, partition=0)
+    send.flush(timeout=SEND_TIMEOUT_S)
+    send.close()
+    (broker_result,) = admin.describe_log_dirs({topic: [0, 1]})
+    admin.close()
+    (log_dir,) = broker_result["log_dirs"]
+    assert log_dir["error_code"] == 0
+    (described,) = [t for t in log_dir["topics"] if t["name"] == topic]
+    found = {p["partition_index"]: (p["partition_size"], p["offset_lag"]) for p in described["partitions"]}
+    assert set(found) == {0, 1}, log_dir
+    assert found[0][0] > 2000 and found[1][0] == 0, log_dir
+    assert found[0][1] == 0 and found[1][1] == 0, log_dir

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use strom_config::{ConfigDef, ConfigLayers, ConfigSource, InvalidValue};
+use strom_config::{ConfigDef, ConfigLayers, ConfigSource, InvalidValue, SECURITY_PROTOCOLS};
 use strom_metadata::MetadataImage;
 
 /// Strom's default for `queued.max.request.bytes` when `socket.request.max.bytes` is smaller
@@ -104,6 +104,19 @@ impl fmt::Display for Listener {
     }
 }
 
+impl Listener {
+    /// The socket address to bind for this listener. IP addresses and `localhost` are taken as
+    /// they are; other host names are resolved (the first address wins). The error names
+    /// `listeners`.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        resolve_bind_addr(self)
+    }
+}
+
+/// The security protocol Strom serves (Kafka's `SecurityProtocol.PLAINTEXT`); listeners mapped
+/// to SSL, SASL_PLAINTEXT or SASL_SSL are refused at start.
+pub const PLAINTEXT: &str = "PLAINTEXT";
+
 /// A `host:port` pair (entries of `controller.quorum.bootstrap.servers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
@@ -137,15 +150,24 @@ pub struct BrokerConfig {
     pub listeners: Vec<Listener>,
     /// `advertised.listeners`. When not set it is derived from `listeners`, with a wildcard host
     /// (`0.0.0.0`, `::`, empty) advertised as `127.0.0.1` (Kafka advertises the machine's
-    /// canonical host name instead; Strom keeps it simple and local).
+    /// canonical host name instead; Strom keeps it simple and local); an empty host in an
+    /// explicit entry is advertised the same way. Entries named in `controller.listener.names`
+    /// are accepted (Kafka 3.9+ advertises controller endpoints this way) but never shown to
+    /// clients: see [`BrokerConfig::advertised_broker_listeners`].
     pub advertised_listeners: Vec<Listener>,
+    /// The effective `listener.security.protocol.map`: listener name -> security protocol, both
+    /// upper-cased. When the key is not set this is Kafka's default plus `NAME:PLAINTEXT` for
+    /// every controller listener name, as Kafka's KRaft mode does (unless an SSL or SASL
+    /// listener name is in use).
+    pub listener_security_protocol_map: BTreeMap<String, String>,
     /// `controller.listener.names` (Strom's in-process controller needs none).
     pub controller_listener_names: Vec<String>,
     /// `controller.quorum.voters`; parsed and stored.
     pub controller_quorum_voters: Vec<QuorumVoter>,
     /// `controller.quorum.bootstrap.servers`; parsed and stored.
     pub controller_quorum_bootstrap_servers: Vec<HostPort>,
-    /// `inter.broker.listener.name`.
+    /// `inter.broker.listener.name`; see [`BrokerConfig::inter_broker_listener`] for the name in
+    /// effect when it is not set.
     pub inter_broker_listener_name: Option<String>,
     /// `log.dirs`, else `log.dir`. Only the first directory is used.
     pub log_dirs: Vec<PathBuf>,
@@ -193,6 +215,10 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: i64,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: i64,
+    /// `offsets.commit.timeout.ms`: how long the group coordinator waits for the in-sync
+    /// replicas of `__consumer_offsets` to have a commit before it answers
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: i32,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`.
@@ -232,9 +258,41 @@ pub struct BrokerConfig {
     /// `controller.quorum.fetch.timeout.ms`: a voter that hears nothing from its leader for this
     /// long starts an election.
     pub controller_quorum_fetch_timeout_ms: i32,
+    /// `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds`,
+    /// `leader.imbalance.per.broker.percentage`: the active controller's preferred leader balancing.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: i64,
+    pub leader_imbalance_per_broker_percentage: i32,
+    /// `unclean.leader.election.interval.ms` (Kafka's internal key): how often the active
+    /// controller elects unclean leaders for leaderless partitions of topics that allow it.
+    pub unclean_leader_election_interval_ms: i64,
+    /// How followers fetch from leaders and leaders judge them (`replica.*`, `num.replica.fetchers`).
+    pub replication: ReplicationSettings,
     /// Every known key that was explicitly set, with its value as written (trimmed): the static
     /// broker layer of [`BrokerConfig::config_layers`].
     pub explicit: BTreeMap<String, String>,
+}
+
+/// The replication keys, with Kafka's meanings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `num.replica.fetchers`: fetcher connections per source broker.
+    pub num_fetchers: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed fetch.
+    pub fetch_backoff_ms: i32,
+    /// `replica.fetch.max.bytes`: bytes asked per partition (the first batch always comes whole).
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.min.bytes`: bytes a follower's fetch waits for.
+    pub fetch_min_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: bytes asked per fetch response.
+    pub fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch may wait at the leader.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub lag_time_max_ms: i64,
+    /// `replica.socket.timeout.ms`: a fetch unanswered for this long (beyond its wait) is retried
+    /// on a new connection.
+    pub socket_timeout_ms: i32,
 }
 
 /// What [`BrokerConfig::set`] made of a key.
@@ -256,6 +314,7 @@ impl Default for BrokerConfig {
             },
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
+            listener_security_protocol_map: BTreeMap::new(),
             controller_listener_names: Vec::new(),
             controller_quorum_voters: Vec::new(),
             controller_quorum_bootstrap_servers: Vec::new(),
@@ -273,6 +332,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip_overrides: BTreeMap::new(),
             queued_max_request_bytes: 0,
             log_retention_check_interval_ms: 0,
+            offsets_commit_timeout_ms: 0,
             offsets_topic_num_partitions: 0,
             offsets_topic_replication_factor: 0,
             offsets_topic_segment_bytes: 0,
@@ -291,6 +351,11 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 0,
             controller_quorum_election_timeout_ms: 0,
             controller_quorum_fetch_timeout_ms: 0,
+            auto_leader_rebalance_enable: false,
+            leader_imbalance_check_interval_seconds: 0,
+            leader_imbalance_per_broker_percentage: 0,
+            unclean_leader_election_interval_ms: 0,
+            replication: ReplicationSettings::default(),
             explicit: BTreeMap::new(),
         };
         let defaults = strom_config::broker_keys()
@@ -344,51 +409,12 @@ impl BrokerConfig {
         }
     }
 
-    /// Checks that the settings agree with each other: a broker needs a listener that is not a
-    /// controller listener, named listeners must exist, every listener host must resolve, and the
-    /// broker-level defaults of topic keys must be valid topic values.
+    /// Checks that the settings agree with each other: the listeners as Kafka checks them (see
+    /// [`BrokerConfig::validate_listeners`]), the request-memory and connection limits, the group
+    /// session bounds, and that the broker-level defaults of topic keys are valid topic values.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut seen = Vec::new();
-        for listener in &self.listeners {
-            if seen.contains(&listener.name) {
-                return Err(ConfigError::Inconsistent(format!(
-                    "listener name {} appears more than once in listeners",
-                    listener.name
-                )));
-            }
-            seen.push(listener.name.clone());
-            resolve_bind_addr(listener)?;
-        }
-        if self.process_roles.broker && self.broker_listener().is_none() {
-            return Err(ConfigError::Inconsistent(
-                "process.roles includes broker but every listener is a controller listener"
-                    .to_string(),
-            ));
-        }
-        if self.process_roles.controller {
-            for name in &self.controller_listener_names {
-                if !seen.contains(name) {
-                    return Err(ConfigError::Inconsistent(format!(
-                        "controller.listener.names contains {name}, which is not in listeners"
-                    )));
-                }
-            }
-        }
-        if let Some(name) = &self.inter_broker_listener_name {
-            if !seen.contains(name) || self.controller_listener_names.contains(name) {
-                return Err(ConfigError::Inconsistent(format!(
-                    "inter.broker.listener.name {name} must name a non-controller listener"
-                )));
-            }
-        }
-        for advertised in &self.advertised_listeners {
-            if !seen.contains(&advertised.name) {
-                return Err(ConfigError::Inconsistent(format!(
-                    "advertised.listeners contains {}, which is not in listeners",
-                    advertised.name
-                )));
-            }
-        }
+        self.validate_listeners()?;
+        self.validate_roles()?;
         if self.queued_max_request_bytes > 0
             && self.queued_max_request_bytes < i64::from(self.socket_request_max_bytes)
         {
@@ -434,32 +460,262 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The address the client listener binds: the first listener that is not a controller
-    /// listener (or the first listener on a controller-only node). Host names were checked by
-    /// [`BrokerConfig::validate`]; should one stop resolving, this falls back to loopback
-    /// rather than exposing the broker on every interface. See
-    /// [`BrokerConfig::try_listener_addr`] for the fallible form.
-    pub fn listener_addr(&self) -> SocketAddr {
-        let listener = self.client_listener();
-        self.try_listener_addr()
-            .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listener.port))
+    /// Kafka's listener rules, each failure naming the key to fix:
+    /// - `listeners`: names distinct; ports distinct (port 0 aside, and two listeners may share a
+    ///   port when one binds an IPv4 and the other an IPv6 address); every host resolves;
+    /// - `advertised.listeners`: names distinct (ports may repeat: several brokers behind one
+    ///   address), every name one of `listeners`, no nonroutable meta-address (`0.0.0.0`, `::`);
+    /// - `listener.security.protocol.map`: a protocol for every listener, and PLAINTEXT for each
+    ///   one this node binds (Strom serves no SSL or SASL); `security.inter.broker.protocol`
+    ///   PLAINTEXT, and not set together with `inter.broker.listener.name`;
+    /// - a broker advertises at least one non-controller listener, and the inter-broker listener
+    ///   is one of them; a controller's `controller.listener.names` are all in `listeners`.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        for (index, listener) in self.listeners.iter().enumerate() {
+            for other in &self.listeners[..index] {
+                if other.name == listener.name {
+                    return inconsistent(format!(
+                        "listeners: each listener must have a different name, and {} appears \
+                         more than once",
+                        listener.name
+                    ));
+                }
+                if listener.port != 0
+                    && other.port == listener.port
+                    && !ipv4_and_ipv6(other, listener)
+                {
+                    return inconsistent(format!(
+                        "listeners: each listener must have a different port (unless one binds an \
+                         IPv4 and the other an IPv6 address), and {other} and {listener} both use \
+                         port {}",
+                        listener.port
+                    ));
+                }
+            }
+            listener.bind_addr()?;
+        }
+        let bound = |name: &String| self.listeners.iter().any(|l| &l.name == name);
+        for (index, advertised) in self.advertised_listeners.iter().enumerate() {
+            if self.advertised_listeners[..index]
+                .iter()
+                .any(|other| other.name == advertised.name)
+            {
+                return inconsistent(format!(
+                    "advertised.listeners: each listener must have a different name, and {} \
+                     appears more than once",
+                    advertised.name
+                ));
+            }
+            if !bound(&advertised.name) {
+                return inconsistent(format!(
+                    "advertised.listeners contains {}, which is not in listeners ({})",
+                    advertised.name,
+                    names(&self.listeners)
+                ));
+            }
+            if matches!(advertised.host.as_str(), "0.0.0.0" | "::") {
+                return inconsistent(format!(
+                    "advertised.listeners cannot use the nonroutable meta-address {} ({advertised}): \
+                     advertise a host name or address clients can reach",
+                    advertised.host
+                ));
+            }
+        }
+        self.validate_security_protocols()?;
+        if self.process_roles.controller {
+            for name in &self.controller_listener_names {
+                if !bound(name) {
+                    return inconsistent(format!(
+                        "controller.listener.names contains {name}, which is not in listeners ({})",
+                        names(&self.listeners)
+                    ));
+                }
+            }
+        }
+        if self.process_roles.broker {
+            let advertised: Vec<&Listener> = self.advertised_broker_listeners().collect();
+            if advertised.is_empty() {
+                return inconsistent(
+                    "advertised.listeners: a broker must advertise at least one listener that is \
+                     not a controller listener (process.roles includes broker, but every \
+                     listener is a controller listener or named in controller.listener.names)"
+                        .to_string(),
+                );
+            }
+            let inter_broker = self.inter_broker_listener();
+            if !advertised.iter().any(|l| l.name == inter_broker) {
+                let source = match &self.inter_broker_listener_name {
+                    Some(_) => "inter.broker.listener.name".to_string(),
+                    None => format!(
+                        "inter.broker.listener.name is not set, so security.inter.broker.protocol \
+                         names the inter-broker listener, {inter_broker}; it"
+                    ),
+                };
+                return inconsistent(format!(
+                    "{source} must be a listener defined in advertised.listeners (or listeners) \
+                     that is not a controller listener; the valid options are {}",
+                    advertised
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
+        }
+        Ok(())
     }
 
-    /// Like [`BrokerConfig::listener_addr`] but reports a host that does not resolve.
-    pub fn try_listener_addr(&self) -> Result<SocketAddr, ConfigError> {
-        resolve_bind_addr(&self.client_listener())
+    /// Kafka's KRaft role rules (`KafkaConfig.validateValues`), each failure naming the key:
+    /// a controller-only node binds controller listeners only and names at least one in
+    /// `controller.listener.names`, and needs `controller.quorum.voters`; a broker-only node binds
+    /// no controller listener and is not one of `controller.quorum.voters`; a node with the
+    /// controller role in a quorum is one of its voters.
+    fn validate_roles(&self) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        let voters = || {
+            self.controller_quorum_voters
+                .iter()
+                .map(|v| format!("{}@{}:{}", v.id, v.endpoint.host, v.endpoint.port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let is_voter = self
+            .controller_quorum_voters
+            .iter()
+            .any(|voter| voter.id == self.node_id);
+        let roles = self.process_roles;
+        if roles.controller && !roles.broker {
+            if self.controller_listener_names.is_empty() {
+                return inconsistent(
+                    "controller.listener.names must name at least one listener of listeners \
+                     when process.roles=controller"
+                        .to_string(),
+                );
+            }
+            if let Some(listener) = self.client_listeners().next() {
+                return inconsistent(format!(
+                    "listeners must contain only controller listeners from \
+                     controller.listener.names ({}) when process.roles=controller, but \
+                     contains {listener}",
+                    self.controller_listener_names.join(",")
+                ));
+            }
+            if self.controller_quorum_voters.is_empty() {
+                return inconsistent(
+                    "controller.quorum.voters must list the quorum's voters (this node among \
+                     them) when process.roles=controller"
+                        .to_string(),
+                );
+            }
+        }
+        if roles.broker && !roles.controller {
+            if is_voter {
+                return inconsistent(format!(
+                    "controller.quorum.voters ({}) must not include node {} (node.id): \
+                     process.roles=broker makes it a broker only, not a voter",
+                    voters(),
+                    self.node_id
+                ));
+            }
+            if let Some(listener) = self
+                .listeners
+                .iter()
+                .find(|l| self.controller_listener_names.contains(&l.name))
+            {
+                return inconsistent(format!(
+                    "controller.listener.names must not name a listener of listeners when \
+                     process.roles=broker, but {listener} is one"
+                ));
+            }
+        }
+        if roles.controller && !self.controller_quorum_voters.is_empty() && !is_voter {
+            return inconsistent(format!(
+                "controller.quorum.voters ({}) must include node {} (node.id), since \
+                 process.roles includes controller",
+                voters(),
+                self.node_id
+            ));
+        }
+        Ok(())
     }
 
-    /// The host and port clients are told to connect to: the advertised listener with the same
-    /// name as the client listener (see [`BrokerConfig::listener_addr`]). When the listener
-    /// binds port 0 the caller should advertise the port actually bound.
-    pub fn advertised_host_port(&self) -> (String, u16) {
-        let listener = self.client_listener();
+    /// The security-protocol rules of [`BrokerConfig::validate_listeners`].
+    fn validate_security_protocols(&self) -> Result<(), ConfigError> {
+        let map_key = "listener.security.protocol.map";
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        if self.explicit.contains_key("inter.broker.listener.name")
+            && self.explicit.contains_key("security.inter.broker.protocol")
+        {
+            return inconsistent(
+                "only one of inter.broker.listener.name and security.inter.broker.protocol \
+                 should be set"
+                    .to_string(),
+            );
+        }
+        if let Some(protocol) = self.explicit.get("security.inter.broker.protocol") {
+            if protocol != PLAINTEXT {
+                return inconsistent(format!(
+                    "security.inter.broker.protocol is {protocol}, but Strom serves PLAINTEXT \
+                     only (no SSL or SASL)"
+                ));
+            }
+        }
+        let controller_names = self
+            .controller_listener_names
+            .iter()
+            .filter(|_| self.process_roles.controller);
+        let named = self
+            .listeners
+            .iter()
+            .chain(&self.advertised_listeners)
+            .map(|l| &l.name)
+            .chain(controller_names);
+        for name in named {
+            let Some(protocol) = self.listener_security_protocol_map.get(name) else {
+                return inconsistent(format!(
+                    "{map_key} defines no security protocol for listener {name} (add \
+                     {name}:PLAINTEXT)"
+                ));
+            };
+            if protocol != PLAINTEXT && self.listeners.iter().any(|l| &l.name == name) {
+                return inconsistent(format!(
+                    "{map_key} maps listener {name} to {protocol}, but Strom serves PLAINTEXT \
+                     listeners only (no SSL or SASL): map {name} to PLAINTEXT or remove it from \
+                     listeners"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listeners that serve clients, in the order of `listeners`: every listener not named
+    /// in `controller.listener.names`. A broker binds each of them.
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|listener| !self.controller_listener_names.contains(&listener.name))
+    }
+
+    /// What the broker registers and clients are told, in the order of `advertised.listeners`
+    /// (else `listeners`): the advertised listeners not named in `controller.listener.names`.
+    /// An entry with port 0 stands for the port its listener actually bound.
+    pub fn advertised_broker_listeners(&self) -> impl Iterator<Item = &Listener> {
         self.advertised_listeners
             .iter()
-            .find(|advertised| advertised.name == listener.name)
-            .map(|advertised| (advertised.host.clone(), advertised.port))
-            .unwrap_or_else(|| (advertised_host(&listener.host), listener.port))
+            .filter(|listener| !self.controller_listener_names.contains(&listener.name))
+    }
+
+    /// The listener brokers use to reach each other (Kafka's `interBrokerListenerName`):
+    /// `inter.broker.listener.name`, else the listener named like
+    /// `security.inter.broker.protocol` (default PLAINTEXT).
+    pub fn inter_broker_listener(&self) -> String {
+        self.inter_broker_listener_name.clone().unwrap_or_else(|| {
+            self.explicit
+                .get("security.inter.broker.protocol")
+                .cloned()
+                .unwrap_or_else(|| default_value("security.inter.broker.protocol").to_string())
+        })
     }
 
     /// The data directory: the first entry of `log.dirs` / `log.dir`.
@@ -497,25 +753,6 @@ impl BrokerConfig {
         }
     }
 
-    /// The listener serving clients: the first non-controller listener, else the first one.
-    fn client_listener(&self) -> Listener {
-        self.broker_listener()
-            .or_else(|| self.listeners.first())
-            .cloned()
-            .unwrap_or_else(|| Listener {
-                name: "PLAINTEXT".to_string(),
-                host: "127.0.0.1".to_string(),
-                port: 9092,
-            })
-    }
-
-    /// The first listener that is not named in `controller.listener.names`.
-    fn broker_listener(&self) -> Option<&Listener> {
-        self.listeners
-            .iter()
-            .find(|listener| !self.controller_listener_names.contains(&listener.name))
-    }
-
     /// Checks one key against the key table, stores it and records it in `explicit`.
     fn set(&mut self, key: &str, raw_value: &str) -> Result<KeyKind, ConfigError> {
         let value = raw_value.trim();
@@ -538,7 +775,7 @@ impl BrokerConfig {
         let v = Value { def, value };
         match def.name {
             "process.roles" => self.process_roles = v.process_roles()?,
-            "listeners" => self.listeners = v.listeners()?,
+            "listeners" => self.listeners = v.listeners("0.0.0.0")?,
             "controller.listener.names" => {
                 self.controller_listener_names = v
                     .list()
@@ -570,6 +807,7 @@ impl BrokerConfig {
                 self.max_connections_per_ip_overrides = v.connection_overrides()?
             }
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = v.long()?,
+            "offsets.commit.timeout.ms" => self.offsets_commit_timeout_ms = v.int()?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = v.int()?,
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = v.short()?
@@ -595,12 +833,32 @@ impl BrokerConfig {
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = v.int()?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = v.int()?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = v.int()?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = v.boolean()?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = v.long()?
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = v.int()?
+            }
+            "unclean.leader.election.interval.ms" => {
+                self.unclean_leader_election_interval_ms = v.long()?
+            }
             "controller.quorum.election.timeout.ms" => {
                 self.controller_quorum_election_timeout_ms = v.int()?
             }
             "controller.quorum.fetch.timeout.ms" => {
                 self.controller_quorum_fetch_timeout_ms = v.int()?
             }
+            "num.replica.fetchers" => self.replication.num_fetchers = v.int()?,
+            "replica.fetch.backoff.ms" => self.replication.fetch_backoff_ms = v.int()?,
+            "replica.fetch.max.bytes" => self.replication.fetch_max_bytes = v.int()?,
+            "replica.fetch.min.bytes" => self.replication.fetch_min_bytes = v.int()?,
+            "replica.fetch.response.max.bytes" => {
+                self.replication.fetch_response_max_bytes = v.int()?
+            }
+            "replica.fetch.wait.max.ms" => self.replication.fetch_wait_max_ms = v.int()?,
+            "replica.lag.time.max.ms" => self.replication.lag_time_max_ms = v.long()?,
+            "replica.socket.timeout.ms" => self.replication.socket_timeout_ms = v.int()?,
             "broker.rack" => {
                 self.broker_rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
             }
@@ -620,19 +878,52 @@ impl BrokerConfig {
         };
         let (key, value) = self.first_setting(&["log.dirs", "log.dir"]);
         self.log_dirs = Value::of(key, &value)?.paths()?;
-        self.advertised_listeners = match self.explicit.get("advertised.listeners") {
-            Some(value) => Value::of("advertised.listeners", value)?.listeners()?,
-            None => self
+        let advertised = match self.explicit.get("advertised.listeners") {
+            // An empty host is advertised like a wildcard listener; an explicit 0.0.0.0 is kept
+            // for validate() to refuse, as Kafka does.
+            Some(value) => Value::of("advertised.listeners", value)?.listeners("")?,
+            None => self.listeners.clone(),
+        };
+        self.advertised_listeners = advertised
+            .into_iter()
+            .map(|listener| Listener {
+                host: if self.explicit.contains_key("advertised.listeners") {
+                    advertised_host_of_explicit(&listener.host)
+                } else {
+                    advertised_host(&listener.host)
+                },
+                ..listener
+            })
+            .collect();
+        self.listener_security_protocol_map = self.effective_security_protocol_map()?;
+        Ok(())
+    }
+
+    /// `listener.security.protocol.map` as Kafka reads it in KRaft mode: the value set, else the
+    /// default plus PLAINTEXT for each controller listener name (when no listener or controller
+    /// listener is named SSL, SASL_PLAINTEXT or SASL_SSL).
+    fn effective_security_protocol_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let key = "listener.security.protocol.map";
+        let explicit = self.explicit.get(key);
+        let value = explicit.map_or_else(|| default_value(key).to_string(), Clone::clone);
+        let mut map = Value::of(key, &value)?.security_protocol_map()?;
+        if explicit.is_none() {
+            let secure =
+                |name: &String| SECURITY_PROTOCOLS.contains(&name.as_str()) && name != PLAINTEXT;
+            let secure_in_use = self
                 .listeners
                 .iter()
-                .map(|listener| Listener {
-                    name: listener.name.clone(),
-                    host: advertised_host(&listener.host),
-                    port: listener.port,
-                })
-                .collect(),
-        };
-        Ok(())
+                .map(|l| &l.name)
+                .chain(&self.controller_listener_names)
+                .any(secure);
+            if !secure_in_use {
+                for name in &self.controller_listener_names {
+                    map.entry(name.clone())
+                        .or_insert_with(|| PLAINTEXT.to_string());
+                }
+            }
+        }
+        Ok(map)
     }
 
     /// The first of `keys` that is explicitly set, else the first that has a default.
@@ -669,6 +960,34 @@ fn advertised_host(bound_host: &str) -> String {
         "" | "0.0.0.0" | "::" => "127.0.0.1".to_string(),
         host => host.to_string(),
     }
+}
+
+/// The host to advertise for an entry of `advertised.listeners`: an empty host like a wildcard
+/// listener's; anything else as written (a meta-address is refused by validation).
+fn advertised_host_of_explicit(host: &str) -> String {
+    if host.is_empty() {
+        advertised_host(host)
+    } else {
+        host.to_string()
+    }
+}
+
+/// Whether two listeners bind literal addresses of different families (Kafka lets such a pair
+/// share a port).
+fn ipv4_and_ipv6(a: &Listener, b: &Listener) -> bool {
+    match (a.host.parse::<IpAddr>(), b.host.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a.is_ipv4() != b.is_ipv4(),
+        _ => false,
+    }
+}
+
+/// Listener names, comma-separated, for messages.
+fn names(listeners: &[Listener]) -> String {
+    listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Resolves a listener's host to the socket address to bind.
@@ -846,7 +1165,8 @@ impl<'a> Value<'a> {
         Ok(overrides)
     }
 
-    fn listeners(&self) -> Result<Vec<Listener>, ConfigError> {
+    /// `NAME://host:port,...` with names upper-cased; an empty host becomes `empty_host`.
+    fn listeners(&self, empty_host: &str) -> Result<Vec<Listener>, ConfigError> {
         let entries = self.list();
         if entries.is_empty() {
             return Err(self.invalid("expected at least one NAME://host:port"));
@@ -864,7 +1184,7 @@ impl<'a> Value<'a> {
                 Ok(Listener {
                     name: name.to_ascii_uppercase(),
                     host: if host.is_empty() {
-                        "0.0.0.0".to_string()
+                        empty_host.to_string()
                     } else {
                         host
                     },
@@ -872,6 +1192,28 @@ impl<'a> Value<'a> {
                 })
             })
             .collect()
+    }
+
+    /// `NAME:PROTOCOL,...` (names and protocols upper-cased, as Kafka normalises them); the
+    /// protocol must be one Kafka defines.
+    fn security_protocol_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut map = BTreeMap::new();
+        for entry in self.list() {
+            let (name, protocol) = entry
+                .split_once(':')
+                .map(|(name, protocol)| (name.trim(), protocol.trim()))
+                .filter(|(name, protocol)| !name.is_empty() && !protocol.is_empty())
+                .ok_or_else(|| self.invalid(format!("'{entry}' is not NAME:PROTOCOL")))?;
+            let protocol = protocol.to_ascii_uppercase();
+            if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+                return Err(self.invalid(format!(
+                    "invalid security protocol '{protocol}' for listener {name} (expected one of {})",
+                    SECURITY_PROTOCOLS.join(", ")
+                )));
+            }
+            map.insert(name.to_ascii_uppercase(), protocol);
+        }
+        Ok(map)
     }
 
     fn quorum_voters(&self) -> Result<Vec<QuorumVoter>, ConfigError> {
@@ -1024,11 +1366,11 @@ mod tests {
             config.listeners[0].to_string(),
             "PLAINTEXT://127.0.0.1:9092"
         );
-        assert_eq!(config.listener_addr(), "127.0.0.1:9092".parse().unwrap());
         assert_eq!(
-            config.advertised_host_port(),
-            ("127.0.0.1".to_string(), 9092)
+            listed(config.advertised_broker_listeners()),
+            ["PLAINTEXT://127.0.0.1:9092"]
         );
+        assert_eq!(config.inter_broker_listener(), "PLAINTEXT");
         assert_eq!(config.log_dir(), PathBuf::from("./strom-data"));
         assert_eq!(config.num_partitions, 1);
         assert_eq!(config.default_replication_factor, 1);
@@ -1036,7 +1378,8 @@ mod tests {
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
         assert_eq!(config.log_retention_check_interval_ms, 300_000);
         assert_eq!(config.offsets_topic_num_partitions, 50);
-        assert_eq!(config.offsets_topic_replication_factor, 1);
+        assert_eq!(config.offsets_topic_replication_factor, 3);
+        assert_eq!(config.offsets_commit_timeout_ms, 5000);
         assert_eq!(config.offsets_retention_minutes, 10_080);
         assert_eq!(config.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(config.transaction_state_log_num_partitions, 50);
@@ -1087,10 +1430,14 @@ log.retention.check.interval.ms=300000
 "#;
         let (config, warnings) = parse(text);
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(config.listener_addr(), "0.0.0.0:9092".parse().unwrap());
+        // Its controller listener is advertised (Kafka 3.9+), which clients never see.
         assert_eq!(
-            config.advertised_host_port(),
-            ("localhost".to_string(), 9092)
+            listed(config.client_listeners()),
+            ["PLAINTEXT://0.0.0.0:9092"]
+        );
+        assert_eq!(
+            listed(config.advertised_broker_listeners()),
+            ["PLAINTEXT://localhost:9092"]
         );
         assert_eq!(config.controller_listener_names, vec!["CONTROLLER"]);
         assert_eq!(
@@ -1282,7 +1629,10 @@ log.retention.check.interval.ms=300000
         assert_eq!(config.process_roles.to_string(), "broker");
         let (config, _) = parse("process.roles=controller, broker");
         assert_eq!(config.process_roles.to_string(), "broker,controller");
-        let (config, _) = parse("process.roles=controller");
+        let (config, _) = parse(
+            "process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://:9093\n\
+             controller.listener.names=CONTROLLER\ncontroller.quorum.voters=1@localhost:9093",
+        );
         assert!(!config.process_roles.broker);
         assert!(parse_error("process.roles=broker,broker").contains("twice"));
         assert!(parse_error("process.roles=").contains("process.roles"));
@@ -1290,7 +1640,10 @@ log.retention.check.interval.ms=300000
 
     #[test]
     fn listeners_parse_names_hosts_and_ipv6() {
-        let (config, _) = parse("listeners=plaintext://[::1]:9000, EXTERNAL://:0");
+        let (config, _) = parse(
+            "listeners=plaintext://[::1]:9000, EXTERNAL://:0\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,external:plaintext",
+        );
         assert_eq!(
             config.listeners,
             vec![
@@ -1306,62 +1659,158 @@ log.retention.check.interval.ms=300000
                 },
             ]
         );
-        assert_eq!(config.listener_addr(), "[::1]:9000".parse().unwrap());
+        assert_eq!(
+            config.listeners[0].bind_addr().unwrap(),
+            "[::1]:9000".parse().unwrap()
+        );
         assert_eq!(config.listeners[0].to_string(), "PLAINTEXT://[::1]:9000");
         assert_eq!(config.advertised_listeners[1].host, "127.0.0.1");
+        assert_eq!(
+            config.listener_security_protocol_map.get("EXTERNAL"),
+            Some(&"PLAINTEXT".to_string())
+        );
+        // An IPv4 and an IPv6 listener may share a port.
+        parse(
+            "listeners=PLAINTEXT://127.0.0.1:9092,OTHER://[::1]:9092\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,OTHER:PLAINTEXT",
+        );
+    }
+
+    /// Listeners as in the compose cluster: two client listeners, a controller listener, each
+    /// client listener advertised with its own address.
+    const THREE_LISTENERS: &str =
+        "listeners=INTERNAL://:9092,EXTERNAL://0.0.0.0:19092,CONTROLLER://:9093\n\
+        advertised.listeners=INTERNAL://strom-1:9092,EXTERNAL://localhost:9094\n\
+        listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+        inter.broker.listener.name=INTERNAL\ncontroller.listener.names=CONTROLLER";
+
+    fn listed<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Vec<String> {
+        listeners.map(Listener::to_string).collect()
     }
 
     #[test]
-    fn listener_addr_skips_controller_listeners() {
+    fn several_client_listeners_each_with_its_advertised_address() {
+        let (config, warnings) = parse(THREE_LISTENERS);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            listed(config.client_listeners()),
+            ["INTERNAL://0.0.0.0:9092", "EXTERNAL://0.0.0.0:19092"]
+        );
+        assert_eq!(
+            listed(config.advertised_broker_listeners()),
+            ["INTERNAL://strom-1:9092", "EXTERNAL://localhost:9094"]
+        );
+        assert_eq!(config.inter_broker_listener(), "INTERNAL");
+        assert_eq!(
+            config
+                .client_listeners()
+                .next()
+                .unwrap()
+                .bind_addr()
+                .unwrap(),
+            "0.0.0.0:9092".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn advertised_listeners_default_to_listeners_without_controller_ones() {
         let (config, _) = parse(
             "listeners=CONTROLLER://127.0.0.1:9093,PLAINTEXT://0.0.0.0:9092\n\
              controller.listener.names=CONTROLLER",
         );
-        assert_eq!(config.listener_addr(), "0.0.0.0:9092".parse().unwrap());
         assert_eq!(
-            config.advertised_host_port(),
-            ("127.0.0.1".to_string(), 9092)
+            listed(config.client_listeners()),
+            ["PLAINTEXT://0.0.0.0:9092"]
         );
-        let (config, _) = parse(
-            "process.roles=controller\nlisteners=CONTROLLER://127.0.0.1:9093\n\
-             controller.listener.names=CONTROLLER",
-        );
-        assert_eq!(config.listener_addr(), "127.0.0.1:9093".parse().unwrap());
-    }
-
-    #[test]
-    fn explicit_advertised_listener_is_used() {
-        let (config, _) = parse(
-            "listeners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://broker.example:19092",
-        );
+        // A wildcard is advertised as loopback; the controller listener is never advertised.
         assert_eq!(
-            config.advertised_host_port(),
-            ("broker.example".to_string(), 19092)
+            listed(config.advertised_broker_listeners()),
+            ["PLAINTEXT://127.0.0.1:9092"]
         );
-    }
-
-    #[test]
-    fn advertised_listener_without_match_falls_back_to_bound_listener() {
-        let (mut config, _) = parse("listeners=PLAINTEXT://127.0.0.1:9092,OTHER://127.0.0.1:1");
-        config
-            .apply_override("advertised.listeners", "OTHER://example:2")
-            .unwrap();
+        // Without an explicit map, controller listener names map to PLAINTEXT (Kafka's KRaft).
         assert_eq!(
-            config.advertised_host_port(),
-            ("127.0.0.1".to_string(), 9092)
+            config.listener_security_protocol_map.get("CONTROLLER"),
+            Some(&"PLAINTEXT".to_string())
+        );
+        // An explicit entry with an empty host is advertised like a wildcard listener.
+        let (config, _) = parse("advertised.listeners=PLAINTEXT://:19092");
+        assert_eq!(
+            listed(config.advertised_broker_listeners()),
+            ["PLAINTEXT://127.0.0.1:19092"]
         );
     }
 
     #[test]
-    fn inconsistent_settings_are_rejected() {
-        assert!(parse_error(
-            "listeners=CONTROLLER://127.0.0.1:9093\ncontroller.listener.names=CONTROLLER"
-        )
-        .contains("every listener is a controller listener"));
-        assert!(parse_error("controller.listener.names=CONTROLLER").contains("not in listeners"));
-        assert!(parse_error("inter.broker.listener.name=INTERNAL").contains("non-controller"));
-        assert!(parse_error("advertised.listeners=OTHER://h:1").contains("not in listeners"));
-        assert!(parse_error("listeners=A://127.0.0.1:1,a://127.0.0.1:2").contains("more than once"));
+    fn listener_errors_name_the_key() {
+        let map = "listener.security.protocol.map";
+        for (text, key, detail) in [
+            ("listeners=A://127.0.0.1:1,a://127.0.0.1:2", "listeners", "more than once"),
+            (
+                "listeners=PLAINTEXT://:9092,CONTROLLER://:9092\ncontroller.listener.names=CONTROLLER",
+                "listeners",
+                "different port",
+            ),
+            (
+                "advertised.listeners=PLAINTEXT://a:1,plaintext://b:2",
+                "advertised.listeners",
+                "more than once",
+            ),
+            (
+                "listeners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://0.0.0.0:9092",
+                "advertised.listeners",
+                "nonroutable meta-address 0.0.0.0",
+            ),
+            ("advertised.listeners=OTHER://h:1", "advertised.listeners", "not in listeners"),
+            ("listeners=PLAINTEXT://:9092,EXTERNAL://:9094", map, "EXTERNAL"),
+            ("listeners=SSL://:9093,PLAINTEXT://:9092", map, "serves PLAINTEXT listeners only"),
+            (
+                "listeners=PLAINTEXT://:9092,SECURE://:9094\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL",
+                map,
+                "maps listener SECURE to SASL_SSL",
+            ),
+            (
+                "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
+                map,
+                "CONTROLLER",
+            ),
+            ("listener.security.protocol.map=PLAINTEXT:TLS", map, "TLS"),
+            ("security.inter.broker.protocol=SSL", "security.inter.broker.protocol", "PLAINTEXT only"),
+            (
+                "inter.broker.listener.name=PLAINTEXT\nsecurity.inter.broker.protocol=PLAINTEXT",
+                "security.inter.broker.protocol",
+                "only one of",
+            ),
+            ("inter.broker.listener.name=INTERNAL", "inter.broker.listener.name", "PLAINTEXT"),
+            (
+                "listeners=INTERNAL://:9092\nlistener.security.protocol.map=INTERNAL:PLAINTEXT",
+                "security.inter.broker.protocol",
+                "valid options are INTERNAL",
+            ),
+            (
+                "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\n\
+                 inter.broker.listener.name=CONTROLLER",
+                "inter.broker.listener.name",
+                "not a controller listener",
+            ),
+            (
+                "listeners=CONTROLLER://127.0.0.1:9093\ncontroller.listener.names=CONTROLLER",
+                "advertised.listeners",
+                "every listener is a controller listener",
+            ),
+            ("controller.listener.names=CONTROLLER", "controller.listener.names", "not in listeners"),
+        ] {
+            let error = parse_error(text);
+            assert!(
+                error.contains(key) && error.contains(detail),
+                "{text}: {error} (expected {key} and {detail})"
+            );
+        }
+    }
+
+    #[test]
+    fn other_inconsistent_settings_are_rejected() {
         assert!(
             parse_error("group.min.session.timeout.ms=10\ngroup.max.session.timeout.ms=5")
                 .contains("group.min.session.timeout.ms")
@@ -1369,8 +1818,59 @@ log.retention.check.interval.ms=300000
     }
 
     #[test]
+    fn role_conflicts_name_the_key() {
+        let controller_only = "process.roles=controller\nnode.id=1\n\
+                               controller.listener.names=CONTROLLER\n";
+        let error = parse_error(&format!(
+            "{controller_only}listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093"
+        ));
+        assert!(
+            error.contains("listeners must contain only controller listeners"),
+            "{error}"
+        );
+        let error = parse_error(&format!("{controller_only}listeners=CONTROLLER://:9093"));
+        assert!(error.contains("controller.quorum.voters"), "{error}");
+        let error = parse_error(
+            "process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://:9093\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(
+            error.contains("controller.listener.names must name"),
+            "{error}"
+        );
+        let error = parse_error(
+            "process.roles=broker\nnode.id=1\ncontroller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(error.contains("must not include node 1"), "{error}");
+        let error = parse_error(
+            "process.roles=broker\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(
+            error.contains("controller.listener.names must not name"),
+            "{error}"
+        );
+        let error = parse_error(
+            "process.roles=broker,controller\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+        assert!(error.contains("must include node 4"), "{error}");
+        // A broker-only node outside the voters is a valid configuration.
+        parse(
+            "process.roles=broker\nnode.id=4\ncontroller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=1@localhost:9093",
+        );
+    }
+
+    #[test]
     fn quorum_voters_are_parsed() {
-        let (config, _) = parse("controller.quorum.voters=1@localhost:9093, 2@[::1]:9094");
+        let (config, _) =
+            parse("node.id=1\ncontroller.quorum.voters=1@localhost:9093, 2@[::1]:9094");
         assert_eq!(
             config.controller_quorum_voters,
             vec![
@@ -1402,8 +1902,10 @@ log.retention.check.interval.ms=300000
             .unwrap();
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.broker_rack.as_deref(), Some("rack-a"));
-        assert_eq!(config.listener_addr(), "127.0.0.1:0".parse().unwrap());
-        assert_eq!(config.advertised_host_port(), ("127.0.0.1".to_string(), 0));
+        assert_eq!(
+            listed(config.advertised_broker_listeners()),
+            ["PLAINTEXT://127.0.0.1:0"]
+        );
         assert_eq!(
             config.explicit.get("num.partitions").map(String::as_str),
             Some("3")

@@ -139,11 +139,14 @@ fn report(kind: &str, suppressed: u64) {
     }
 }
 
+/// Serves one connection accepted on the client listener named `listener` until the peer
+/// closes it, it fails, or the broker shuts down.
 pub async fn serve_connection(
     broker: Arc<Broker>,
     shared: Arc<ConnectionShared>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_frame = broker.config.socket_request_max_bytes.max(0) as usize;
@@ -166,7 +169,7 @@ pub async fn serve_connection(
         let result = match frame {
             Ok(None) => return,
             Ok(Some((frame, budget_share))) => {
-                match handle_frame(&broker, frame, budget_share, peer).await {
+                match handle_frame(&broker, frame, budget_share, peer, &listener).await {
                     Ok(Some(response)) => {
                         tokio::time::timeout(max_idle, write_chunks(&mut stream, &response))
                             .await
@@ -295,6 +298,7 @@ async fn handle_frame(
     frame: Bytes,
     budget_share: RequestPermit,
     peer: SocketAddr,
+    listener: &Arc<str>,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let mut peek = frame.clone();
     let bad = |e: strom_protocol::codec::DecodeError| ConnectionError::BadRequest(e.to_string());
@@ -333,6 +337,7 @@ async fn handle_frame(
         api_version,
         client_id: header.client_id,
         peer,
+        listener: listener.clone(),
     };
     let response = handlers::handle(broker, &context, request).await;
     drop(budget_share);

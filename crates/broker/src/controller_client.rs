@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use strom_metadata::controller::{
-    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    ElectionType, PartitionState, ReassignmentTargets, TopicOutcomes, TopicReassignments,
 };
 use strom_metadata::{ConfigOp, Controller, MetadataError, QuorumStatus, TopicSummary};
 use strom_protocol::codec::Uuid;
@@ -264,6 +265,82 @@ impl ControllerClient {
                     .await?
                 {
                     ControllerReply::ProducerIds { first, size } => Ok((first, size)),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// Asks the controller to change a partition's ISR (this broker leads it); answers the
+    /// committed state, which the new ISR may be used from.
+    pub async fn alter_partition(
+        &self,
+        request: AlterPartitionRequest,
+    ) -> Result<PartitionState, MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_partition(request).await,
+            Self::Quorum(client) => {
+                match client.call(ControllerCall::AlterPartition(request)).await? {
+                    ControllerReply::PartitionState(state) => Ok(state),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// ElectLeaders for `topics` (every partition for `None`).
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
+        match self {
+            Self::Local(c) => c.elect_leaders(election, topics).await,
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::ElectLeaders { election, topics })
+                    .await?
+                {
+                    ControllerReply::Elections { results } => Ok(results),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// AlterPartitionReassignments: per partition a target replica list, or `None` to cancel.
+    pub async fn alter_partition_reassignments(
+        &self,
+        topics: Vec<ReassignmentTargets>,
+    ) -> Result<Vec<TopicOutcomes>, MetadataError> {
+        match self {
+            Self::Local(c) => c.alter_partition_reassignments(topics).await,
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::AlterPartitionReassignments { topics })
+                    .await?
+                {
+                    ControllerReply::Reassignments { results } => Ok(results),
+                    other => Err(unexpected_reply(&other)),
+                }
+            }
+        }
+    }
+
+    /// ListPartitionReassignments of `topics` (every partition for `None`), as the active
+    /// controller knows them.
+    pub async fn list_partition_reassignments(
+        &self,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicReassignments>, MetadataError> {
+        match self {
+            Self::Local(c) => Ok(c.list_partition_reassignments(topics)),
+            Self::Quorum(client) => {
+                match client
+                    .call(ControllerCall::ListPartitionReassignments { topics })
+                    .await?
+                {
+                    ControllerReply::OngoingReassignments { topics } => Ok(topics),
                     other => Err(unexpected_reply(&other)),
                 }
             }

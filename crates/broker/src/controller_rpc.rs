@@ -4,7 +4,7 @@
 //! - Raft messages of the metadata quorum (the bytes of [`RaftTransport`], handed to the local
 //!   [`RaftRpcHandler`]);
 //! - broker→controller calls (registration, heartbeats, topic and config changes, producer-id
-//!   blocks), sent to the active controller by nodes that are not it.
+//!   blocks, ISR changes, leader elections, reassignments), sent to the active controller by nodes that are not it.
 //!
 //! # Framing
 //!
@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use strom_metadata::controller::{
-    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    AlterPartitionRequest, BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+    ElectionType, PartitionState, ReassignmentTargets, TopicOutcomes, TopicReassignments,
 };
 use strom_metadata::raft::{
     ProbeFuture, RaftRpcHandler, RaftRpcKind, RaftTransport, Reachability, TransportError,
@@ -135,6 +136,19 @@ pub enum ControllerCall {
     /// The quorum as the active controller (the Raft leader, which alone knows every member's
     /// progress) sees it, for DescribeQuorum.
     DescribeQuorum,
+    AlterPartition(AlterPartitionRequest),
+    ElectLeaders {
+        election: ElectionType,
+        /// (topic, partitions); `None` for every partition.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
+    AlterPartitionReassignments {
+        topics: Vec<ReassignmentTargets>,
+    },
+    ListPartitionReassignments {
+        /// (topic, partitions); `None` for every partition.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
 }
 
 /// What a successful controller call returns.
@@ -162,6 +176,16 @@ pub enum ControllerReply {
     ProducerIds {
         first: i64,
         size: i64,
+    },
+    PartitionState(PartitionState),
+    Elections {
+        results: Vec<TopicOutcomes>,
+    },
+    Reassignments {
+        results: Vec<TopicOutcomes>,
+    },
+    OngoingReassignments {
+        topics: Vec<TopicReassignments>,
     },
     Done,
     Quorum {
@@ -375,6 +399,20 @@ pub async fn dispatch(
             }
             ControllerReply::Quorum { status }
         }
+        ControllerCall::AlterPartition(request) => {
+            ControllerReply::PartitionState(controller.alter_partition(request).await?)
+        }
+        ControllerCall::ElectLeaders { election, topics } => ControllerReply::Elections {
+            results: controller.elect_leaders(election, topics).await?,
+        },
+        ControllerCall::AlterPartitionReassignments { topics } => ControllerReply::Reassignments {
+            results: controller.alter_partition_reassignments(topics).await?,
+        },
+        ControllerCall::ListPartitionReassignments { topics } => {
+            ControllerReply::OngoingReassignments {
+                topics: controller.list_partition_reassignments(topics),
+            }
+        }
     })
 }
 
@@ -509,12 +547,32 @@ pub async fn accept_loop(
     }
 }
 
+/// The broker whose heartbeats a controller connection carries: when the connection ends, the
+/// broker is suspected dead and checked at once ([`Controller::suspect`]), so a killed broker is
+/// fenced in milliseconds rather than after `broker.session.timeout.ms`.
+struct HeartbeatSource {
+    controller: Arc<Controller>,
+    broker_id: Option<i32>,
+}
+
+impl Drop for HeartbeatSource {
+    fn drop(&mut self) {
+        if let Some(broker_id) = self.broker_id {
+            self.controller.suspect(broker_id);
+        }
+    }
+}
+
 async fn serve_connection(
     endpoint: Arc<ControllerEndpoint>,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut heartbeats = HeartbeatSource {
+        controller: endpoint.controller.clone(),
+        broker_id: None,
+    };
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => return,
@@ -542,6 +600,9 @@ async fn serve_connection(
                     return;
                 }
             };
+            if let ControllerCall::Heartbeat { broker_id, .. } = &call {
+                heartbeats.broker_id = Some(*broker_id);
+            }
             let result = dispatch(&endpoint.controller, call)
                 .await
                 .map_err(|e| (e.code, e.message));
@@ -916,6 +977,79 @@ mod tests {
             ErrorCode::NotController.code()
         );
         assert_eq!(decoded.committed_offset, 7);
+    }
+
+    /// A call through its JSON form, dispatched, and the reply back through its JSON form: what
+    /// a node that is not the active controller gets.
+    async fn remote_dispatch(
+        controller: &Controller,
+        call: &ControllerCall,
+    ) -> Result<ControllerReply, (i16, String)> {
+        let call: ControllerCall =
+            serde_json::from_slice(&serde_json::to_vec(call).unwrap()).unwrap();
+        let answer = ControllerAnswer {
+            result: dispatch(controller, call)
+                .await
+                .map_err(|e| (e.code, e.message)),
+            committed_offset: controller.image().last_offset,
+        };
+        let answer: ControllerAnswer =
+            serde_json::from_slice(&serde_json::to_vec(&answer).unwrap()).unwrap();
+        answer.result
+    }
+
+    #[tokio::test]
+    async fn alter_partition_travels_as_a_controller_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (quorum, state) = strom_metadata::LocalQuorum::open(dir.path(), 1, None, u64::MAX)
+            .expect("metadata log opens");
+        let controller = Controller::new(1, Arc::new(quorum), state, Duration::from_secs(30));
+        let registration = BrokerRegistrationRequest {
+            broker_id: 1,
+            incarnation_id: [1; 16],
+            listeners: Vec::new(),
+            rack: None,
+        };
+        let broker_epoch = controller.register(registration).await.unwrap();
+        let heartbeat = BrokerHeartbeatRequest {
+            broker_id: 1,
+            broker_epoch,
+            current_metadata_offset: i64::MAX,
+            want_fence: false,
+            want_shut_down: false,
+        };
+        controller.heartbeat(heartbeat).await.unwrap();
+        let topic = controller
+            .create_topic("t", 1, 1, &[], false)
+            .await
+            .unwrap();
+        let request = AlterPartitionRequest {
+            broker_id: 1,
+            broker_epoch,
+            topic_id: topic.topic_id,
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: vec![1],
+        };
+        let reply = remote_dispatch(
+            &controller,
+            &ControllerCall::AlterPartition(request.clone()),
+        )
+        .await
+        .unwrap();
+        let ControllerReply::PartitionState(state) = reply else {
+            panic!("another reply: {reply:?}");
+        };
+        assert_eq!((state.leader, state.isr), (1, vec![1]));
+        let stale = AlterPartitionRequest {
+            broker_epoch: broker_epoch + 1,
+            ..request
+        };
+        let refused = remote_dispatch(&controller, &ControllerCall::AlterPartition(stale))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.0, ErrorCode::StaleBrokerEpoch.code());
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ mod log_limit;
 mod partitions;
 mod publisher;
 mod purgatory;
+mod replica_set;
+mod replication;
 mod server;
 mod state;
 

@@ -71,6 +71,11 @@ use strom_storage::{compact_now, LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::replica_set::{IsrChange, ReplicaSet};
+use crate::state::now_ms;
+
+/// How long a leader waits after a refused or failed ISR change before it proposes another.
+const ISR_CHANGE_RETRY_BACKOFF_MS: i64 = 1000;
 
 /// ListOffsets' special timestamps (Kafka's `ListOffsetsRequest` constants).
 pub mod special_timestamps {
@@ -106,6 +111,16 @@ pub enum PartitionError {
     /// This broker does not lead the partition (NOT_LEADER_OR_FOLLOWER), or no longer hosts it.
     #[error("this broker is not the leader of partition {0}")]
     NotLeader(String),
+    /// The request names an older leader epoch than this broker's (FENCED_LEADER_EPOCH).
+    #[error("partition {0}: the request's leader epoch {1} is older than this broker's {2}")]
+    FencedLeaderEpoch(String, i32, i32),
+    /// The request names a newer leader epoch than this broker knows (UNKNOWN_LEADER_EPOCH).
+    #[error("partition {0}: the request's leader epoch {1} is newer than this broker's {2}")]
+    UnknownLeaderEpoch(String, i32, i32),
+    /// A replica fetch from a broker that is not a replica of the partition
+    /// (NOT_LEADER_OR_FOLLOWER, as Kafka answers it).
+    #[error("broker {1} is not a replica of partition {0}")]
+    NotAReplica(String, i32),
     /// DeleteRecords on a topic whose `cleanup.policy` lacks `delete` (POLICY_VIOLATION).
     #[error("records of partition {0} cannot be deleted: its cleanup.policy lacks delete")]
     DeleteNotAllowed(String),
@@ -124,7 +139,9 @@ impl PartitionError {
     pub fn error_code(&self) -> i16 {
         match self {
             Self::Offline(_) => ErrorCode::KafkaStorageError.code(),
-            Self::NotLeader(_) => ErrorCode::NotLeaderOrFollower.code(),
+            Self::NotLeader(_) | Self::NotAReplica(..) => ErrorCode::NotLeaderOrFollower.code(),
+            Self::FencedLeaderEpoch(..) => ErrorCode::FencedLeaderEpoch.code(),
+            Self::UnknownLeaderEpoch(..) => ErrorCode::UnknownLeaderEpoch.code(),
             Self::DeleteNotAllowed(_) => ErrorCode::PolicyViolation.code(),
             Self::ReplicationTimedOut(_) => ErrorCode::RequestTimedOut.code(),
             Self::Refused(error) => error.kafka_error_code(),
@@ -150,20 +167,47 @@ pub struct AppendFailure {
     pub log_start_offset: i64,
 }
 
-/// How far a read may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadBound {
-    /// Up to the high watermark: what consumers may see.
-    HighWatermark,
-    /// Up to the log end offset: the leader's own loading (group coordinator), and followers.
-    LogEnd,
-}
-
 /// Batches read from a partition, with its offsets at the time of the read.
 #[derive(Debug)]
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition of a Fetch request, as the owner judges it.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchPosition {
+    /// The fetching follower's broker id; `None` for a consumer.
+    pub replica_id: Option<i32>,
+    pub fetch_offset: i64,
+    /// The leader epoch the fetcher believes current (-1: not checked).
+    pub current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher holds (-1: not checked), for KIP-595 style
+    /// divergence detection.
+    pub last_fetched_epoch: i32,
+}
+
+/// What a fetch read, or where the fetcher's log diverges from this leader's.
+#[derive(Debug)]
+pub enum FetchOutcome {
+    Records(ReadResult),
+    /// The fetcher's log diverges after `end_offset` of `epoch` (the fetch response's
+    /// `diverging_epoch`): it must truncate there and fetch again.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+}
+
+/// What a follower sends its leader: where its log ends and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerPosition {
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
     pub log_start_offset: i64,
 }
 
@@ -201,6 +245,12 @@ pub struct Partition {
     offline: AtomicBool,
     /// `None` when the log could not be opened (the partition is offline from the start).
     log: Option<Mutex<PartitionLog>>,
+    /// The replicas as the leader sees them (ISR, followers' progress); locked after `log`.
+    replica_set: Mutex<ReplicaSet>,
+    /// The log end offset, published to followers' fetches waiting at this leader.
+    log_end: watch::Sender<i64>,
+    /// As a follower: the leader's high watermark in its last fetch response (-1 before one).
+    leader_high_watermark: std::sync::atomic::AtomicI64,
     /// The high watermark and log start offset, published to waiting requests. Also woken
     /// (unchanged) when the partition goes offline or is removed, so that waiters look again.
     published: watch::Sender<Published>,
@@ -222,6 +272,7 @@ impl Partition {
             log_start_offset: log.as_ref().map_or(-1, PartitionLog::log_start_offset),
         };
         let offline = log.is_none();
+        let log_end_offset = log.as_ref().map_or(-1, PartitionLog::log_end_offset);
         let partition = Partition {
             topic,
             index,
@@ -231,13 +282,22 @@ impl Partition {
             removed: AtomicBool::new(false),
             offline: AtomicBool::new(offline),
             log: log.map(Mutex::new),
+            replica_set: Mutex::new(ReplicaSet::new(node_id, image, log_end_offset, now_ms())),
+            log_end: watch::Sender::new(log_end_offset),
+            leader_high_watermark: std::sync::atomic::AtomicI64::new(-1),
             published: watch::Sender::new(published),
         };
         if image.leader == node_id {
-            // Kafka's leader high watermark on becoming leader: what the ISR (here: this broker)
-            // has.
+            // A new leader's high watermark moves once its in-sync followers report their log
+            // ends (at once when it is the only in-sync replica).
             if let Some(Ok(mut log)) = partition.lock_log() {
-                partition.maybe_advance_high_watermark(&mut log);
+                match log.assign_leader_epoch(image.leader_epoch) {
+                    Ok(()) => partition.maybe_advance_high_watermark(&mut log),
+                    Err(error) => {
+                        drop(log);
+                        partition.take_offline("becoming leader", &error);
+                    }
+                }
             }
         }
         partition
@@ -272,13 +332,35 @@ impl Partition {
         self.published.subscribe()
     }
 
+    /// A receiver that sees every later move of the log end offset (followers' fetches wait on
+    /// it), and wakes when the partition goes offline, is removed or changes leadership.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// The committed in-sync replicas as this broker knows them.
+    pub fn isr(&self) -> Vec<i32> {
+        self.replica_set_guard().isr().to_vec()
+    }
+
     /// A consumer read at the high watermark, answered from the published offsets without the
     /// log (so without waiting for it: workers may ask): `None` unless this broker leads the
     /// partition, it is online and `fetch_offset` is the high watermark, the usual position of a
     /// consumer that has caught up.
-    pub fn read_caught_up(&self, fetch_offset: i64) -> Option<ReadResult> {
+    pub fn read_caught_up(
+        &self,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+    ) -> Option<ReadResult> {
         if self.role() != Role::Leader {
             return None;
+        }
+        // An epoch to check (or a leadership change in progress) takes the full path.
+        if current_leader_epoch != -1 {
+            let epoch = self.leader_epoch.try_read().ok()?;
+            if *epoch != current_leader_epoch {
+                return None;
+            }
         }
         let published = *self.published.borrow();
         (fetch_offset == published.high_watermark).then(|| ReadResult {
@@ -326,22 +408,19 @@ impl Partition {
         })
     }
 
-    /// Reads whole batches from `fetch_offset`, up to `max_bytes` (at least one batch when
-    /// `min_one_message`), never past `bound` (blocking: call off the worker). Only the
-    /// leader serves reads.
-    pub fn read(
+    /// Reads whole batches from `fetch_offset` up to the log end, `max_bytes` at most (at least
+    /// one batch when `min_one_message`): the leader's own loading of its log (the group
+    /// coordinator); clients and followers read through [`Partition::fetch`] (blocking: call off
+    /// the worker). Only the leader reads.
+    pub fn read_to_log_end(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
-        bound: ReadBound,
         min_one_message: bool,
     ) -> Result<ReadResult, PartitionError> {
         self.with_leader_log("read", |log| {
             let high_watermark = log.high_watermark();
-            let limit = match bound {
-                ReadBound::HighWatermark => high_watermark,
-                ReadBound::LogEnd => log.log_end_offset(),
-            };
+            let limit = log.log_end_offset();
             let records = log.read(fetch_offset, max_bytes, limit, min_one_message)?;
             Ok(ReadResult {
                 records,
@@ -349,6 +428,274 @@ impl Partition {
                 log_start_offset: log.log_start_offset(),
             })
         })
+    }
+
+    /// A Fetch of one partition by a consumer or a follower (blocking: call off the worker), with
+    /// Kafka's checks in order: leadership, the fetcher's leader epoch, that a follower is a
+    /// replica, then divergence: when the fetcher's last fetched epoch ends here before its fetch
+    /// offset (or is newer than any epoch here), it is told where to truncate instead of getting
+    /// records. A follower's fetch offset is its log end: recorded, it may move the high
+    /// watermark, and the follower reads up to the log end where a consumer stops at the high
+    /// watermark. Also returns, when a follower outside the ISR has caught up (and `eligible`
+    /// says its broker is live), the ISR expansion to propose, already marked in flight.
+    pub fn fetch(
+        &self,
+        position: FetchPosition,
+        max_bytes: usize,
+        min_one_message: bool,
+        eligible: &dyn Fn(i32) -> bool,
+    ) -> Result<(FetchOutcome, Option<IsrChange>), PartitionError> {
+        let result = (|| {
+            let leader_epoch = self.epoch_guard();
+            self.check_leader()?;
+            check_fetch_epoch(position.current_leader_epoch, *leader_epoch)?;
+            if let Some(replica) = position.replica_id {
+                if !self.replica_set_guard().is_replica(replica) {
+                    return Err(Failure::NotAReplica(replica));
+                }
+            }
+            let mut log = self.log_for_operation()?;
+            if position.last_fetched_epoch >= 0 {
+                let (epoch, end_offset) = log.end_offset_for_epoch(position.last_fetched_epoch);
+                if epoch < 0 || end_offset < 0 {
+                    return Err(Failure::Storage(StorageError::OffsetOutOfRange {
+                        offset: position.fetch_offset,
+                        start: log.log_start_offset(),
+                        end: log.log_end_offset(),
+                    }));
+                }
+                if epoch < position.last_fetched_epoch || end_offset < position.fetch_offset {
+                    return Ok((
+                        FetchOutcome::Diverging {
+                            epoch,
+                            end_offset,
+                            high_watermark: log.high_watermark(),
+                            log_start_offset: log.log_start_offset(),
+                        },
+                        None,
+                    ));
+                }
+            }
+            let mut isr_change = None;
+            let limit = match position.replica_id {
+                Some(replica) => {
+                    let log_end = log.log_end_offset();
+                    if (log.log_start_offset()..=log_end).contains(&position.fetch_offset) {
+                        self.replica_set_guard().record_fetch(
+                            replica,
+                            position.fetch_offset,
+                            log_end,
+                            now_ms(),
+                        );
+                        self.maybe_advance_high_watermark(&mut log);
+                        let mut replica_set = self.replica_set_guard();
+                        isr_change = replica_set
+                            .expansion_for(
+                                replica,
+                                log.high_watermark(),
+                                eligible(replica),
+                                now_ms(),
+                            )
+                            .filter(|change| replica_set.begin(change));
+                    }
+                    log_end
+                }
+                None => log.high_watermark(),
+            };
+            let records = log
+                .read(position.fetch_offset, max_bytes, limit, min_one_message)
+                .map_err(Failure::Storage)?;
+            Ok((
+                FetchOutcome::Records(ReadResult {
+                    records,
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                }),
+                isr_change,
+            ))
+        })();
+        result.map_err(|failure| self.settle(failure, "read"))
+    }
+
+    /// The ISR shrink to propose when in-sync followers have not caught up for `max_lag_ms`
+    /// (already marked in flight); `None` unless this broker leads the partition.
+    pub fn isr_shrink_due(&self, max_lag_ms: i64) -> Option<IsrChange> {
+        let _leader_epoch = self.epoch_guard();
+        self.check_leader().ok()?;
+        let log = self.log_for_operation().ok()?;
+        let mut replica_set = self.replica_set_guard();
+        replica_set
+            .shrink_for_lag(log.log_end_offset(), now_ms(), max_lag_ms)
+            .filter(|change| replica_set.begin(change))
+    }
+
+    /// Settles an ISR change proposed by this leader: `committed` is the ISR and partition epoch
+    /// the controller committed, `None` when it refused or could not be reached. The high
+    /// watermark may move (a shrink stops waiting for the dropped followers).
+    pub fn complete_isr_change(&self, committed: Option<(Vec<i32>, i32)>) {
+        let _leader_epoch = self.epoch_guard();
+        let Ok(mut log) = self.log_for_operation() else {
+            return;
+        };
+        self.replica_set_guard()
+            .complete(committed, now_ms(), ISR_CHANGE_RETRY_BACKOFF_MS);
+        if self.check_leader().is_ok() {
+            self.maybe_advance_high_watermark(&mut log);
+        }
+    }
+
+    /// Where this replica's log stands, for its next fetch from the leader (no disk access);
+    /// `None` unless it is an online follower.
+    pub fn follower_position(&self) -> Option<FollowerPosition> {
+        let leader_epoch = self.epoch_guard();
+        if self.role() != Role::Follower || self.removed.load(Ordering::Acquire) {
+            return None;
+        }
+        let log = self.log_for_operation().ok()?;
+        Some(FollowerPosition {
+            leader_epoch: *leader_epoch,
+            fetch_offset: log.log_end_offset(),
+            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
+            log_start_offset: log.log_start_offset(),
+        })
+    }
+
+    /// Appends the leader's batches (possibly none) exactly as they are, then takes the leader's
+    /// high watermark (up to this log's end) and moves the log start up to the leader's where
+    /// committed (blocking). Refused unless this broker still follows at `leader_epoch`.
+    pub fn append_from_leader(
+        &self,
+        leader_epoch: i32,
+        records: &Bytes,
+        leader_high_watermark: i64,
+        leader_log_start_offset: i64,
+    ) -> Result<(), PartitionError> {
+        self.leader_high_watermark
+            .store(leader_high_watermark, Ordering::Release);
+        self.with_follower_log(leader_epoch, "follower append", |log| {
+            if !records.is_empty() {
+                log.append_as_follower(records)?;
+            }
+            log.update_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+            let new_start = leader_log_start_offset.min(log.high_watermark());
+            if new_start > log.log_start_offset() {
+                log.delete_records_before(new_start)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Truncates this follower's log where its leader says it diverges: at the end of `epoch` in
+    /// the leader's log, or earlier where this log's own `epoch` ends (blocking).
+    pub fn truncate_to_divergence(
+        &self,
+        leader_epoch: i32,
+        epoch: i32,
+        end_offset: i64,
+    ) -> Result<(), PartitionError> {
+        self.with_follower_log(leader_epoch, "truncation", |log| {
+            let (local_epoch, local_end) = log.end_offset_for_epoch(epoch);
+            let offset = if local_epoch < 0 || local_end < 0 {
+                end_offset
+            } else {
+                end_offset.min(local_end)
+            };
+            if offset < log.log_end_offset() {
+                tracing::info!(
+                    partition = %self.name(),
+                    offset,
+                    log_end_offset = log.log_end_offset(),
+                    diverging_epoch = epoch,
+                    "truncating a follower's log where it diverges from the leader's"
+                );
+            }
+            log.truncate_to(offset)
+        })
+    }
+
+    /// After the leader answered OFFSET_OUT_OF_RANGE (blocking): a log ahead of the leader's
+    /// high watermark comes back to it (divergence is then checked again); a log behind the
+    /// leader's log start, or whose epochs the leader cannot place, restarts empty at the
+    /// leader's log start.
+    pub fn reset_out_of_range(
+        &self,
+        leader_epoch: i32,
+        fetch_offset: i64,
+        leader_high_watermark: i64,
+        leader_log_start_offset: i64,
+    ) -> Result<(), PartitionError> {
+        self.with_follower_log(leader_epoch, "out-of-range reset", |log| {
+            if fetch_offset > leader_high_watermark && leader_high_watermark >= 0 {
+                tracing::warn!(partition = %self.name(), fetch_offset, leader_high_watermark, "follower log ahead of its leader: truncating to the leader's high watermark");
+                log.truncate_to(leader_high_watermark)
+            } else {
+                tracing::warn!(partition = %self.name(), fetch_offset, leader_log_start_offset, "follower log out of the leader's range: restarting it at the leader's log start");
+                log.truncate_fully_and_start_at(leader_log_start_offset.max(0))
+            }
+        })
+    }
+
+    /// Runs `operation` on the log of a follower still at `leader_epoch`, then publishes.
+    fn with_follower_log(
+        &self,
+        leader_epoch: i32,
+        what: &str,
+        operation: impl FnOnce(&mut PartitionLog) -> Result<(), StorageError>,
+    ) -> Result<(), PartitionError> {
+        let result = (|| {
+            let current_epoch = self.epoch_guard();
+            if self.offline.load(Ordering::Acquire) {
+                return Err(Failure::Offline);
+            }
+            if self.removed.load(Ordering::Acquire)
+                || self.leader.load(Ordering::Acquire)
+                || *current_epoch != leader_epoch
+            {
+                return Err(Failure::NotLeader);
+            }
+            let mut log = self.log_for_operation()?;
+            operation(&mut log).map_err(Failure::Storage)?;
+            self.publish(&log);
+            Ok(())
+        })();
+        result.map_err(|failure| self.settle(failure, what))
+    }
+
+    /// OffsetForLeaderEpoch (KIP-101/KIP-320): the largest epoch at or below `epoch` in this
+    /// leader's log and the offset where it ends (the log end for the latest epoch), after the
+    /// fetcher's `current_leader_epoch` is checked like a fetch's. (-1, -1) when the log knows
+    /// no such epoch.
+    pub fn end_offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), PartitionError> {
+        let result = (|| {
+            let leader_epoch = self.epoch_guard();
+            self.check_leader()?;
+            check_fetch_epoch(current_leader_epoch, *leader_epoch)?;
+            let log = self.log_for_operation()?;
+            Ok(log.end_offset_for_epoch(epoch))
+        })();
+        result.map_err(|failure| self.settle(failure, "OffsetForLeaderEpoch"))
+    }
+
+    /// DescribeLogDirs' view of this replica: its size in bytes and its lag, the committed
+    /// records it still lacks (a follower: the leader's last reported high watermark minus this
+    /// log's end; a leader: 0). `None` when offline.
+    pub fn size_and_lag(&self) -> Option<(i64, i64)> {
+        if self.role() == Role::Offline {
+            return None;
+        }
+        let log = self.log_for_operation().ok()?;
+        let size = i64::try_from(log.size_bytes()).unwrap_or(i64::MAX);
+        let lag = match self.role() {
+            Role::Follower => {
+                (self.leader_high_watermark.load(Ordering::Acquire) - log.log_end_offset()).max(0)
+            }
+            _ => 0,
+        };
+        Some((size, lag))
     }
 
     /// The leader's log start and log end offsets (no disk access).
@@ -473,21 +820,42 @@ impl Partition {
         }
     }
 
-    /// Applies what the metadata image says of this partition: leadership, leader epoch, and the
-    /// topic's effective log config.
+    /// Applies what the metadata image says of this partition: leadership, leader epoch, ISR
+    /// and the topic's effective log config. A new leadership (or a new leader epoch) starts a
+    /// fresh view of the followers; a committed ISR change of the same leadership updates it and
+    /// may move the high watermark.
     fn apply_image(&self, node_id: i32, image: &PartitionImage, config: LogConfig) {
         let mut leader_epoch = self
             .leader_epoch
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let leads = image.leader == node_id;
-        let became_leader = leads && !self.leader.swap(leads, Ordering::AcqRel);
+        let was_leader = self.leader.swap(leads, Ordering::AcqRel);
+        let new_epoch = *leader_epoch != image.leader_epoch;
         *leader_epoch = image.leader_epoch;
-        if let Some(Ok(mut log)) = self.lock_log() {
-            log.set_config(config);
-            if became_leader {
-                self.maybe_advance_high_watermark(&mut log);
+        let Some(Ok(mut log)) = self.lock_log() else {
+            return;
+        };
+        log.set_config(config);
+        if new_epoch || leads != was_leader {
+            if leads {
+                if let Err(error) = log.assign_leader_epoch(image.leader_epoch) {
+                    drop(log);
+                    self.take_offline("becoming leader", &error);
+                    return;
+                }
             }
+            *self.replica_set_guard() =
+                ReplicaSet::new(node_id, image, log.log_end_offset(), now_ms());
+            // Waiters (acks=all produces, followers' fetches) look again: they may now be
+            // refused.
+            self.published.send_modify(|_| {});
+            self.log_end.send_modify(|_| {});
+        } else {
+            self.replica_set_guard().apply_committed(image, now_ms());
+        }
+        if leads {
+            self.maybe_advance_high_watermark(&mut log);
         }
     }
 
@@ -500,21 +868,30 @@ impl Partition {
             .unwrap_or_else(PoisonError::into_inner);
         self.removed.store(true, Ordering::Release);
         self.published.send_modify(|_| {});
+        self.log_end.send_modify(|_| {});
     }
 
-    /// Advances the high watermark to the smallest log end offset among the in-sync replicas and
-    /// publishes it when it moved. The ISR is this broker alone until replication exists, so that
-    /// is the log end offset; a leader's high watermark never moves back.
+    /// Advances the high watermark to the smallest log end offset among the (maximal) in-sync
+    /// replicas, and publishes the high watermark and log end when they moved. A leader's high
+    /// watermark never moves back.
     fn maybe_advance_high_watermark(&self, log: &mut PartitionLog) {
-        let isr_log_end = log.log_end_offset();
+        let log_end = log.log_end_offset();
+        let isr_log_end = self.replica_set_guard().high_watermark_bound(log_end);
         if isr_log_end > log.high_watermark() {
             log.update_high_watermark(isr_log_end);
         }
         self.publish(log);
     }
 
-    /// Publishes the log's high watermark and log start offset when either moved.
+    /// Publishes the log's high watermark and log start offset when either moved, and its log
+    /// end.
     fn publish(&self, log: &PartitionLog) {
+        let log_end = log.log_end_offset();
+        self.log_end.send_if_modified(|published| {
+            let moved = *published != log_end;
+            *published = log_end;
+            moved
+        });
         let now = Published {
             high_watermark: log.high_watermark(),
             log_start_offset: log.log_start_offset(),
@@ -540,6 +917,12 @@ impl Partition {
             operation(&mut log).map_err(Failure::Storage)
         })();
         result.map_err(|failure| self.settle(failure, what))
+    }
+
+    fn replica_set_guard(&self) -> MutexGuard<'_, ReplicaSet> {
+        self.replica_set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn epoch_guard(&self) -> RwLockReadGuard<'_, i32> {
@@ -585,6 +968,13 @@ impl Partition {
             Failure::Offline => PartitionError::Offline(self.name()),
             Failure::NotLeader => PartitionError::NotLeader(self.name()),
             Failure::NotAllowed => PartitionError::DeleteNotAllowed(self.name()),
+            Failure::FencedEpoch(requested, current) => {
+                PartitionError::FencedLeaderEpoch(self.name(), requested, current)
+            }
+            Failure::UnknownEpoch(requested, current) => {
+                PartitionError::UnknownLeaderEpoch(self.name(), requested, current)
+            }
+            Failure::NotAReplica(replica) => PartitionError::NotAReplica(self.name(), replica),
             Failure::Storage(error @ StorageError::Io { .. }) => {
                 if self.removed.load(Ordering::Acquire) {
                     tracing::debug!(partition = %self.name(), %error, "{what} failed on a deleted partition");
@@ -606,6 +996,7 @@ impl Partition {
                 "{what} failed: partition taken offline (KAFKA_STORAGE_ERROR until restart)"
             );
             self.published.send_modify(|_| {});
+            self.log_end.send_modify(|_| {});
         }
     }
 
@@ -640,7 +1031,21 @@ enum Failure {
     Offline,
     NotLeader,
     NotAllowed,
+    /// (the request's leader epoch, this broker's)
+    FencedEpoch(i32, i32),
+    UnknownEpoch(i32, i32),
+    NotAReplica(i32),
     Storage(StorageError),
+}
+
+/// Kafka's check of the leader epoch a fetcher names (-1: none named).
+fn check_fetch_epoch(requested: i32, current: i32) -> Result<(), Failure> {
+    match requested {
+        -1 => Ok(()),
+        requested if requested < current => Err(Failure::FencedEpoch(requested, current)),
+        requested if requested > current => Err(Failure::UnknownEpoch(requested, current)),
+        _ => Ok(()),
+    }
 }
 
 /// Locks a log. A poisoned lock (a panic while appending) is recovered: the log's own invariants
@@ -727,7 +1132,6 @@ impl PartitionRegistry {
         if *synced == image.version {
             return;
         }
-        let first_sync = *synced == u64::MAX;
         let node_id = self.config.node_id;
 
         let mut wanted: HashMap<PartitionKey, ([u8; 16], &PartitionImage)> = HashMap::new();
@@ -758,9 +1162,6 @@ impl PartitionRegistry {
             self.delete_partition_dir(&partition);
         }
 
-        if first_sync {
-            self.set_aside_unknown_dirs(&wanted);
-        }
         for ((topic, index), (topic_id, partition_image)) in wanted {
             let config = self.topic_log_config(image, &topic);
             if let Some(existing) = self.get(&topic, index) {
@@ -838,9 +1239,23 @@ impl PartitionRegistry {
         }
     }
 
-    /// Renames aside every partition directory in the log directory that the metadata does not
-    /// name (at start: logs of topics deleted while this broker was down, or of lost metadata).
-    fn set_aside_unknown_dirs<V>(&self, wanted: &HashMap<PartitionKey, V>) {
+    /// Renames aside every partition directory in the log directory that `image` does not place
+    /// on this broker: logs of topics deleted (or moved away) while this broker was down, or of
+    /// lost metadata. Called once the broker has caught up with the controller's metadata (it
+    /// was unfenced), never on the image replayed at start: a node of a Raft quorum may open with
+    /// an image that lags the committed log, and its logs must not be set aside for that.
+    pub fn set_aside_unknown_dirs(&self, image: &MetadataImage) {
+        let wanted: std::collections::HashSet<PartitionKey> = image
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.replicas.contains(&self.config.node_id))
+                    .map(|(index, _)| (topic.name.clone(), *index))
+            })
+            .collect();
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
             return;
         };
@@ -852,7 +1267,7 @@ impl PartitionRegistry {
             let Some((topic, index)) = parse_partition_dir_name(&name) else {
                 continue;
             };
-            if !path.is_dir() || wanted.contains_key(&(topic.to_owned(), index)) {
+            if !path.is_dir() || wanted.contains(&(topic.to_owned(), index)) {
                 continue;
             }
             set_aside(&path, "the metadata has no such partition");
@@ -1064,7 +1479,7 @@ pub(crate) mod tests {
             ErrorCode::KafkaStorageError.code()
         );
         assert_eq!(failure.log_start_offset, -1);
-        let read = partition.read(0, 1024, ReadBound::HighWatermark, true);
+        let read = partition.read_to_log_end(0, 1024, true);
         assert_eq!(
             read.unwrap_err().error_code(),
             ErrorCode::KafkaStorageError.code()
@@ -1145,10 +1560,16 @@ pub(crate) mod tests {
         );
         assert_eq!(strays(dir.path()).len(), 1);
 
-        // A directory the metadata does not know at all is set aside at start.
+        // A directory the metadata does not know at all is set aside once caught up.
         std::fs::create_dir_all(dir.path().join("unknown-0")).unwrap();
         let restarted = PartitionRegistry::new(dir.path(), &BrokerConfig::default());
-        restarted.sync_with_image(&image_with_topic("t", [2; 16]));
+        let image = image_with_topic("t", [2; 16]);
+        restarted.sync_with_image(&image);
+        assert!(
+            dir.path().join("unknown-0").exists(),
+            "not before catching up"
+        );
+        restarted.set_aside_unknown_dirs(&image);
         assert!(!dir.path().join("unknown-0").exists());
         assert_eq!(strays(dir.path()).len(), 2);
         assert!(dir

@@ -1,9 +1,10 @@
 //! The metadata publisher: the only place where committed metadata takes effect on this broker,
 //! whichever controller committed it. For each new image from the metadata state it brings the
 //! partition logs in line (opening logs of new partitions, deleting those of deleted topics,
-//! applying changed configs), removes committed offsets of deleted topics, loads the group
-//! coordinator when the offsets topic appears here, and only then publishes the image to request
-//! handlers ([`Broker::image`]). Effects run on the blocking pool, one image at a time, in order.
+//! applying changed configs), removes committed offsets of deleted topics, tells the group
+//! coordinator which offsets partitions this broker leads, and publishes the image to request
+//! handlers ([`Broker::image`]); then the replica fetchers follow the new leaderships
+//! ([`replication::on_image`]). Effects run on the blocking pool, one image at a time, in order.
 
 use std::sync::Arc;
 
@@ -11,10 +12,11 @@ use strom_metadata::MetadataImage;
 use tokio::sync::watch;
 
 use crate::groups::{self, OffsetsTopic, OFFSETS_TOPIC};
+use crate::replication;
 use crate::state::{now_ms, Broker};
 
 /// Applies `image` on top of `previous` (what was published before) and publishes it.
-pub fn apply(broker: &Broker, previous: &MetadataImage, image: Arc<MetadataImage>) {
+pub fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: Arc<MetadataImage>) {
     broker.partitions.sync_with_image(&image);
     let changes = image.topic_changes_since(previous);
     let deleted: Vec<String> = changes
@@ -23,11 +25,9 @@ pub fn apply(broker: &Broker, previous: &MetadataImage, image: Arc<MetadataImage
         .map(|topic| topic.name.clone())
         .filter(|name| name != OFFSETS_TOPIC)
         .collect();
-    let offsets_topic_appeared = changes.created.iter().any(|t| t.name == OFFSETS_TOPIC);
+    groups::follow_leadership(broker, &image);
+    replication::on_image(broker, &image);
     broker.publish(image);
-    if offsets_topic_appeared {
-        groups::load(broker);
-    }
     if !deleted.is_empty() {
         broker
             .groups

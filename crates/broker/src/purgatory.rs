@@ -33,10 +33,11 @@ pub enum Wake {
     Expired,
 }
 
-/// The high watermarks a delayed fetch waits on.
+/// The high watermarks (a follower's fetch: the log ends) a delayed fetch waits on.
 #[derive(Default)]
 pub struct HighWatermarkWatchers {
     receivers: Vec<watch::Receiver<Published>>,
+    log_ends: Vec<watch::Receiver<i64>>,
 }
 
 impl HighWatermarkWatchers {
@@ -46,23 +47,32 @@ impl HighWatermarkWatchers {
         self.receivers.push(partition.subscribe());
     }
 
+    /// Watches `partition`'s log end from now on (a follower's fetch waits for new records, not
+    /// for the high watermark it is itself holding back).
+    pub fn watch_log_end(&mut self, partition: &Partition) {
+        self.log_ends.push(partition.subscribe_log_end());
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.receivers.is_empty()
+        self.receivers.is_empty() && self.log_ends.is_empty()
     }
 
     /// Waits until one watched partition changes since it was watched (or since the last wake),
     /// or until `deadline`.
     pub async fn wait(&mut self, deadline: Instant) -> Wake {
-        let mut changes: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = self
-            .receivers
-            .iter_mut()
-            .map(|receiver| {
-                Box::pin(async move {
-                    // An error means the owner is gone: also a reason to look again.
-                    let _ = receiver.changed().await;
-                }) as Pin<Box<dyn Future<Output = ()> + Send + '_>>
-            })
-            .collect();
+        let high_watermarks = self.receivers.iter_mut().map(|receiver| {
+            Box::pin(async move {
+                // An error means the owner is gone: also a reason to look again.
+                let _ = receiver.changed().await;
+            }) as Pin<Box<dyn Future<Output = ()> + Send + '_>>
+        });
+        let log_ends = self.log_ends.iter_mut().map(|receiver| {
+            Box::pin(async move {
+                let _ = receiver.changed().await;
+            }) as Pin<Box<dyn Future<Output = ()> + Send + '_>>
+        });
+        let mut changes: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+            high_watermarks.chain(log_ends).collect();
         let any_change = std::future::poll_fn(|cx| {
             for change in &mut changes {
                 if change.as_mut().poll(cx).is_ready() {

@@ -1,9 +1,12 @@
-//! Starting and stopping a broker: opens the metadata quorum (a [`LocalQuorum`] on a zero-config
+//! Starting and stopping a broker: binds every client listener (each listener not named in
+//! `controller.listener.names`), opens the metadata quorum (a [`LocalQuorum`] on a zero-config
 //! single node; a [`RaftQuorum`] over the controller listener when `controller.quorum.voters` is
-//! set), applies the replayed metadata
-//! (partition logs, group state) through the publisher, registers with the controller, binds the listener,
-//! accepts connections (one task each), runs housekeeping (segment roll, flush, retention) in the
-//! background, and shuts down cleanly on SIGINT/SIGTERM.
+//! set), applies the replayed metadata (partition logs, group state) through the publisher,
+//! registers with the controller under every advertised client endpoint, accepts connections on
+//! each listener (one task per connection, which knows its listener's name), runs housekeeping
+//! (segment roll, flush, retention) in the background, and shuts down cleanly on SIGINT/SIGTERM.
+//! A controller-only node (`process.roles=controller`) opens only its quorum member, controller
+//! listener and the active controller's timers ([`run`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -14,7 +17,9 @@ use anyhow::Context;
 use strom_metadata::local_quorum::DEFAULT_SNAPSHOT_INTERVAL_BYTES;
 use strom_metadata::log::METADATA_LOG_DIR_NAME;
 use strom_metadata::meta_properties::read_meta_properties;
-use strom_metadata::{Controller, LocalQuorum, MetadataState, RaftQuorum, RaftQuorumConfig};
+use strom_metadata::{
+    BrokerListener, Controller, LocalQuorum, MetadataState, RaftQuorum, RaftQuorumConfig,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,6 +35,7 @@ use crate::groups::{self, GroupConfig, GroupCoordinator};
 use crate::lifecycle;
 use crate::partitions::PartitionRegistry;
 use crate::publisher;
+use crate::replication;
 use crate::state::{now_ms, Broker};
 
 /// How often time-based rolls and `flush.ms` flushes are checked.
@@ -40,11 +46,27 @@ const COMPACTION_TICK: Duration = Duration::from_secs(2);
 /// How often summaries of suppressed log lines are written.
 const SUPPRESSED_WARNINGS_TICK: Duration = Duration::from_secs(1);
 
-/// A running broker: its bound address, and the means to stop it.
+/// Kafka's `SecurityProtocol.PLAINTEXT` id, the protocol of every endpoint Strom registers.
+pub(crate) const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
+
+/// A PLAINTEXT endpoint `name://host:port` as a broker registers it (for tests that open a
+/// broker without binding listeners).
+#[cfg(test)]
+pub(crate) fn plaintext_endpoint(name: &str, host: &str, port: u16) -> BrokerListener {
+    BrokerListener {
+        name: name.to_string(),
+        host: host.to_string(),
+        port,
+        security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+    }
+}
+
+/// A running broker: the addresses its client listeners bound, and the means to stop it.
 pub struct ServerHandle {
-    pub local_addr: SocketAddr,
+    /// Each client listener's name and bound address, in the order of `listeners`.
+    pub listeners: Vec<(String, SocketAddr)>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
     broker: Arc<Broker>,
 }
 
@@ -54,7 +76,10 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         lifecycle::controlled_shutdown(&self.broker).await;
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.broker.replica_fetchers.stop_all();
         let broker = self.broker;
         if let Err(error) = tokio::task::spawn_blocking(move || broker.partitions.flush_all()).await
         {
@@ -65,10 +90,54 @@ impl ServerHandle {
 
 /// Runs a broker until SIGINT or SIGTERM, then shuts it down cleanly.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if !config.process_roles.broker {
+        return run_controller_only(config).await;
+    }
     let handle = serve(config).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs a controller-only node (`process.roles=controller`) until SIGINT or SIGTERM: a voter of
+/// the metadata quorum serving only its controller listener (Raft messages and the brokers'
+/// controller calls), with the active controller's timers (fencing of expired broker sessions,
+/// periodic leader elections). No client listener, no partitions, no broker registration.
+async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
+    let session_timeout =
+        Duration::from_millis(u64::try_from(config.broker_session_timeout_ms).unwrap_or(9000));
+    let heartbeat_interval =
+        Duration::from_millis(u64::try_from(config.broker_heartbeat_interval_ms).unwrap_or(2000));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (controller, _client, metadata_state) =
+        open_raft_controller(&config, session_timeout, shutdown_rx.clone()).await?;
+    tracing::info!(
+        node_id = config.node_id,
+        cluster_id = %metadata_state.image().cluster_id,
+        "strom controller started (process.roles=controller)"
+    );
+    let tasks = [
+        tokio::spawn(lifecycle::run_leader_elections(
+            controller.clone(),
+            lifecycle::ElectionSchedule::from_config(&config),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(lifecycle::run_fencing(
+            controller,
+            session_timeout,
+            heartbeat_interval,
+            config.inter_broker_listener(),
+            shutdown_rx,
+        )),
+    ];
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -97,51 +166,107 @@ async fn wait_for_signal() {
     }
 }
 
-/// Opens storage, binds the listener and starts serving in the background.
+/// Opens storage, binds every client listener and starts serving in the background.
 pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
+    if !config.process_roles.broker {
+        anyhow::bail!("process.roles=controller: a controller-only node serves no clients");
+    }
     let log_dir = config.log_dir();
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log directory {}", log_dir.display()))?;
 
-    let listen_addr = config.listener_addr();
-    let listener = TcpListener::bind(listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {listen_addr}"))?;
-    let local_addr = listener
-        .local_addr()
-        .context("listener has no local address")?;
-    let (advertised_host, mut advertised_port) = config.advertised_host_port();
-    if advertised_port == 0 {
-        advertised_port = local_addr.port();
+    let mut bound = Vec::new();
+    for listener in config.client_listeners() {
+        let address = listener.bind_addr()?;
+        let socket = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (listeners: {listener})"))?;
+        let local_addr = socket
+            .local_addr()
+            .with_context(|| format!("listener {listener} has no local address"))?;
+        bound.push((listener.name.clone(), local_addr, socket));
     }
+    let advertised = advertised_endpoints(&config, &bound);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let broker = open_broker(
-        config,
-        advertised_host,
-        advertised_port,
-        shutdown_rx.clone(),
-    )
-    .await?;
+    let broker = open_broker(config, advertised, shutdown_rx.clone()).await?;
+    let describe = |endpoints: Vec<String>| endpoints.join(",");
     tracing::info!(
         node_id = broker.node_id,
-        %local_addr,
-        advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
+        listeners = %describe(bound.iter().map(|(name, addr, _)| format!("{name}://{addr}")).collect()),
+        advertised = %describe(
+            broker
+                .advertised_listeners
+                .iter()
+                .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+                .collect()
+        ),
+        inter_broker_listener = %broker.config.inter_broker_listener(),
         log_dir = %log_dir.display(),
         cluster_id = %broker.image().cluster_id,
         "strom broker started"
     );
 
-    let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx.clone()));
+    // One connection budget, one request-memory budget and one set of log limits for all
+    // listeners (Kafka's broker-wide `max.connections` and `queued.max.request.bytes`).
+    let limits = ConnectionLimits::from_config(&broker.config);
+    let shared = ConnectionShared::from_config(&broker.config);
+    tokio::spawn(report_suppressed_warnings(
+        limits.clone(),
+        shared.clone(),
+        shutdown_rx.clone(),
+    ));
+    let mut listeners = Vec::new();
+    let mut tasks = Vec::new();
+    for (name, local_addr, socket) in bound {
+        tasks.push(tokio::spawn(accept_loop(
+            broker.clone(),
+            Listening {
+                name: Arc::from(name.as_str()),
+                socket,
+                limits: limits.clone(),
+                shared: shared.clone(),
+            },
+            shutdown_rx.clone(),
+        )));
+        listeners.push((name, local_addr));
+    }
     tokio::spawn(groups::run_timers(broker.clone(), shutdown_rx.clone()));
     tokio::spawn(housekeeping_loop(broker.clone(), shutdown_rx.clone()));
     tokio::spawn(compaction_loop(broker.clone(), shutdown_rx));
     Ok(ServerHandle {
-        local_addr,
+        listeners,
         shutdown,
-        task,
+        tasks,
         broker,
     })
+}
+
+/// The endpoints the broker registers: its advertised client listeners
+/// ([`BrokerConfig::advertised_broker_listeners`]), an advertised port 0 replaced by the port its
+/// listener bound (as Kafka does), all PLAINTEXT.
+fn advertised_endpoints(
+    config: &BrokerConfig,
+    bound: &[(String, SocketAddr, TcpListener)],
+) -> Vec<BrokerListener> {
+    config
+        .advertised_broker_listeners()
+        .map(|advertised| {
+            let bound_port = bound
+                .iter()
+                .find(|(name, _, _)| *name == advertised.name)
+                .map(|(_, address, _)| address.port());
+            BrokerListener {
+                name: advertised.name.clone(),
+                host: advertised.host.clone(),
+                port: match advertised.port {
+                    0 => bound_port.unwrap_or(0),
+                    port => port,
+                },
+                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+            }
+        })
+        .collect()
 }
 
 /// Opens the metadata quorum and controller of this node, builds the broker, applies the replayed
@@ -150,8 +275,7 @@ pub async fn serve(config: BrokerConfig) -> anyhow::Result<ServerHandle> {
 /// `shutdown` changes.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
-    advertised_host: String,
-    advertised_port: u16,
+    advertised_listeners: Vec<BrokerListener>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<Broker>> {
     let log_dir = config.log_dir();
@@ -167,12 +291,15 @@ pub(crate) async fn open_broker(
                 DEFAULT_SNAPSHOT_INTERVAL_BYTES,
             )
             .with_context(|| format!("cannot open metadata log in {}", metadata_dir.display()))?;
-            let controller = Arc::new(Controller::new(
-                config.node_id,
-                Arc::new(quorum),
-                metadata_state.clone(),
-                session_timeout,
-            ));
+            let controller = Arc::new(
+                Controller::new(
+                    config.node_id,
+                    Arc::new(quorum),
+                    metadata_state.clone(),
+                    session_timeout,
+                )
+                .with_static_config(config.explicit.clone()),
+            );
             let client = ControllerClient::Local(controller.clone());
             (controller, client, metadata_state)
         } else {
@@ -183,8 +310,7 @@ pub(crate) async fn open_broker(
     let groups = GroupCoordinator::new(GroupConfig::from_broker(&config));
     let broker = Arc::new(Broker::new(
         config,
-        advertised_host,
-        advertised_port,
+        advertised_listeners,
         controller_client,
         metadata_state.image().cluster_id.clone(),
         partitions,
@@ -195,12 +321,26 @@ pub(crate) async fn open_broker(
     let images = metadata_state.subscribe();
     publisher::apply_current(&broker, metadata_state.image()).await;
     tokio::spawn(publisher::run(broker.clone(), images, shutdown.clone()));
+    tokio::spawn(lifecycle::run_leader_elections(
+        controller.clone(),
+        lifecycle::ElectionSchedule::from_config(&broker.config),
+        shutdown.clone(),
+    ));
+    let heartbeat_interval = Duration::from_millis(
+        u64::try_from(broker.config.broker_heartbeat_interval_ms).unwrap_or(2000),
+    );
     tokio::spawn(lifecycle::run_fencing(
         controller,
         session_timeout,
+        heartbeat_interval,
+        broker.config.inter_broker_listener(),
         shutdown.clone(),
     ));
     lifecycle::register_and_unfence(&broker).await?;
+    tokio::spawn(replication::run_isr_expiration(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(lifecycle::run_heartbeats(broker.clone(), shutdown));
     groups::start(&broker).await;
     Ok(broker)
@@ -214,6 +354,13 @@ async fn open_raft_controller(
     session_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Controller>, ControllerClient, Arc<MetadataState>)> {
+    if !config.process_roles.controller {
+        anyhow::bail!(
+            "process.roles=broker with controller.quorum.voters: broker-only nodes cannot follow \
+             a metadata quorum yet; run node {} as process.roles=broker,controller (a voter)",
+            config.node_id
+        );
+    }
     let metadata_dir = config.metadata_log_dir().join(METADATA_LOG_DIR_NAME);
     let formatted = read_meta_properties(&metadata_dir)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
@@ -223,18 +370,6 @@ async fn open_raft_controller(
             "{} is not formatted: a node with controller.quorum.voters must be formatted with the \
              cluster id first (`strom storage format -t <cluster id> -c <config>`)",
             metadata_dir.display()
-        );
-    }
-    if !config.process_roles.controller
-        || !config
-            .controller_quorum_voters
-            .iter()
-            .any(|voter| voter.id == config.node_id)
-    {
-        anyhow::bail!(
-            "node {} must be one of controller.quorum.voters with process.roles including \
-             controller (brokers without a controller role are not supported yet)",
-            config.node_id
         );
     }
     let voters: BTreeMap<i32, String> = config
@@ -286,12 +421,15 @@ async fn open_raft_controller(
         .await
         .context("cannot bootstrap the metadata quorum")?;
     let raft = quorum.rpc_handler();
-    let controller = Arc::new(Controller::new(
-        config.node_id,
-        Arc::new(quorum),
-        metadata_state.clone(),
-        session_timeout,
-    ));
+    let controller = Arc::new(
+        Controller::new(
+            config.node_id,
+            Arc::new(quorum),
+            metadata_state.clone(),
+            session_timeout,
+        )
+        .with_static_config(config.explicit.clone()),
+    );
     let endpoint = Arc::new(ControllerEndpoint {
         raft,
         controller: controller.clone(),
@@ -335,20 +473,28 @@ fn raft_config(config: &BrokerConfig) -> RaftQuorumConfig {
     }
 }
 
-/// Accepts connections within `max.connections` (waiting, as Kafka does, while that many are
-/// open) and `max.connections.per.ip` (closing the ones over it), one task each.
+/// One bound client listener and what its connections share with every other listener's.
+struct Listening {
+    /// The listener's name, which each of its connections carries into its requests.
+    name: Arc<str>,
+    socket: TcpListener,
+    limits: Arc<ConnectionLimits>,
+    shared: Arc<ConnectionShared>,
+}
+
+/// Accepts connections on one listener within `max.connections` (waiting, as Kafka does, while
+/// that many are open) and `max.connections.per.ip` (closing the ones over it), one task each.
 async fn accept_loop(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    listening: Listening,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = ConnectionLimits::from_config(&broker.config);
-    let shared = ConnectionShared::from_config(&broker.config);
-    tokio::spawn(report_suppressed_warnings(
-        limits.clone(),
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    let Listening {
+        name,
+        socket: listener,
+        limits,
+        shared,
+    } = listening;
     loop {
         let free_slot = tokio::select! {
             _ = shutdown.changed() => return,
@@ -365,9 +511,11 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let shared = shared.clone();
+                    let name = name.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        connection::serve_connection(broker, shared, stream, peer, shutdown).await;
+                        connection::serve_connection(broker, shared, stream, peer, name, shutdown)
+                            .await;
                         drop(slot);
                     });
                 }

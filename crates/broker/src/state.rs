@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strom_metadata::meta_properties::random_uuid;
-use strom_metadata::{MetadataError, MetadataImage};
+use strom_metadata::{BrokerListener, BrokerRegistration, MetadataError, MetadataImage};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
-use crate::groups::records::partition_for_group;
-use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionRegistry;
+use crate::replication::ReplicaFetcherManager;
 
 /// How long a handler waits for this broker to apply a change the controller committed before it
 /// answers anyway (the publisher is local, so this bounds only a stalled disk).
@@ -26,8 +26,10 @@ const METADATA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// The endpoints this broker registers and clients are told, one per client listener
+    /// (`advertised.listeners` without the controller listeners; a port 0 replaced by the
+    /// port bound).
+    pub advertised_listeners: Vec<BrokerListener>,
     /// Where metadata changes are proposed.
     pub controller: ControllerClient,
     /// Random per process: the controller recognises a restarted broker by a new one.
@@ -41,6 +43,8 @@ pub struct Broker {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The consumer group coordinator and committed offsets.
     pub groups: GroupCoordinator,
+    /// The fetchers copying the partitions this broker follows.
+    pub replica_fetchers: ReplicaFetcherManager,
 }
 
 /// How many producer ids are reserved in the metadata log at a time.
@@ -50,8 +54,7 @@ impl Broker {
     /// A broker that has published nothing yet (an empty image of cluster `cluster_id`).
     pub fn new(
         config: BrokerConfig,
-        advertised_host: String,
-        advertised_port: u16,
+        advertised_listeners: Vec<BrokerListener>,
         controller: ControllerClient,
         cluster_id: String,
         partitions: PartitionRegistry,
@@ -61,8 +64,7 @@ impl Broker {
         Self {
             node_id: config.node_id,
             config,
-            advertised_host,
-            advertised_port,
+            advertised_listeners,
             controller,
             incarnation_id: random_uuid(),
             broker_epoch: AtomicI64::new(-1),
@@ -70,7 +72,15 @@ impl Broker {
             partitions,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups,
+            replica_fetchers: ReplicaFetcherManager::default(),
         }
+    }
+
+    /// This broker's advertised endpoint on the listener named `listener`.
+    pub fn advertised_listener(&self, listener: &str) -> Option<&BrokerListener> {
+        self.advertised_listeners
+            .iter()
+            .find(|endpoint| endpoint.name == listener)
     }
 
     /// A consistent snapshot of the cluster metadata, as far as this broker has applied it.
@@ -96,21 +106,6 @@ impl Broker {
         } else {
             ErrorCode::UnknownTopicOrPartition.code()
         }
-    }
-
-    /// Whether this broker coordinates `group_id`: false only when the group's `__consumer_offsets`
-    /// partition is led by another broker (group requests then get NOT_COORDINATOR, and clients
-    /// look the coordinator up again).
-    pub fn coordinates_group(&self, group_id: &str) -> bool {
-        let image = self.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return true;
-        };
-        let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        topic
-            .partitions
-            .get(&partition_for_group(group_id, partitions))
-            .is_none_or(|p| p.leader < 0 || p.leader == self.node_id)
     }
 
     /// Waits until this broker has applied every metadata change the controller has committed so
@@ -145,6 +140,20 @@ impl Broker {
         ids.0 += 1;
         Ok(id)
     }
+}
+
+/// The endpoint a registered broker advertises on the listener named `listener` (Kafka's
+/// `BrokerRegistration.node(listenerName)`): clients are told the endpoints of the listener their
+/// connection arrived on, brokers reach each other on the inter-broker listener
+/// ([`BrokerConfig::inter_broker_listener`]).
+pub fn endpoint_on<'a>(
+    registration: &'a BrokerRegistration,
+    listener: &str,
+) -> Option<&'a BrokerListener> {
+    registration
+        .listeners
+        .iter()
+        .find(|endpoint| endpoint.name == listener)
 }
 
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.

@@ -4,9 +4,9 @@
 //! and the brokers (fenced, unfenced or shutting down, rack, endpoints).
 //!
 //! Speaks the protocol directly ([`crate::wire`]): librdkafka sends neither DescribeQuorum nor
-//! reads DescribeCluster's Strom tagged fields (a broker's state and every listener it
-//! registered). Against Kafka, whose DescribeCluster lists live brokers only, brokers show as
-//! unfenced with the endpoint of the listener asked.
+//! Strom's tagged fields of DescribeCluster (asking for fenced brokers too; a broker's state and
+//! every listener it registered). Against Kafka, which ignores them and lists live brokers only,
+//! brokers show as unfenced with the endpoint of the listener asked.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -65,6 +65,7 @@ async fn describe(client_args: &ClientArgs) -> anyhow::Result<()> {
     let request = DescribeClusterRequest {
         include_cluster_authorized_operations: false,
         endpoint_type: ENDPOINT_TYPE_BROKER,
+        strom_include_fenced_brokers: true,
     };
     let (cluster, _): (DescribeClusterResponse, _) =
         client.call(DESCRIBE_CLUSTER, 1, &request).await?;

@@ -2,13 +2,16 @@
 //! (`topics`, `produce`, `consume`, `groups`, `cluster`, `bench`) and `storage` (format data directories). The client tools use librdkafka through
 //! the `rdkafka` crate, so they work against any Kafka-compatible cluster.
 
+mod admin_rpc;
 mod bench;
 mod client;
 mod cluster;
 mod consume;
 mod failover_bench;
 mod groups;
+mod leaders;
 mod produce;
+mod reassign;
 mod server;
 mod storage;
 mod topics;

@@ -46,7 +46,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!(
         node_id = config.node_id,
-        listener = %config.listener_addr(),
+        listeners = %config
+            .listeners
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         log_dir = %config.log_dir().display(),
         "starting strom broker"
     );

@@ -1,5 +1,6 @@
 //! `strom topics`: create, list, describe, delete and reconfigure topics through the Kafka admin
-//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs).
+//! API (CreateTopics, Metadata, DescribeConfigs, DeleteTopics, AlterConfigs), elect leaders
+//! (ElectLeaders, [`crate::leaders`]) and reassign partitions ([`crate::reassign`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use rdkafka::metadata::MetadataTopic;
 use crate::client::{
     create_client, parse_key_value, topic_error_message, CliContext, ClientArgs, KafkaResultExt,
 };
+use crate::leaders::{elect_leaders, ElectionKind};
+use crate::reassign::{list_reassignments, reassign};
 
 /// How long the broker may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +61,10 @@ pub enum TopicsCommand {
     Describe {
         /// Topic to describe (default: all topics).
         name: Option<String>,
+        /// Only partitions whose ISR is smaller than their replica set (as
+        /// `kafka-topics --describe --under-replicated-partitions`).
+        #[arg(long)]
+        under_replicated_partitions: bool,
     },
     /// Delete a topic.
     Delete {
@@ -74,6 +81,49 @@ pub enum TopicsCommand {
         /// Config override to remove, returning it to the default (repeatable).
         #[arg(long = "delete")]
         delete: Vec<String>,
+    },
+    /// Elect partition leaders: the preferred replica (the first), or for partitions without a
+    /// leader any live replica (unclean: records may be lost).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["topic", "all_topic_partitions"])))]
+    ElectLeaders {
+        /// Topic whose partitions to elect leaders for.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of the topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Every partition of the cluster.
+        #[arg(long)]
+        all_topic_partitions: bool,
+        /// Kind of election.
+        #[arg(long = "type", value_enum, default_value = "preferred")]
+        election: ElectionKind,
+    },
+    /// Move a partition to new replicas (the new ones copy it before the old ones are dropped),
+    /// or cancel its ongoing reassignment.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["replicas", "cancel"])))]
+    Reassign {
+        /// Topic name.
+        #[arg(long)]
+        topic: String,
+        /// Partition to move.
+        #[arg(long)]
+        partition: i32,
+        /// Target replicas, broker ids with the preferred leader first: `1,2,3`.
+        #[arg(long, value_delimiter = ',')]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the partition's ongoing reassignment instead.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait up to this many seconds for the reassignment to complete.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// List ongoing partition reassignments.
+    ListReassignments {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 
@@ -128,7 +178,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 println!("{name}");
             }
         }
-        TopicsCommand::Describe { name } => {
+        TopicsCommand::Describe {
+            name,
+            under_replicated_partitions,
+        } => {
             let mut topics: Vec<&MetadataTopic> = match &name {
                 Some(wanted) => {
                     let topic = metadata
@@ -144,6 +197,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             for topic in topics {
                 if let Some(code) = topic.error() {
                     bail!(topic_error_message(topic.name(), code.into()));
+                }
+                if under_replicated_partitions {
+                    print!("{}", describe_under_replicated(topic));
+                    continue;
                 }
                 let configs = match topic_overrides(&admin, &options, topic.name()).await {
                     Ok(configs) => configs
@@ -197,6 +254,52 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 }
             }
             println!("Updated configs of topic {name}.");
+        }
+        TopicsCommand::ElectLeaders {
+            topic,
+            partition,
+            all_topic_partitions: _,
+            election,
+        } => {
+            let target = match topic {
+                Some(topic) => {
+                    let partitions = args.client.topic_partitions(&topic, false, partition)?;
+                    Some((topic, partitions))
+                }
+                None => None,
+            };
+            elect_leaders(&args.client, election, target, ADMIN_TIMEOUT).await?;
+        }
+        TopicsCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel: _,
+            wait,
+        } => {
+            // Fails with a clear message if the topic or partition does not exist.
+            args.client
+                .topic_partitions(&topic, false, Some(partition))?;
+            let wait = wait.map(Duration::from_secs);
+            reassign(
+                &args.client,
+                &topic,
+                partition,
+                replicas,
+                wait,
+                ADMIN_TIMEOUT,
+            )
+            .await?;
+        }
+        TopicsCommand::ListReassignments { topic } => {
+            let target = match topic {
+                Some(topic) => {
+                    let partitions = args.client.topic_partitions(&topic, false, None)?;
+                    Some((topic, partitions))
+                }
+                None => None,
+            };
+            list_reassignments(&args.client, target, ADMIN_TIMEOUT).await?;
         }
     }
     Ok(())
@@ -265,16 +368,44 @@ fn describe_topic(topic: &MetadataTopic, configs: &str) -> String {
             "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
             topic.name(),
             partition.id(),
-            if partition.leader() < 0 {
-                "none".to_string()
-            } else {
-                partition.leader().to_string()
-            },
+            leader_name(partition.leader()),
             join_ids(partition.replicas()),
             join_ids(partition.isr()),
         ));
     }
     out
+}
+
+/// The partitions of `topic` whose ISR is smaller than their replica set, one line each in
+/// `kafka-topics --describe` form (nothing when all are fully replicated).
+fn describe_under_replicated(topic: &MetadataTopic) -> String {
+    let mut partitions: Vec<_> = topic
+        .partitions()
+        .iter()
+        .filter(|partition| partition.isr().len() < partition.replicas().len())
+        .collect();
+    partitions.sort_by_key(|partition| partition.id());
+    partitions
+        .into_iter()
+        .map(|partition| {
+            format!(
+                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
+                topic.name(),
+                partition.id(),
+                leader_name(partition.leader()),
+                join_ids(partition.replicas()),
+                join_ids(partition.isr()),
+            )
+        })
+        .collect()
+}
+
+fn leader_name(leader: i32) -> String {
+    if leader < 0 {
+        "none".to_string()
+    } else {
+        leader.to_string()
+    }
 }
 
 fn join_ids(ids: &[i32]) -> String {
@@ -336,6 +467,105 @@ mod tests {
     }
 
     #[test]
+    fn elect_leaders_needs_a_topic_or_every_partition() {
+        let args = topics_args(&["elect-leaders", "--topic", "t", "--partition", "2"]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::ElectLeaders {
+                topic: Some(ref topic),
+                partition: Some(2),
+                all_topic_partitions: false,
+                election: ElectionKind::Preferred,
+            } if topic == "t"
+        ));
+        let args = topics_args(&[
+            "elect-leaders",
+            "--all-topic-partitions",
+            "--type",
+            "unclean",
+        ]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::ElectLeaders {
+                topic: None,
+                election: ElectionKind::Unclean,
+                ..
+            }
+        ));
+        for bad in [
+            &["elect-leaders"][..],
+            &["elect-leaders", "--partition", "1"],
+            &["elect-leaders", "--topic", "t", "--all-topic-partitions"],
+            &["elect-leaders", "--topic", "t", "--type", "random"],
+        ] {
+            let mut full = vec!["strom", "topics"];
+            full.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(full).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reassign_takes_replicas_or_cancel() {
+        let args = topics_args(&[
+            "reassign",
+            "--topic",
+            "t",
+            "--partition",
+            "0",
+            "--replicas",
+            "3,1,2",
+            "--wait",
+            "30",
+        ]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::Reassign {
+                partition: 0,
+                replicas: Some(ref replicas),
+                cancel: false,
+                wait: Some(30),
+                ..
+            } if replicas == &[3, 1, 2]
+        ));
+        let args = topics_args(&["reassign", "--topic", "t", "--partition", "1", "--cancel"]);
+        assert!(matches!(
+            args.command,
+            TopicsCommand::Reassign {
+                replicas: None,
+                cancel: true,
+                ..
+            }
+        ));
+        for bad in [
+            &["reassign", "--topic", "t", "--partition", "1"][..],
+            &[
+                "reassign",
+                "--topic",
+                "t",
+                "--partition",
+                "1",
+                "--cancel",
+                "--replicas",
+                "1",
+            ],
+            &["reassign", "--topic", "t", "--replicas", "1"],
+            &[
+                "reassign",
+                "--topic",
+                "t",
+                "--partition",
+                "0",
+                "--replicas",
+                "x",
+            ],
+        ] {
+            let mut full = vec!["strom", "topics"];
+            full.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(full).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn bootstrap_server_before_subcommand_and_default() {
         let args = topics_args(&["--bootstrap-server", "h:1", "list"]);
         assert_eq!(args.client.bootstrap_server, "h:1");
@@ -343,7 +573,10 @@ mod tests {
         assert_eq!(args.client.bootstrap_server, "127.0.0.1:9092");
         assert!(matches!(
             args.command,
-            TopicsCommand::Describe { name: None }
+            TopicsCommand::Describe {
+                name: None,
+                under_replicated_partitions: false
+            }
         ));
     }
 

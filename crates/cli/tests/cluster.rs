@@ -5,6 +5,9 @@
 //! Any node describes the quorum (DescribeQuorum, forwarded to the leader), topics a page at a
 //! time (DescribeTopicPartitions) and, through `strom cluster describe`, the voters' lag and the
 //! brokers' states as a broker hangs, thaws and shuts down.
+//! Group coordinators follow the leadership of the `__consumer_offsets` partitions: a group's
+//! coordinator moves with its partition, and a broker that leads the partition again reloads
+//! the group's committed offsets from its log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -22,6 +25,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
 use strom_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use strom_protocol::messages::create_topics_response::CreateTopicsResponse;
 use strom_protocol::messages::describe_quorum_request::{
@@ -32,29 +36,22 @@ use strom_protocol::messages::describe_topic_partitions_request::{
     Cursor as RequestCursor, DescribeTopicPartitionsRequest, TopicRequest,
 };
 use strom_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponse;
-use strom_protocol::messages::metadata_request::MetadataRequest;
+use strom_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use strom_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use strom_protocol::messages::metadata_response::MetadataResponse;
+use strom_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use strom_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 
-const METADATA: i16 = 3;
+const OFFSET_FETCH: i16 = 9;
+const FIND_COORDINATOR: i16 = 10;
 const CREATE_TOPICS: i16 = 19;
 const DESCRIBE_QUORUM: i16 = 55;
 const DESCRIBE_TOPIC_PARTITIONS: i16 = 75;
+/// Kafka's COORDINATOR_NOT_AVAILABLE and NOT_COORDINATOR error codes.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const NOT_COORDINATOR: i16 = 16;
 /// How long the cluster gets to reach a state (election, registration, catch-up).
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The full metadata as node `node` answers it, or `None` if it cannot answer now.
-fn metadata_of(node: &StromProcess) -> Option<MetadataResponse> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut client = TypedClient::connect(node, "cluster-test");
-        let request = MetadataRequest {
-            topics: None,
-            allow_auto_topic_creation: false,
-            ..MetadataRequest::default()
-        };
-        client.call::<MetadataResponse>(METADATA, 12, &request)
-    }))
-    .ok()
-}
 
 /// Polls until `condition` holds for the metadata of every node in `nodes`, returning the last
 /// answers; panics with the nodes' logs at the deadline.
@@ -67,10 +64,8 @@ fn wait_for_metadata(
     let deadline = Instant::now() + CLUSTER_DEADLINE;
     let started = Instant::now();
     loop {
-        let answers: Option<Vec<MetadataResponse>> = nodes
-            .iter()
-            .map(|i| metadata_of(&cluster.nodes[*i]))
-            .collect();
+        let answers: Option<Vec<MetadataResponse>> =
+            nodes.iter().map(|i| cluster.nodes[*i].metadata()).collect();
         if let Some(answers) = answers {
             if condition(&answers) {
                 eprintln!("{what}: after {:?}", started.elapsed());
@@ -103,9 +98,20 @@ fn has_topic(answer: &MetadataResponse, topic: &str, partitions: usize) -> bool 
     })
 }
 
-/// Creates `topic` by sending CreateTopics to `node` itself (which forwards it to the active
-/// controller if it is not that), retrying while the cluster has no controller.
+/// Creates `topic` (replication factor 1) by sending CreateTopics to `node` itself (which
+/// forwards it to the active controller if it is not that), retrying while the cluster has no
+/// controller.
 fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
+    create_replicated_topic_through(node, topic, partitions, 1);
+}
+
+/// Like [`create_topic_through`], with `replication_factor` replicas per partition.
+fn create_replicated_topic_through(
+    node: &StromProcess,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) {
     let deadline = Instant::now() + CLUSTER_DEADLINE;
     loop {
         let mut client = TypedClient::connect(node, "cluster-test");
@@ -113,7 +119,7 @@ fn create_topic_through(node: &StromProcess, topic: &str, partitions: i32) {
             topics: vec![CreatableTopic {
                 name: topic.to_string(),
                 num_partitions: partitions,
-                replication_factor: 1,
+                replication_factor,
                 ..CreatableTopic::default()
             }],
             timeout_ms: 30_000,
@@ -523,7 +529,7 @@ fn the_quorum_and_the_brokers_are_described_from_any_node() {
 
     // A hung broker is fenced and falls behind the metadata it missed; thawed, it catches up.
     let paused_id = i32::try_from(paused + 1).expect("id");
-    cluster.nodes[paused].signal(libc::SIGSTOP);
+    cluster.nodes[paused].pause();
     wait_for_cli(&cluster, asked, "the hung broker fenced and lagging", |t| {
         row_in(t, "Brokers:", paused_id)
             .is_some_and(|row| row.starts_with(&format!("{paused_id} fenced ")))
@@ -535,7 +541,7 @@ fn the_quorum_and_the_brokers_are_described_from_any_node() {
                 })
                 .is_some_and(|lag| lag > 0)
     });
-    cluster.nodes[paused].signal(libc::SIGCONT);
+    cluster.nodes[paused].resume();
     wait_for_cli(
         &cluster,
         asked,
@@ -635,4 +641,300 @@ fn an_unformatted_node_with_voters_is_refused() {
     );
     assert!(!ok);
     assert!(log.contains("strom storage format"), "{log}");
+}
+
+/// What `node` answers FindCoordinator for `group`: (error code, coordinator node id), or `None`
+/// if it cannot answer now.
+fn coordinator_of(node: &StromProcess, group: &str) -> Option<(i16, i32)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut client = TypedClient::connect(node, "cluster-test");
+        let request = FindCoordinatorRequest {
+            key: group.to_string(),
+            key_type: 0,
+            ..FindCoordinatorRequest::default()
+        };
+        let response: FindCoordinatorResponse = client.call(FIND_COORDINATOR, 2, &request);
+        (response.error_code, response.node_id)
+    }))
+    .ok()
+}
+
+/// Polls until `node` answers FindCoordinator for `group` as `wanted` says; returns the answer.
+fn wait_for_coordinator(
+    cluster: &StromCluster,
+    node: usize,
+    group: &str,
+    what: &str,
+    wanted: impl Fn(i16, i32) -> bool,
+) -> (i16, i32) {
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    loop {
+        if let Some((error, id)) = coordinator_of(&cluster.nodes[node], group) {
+            if wanted(error, id) {
+                eprintln!("{what}: error {error}, coordinator {id}");
+                return (error, id);
+            }
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = cluster.nodes.iter().map(|n| n.log_contents()).collect();
+            panic!(
+                "{what}: not reached in time\n--- logs ---\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The top-level error `node` answers to an OffsetFetch (v7, every partition) for `group`.
+fn offset_fetch_error(node: &StromProcess, group: &str) -> i16 {
+    let mut client = TypedClient::connect(node, "cluster-test");
+    let request = OffsetFetchRequest {
+        group_id: group.to_string(),
+        topics: None,
+        ..OffsetFetchRequest::default()
+    };
+    let response: OffsetFetchResponse = client.call(OFFSET_FETCH, 7, &request);
+    response.error_code
+}
+
+/// The node index (into `cluster.nodes`) of broker `id`.
+fn index_of(id: i32) -> usize {
+    usize::try_from(id - 1).expect("node ids start at 1")
+}
+
+/// The offsets `group` has committed for `partitions` partitions of `topic`, as a consumer
+/// bootstrapped from `node` reads them (retrying while the coordinator loads or moves).
+fn committed_offsets(node: &StromProcess, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = node.consumer(Some(group), &[]);
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    loop {
+        match consumer.committed_offsets(wanted.clone(), Duration::from_secs(10)) {
+            Ok(list) => {
+                return list
+                    .elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(offset) => offset,
+                        _ => -1,
+                    })
+                    .collect()
+            }
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "reading committed offsets of {group} failed: {error}\n{}",
+                node.log_contents()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops (SIGSTOP) or resumes (SIGCONT) a node's process.
+#[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
+fn send_signal(node: &StromProcess, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(node.pid()).expect("pid fits pid_t");
+    // SAFETY: plain syscall on the pid of a child the harness owns and has not reaped yet.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "signal {signal} to pid {pid}");
+}
+
+/// With `__consumer_offsets` at replication factor 1 its partitions cannot move: when the
+/// broker leading a group's partition goes silent (SIGSTOP) it is fenced and the group has no
+/// coordinator (COORDINATOR_NOT_AVAILABLE); once it is back (SIGCONT) and leads the partition
+/// again in a newer leader epoch, it reloads the group from its log, so the group's members
+/// resume at their committed offsets.
+#[test]
+fn a_returning_offsets_partition_leader_reloads_committed_offsets() {
+    let cluster = StromCluster::start(&[
+        ("offsets.topic.replication.factor", "1"),
+        ("broker.session.timeout.ms", "3000"),
+        ("broker.heartbeat.interval.ms", "500"),
+    ]);
+    let all = [0, 1, 2];
+    wait_for_metadata(&cluster, &all, "brokers registered", |a| {
+        agreed_controller(a).is_some() && a.iter().all(|m| m.brokers.len() == 3)
+    });
+    create_topic_through(&cluster.nodes[0], "resume", 3);
+    wait_for_metadata(&cluster, &all, "topic visible on all nodes", |a| {
+        a.iter().all(|m| has_topic(m, "resume", 3))
+    });
+    produce_to_every_partition(&cluster.nodes[0], "resume", 3, 10);
+    let group = "resume-group";
+    consume_as_group(&cluster.nodes[0], "resume", group, 30);
+    let (_, coordinator) =
+        wait_for_coordinator(&cluster, 0, group, "group coordinator", |e, _| e == 0);
+    let paused = index_of(coordinator);
+    let survivor = (paused + 1) % 3;
+
+    send_signal(&cluster.nodes[paused], libc::SIGSTOP);
+    wait_for_coordinator(
+        &cluster,
+        survivor,
+        group,
+        "no coordinator while the only replica is fenced",
+        |error, _| error == COORDINATOR_NOT_AVAILABLE,
+    );
+
+    send_signal(&cluster.nodes[paused], libc::SIGCONT);
+    wait_for_coordinator(
+        &cluster,
+        survivor,
+        group,
+        "the returning broker coordinates the group again",
+        |error, id| error == 0 && id == coordinator,
+    );
+    wait_for_metadata(&cluster, &all, "every partition has a leader again", |a| {
+        a.iter().all(|m| {
+            m.topics
+                .iter()
+                .filter(|t| t.name.as_deref() == Some("resume"))
+                .all(|t| t.partitions.iter().all(|p| p.leader_id >= 0))
+        })
+    });
+    assert_eq!(
+        committed_offsets(&cluster.nodes[survivor], group, "resume", 3),
+        vec![10, 10, 10],
+        "committed offsets reloaded from the returning leader's log\n{}",
+        cluster.nodes[paused].log_contents()
+    );
+    let log = cluster.nodes[paused].log_contents();
+    assert!(
+        log.contains("resigned as the group coordinator") && log.contains("groups=1"),
+        "the group was unloaded and loaded again\n{log}"
+    );
+    // A member of the group resumes where the group left off: only the new records.
+    produce_to_every_partition(&cluster.nodes[survivor], "resume", 3, 1);
+    let consumer = cluster.nodes[survivor].consumer(Some(group), &[]);
+    consumer.subscribe(&["resume"]).expect("subscribe");
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let mut offsets = Vec::new();
+    while offsets.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "resumed member got {offsets:?}\n{}",
+            cluster.nodes[paused].log_contents()
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            offsets.push(message.offset());
+        }
+    }
+    assert_eq!(offsets, vec![10, 10, 10]);
+}
+
+/// With `__consumer_offsets` at its default replication factor (3, capped by the brokers) a
+/// commit is acknowledged once every in-sync replica of the group's offsets partition has it.
+/// Stopping the broker that coordinates the group (SIGTERM: controlled shutdown moves its
+/// leaderships) moves the coordinator to the partition's new leader, which loads the group from
+/// its own replica: the offsets committed before the move are there, and a member of the group
+/// resumes from them and commits through the new coordinator. The stopped broker, back as a
+/// follower of the partition, answers NOT_COORDINATOR for the group.
+#[test]
+fn a_group_coordinator_moves_with_its_offsets_partition() {
+    let mut cluster = StromCluster::start(&[]);
+    let all = [0, 1, 2];
+    wait_for_metadata(&cluster, &all, "brokers registered", |a| {
+        agreed_controller(a).is_some() && a.iter().all(|m| m.brokers.len() == 3)
+    });
+    create_replicated_topic_through(&cluster.nodes[0], "moves", 3, 3);
+    wait_for_metadata(&cluster, &all, "topic visible on all nodes", |a| {
+        a.iter().all(|m| has_topic(m, "moves", 3))
+    });
+    produce_to_every_partition(&cluster.nodes[0], "moves", 3, 10);
+    let group = "moving-group";
+    consume_as_group(&cluster.nodes[0], "moves", group, 30);
+    let answers = wait_for_metadata(&cluster, &[0], "offsets topic created", |a| {
+        has_topic(&a[0], "__consumer_offsets", 50)
+    });
+    let offsets_topic = answers[0]
+        .topics
+        .iter()
+        .find(|t| t.name.as_deref() == Some("__consumer_offsets"))
+        .expect("offsets topic");
+    assert!(
+        offsets_topic
+            .partitions
+            .iter()
+            .all(|p| p.replica_nodes.len() == 3),
+        "offsets.topic.replication.factor defaults to 3"
+    );
+    let (_, old) = wait_for_coordinator(&cluster, 0, group, "group coordinator", |e, _| e == 0);
+    let stopped = index_of(old);
+    let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != stopped).collect();
+
+    cluster.nodes[stopped].terminate();
+    let (_, new) = wait_for_coordinator(
+        &cluster,
+        survivors[0],
+        group,
+        "coordinator moved",
+        |error, id| error == 0 && id != old,
+    );
+    assert_eq!(
+        coordinator_of(&cluster.nodes[survivors[1]], group),
+        Some((0, new)),
+        "every live broker names the new coordinator"
+    );
+    assert_eq!(
+        committed_offsets(&cluster.nodes[survivors[0]], group, "moves", 3),
+        vec![10, 10, 10],
+        "the offsets committed before the move, loaded from the new leader's replica\n{}",
+        cluster.nodes[index_of(new)].log_contents()
+    );
+    // A member resumes at the committed offsets through the new coordinator, and commits there.
+    wait_for_metadata(&cluster, &survivors, "data partitions led again", |a| {
+        a.iter().all(|m| {
+            m.topics
+                .iter()
+                .filter(|t| t.name.as_deref() == Some("moves"))
+                .all(|t| t.partitions.iter().all(|p| p.leader_id >= 0))
+        })
+    });
+    produce_to_every_partition(&cluster.nodes[survivors[0]], "moves", 3, 1);
+    let consumer = cluster.nodes[survivors[0]].consumer(Some(group), &[]);
+    consumer.subscribe(&["moves"]).expect("subscribe");
+    let deadline = Instant::now() + CLUSTER_DEADLINE;
+    let mut offsets = Vec::new();
+    while offsets.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "resumed member got {offsets:?}\n{}",
+            cluster.nodes[index_of(new)].log_contents()
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            offsets.push(message.offset());
+        }
+    }
+    assert_eq!(
+        offsets,
+        vec![10, 10, 10],
+        "resumed at the committed offsets"
+    );
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit through the new coordinator");
+    drop(consumer);
+    assert_eq!(
+        committed_offsets(&cluster.nodes[survivors[1]], group, "moves", 3),
+        vec![11, 11, 11]
+    );
+
+    // Back, the stopped broker follows the partition: it does not coordinate the group.
+    cluster.nodes[stopped].start_again();
+    wait_for_coordinator(
+        &cluster,
+        stopped,
+        group,
+        "the returned broker names the new coordinator",
+        |error, id| error == 0 && id == new,
+    );
+    assert_eq!(
+        offset_fetch_error(&cluster.nodes[stopped], group),
+        NOT_COORDINATOR
+    );
+    assert_eq!(offset_fetch_error(&cluster.nodes[index_of(new)], group), 0);
 }

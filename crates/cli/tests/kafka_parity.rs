@@ -484,6 +484,7 @@ fn authorized_operations_are_every_supported_operation() {
         &DescribeClusterRequest {
             include_cluster_authorized_operations: true,
             endpoint_type: 1,
+            ..DescribeClusterRequest::default()
         },
     );
     assert_eq!(cluster.cluster_authorized_operations, CLUSTER_OPERATIONS);

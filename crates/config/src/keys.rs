@@ -22,6 +22,8 @@ const STRING: ConfigType = ConfigType::String;
 const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// Kafka's `SecurityProtocol` names (Strom serves PLAINTEXT listeners only).
+pub const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
 /// A broker key in the same unit as its topic key.
 const fn same(name: &'static str) -> BrokerSynonym {
@@ -294,6 +296,7 @@ pub static KEYS: &[ConfigDef] = &[
     key("message.max.bytes", Int, Some("1048588"), AtLeast(0)).broker(ClusterWide),
     // ---- Broker keys Strom acts on (static) ----
     key("auto.create.topics.enable", Boolean, Some("true"), Any).broker(ReadOnly),
+    key("auto.leader.rebalance.enable", Boolean, Some("true"), Any).broker(ReadOnly),
     // Strom: unset means "the node id" (Kafka's default is -1).
     key("broker.id", Int, NULL, AtLeast(0)).broker(ReadOnly),
     key(
@@ -305,6 +308,20 @@ pub static KEYS: &[ConfigDef] = &[
     .broker(ReadOnly),
     key("broker.rack", STRING, NULL, Any).broker(ReadOnly),
     key("broker.session.timeout.ms", Int, Some("9000"), AtLeast(1)).broker(ReadOnly),
+    // Replication: followers fetch from leaders; leaders keep the in-sync replica set.
+    key("replica.fetch.backoff.ms", Int, Some("1000"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.max.bytes", Int, Some("1048576"), AtLeast(0)).broker(ReadOnly),
+    key("replica.fetch.min.bytes", Int, Some("1"), Any).broker(ReadOnly),
+    key(
+        "replica.fetch.response.max.bytes",
+        Int,
+        Some("10485760"),
+        AtLeast(0),
+    )
+    .broker(ReadOnly),
+    key("replica.fetch.wait.max.ms", Int, Some("500"), Any).broker(ReadOnly),
+    key("replica.lag.time.max.ms", Long, Some("30000"), Any).broker(ReadOnly),
+    key("replica.socket.timeout.ms", Int, Some("30000"), Any).broker(ReadOnly),
     // Strom: at least 1 (Kafka accepts any value; a negative one disables the idle timeout).
     key("connections.max.idle.ms", Long, Some("600000"), AtLeast(1)).broker(ReadOnly),
     key("controller.listener.names", STRING, NULL, Any).broker(ReadOnly),
@@ -344,6 +361,27 @@ pub static KEYS: &[ConfigDef] = &[
     key("group.max.session.timeout.ms", Int, Some("1800000"), Any).broker(ReadOnly),
     key("group.min.session.timeout.ms", Int, Some("6000"), Any).broker(ReadOnly),
     key("inter.broker.listener.name", STRING, NULL, Any).broker(ReadOnly),
+    key(
+        "leader.imbalance.check.interval.seconds",
+        Long,
+        Some("300"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
+    key(
+        "leader.imbalance.per.broker.percentage",
+        Int,
+        Some("10"),
+        Any,
+    )
+    .broker(ReadOnly),
+    key(
+        "security.inter.broker.protocol",
+        STRING,
+        Some("PLAINTEXT"),
+        OneOf(SECURITY_PROTOCOLS),
+    )
+    .broker(ReadOnly),
     // Strom: ./strom-data (Kafka: /tmp/kafka-logs).
     key("log.dir", STRING, Some("./strom-data"), Any).broker(ReadOnly),
     key("log.dirs", STRING, NULL, Any).broker(ReadOnly),
@@ -357,13 +395,15 @@ pub static KEYS: &[ConfigDef] = &[
     // Strom: 1 (Kafka requires it to be set).
     key("node.id", Int, Some("1"), AtLeast(0)).broker(ReadOnly),
     key("num.partitions", Int, Some("1"), AtLeast(1)).broker(ReadOnly),
+    key("offsets.commit.timeout.ms", Int, Some("5000"), AtLeast(1)).broker(ReadOnly),
     key("offsets.retention.minutes", Int, Some("10080"), AtLeast(1)).broker(ReadOnly),
     key("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1)).broker(ReadOnly),
-    // Strom: 1, which a single node can satisfy (Kafka: 3).
+    // Kafka's 3; Strom caps it by the brokers available when the topic is created, so a
+    // single node gets 1 (Kafka refuses to create the topic until enough brokers are alive).
     key(
         "offsets.topic.replication.factor",
         Short,
-        Some("1"),
+        Some("3"),
         AtLeast(1),
     )
     .broker(ReadOnly),
@@ -427,8 +467,16 @@ pub static KEYS: &[ConfigDef] = &[
         AtLeast(1),
     )
     .broker(ReadOnly),
+    // Kafka's internal key: how often the active controller looks for leaderless partitions of
+    // topics that allow unclean leader election.
+    key(
+        "unclean.leader.election.interval.ms",
+        Long,
+        Some("300000"),
+        AtLeast(1),
+    )
+    .broker(ReadOnly),
     // ---- Static broker keys Strom accepts without effect ----
-    key("auto.leader.rebalance.enable", Boolean, Some("true"), Any).broker(ReadOnly),
     key(
         "group.coordinator.rebalance.protocols",
         List,

@@ -31,7 +31,7 @@ pub use def::{
     list_elements, BrokerScope, BrokerSynonym, ConfigDef, ConfigType, Conversion, InvalidValue,
     Validator, UNKNOWN_TYPE_CODE,
 };
-pub use keys::KEYS;
+pub use keys::{KEYS, SECURITY_PROTOCOLS};
 pub use layers::{ConfigLayers, ConfigMap, ConfigSource, ConfigSynonym, EffectiveValue};
 
 /// The definition of a key, by exact name.

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strom_config::{ConfigLayers, ConfigMap};
 use strom_protocol::codec::Uuid;
 use strom_protocol::ErrorCode;
 
@@ -21,7 +22,10 @@ use crate::error::MetadataError;
 use crate::image::{
     BrokerListener, MetadataImage, TopicImage, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
-use crate::leadership::{changes_for_arriving_broker, changes_for_leaving_broker};
+use crate::leadership::{
+    changes_for_arriving_broker, changes_for_leaving_broker, preferred_leader_rebalance,
+    unclean_elections,
+};
 use crate::meta_properties::random_uuid;
 use crate::placement::{place_replicas, Candidate};
 use crate::quorum::{Quorum, QuorumError};
@@ -31,6 +35,16 @@ use crate::records::{
     TopicRecord, UnfenceBrokerRecord,
 };
 use crate::state::MetadataState;
+
+mod replication;
+
+pub use replication::{
+    AlterPartitionRequest, ElectionType, OngoingReassignment, PartitionOutcome, PartitionState,
+    ReassignmentTargets, TopicOutcomes, TopicReassignments,
+};
+
+/// The topic key that allows leaders from outside the ISR.
+const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 
 /// Longest legal topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
@@ -93,6 +107,13 @@ pub struct Controller {
     /// When each broker last sent a heartbeat (volatile: a newly active controller starts empty
     /// and gives every broker a full session from its first check).
     last_heartbeat: std::sync::Mutex<HashMap<i32, Instant>>,
+    /// Brokers whose connection to this controller closed: the fencing task checks at once
+    /// whether their process is gone ([`Controller::suspect`]).
+    suspects: std::sync::Mutex<std::collections::BTreeSet<i32>>,
+    suspects_added: tokio::sync::Notify,
+    /// This node's `server.properties`: the static layer under topic keys the controller
+    /// resolves (`unclean.leader.election.enable`), as Kafka's controller uses its own.
+    static_config: ConfigMap,
 }
 
 impl Controller {
@@ -109,7 +130,37 @@ impl Controller {
             operations: tokio::sync::Mutex::new(()),
             session_timeout,
             last_heartbeat: std::sync::Mutex::new(HashMap::new()),
+            suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            suspects_added: tokio::sync::Notify::new(),
+            static_config: ConfigMap::new(),
         }
+    }
+
+    /// The controller with this node's `server.properties` as the static config layer.
+    #[must_use]
+    pub fn with_static_config(mut self, static_config: ConfigMap) -> Self {
+        self.static_config = static_config;
+        self
+    }
+
+    /// Whether `topic` allows unclean leader election: `unclean.leader.election.enable` of the
+    /// topic, else this node's dynamic config, else the cluster-wide dynamic default, else
+    /// `server.properties`, else false (Kafka's `uncleanLeaderElectionEnabledForTopic`).
+    pub fn unclean_election_enabled(&self, image: &MetadataImage, topic: &TopicImage) -> bool {
+        let layers = ConfigLayers {
+            topic: Some(&topic.configs),
+            dynamic_broker: image.broker_config(Some(self.node_id)),
+            dynamic_default: image.broker_config(None),
+            static_broker: Some(&self.static_config),
+        };
+        layers
+            .topic_value(UNCLEAN_LEADER_ELECTION_ENABLE)
+            .is_some_and(|(value, _)| value.eq_ignore_ascii_case("true"))
+    }
+
+    /// The unclean-election rule of `image`'s topics, for the leadership changes.
+    fn unclean_rule<'a>(&'a self, image: &'a MetadataImage) -> impl Fn(&TopicImage) -> bool + 'a {
+        move |topic| self.unclean_election_enabled(image, topic)
     }
 
     fn heartbeats(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Instant>> {
@@ -150,7 +201,7 @@ impl Controller {
         }
         let broker_epoch = self.quorum.status().high_watermark;
         let mut records: Vec<MetadataRecord> =
-            changes_for_leaving_broker(&image, request.broker_id)
+            changes_for_leaving_broker(&image, request.broker_id, &self.unclean_rule(&image))
                 .into_iter()
                 .map(MetadataRecord::PartitionChange)
                 .collect();
@@ -207,7 +258,7 @@ impl Controller {
         let mut records = Vec::new();
         if request.want_shut_down && !broker.in_controlled_shutdown {
             records.extend(
-                changes_for_leaving_broker(&image, id)
+                changes_for_leaving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -225,7 +276,7 @@ impl Controller {
                 epoch: broker.epoch,
             }));
             records.extend(
-                changes_for_arriving_broker(&image, id)
+                changes_for_arriving_broker(&image, id, &self.unclean_rule(&image))
                     .into_iter()
                     .map(MetadataRecord::PartitionChange),
             );
@@ -247,6 +298,70 @@ impl Controller {
                 && broker.is_some_and(|b| b.in_controlled_shutdown)
                 && leads_nothing,
         })
+    }
+
+    /// Marks `broker_id` as possibly dead (the connection its heartbeats came over closed), for
+    /// the fencing task to check now rather than at the end of its session.
+    pub fn suspect(&self, broker_id: i32) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(broker_id);
+        self.suspects_added.notify_one();
+    }
+
+    /// Waits until [`Controller::suspect`] names a broker.
+    pub async fn suspects_added(&self) {
+        self.suspects_added.notified().await;
+    }
+
+    /// The brokers suspected since the last call, plus every unfenced broker (other than this
+    /// node) that has sent no heartbeat for `silence`.
+    pub fn take_suspects(&self, silence: Duration) -> Vec<i32> {
+        let mut suspects = std::mem::take(
+            &mut *self
+                .suspects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let now = Instant::now();
+        let image = self.image();
+        let heartbeats = self.heartbeats();
+        for broker in image.brokers.values().filter(|b| !b.fenced) {
+            let silent = heartbeats
+                .get(&broker.id)
+                .is_none_or(|last| now.duration_since(*last) >= silence);
+            if silent {
+                suspects.insert(broker.id);
+            }
+        }
+        suspects.remove(&self.node_id);
+        suspects.into_iter().collect()
+    }
+
+    /// Fences `broker_id` at once (its process was found gone: its listener refuses
+    /// connections), unless it is already fenced or a heartbeat arrived after `checked_at`.
+    /// Returns whether it was fenced.
+    pub async fn fence_unreachable_broker(
+        &self,
+        broker_id: i32,
+        checked_at: Instant,
+    ) -> Result<bool, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let Some(broker) = image.brokers.get(&broker_id).filter(|b| !b.fenced) else {
+            return Ok(false);
+        };
+        let heard_since = self
+            .heartbeats()
+            .get(&broker_id)
+            .is_some_and(|last| *last > checked_at);
+        if heard_since {
+            return Ok(false);
+        }
+        let records = self.fencing_records(&image, broker_id, broker.epoch);
+        self.commit(&image, records).await?;
+        Ok(true)
     }
 
     /// Forgets when brokers last sent a heartbeat, so that each gets a full session from the next
@@ -289,6 +404,51 @@ impl Controller {
         Ok(stale.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Elects leaders from outside the ISR for leaderless partitions of topics that allow unclean
+    /// election (Kafka's periodic `maybeElectUncleanLeaders`, which makes enabling
+    /// `unclean.leader.election.enable` at run time take effect). Returns how many partitions got
+    /// a leader. Only the active controller's call commits anything.
+    pub async fn elect_unclean_leaders(&self) -> Result<usize, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let changes = unclean_elections(&image, &self.unclean_rule(&image));
+        let elected = changes.len();
+        for change in &changes {
+            tracing::warn!(
+                topic = image
+                    .topic_names_by_id
+                    .get(&change.topic_id)
+                    .map(String::as_str),
+                partition = change.partition_id,
+                leader = change.leader,
+                "unclean leader election for a partition without a live in-sync replica"
+            );
+        }
+        let records = changes
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        self.commit(&image, records).await?;
+        Ok(elected)
+    }
+
+    /// Automatic preferred leader balancing (`auto.leader.rebalance.enable`): moves leadership
+    /// back to preferred replicas of brokers whose share of partitions led by another broker
+    /// exceeds `leader.imbalance.per.broker.percentage` ([`preferred_leader_rebalance`]).
+    /// Returns how many partitions changed leader. Only the active controller's call commits.
+    pub async fn balance_leaders(&self, imbalance_percentage: i32) -> Result<usize, MetadataError> {
+        let _operation = self.operations.lock().await;
+        let image = self.image();
+        let changes = preferred_leader_rebalance(&image, imbalance_percentage);
+        let moved = changes.len();
+        let records = changes
+            .into_iter()
+            .map(MetadataRecord::PartitionChange)
+            .collect();
+        self.commit(&image, records).await?;
+        Ok(moved)
+    }
+
     /// Records that fence `broker_id` and move its leaderships and ISR memberships away.
     fn fencing_records(
         &self,
@@ -296,10 +456,11 @@ impl Controller {
         broker_id: i32,
         broker_epoch: i64,
     ) -> Vec<MetadataRecord> {
-        let mut records: Vec<MetadataRecord> = changes_for_leaving_broker(image, broker_id)
-            .into_iter()
-            .map(MetadataRecord::PartitionChange)
-            .collect();
+        let mut records: Vec<MetadataRecord> =
+            changes_for_leaving_broker(image, broker_id, &self.unclean_rule(image))
+                .into_iter()
+                .map(MetadataRecord::PartitionChange)
+                .collect();
         records.push(MetadataRecord::FenceBroker(FenceBrokerRecord {
             id: broker_id,
             epoch: broker_epoch,
@@ -624,6 +785,14 @@ impl Controller {
     ) -> Result<(), MetadataError> {
         if records.is_empty() {
             return Ok(());
+        }
+        // Records are validated against this node's image: only the active controller, caught
+        // up with the log (see `Quorum::status`), may commit.
+        if self.quorum.status().leader_id != Some(self.node_id) {
+            return Err(MetadataError::of(
+                ErrorCode::NotController,
+                "this node is not the active controller, or has not replayed the log yet",
+            ));
         }
         let mut pending = base.clone();
         pending

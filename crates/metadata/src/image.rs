@@ -20,11 +20,23 @@ pub const CONFIG_RESOURCE_BROKER: i8 = 4;
 /// A partition's replica assignment and leadership.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionImage {
+    /// During a reassignment (KIP-455): the target replicas, then those being removed.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (empty when none is in progress).
+    pub adding_replicas: Vec<i32>,
+    /// Replicas an ongoing reassignment removes (empty when none is in progress).
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment of this partition is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
 }
 
 /// A topic: its id, partitions by index, and its configuration overrides (key -> value).
@@ -272,6 +284,8 @@ impl MetadataImage {
                 leader: record.leader,
                 leader_epoch: record.leader_epoch,
                 partition_epoch: record.partition_epoch,
+                adding_replicas: record.adding_replicas.clone(),
+                removing_replicas: record.removing_replicas.clone(),
             },
         );
         Ok(())
@@ -293,6 +307,12 @@ impl MetadataImage {
         }
         if let Some(replicas) = &change.replicas {
             partition.replicas = replicas.clone();
+        }
+        if let Some(adding) = &change.adding_replicas {
+            partition.adding_replicas = adding.clone();
+        }
+        if let Some(removing) = &change.removing_replicas {
+            partition.removing_replicas = removing.clone();
         }
         if change.leader != NO_LEADER_CHANGE {
             partition.leader = change.leader;

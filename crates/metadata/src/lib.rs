@@ -20,6 +20,7 @@ pub mod leadership;
 pub mod local_quorum;
 pub mod log;
 pub mod meta_properties;
+pub mod partition_change;
 pub mod placement;
 pub mod quorum;
 pub mod quorum_state;
@@ -29,7 +30,7 @@ pub mod snapshot;
 pub mod state;
 
 pub use config::{ConfigOp, ConfigOpType};
-pub use controller::{Controller, TopicSummary};
+pub use controller::{AlterPartitionRequest, Controller, PartitionState, TopicSummary};
 pub use error::MetadataError;
 pub use image::{
     BrokerListener, BrokerRegistration, MetadataImage, PartitionImage, TopicChanges, TopicImage,

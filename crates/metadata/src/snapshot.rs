@@ -94,6 +94,8 @@ pub fn image_records(image: &MetadataImage) -> Vec<MetadataRecord> {
                 leader: partition.leader,
                 leader_epoch: partition.leader_epoch,
                 partition_epoch: partition.partition_epoch,
+                adding_replicas: partition.adding_replicas.clone(),
+                removing_replicas: partition.removing_replicas.clone(),
                 directories: vec![[0; 16]; partition.replicas.len()],
                 ..Default::default()
             })

@@ -4,212 +4,16 @@
 // Test code. (clippy.toml's allow-*-in-tests does not reach integration-test helpers.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
+use std::fs;
 use std::time::{Duration, Instant};
 
-use strom_metadata::controller::{
-    BrokerHeartbeatReply, BrokerHeartbeatRequest, BrokerRegistrationRequest,
-};
+use common::{configs, open, registration, store_with_brokers, Store};
 use strom_metadata::{
-    BrokerListener, ConfigOp, ConfigOpType, Controller, LocalQuorum, MetadataError, MetadataImage,
-    MetadataState, TopicSummary,
+    AlterPartitionRequest, ConfigOp, ConfigOpType, MetadataError, MetadataImage, TopicSummary,
 };
 use strom_protocol::ErrorCode;
-use tokio::sync::watch;
-
-/// The session timeout of these tests' controllers.
-const SESSION_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// A registration of a broker with one PLAINTEXT listener and a new incarnation.
-fn registration(id: i32, host: &str, port: u16, rack: Option<String>) -> BrokerRegistrationRequest {
-    BrokerRegistrationRequest {
-        broker_id: id,
-        incarnation_id: strom_metadata::meta_properties::random_uuid(),
-        listeners: vec![BrokerListener {
-            name: "PLAINTEXT".into(),
-            host: host.into(),
-            port,
-            security_protocol: 0,
-        }],
-        rack,
-    }
-}
-
-/// The controller and the state it commits to, with a runtime to block on.
-struct Store {
-    runtime: tokio::runtime::Runtime,
-    controller: Controller,
-    quorum: Arc<LocalQuorum>,
-    state: Arc<MetadataState>,
-}
-
-impl Store {
-    fn open(dir: &Path, node_id: i32, cluster_id: Option<String>) -> Result<Store, MetadataError> {
-        Self::open_with_snapshots(dir, node_id, cluster_id, u64::MAX)
-    }
-
-    fn open_with_snapshots(
-        dir: &Path,
-        node_id: i32,
-        cluster_id: Option<String>,
-        snapshot_interval_bytes: u64,
-    ) -> Result<Store, MetadataError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (quorum, state) = LocalQuorum::open(dir, node_id, cluster_id, snapshot_interval_bytes)?;
-        let quorum = Arc::new(quorum);
-        let controller = Controller::new(node_id, quorum.clone(), state.clone(), SESSION_TIMEOUT);
-        Ok(Store {
-            runtime,
-            controller,
-            quorum,
-            state,
-        })
-    }
-
-    fn image(&self) -> Arc<MetadataImage> {
-        self.state.image()
-    }
-
-    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.state.subscribe()
-    }
-
-    /// Registers a broker and sends the heartbeat that unfences it; returns its epoch.
-    fn register_broker(
-        &self,
-        id: i32,
-        host: &str,
-        port: u16,
-        rack: Option<String>,
-    ) -> Result<i64, MetadataError> {
-        let epoch = self
-            .runtime
-            .block_on(self.controller.register(registration(id, host, port, rack)))?;
-        let reply = self.heartbeat(id, epoch, i64::MAX, false, false)?;
-        assert!(!reply.is_fenced);
-        Ok(epoch)
-    }
-
-    fn heartbeat(
-        &self,
-        broker_id: i32,
-        broker_epoch: i64,
-        current_metadata_offset: i64,
-        want_fence: bool,
-        want_shut_down: bool,
-    ) -> Result<BrokerHeartbeatReply, MetadataError> {
-        self.runtime
-            .block_on(self.controller.heartbeat(BrokerHeartbeatRequest {
-                broker_id,
-                broker_epoch,
-                current_metadata_offset,
-                want_fence,
-                want_shut_down,
-            }))
-    }
-
-    fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: &[(String, String)],
-        validate_only: bool,
-    ) -> Result<TopicSummary, MetadataError> {
-        self.runtime.block_on(self.controller.create_topic(
-            name,
-            partitions,
-            replication_factor,
-            configs,
-            validate_only,
-        ))
-    }
-
-    fn delete_topic(&self, name: &str) -> Result<[u8; 16], MetadataError> {
-        self.runtime.block_on(self.controller.delete_topic(name))
-    }
-
-    fn create_partitions(
-        &self,
-        name: &str,
-        total: i32,
-        validate_only: bool,
-    ) -> Result<(), MetadataError> {
-        self.runtime.block_on(
-            self.controller
-                .create_partitions(name, total, validate_only),
-        )
-    }
-
-    fn alter_topic_configs(
-        &self,
-        name: &str,
-        ops: &[ConfigOp],
-        validate_only: bool,
-    ) -> Result<(), MetadataError> {
-        self.runtime.block_on(
-            self.controller
-                .alter_topic_configs(name, ops, validate_only),
-        )
-    }
-
-    fn replace_topic_configs(
-        &self,
-        name: &str,
-        configs: &[(String, String)],
-        validate_only: bool,
-    ) -> Result<(), MetadataError> {
-        self.runtime.block_on(
-            self.controller
-                .replace_topic_configs(name, configs, validate_only),
-        )
-    }
-
-    fn alter_broker_configs(
-        &self,
-        broker: Option<i32>,
-        ops: &[ConfigOp],
-        validate_only: bool,
-    ) -> Result<(), MetadataError> {
-        self.runtime.block_on(
-            self.controller
-                .alter_broker_configs(broker, ops, validate_only),
-        )
-    }
-
-    fn allocate_producer_id_block(&self, size: i64) -> Result<(i64, i64), MetadataError> {
-        self.runtime
-            .block_on(self.controller.allocate_producer_id_block(size))
-    }
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open(dir, 1, None).unwrap()
-}
-
-fn store_with_brokers(dir: &Path, brokers: i32) -> Store {
-    let store = open(dir);
-    for id in 1..=brokers {
-        store
-            .register_broker(id, "localhost", 9091 + id as u16, None)
-            .unwrap();
-    }
-    store
-}
-
-fn configs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 #[test]
 fn new_cluster_gets_kafka_style_id_that_persists() {
@@ -958,6 +762,12 @@ enum Operation {
     FenceBroker(i32),
     /// The broker restarts: a new incarnation registers and catches up.
     RestartBroker(i32),
+    /// The leader of a partition asks for the ISR made of the replicas a mask selects (plus
+    /// itself, unless the mask says otherwise: the controller must refuse that).
+    AlterIsr(u8, i32, u8),
+    /// A reassignment of a partition to the brokers a mask selects (in a rotated order), or
+    /// with mask 0 the cancellation of its reassignment.
+    Reassign(u8, i32, u8),
 }
 
 fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
@@ -972,6 +782,8 @@ fn operation() -> impl proptest::strategy::Strategy<Value = Operation> {
         Just(Operation::AllocateProducerIds),
         (1..4i32).prop_map(Operation::FenceBroker),
         (1..4i32).prop_map(Operation::RestartBroker),
+        (0..6u8, 0..4i32, 0..16u8).prop_map(|(t, p, m)| Operation::AlterIsr(t, p, m)),
+        (0..6u8, 0..4i32, 0..8u8).prop_map(|(t, p, m)| Operation::Reassign(t, p, m)),
     ]
 }
 
@@ -995,6 +807,19 @@ fn check_leadership_invariants(
                 "ISR outside replicas {}",
                 what
             );
+            proptest::prop_assert!(
+                partition
+                    .adding_replicas
+                    .iter()
+                    .chain(&partition.removing_replicas)
+                    .all(|b| partition.replicas.contains(b)),
+                "reassignment sets outside replicas {}",
+                what
+            );
+            let mut distinct = partition.replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            proptest::prop_assert_eq!(distinct.len(), partition.replicas.len(), "{}", what);
             if partition.leader == -1 {
                 proptest::prop_assert!(
                     !partition.isr.iter().any(live),
@@ -1012,6 +837,73 @@ fn check_leadership_invariants(
         }
     }
     Ok(())
+}
+
+/// Reassigns `topic`-`index` to the brokers (1..=3) `mask` selects, starting the list at a
+/// broker the mask also picks, or cancels its reassignment for mask 0. A per-partition refusal
+/// is an error, as a failed operation.
+fn reassign(store: &Store, topic: &str, index: i32, mask: u8) -> Result<(), MetadataError> {
+    let target = (mask != 0).then(|| {
+        let mut brokers: Vec<i32> = (1..=3).filter(|b| mask & (1 << (b - 1)) != 0).collect();
+        let len = brokers.len();
+        brokers.rotate_left(usize::from(mask) % len);
+        brokers
+    });
+    let results = store.runtime.block_on(
+        store
+            .controller
+            .alter_partition_reassignments(vec![(topic.to_string(), vec![(index, target)])]),
+    )?;
+    let outcome = &results[0].partitions[0];
+    if outcome.error_code == 0 {
+        Ok(())
+    } else {
+        Err(MetadataError::new(
+            outcome.error_code,
+            outcome.error_message.clone().unwrap_or_default(),
+        ))
+    }
+}
+
+/// The leader of `topic`-`index` (if any) asks for the replicas `mask` selects as its ISR, with
+/// itself added unless bit 3 is set.
+fn alter_isr(
+    store: &Store,
+    image: &MetadataImage,
+    topic: &str,
+    index: i32,
+    mask: u8,
+) -> Result<(), MetadataError> {
+    let Some(topic) = image.topic(topic) else {
+        return Ok(());
+    };
+    let Some(partition) = topic.partitions.get(&index) else {
+        return Ok(());
+    };
+    let Some(broker) = image.brokers.get(&partition.leader) else {
+        return Ok(());
+    };
+    let mut new_isr: Vec<i32> = partition
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, r)| *r)
+        .collect();
+    if mask & 8 == 0 && !new_isr.contains(&partition.leader) {
+        new_isr.push(partition.leader);
+    }
+    store
+        .alter_partition(AlterPartitionRequest {
+            broker_id: partition.leader,
+            broker_epoch: broker.epoch,
+            topic_id: topic.id,
+            partition: index,
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            new_isr,
+        })
+        .map(drop)
 }
 
 proptest::proptest! {
@@ -1046,6 +938,8 @@ proptest::proptest! {
                     };
                     fenced.and_then(|()| store.register_broker(*id, "h", 9000 + *id as u16, None).map(drop))
                 }
+                Operation::AlterIsr(t, p, mask) => alter_isr(&store, &before, &format!("t{t}"), *p, *mask),
+                Operation::Reassign(t, p, mask) => reassign(&store, &format!("t{t}"), *p, *mask),
             };
             check_leadership_invariants(&store.image())?;
             if result.is_err() {

@@ -397,6 +397,23 @@ impl PartitionLog {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Records that `epoch` leads from the log end on (Kafka's leader does so on becoming leader,
+    /// before it appends anything), so that a follower holding batches of an older epoch that
+    /// this log lacks learns where they diverge. Checkpointed when the cache changed.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> StorageResult<()> {
+        if self
+            .epochs
+            .latest_epoch()
+            .is_some_and(|latest| latest >= epoch)
+        {
+            return Ok(());
+        }
+        if self.epochs.assign(epoch, self.log_end_offset()) {
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// The leader-epoch cache.
     pub fn leader_epochs(&self) -> &LeaderEpochCache {
         &self.epochs
@@ -1118,21 +1135,21 @@ impl PartitionLog {
     /// are checkpointed then), and the leader epochs starting at or after it are forgotten.
     pub fn truncate_to(&mut self, offset: i64) -> StorageResult<()> {
         if offset >= self.log_end_offset() {
+            // No record goes, but an epoch that starts at the log end without a batch (a leader
+            // that wrote nothing in it) does when truncating exactly there: otherwise a follower
+            // would keep naming it as its last fetched epoch, and be told again and again to
+            // truncate where it already ends.
+            if offset == self.log_end_offset() && self.epochs.truncate_from_end(offset) {
+                self.epochs.write(&self.dir)?;
+            }
             return Ok(());
+        }
+        if offset <= self.segments[0].base_offset() {
+            return self.truncate_fully_and_start_at(offset.max(0));
         }
         self.drop_clean_shutdown_marker()?;
         self.truncations += 1;
-        let now_ms = wall_clock_ms();
-        if offset <= self.segments[0].base_offset() {
-            let start = offset.max(0);
-            for segment in self.segments.drain(..) {
-                segment.delete()?;
-            }
-            self.segments
-                .push(Segment::create(&self.dir, start, now_ms)?);
-            self.log_start_offset = start;
-            self.log_start_moved()?;
-        } else {
+        {
             let keep = self.segment_index_for(offset) + 1;
             for segment in self.segments.drain(keep..) {
                 segment.delete()?;
@@ -1145,8 +1162,47 @@ impl PartitionLog {
                 self.log_start_moved()?;
             }
         }
+        self.after_truncation()
+    }
+
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): what a
+    /// follower does when its leader's log starts after this log's end, or when every record it
+    /// holds diverges from its leader's. The log start, high watermark and recovery point all
+    /// become `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> StorageResult<()> {
+        self.drop_clean_shutdown_marker()?;
+        self.truncations += 1;
+        let now_ms = wall_clock_ms();
+        for segment in self.segments.drain(..) {
+            segment.delete()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, offset, now_ms)?);
+        fsync_dir(&self.dir)?;
+        self.log_start_offset = offset;
+        self.log_start_moved()?;
+        if self.high_watermark != offset {
+            self.high_watermark = offset;
+            self.checkpoint_high_watermark(now_ms)?;
+        }
+        if self.recovery_point != offset {
+            self.recovery_point = offset;
+            self.checkpoint_recovery_point(now_ms)?;
+        }
+        self.after_truncation()
+    }
+
+    /// What every truncation ends with: counters, cleaner state, high watermark and recovery
+    /// point brought within the new log end, leader epochs after it forgotten, producer state
+    /// rebuilt.
+    fn after_truncation(&mut self) -> StorageResult<()> {
+        let now_ms = wall_clock_ms();
         self.unflushed_messages = 0;
         let log_end = self.log_end_offset();
+        if self.cleaner.first_dirty_offset < self.log_start_offset {
+            self.cleaner.first_dirty_offset = self.log_start_offset;
+            cleaner::write_cleaner_checkpoint(&self.dir, &self.cleaner)?;
+        }
         if self.cleaner.first_dirty_offset > log_end {
             self.cleaner.first_dirty_offset = log_end.max(self.log_start_offset);
             cleaner::write_cleaner_checkpoint(&self.dir, &self.cleaner)?;

@@ -253,6 +253,18 @@ fn leader_epochs_are_recorded_checkpointed_and_answered_like_kafka() {
         checkpoint(dir.path(), LEADER_EPOCH_CHECKPOINT),
         "0\n2\n0 0\n3 4\n"
     );
+    // A leader's epoch recorded at the log end before it wrote anything goes when a follower
+    // truncates exactly there (it must stop naming an epoch it holds no batch of).
+    log.assign_leader_epoch(9).unwrap();
+    assert_eq!(log.latest_epoch(), Some(9));
+    log.assign_leader_epoch(8).unwrap();
+    assert_eq!(
+        epochs(&log),
+        [(0, 0), (3, 4), (9, 6)],
+        "older epochs are ignored"
+    );
+    log.truncate_to(log.log_end_offset()).unwrap();
+    assert_eq!(epochs(&log), [(0, 0), (3, 4)]);
     // The log start moving up moves the first epoch's start.
     log.update_high_watermark(6);
     log.delete_records_before(5).unwrap();

@@ -21,10 +21,30 @@
 //! deletion (a JoinGroup or an admin commit creates a new group; anything else finds none): the
 //! operations below never see a Dead group. Time is passed in (milliseconds since the epoch),
 //! which keeps the state machine deterministic under test.
+//!
+//! Leadership (Kafka's `onElection`/`onResignation`): the coordinator serves only the groups of
+//! the `__consumer_offsets` partitions this broker leads, as the metadata publisher tells it
+//! ([`GroupCoordinator::follow_leadership`]). A partition it becomes leader of is loaded in the
+//! background from its log ([`GroupCoordinator::next_load`], [`GroupCoordinator::finish_load`]);
+//! meanwhile its groups answer COORDINATOR_LOAD_IN_PROGRESS. A partition it stops leading is
+//! unloaded at once: parked JoinGroup and SyncGroup requests are answered NOT_COORDINATOR and the
+//! groups leave memory. Groups of any other partition answer NOT_COORDINATOR. Each partition's
+//! leader epoch is remembered, so news older than what is known is ignored, and a load that
+//! finishes after the partition was resigned or elected again in a newer epoch is discarded
+//! (Kafka's coordinator epoch check). Ownership is checked under the map's lock, so no group is
+//! ever created in a partition that is not served.
+//!
+//! Commits are acknowledged only once committed in the in-sync replicas (Kafka appends with
+//! `acks=-1`): a commit's records are appended under the group's lock, then the group's lock is
+//! released while the partition's high watermark is awaited, and the offsets become visible once
+//! it passes them (Kafka's pending offset commits). The leader's SyncGroup waits the same way for
+//! the group's metadata record before the members get their assignments. Other records (group
+//! metadata after a rebalance to Empty or a static member's rejoin, tombstones) are appended
+//! without waiting, as Kafka's own cleanup does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -34,10 +54,11 @@ use strom_protocol::messages::join_group_response::JoinGroupResponse;
 use strom_protocol::messages::sync_group_request::SyncGroupRequest;
 use strom_protocol::messages::sync_group_response::SyncGroupResponse;
 use strom_protocol::ErrorCode;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::group::{Group, GroupState, InitialDelay, JoinTimer, Member};
-use super::records::{partition_for_group, CommittedOffset, OffsetsKey, StoredGroup};
+use super::load::LoadedPartition;
+use super::records::{partition_for_group, CommittedOffset, OffsetsKey};
 use super::store::{OffsetsLog, OffsetsLogError};
 
 /// How often offsets of empty groups are checked against `offsets.retention.minutes`.
@@ -122,28 +143,42 @@ struct JoinParams {
 struct Context<'a> {
     now_ms: i64,
     config: &'a GroupConfig,
+    /// How many partitions the offsets topic has (which one holds a group's records).
+    offsets_partitions: i32,
     log: &'a dyn OffsetsLog,
 }
 
 impl Context<'_> {
-    /// Appends records of `group_id` to its offsets partition.
+    /// The offsets partition that holds the records of `group_id`.
+    fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for_group(group_id, self.offsets_partitions)
+    }
+
+    /// Appends records of `group_id` to its offsets partition; returns the log position after
+    /// them (what the high watermark must reach for them to be committed).
     fn write(
         &self,
         group_id: &str,
         records: &[(Bytes, Option<Bytes>)],
-    ) -> Result<(), OffsetsLogError> {
-        let partition = partition_for_group(group_id, self.config.offsets_partitions);
-        self.log.append(partition, records, self.now_ms)
+    ) -> Result<i64, OffsetsLogError> {
+        self.log
+            .append(self.partition_for(group_id), records, self.now_ms)
     }
 
-    /// Stores the group's membership so that it can be described after a restart. A failure is
-    /// logged; the in-memory group stays authoritative.
-    fn persist_group(&self, group: &Group) {
+    /// Appends the group's membership (so that it can be described and carry on after the
+    /// partition moves or the broker restarts); returns the log position after the record.
+    fn store_group(&self, group: &Group) -> Result<i64, OffsetsLogError> {
         let key = OffsetsKey::Group {
             group: group.id.clone(),
         };
         let record = (key.encode(), Some(group.to_stored().encode()));
-        if let Err(error) = self.write(&group.id, &[record]) {
+        self.write(&group.id, &[record])
+    }
+
+    /// Stores the group's membership without waiting for the in-sync replicas. A failure is
+    /// logged; the in-memory group stays authoritative.
+    fn persist_group(&self, group: &Group) {
+        if let Err(error) = self.store_group(group) {
             tracing::warn!(group = %group.id, %error, "could not store group metadata");
         }
     }
@@ -152,79 +187,154 @@ impl Context<'_> {
 /// One group behind its own lock, shared by the requests working on it.
 type GroupEntry = Arc<Mutex<Group>>;
 
-/// The group coordinator: every group hosted by this broker.
+/// An offsets partition this broker leads, in the leader epoch it was elected in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ownership {
+    epoch: i32,
+    /// Its groups are in memory (else they are being loaded).
+    loaded: bool,
+}
+
+/// What the coordinator serves, behind one lock: the groups, and the offsets partitions they
+/// belong to.
+#[derive(Default)]
+struct Served {
+    /// Every group of a loaded partition, by id.
+    groups: HashMap<String, GroupEntry>,
+    /// The offsets partitions this broker leads.
+    partitions: HashMap<i32, Ownership>,
+    /// The newest leader epoch known of each offsets partition (Kafka's `epochForPartitionId`).
+    epochs: HashMap<i32, i32>,
+}
+
+impl Served {
+    /// Whether the groups of `partition` are served here: NOT_COORDINATOR if this broker does
+    /// not lead it, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+    fn check(&self, partition: i32) -> Result<(), ErrorCode> {
+        match self.partitions.get(&partition) {
+            Some(ownership) if ownership.loaded => Ok(()),
+            Some(_) => Err(ErrorCode::CoordinatorLoadInProgress),
+            None => Err(ErrorCode::NotCoordinator),
+        }
+    }
+
+    /// Removes the groups of `partition` from the map and returns them.
+    fn take_groups_of(&mut self, partition: i32, offsets_partitions: i32) -> Vec<GroupEntry> {
+        let ids: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|id| partition_for_group(id, offsets_partitions) == partition)
+            .cloned()
+            .collect();
+        ids.iter().filter_map(|id| self.groups.remove(id)).collect()
+    }
+}
+
+/// The group coordinator: every group of the offsets partitions this broker leads.
 pub struct GroupCoordinator {
     config: GroupConfig,
-    /// Every group by id. Held only to find, insert or remove an entry: never while a group's
-    /// lock is being acquired (a group's lock may be held while taking this one, to remove it).
-    groups: RwLock<HashMap<String, GroupEntry>>,
+    /// Groups and partitions. Held only to check a partition and find, insert or remove an
+    /// entry: never while a group's lock is being acquired (a group's lock may be held while
+    /// taking this one, to remove it).
+    served: RwLock<Served>,
+    /// How many partitions the offsets topic has: the configured count until the topic exists,
+    /// then the topic's own.
+    offsets_partitions: AtomicI32,
+    /// Loads to run, as (partition, leader epoch), oldest first.
+    loads: Mutex<VecDeque<(i32, i32)>>,
+    /// Wakes the loader when a load is scheduled.
+    load_scheduled: Notify,
     next_retention_check_ms: AtomicI64,
 }
 
 impl GroupCoordinator {
+    /// A coordinator that leads no offsets partition yet.
     pub fn new(config: GroupConfig) -> Self {
         GroupCoordinator {
+            offsets_partitions: AtomicI32::new(config.offsets_partitions),
             config,
-            groups: RwLock::new(HashMap::new()),
+            served: RwLock::new(Served::default()),
+            loads: Mutex::new(VecDeque::new()),
+            load_scheduled: Notify::new(),
             next_retention_check_ms: AtomicI64::new(0),
         }
     }
 
-    fn read_groups(&self) -> RwLockReadGuard<'_, HashMap<String, GroupEntry>> {
-        self.groups
+    fn read_served(&self) -> RwLockReadGuard<'_, Served> {
+        self.served
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_groups(&self) -> RwLockWriteGuard<'_, HashMap<String, GroupEntry>> {
-        self.groups
+    fn write_served(&self) -> RwLockWriteGuard<'_, Served> {
+        self.served
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for_group(group_id, self.offsets_partitions.load(Ordering::Acquire))
+    }
+
     /// The entry of `group_id`, created (Empty, stamped `create_at_ms`) if absent and
-    /// `create_at_ms` is given.
-    fn find(&self, group_id: &str, create_at_ms: Option<i64>) -> Option<GroupEntry> {
-        if let Some(entry) = self.read_groups().get(group_id) {
-            return Some(Arc::clone(entry));
+    /// `create_at_ms` is given; an error if this broker does not serve the group's partition.
+    fn find(
+        &self,
+        group_id: &str,
+        create_at_ms: Option<i64>,
+    ) -> Result<Option<GroupEntry>, ErrorCode> {
+        let partition = self.partition_for(group_id);
+        {
+            let served = self.read_served();
+            served.check(partition)?;
+            if let Some(entry) = served.groups.get(group_id) {
+                return Ok(Some(Arc::clone(entry)));
+            }
         }
-        let now_ms = create_at_ms?;
-        let mut groups = self.write_groups();
-        let entry = groups
+        let Some(now_ms) = create_at_ms else {
+            return Ok(None);
+        };
+        let mut served = self.write_served();
+        served.check(partition)?;
+        let entry = served
+            .groups
             .entry(group_id.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(Group::new(group_id, now_ms))));
-        Some(Arc::clone(entry))
+        Ok(Some(Arc::clone(entry)))
     }
 
     /// Every group entry at this moment.
     fn entries(&self) -> Vec<GroupEntry> {
-        self.read_groups().values().cloned().collect()
+        self.read_served().groups.values().cloned().collect()
     }
 
     /// Removes the entry of a group that died, unless the id already names a newer group.
     fn forget(&self, group_id: &str, entry: &GroupEntry) {
-        let mut groups = self.write_groups();
-        if groups
+        let mut served = self.write_served();
+        if served
+            .groups
             .get(group_id)
             .is_some_and(|current| Arc::ptr_eq(current, entry))
         {
-            groups.remove(group_id);
+            served.groups.remove(group_id);
         }
     }
 
     /// Runs `operation` on group `group_id` under the group's lock, with `None` if there is no
-    /// such group (with `create_at_ms`, an absent group is created first). A group found Dead
-    /// once its lock is ours was deleted meanwhile: the id is looked up again. A group the
-    /// operation leaves Dead is removed from the map before its lock is released.
+    /// such group (with `create_at_ms`, an absent group is created first), or answers
+    /// NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS if the group's partition is not served
+    /// here. A group found Dead once its lock is ours was deleted (or unloaded) meanwhile: the
+    /// id is looked up again. A group the operation leaves Dead is removed from the map before
+    /// its lock is released.
     fn with_group<R>(
         &self,
         group_id: &str,
         create_at_ms: Option<i64>,
         operation: impl FnOnce(Option<&mut Group>) -> R,
-    ) -> R {
+    ) -> Result<R, ErrorCode> {
         loop {
-            let Some(entry) = self.find(group_id, create_at_ms) else {
-                return operation(None);
+            let Some(entry) = self.find(group_id, create_at_ms)? else {
+                return Ok(operation(None));
             };
             let mut group = lock_group(&entry);
             if group.state == GroupState::Dead {
@@ -236,7 +346,7 @@ impl GroupCoordinator {
             if group.state == GroupState::Dead {
                 self.forget(group_id, &entry);
             }
-            return result;
+            return Ok(result);
         }
     }
 
@@ -244,7 +354,8 @@ impl GroupCoordinator {
     /// request has looked a group up and is about to wait for its lock.
     #[cfg(test)]
     pub(super) fn entry_holders(&self, group_id: &str) -> usize {
-        self.read_groups()
+        self.read_served()
+            .groups
             .get(group_id)
             .map_or(0, Arc::strong_count)
     }
@@ -253,7 +364,176 @@ impl GroupCoordinator {
         Context {
             now_ms,
             config: &self.config,
+            offsets_partitions: self.offsets_partitions.load(Ordering::Acquire),
             log,
+        }
+    }
+
+    /// Follows the leadership of the offsets partitions (Kafka's `onElection` and
+    /// `onResignation`): `partitions` lists every partition of `__consumer_offsets` as
+    /// (partition, leader epoch, whether this broker leads it). A partition newly led, or led
+    /// again in a newer epoch, is scheduled for loading (its groups answer
+    /// COORDINATOR_LOAD_IN_PROGRESS until [`GroupCoordinator::finish_load`]); a partition no
+    /// longer led here is unloaded now. News older than the newest epoch known of a partition
+    /// is ignored.
+    pub fn follow_leadership(&self, partitions: &[(i32, i32, bool)], now_ms: i64) {
+        if let Ok(count) = i32::try_from(partitions.len()) {
+            if count > 0 {
+                self.offsets_partitions.store(count, Ordering::Release);
+            }
+        }
+        let offsets_partitions = self.offsets_partitions.load(Ordering::Acquire);
+        let mut unloaded = Vec::new();
+        let mut elected = Vec::new();
+        {
+            let mut served = self.write_served();
+            for &(partition, epoch, leads) in partitions {
+                let newest = served.epochs.entry(partition).or_insert(epoch);
+                if epoch < *newest {
+                    tracing::info!(
+                        partition,
+                        epoch,
+                        newest = *newest,
+                        "ignoring stale leadership of an offsets partition"
+                    );
+                    continue;
+                }
+                *newest = epoch;
+                let current = served.partitions.get(&partition).copied();
+                if current.is_some_and(|owned| owned.epoch == epoch && leads) {
+                    continue;
+                }
+                if current.is_some() {
+                    served.partitions.remove(&partition);
+                    unloaded.extend(served.take_groups_of(partition, offsets_partitions));
+                    tracing::info!(
+                        partition,
+                        epoch,
+                        "resigned as the group coordinator of offsets partition"
+                    );
+                }
+                if leads {
+                    served.partitions.insert(
+                        partition,
+                        Ownership {
+                            epoch,
+                            loaded: false,
+                        },
+                    );
+                    elected.push((partition, epoch));
+                    tracing::info!(
+                        partition,
+                        epoch,
+                        "elected as the group coordinator of offsets partition"
+                    );
+                }
+            }
+            // Partitions the topic no longer has.
+            let listed: HashSet<i32> = partitions.iter().map(|(p, _, _)| *p).collect();
+            let gone: Vec<i32> = served
+                .partitions
+                .keys()
+                .filter(|p| !listed.contains(p))
+                .copied()
+                .collect();
+            for partition in gone {
+                served.partitions.remove(&partition);
+                unloaded.extend(served.take_groups_of(partition, offsets_partitions));
+            }
+        }
+        for entry in unloaded {
+            unload(&mut lock_group(&entry), now_ms);
+        }
+        if !elected.is_empty() {
+            lock_loads(&self.loads).extend(elected);
+            self.load_scheduled.notify_one();
+        }
+    }
+
+    /// The next scheduled load, as (partition, leader epoch), if it is still wanted: loads
+    /// overtaken by a resignation or a newer election are dropped here.
+    pub fn next_load(&self) -> Option<(i32, i32)> {
+        loop {
+            let (partition, epoch) = lock_loads(&self.loads).pop_front()?;
+            let wanted = self.read_served().partitions.get(&partition)
+                == Some(&Ownership {
+                    epoch,
+                    loaded: false,
+                });
+            if wanted {
+                return Some((partition, epoch));
+            }
+        }
+    }
+
+    /// Resolves when a load may have been scheduled since the last call (then
+    /// [`GroupCoordinator::next_load`] says which).
+    pub async fn load_scheduled(&self) {
+        self.load_scheduled.notified().await;
+    }
+
+    /// Installs the groups of `partition` read from its log for the load of leader epoch
+    /// `epoch`, unless the partition was resigned or elected again meanwhile (then the load is
+    /// discarded, as Kafka's epoch check does). Returns whether the groups were installed.
+    pub fn finish_load(
+        &self,
+        partition: i32,
+        epoch: i32,
+        loaded: LoadedPartition,
+        now_ms: i64,
+    ) -> bool {
+        if loaded.skipped() > 0 {
+            tracing::warn!(
+                partition,
+                skipped = loaded.skipped(),
+                "skipped unreadable __consumer_offsets records"
+            );
+        }
+        let groups = loaded.into_groups(now_ms);
+        let count = groups.len();
+        let mut served = self.write_served();
+        let loading = Ownership {
+            epoch,
+            loaded: false,
+        };
+        if served.partitions.get(&partition) != Some(&loading) {
+            tracing::info!(
+                partition,
+                epoch,
+                "discarding the load of an offsets partition no longer led in that epoch"
+            );
+            return false;
+        }
+        for group in groups {
+            let id = group.id.clone();
+            served.groups.insert(id, Arc::new(Mutex::new(group)));
+        }
+        served.partitions.insert(
+            partition,
+            Ownership {
+                epoch,
+                loaded: true,
+            },
+        );
+        tracing::info!(
+            partition,
+            epoch,
+            groups = count,
+            "loaded consumer groups of offsets partition"
+        );
+        true
+    }
+
+    /// Gives up the load of `partition` in `epoch` (its log could not be read): its groups
+    /// answer NOT_COORDINATOR until it is elected again.
+    pub fn abandon_load(&self, partition: i32, epoch: i32) {
+        let mut served = self.write_served();
+        let loading = Ownership {
+            epoch,
+            loaded: false,
+        };
+        if served.partitions.get(&partition) == Some(&loading) {
+            served.partitions.remove(&partition);
         }
     }
 
@@ -310,9 +590,13 @@ impl GroupCoordinator {
             try_complete_join(group, &ctx);
             outcome
         })
+        .unwrap_or_else(|code| Pending::Ready(join_error(code, &member_id)))
     }
 
-    /// SyncGroup (Kafka's `handleSyncGroup`).
+    /// SyncGroup (Kafka's `handleSyncGroup`). The leader's assignment is stored in the offsets
+    /// log and, once the in-sync replicas have it, handed to every member; if it cannot be
+    /// stored the members get the error and the group rebalances. This waits for the in-sync
+    /// replicas (without the group's lock) before it returns.
     pub fn sync(
         &self,
         request: SyncGroupRequest,
@@ -324,92 +608,31 @@ impl GroupCoordinator {
         }
         let ctx = self.context(now_ms, log);
         let group_id = request.group_id.clone();
-        self.with_group(&group_id, None, |group| {
+        let outcome = self.with_group(&group_id, None, |group| {
             let Some(group) = group else {
-                return Pending::Ready(sync_error(ErrorCode::UnknownMemberId));
+                return (Pending::Ready(sync_error(ErrorCode::UnknownMemberId)), None);
             };
-            let member_id = request.member_id.as_str();
-            if let Err(code) = check_member(
-                group,
-                request.group_instance_id.as_deref(),
-                member_id,
-                request.generation_id,
-            ) {
-                return Pending::Ready(sync_error(code));
-            }
-            let type_mismatch = request
-                .protocol_type
-                .as_ref()
-                .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
-            let name_mismatch = request
-                .protocol_name
-                .as_ref()
-                .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
-            if type_mismatch || name_mismatch {
-                return Pending::Ready(sync_error(ErrorCode::InconsistentGroupProtocol));
-            }
-            group.pending_sync.remove(member_id);
-            if group.pending_sync.is_empty() {
-                group.sync_deadline_ms = None;
-            }
-            match group.state {
-                GroupState::Empty | GroupState::Dead => {
-                    Pending::Ready(sync_error(ErrorCode::UnknownMemberId))
+            sync_member(group, request, &ctx)
+        });
+        let (pending, stored) = match outcome {
+            Ok(outcome) => outcome,
+            Err(code) => return Pending::Ready(sync_error(code)),
+        };
+        if let Some(assignment) = stored {
+            let committed = log.await_committed(ctx.partition_for(&group_id), assignment.1);
+            // A group unloaded meanwhile has answered its members already.
+            let _ = self.with_group(&group_id, None, |group| {
+                if let Some(group) = group {
+                    complete_assignment(group, assignment, committed, &ctx);
                 }
-                GroupState::PreparingRebalance => {
-                    Pending::Ready(sync_error(ErrorCode::RebalanceInProgress))
-                }
-                GroupState::Stable => {
-                    let assignment = match group.members.get_mut(member_id) {
-                        Some(member) => {
-                            member.last_heartbeat_ms = now_ms;
-                            member.assignment.clone()
-                        }
-                        None => Bytes::new(),
-                    };
-                    Pending::Ready(sync_ok(group, assignment))
-                }
-                GroupState::CompletingRebalance => {
-                    let (sender, receiver) = oneshot::channel();
-                    if let Some(member) = group.members.get_mut(member_id) {
-                        member.sync_waiter = Some(sender);
-                        member.last_heartbeat_ms = now_ms;
-                    }
-                    if group.is_leader(member_id) {
-                        let mut assignments: HashMap<String, Bytes> = request
-                            .assignments
-                            .into_iter()
-                            .map(|a| (a.member_id, a.assignment))
-                            .collect();
-                        for member in group.members.values_mut() {
-                            member.assignment =
-                                assignments.remove(&member.member_id).unwrap_or_default();
-                        }
-                        group.transition(GroupState::Stable, now_ms);
-                        tracing::info!(
-                            group = %group.id,
-                            generation = group.generation_id,
-                            "group is stable"
-                        );
-                        ctx.persist_group(group);
-                        let responses: Vec<(String, SyncGroupResponse)> = group
-                            .members
-                            .values()
-                            .map(|m| (m.member_id.clone(), sync_ok(group, m.assignment.clone())))
-                            .collect();
-                        for (id, response) in responses {
-                            if let Some(member) = group.members.get_mut(&id) {
-                                member.answer_sync(response);
-                            }
-                        }
-                    }
-                    Pending::Waiting(receiver)
-                }
-            }
-        })
+            });
+        }
+        pending
     }
 
-    /// Heartbeat (Kafka's `handleHeartbeat`): the error code to answer with.
+    /// Heartbeat (Kafka's `handleHeartbeat`): the error code to answer with. While the group's
+    /// partition is loading the answer is NONE, as in Kafka (the member learns the group's
+    /// state at its next heartbeat).
     pub fn heartbeat(
         &self,
         group_id: &str,
@@ -437,6 +660,10 @@ impl GroupCoordinator {
                 member.last_heartbeat_ms = now_ms;
             }
             answer
+        })
+        .unwrap_or_else(|code| match code {
+            ErrorCode::CoordinatorLoadInProgress => ErrorCode::None,
+            code => code,
         })
     }
 
@@ -489,11 +716,13 @@ impl GroupCoordinator {
                 .collect();
             (ErrorCode::None, errors)
         })
+        .unwrap_or_else(|code| (code, Vec::new()))
     }
 
-    /// OffsetCommit (Kafka's `handleCommitOffsets`): checks the committer, writes the offsets to
-    /// the offsets log and then makes them visible. Returns the error for every partition; with
-    /// no offsets the committer is only checked.
+    /// OffsetCommit (Kafka's `handleCommitOffsets`): checks the committer, appends the offsets
+    /// to the offsets log, waits (without the group's lock) until the in-sync replicas have
+    /// them, and only then makes them visible. Returns the error for every partition; with no
+    /// offsets the committer is only checked.
     pub fn commit_offsets(
         &self,
         committer: &Committer<'_>,
@@ -507,17 +736,15 @@ impl GroupCoordinator {
         // A group that does not rely on the coordinator for membership may store offsets (and
         // is created by them); a generation for a group that does not exist is refused.
         let create_at_ms = (committer.generation_id < 0).then_some(now_ms);
-        self.with_group(group_id, create_at_ms, |group| {
+        let appended = self.with_group(group_id, create_at_ms, |group| {
             let Some(group) = group else {
-                return if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
+                return Err(if version >= FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
                     ErrorCode::GroupIdNotFound
                 } else {
                     ErrorCode::IllegalGeneration
-                };
+                });
             };
-            if let Err(code) = validate_commit(group, committer) {
-                return code;
-            }
+            validate_commit(group, committer)?;
             // A commit keeps the member's session alive, as a heartbeat would.
             if matches!(
                 group.state,
@@ -528,7 +755,7 @@ impl GroupCoordinator {
                 }
             }
             if offsets.is_empty() {
-                return ErrorCode::None;
+                return Ok(None);
             }
             let records: Vec<(Bytes, Option<Bytes>)> = offsets
                 .iter()
@@ -541,22 +768,44 @@ impl GroupCoordinator {
                     (key.encode(), Some(offset.encode()))
                 })
                 .collect();
-            if let Err(error) = ctx.write(group_id, &records) {
+            let end_offset = ctx.write(group_id, &records).map_err(|error| {
                 tracing::warn!(group = group_id, %error, "could not store committed offsets");
-                return ErrorCode::CoordinatorNotAvailable;
+                error.coordinator_error()
+            })?;
+            for (key, _) in &offsets {
+                group.pending_offsets.insert(key.clone(), end_offset);
             }
-            group.offsets.extend(offsets);
-            ErrorCode::None
-        })
+            Ok(Some(end_offset))
+        });
+        let end_offset = match appended {
+            Ok(Ok(Some(end_offset))) => end_offset,
+            Ok(Ok(None)) => return ErrorCode::None,
+            Ok(Err(code)) | Err(code) => return code,
+        };
+        let committed = log.await_committed(ctx.partition_for(group_id), end_offset);
+        // A group deleted or unloaded meanwhile no longer wants the offsets in memory (the new
+        // coordinator of the partition reads them from the log).
+        let _ = self.with_group(group_id, None, |group| {
+            if let Some(group) = group {
+                settle_pending_offsets(group, offsets, end_offset, committed.is_ok());
+            }
+        });
+        match committed {
+            Ok(()) => ErrorCode::None,
+            Err(error) => {
+                tracing::warn!(group = group_id, %error, "committed offsets not replicated");
+                error.coordinator_error()
+            }
+        }
     }
 
     /// OffsetFetch: the committed offsets of the requested partitions, or of every partition with
-    /// a committed offset when `topics` is `None`.
+    /// a committed offset when `topics` is `None`; an error if the group is not served here.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<TopicOffsets> {
+    ) -> Result<Vec<TopicOffsets>, ErrorCode> {
         self.with_group(group_id, None, |group| {
             let offsets = group.map(|g| &g.offsets);
             match topics {
@@ -617,13 +866,15 @@ impl GroupCoordinator {
                 .iter()
                 .zip(&errors)
                 .filter(|(key, error)| {
-                    **error == ErrorCode::None && group.offsets.contains_key(*key)
+                    **error == ErrorCode::None
+                        && (group.offsets.contains_key(*key)
+                            || group.pending_offsets.contains_key(*key))
                 })
                 .map(|(key, _)| key.clone())
                 .collect();
-            remove_offsets(group, &doomed, &ctx).map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            remove_offsets(group, &doomed, &ctx).map_err(|error| error.coordinator_error())?;
             Ok(errors)
-        })
+        })?
     }
 
     /// Forgets every group's committed offsets for deleted topics (Kafka's cleanup of offsets of
@@ -636,10 +887,9 @@ impl GroupCoordinator {
                 continue;
             }
             let doomed: Vec<(String, i32)> = group
-                .offsets
-                .keys()
+                .offset_keys()
+                .into_iter()
                 .filter(|(topic, _)| topics.contains(topic))
-                .cloned()
                 .collect();
             if doomed.is_empty() {
                 continue;
@@ -650,8 +900,18 @@ impl GroupCoordinator {
         }
     }
 
-    /// ListGroups: every group with its protocol type and state.
-    pub fn list_groups(&self) -> Vec<GroupListing> {
+    /// ListGroups: every group coordinated here with its protocol type and state, or
+    /// COORDINATOR_LOAD_IN_PROGRESS while an offsets partition is being loaded (as Kafka's
+    /// coordinator, which lists no partial answer).
+    pub fn list_groups(&self) -> Result<Vec<GroupListing>, ErrorCode> {
+        if self
+            .read_served()
+            .partitions
+            .values()
+            .any(|ownership| !ownership.loaded)
+        {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
         let mut listed: Vec<GroupListing> = self
             .entries()
             .iter()
@@ -664,7 +924,7 @@ impl GroupCoordinator {
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        listed
+        Ok(listed)
     }
 
     /// DescribeGroups for one group (Kafka 4.0's `describeGroups`): members with their current
@@ -710,6 +970,11 @@ impl GroupCoordinator {
                 ..Default::default()
             }
         })
+        .unwrap_or_else(|code| DescribedGroup {
+            error_code: code.code(),
+            group_id: group_id.to_string(),
+            ..Default::default()
+        })
     }
 
     /// DeleteGroups: removes empty groups with their offsets (tombstones in the offsets log).
@@ -732,13 +997,14 @@ impl GroupCoordinator {
                         GroupState::Empty => {}
                         _ => return ErrorCode::NonEmptyGroup,
                     }
-                    if delete_group_records(group, &ctx).is_err() {
-                        return ErrorCode::CoordinatorNotAvailable;
+                    if let Err(error) = delete_group_records(group, &ctx) {
+                        return error.coordinator_error();
                     }
                     // Dead: `with_group` removes it before anyone else can lock it.
                     group.transition(GroupState::Dead, now_ms);
                     ErrorCode::None
                 })
+                .unwrap_or_else(|code| code)
             })
             .collect()
     }
@@ -766,66 +1032,206 @@ impl GroupCoordinator {
             }
         }
     }
+}
 
-    /// Rebuilds groups and offsets from `__consumer_offsets` records in log order (the last
-    /// record of a key wins, a null value deletes).
-    pub fn load(&self, records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) {
-        let mut stored_groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
-        let mut skipped = 0usize;
-        for (key, value) in records {
-            let Ok(key) = OffsetsKey::decode(key) else {
-                skipped += 1;
-                continue;
-            };
-            match key {
-                OffsetsKey::Offset {
-                    group,
-                    topic,
-                    partition,
-                } => match value.map(CommittedOffset::decode) {
-                    Some(Ok(offset)) => self.with_group(&group, Some(now_ms), |existing| {
-                        if let Some(existing) = existing {
-                            existing.offsets.insert((topic, partition), offset);
-                        }
-                    }),
-                    Some(Err(_)) => skipped += 1,
-                    None => self.with_group(&group, None, |existing| {
-                        if let Some(existing) = existing {
-                            existing.offsets.remove(&(topic, partition));
-                        }
-                    }),
-                },
-                OffsetsKey::Group { group } => match value.map(StoredGroup::decode) {
-                    Some(Ok(stored)) => {
-                        stored_groups.insert(group, Some(stored));
-                    }
-                    Some(Err(_)) => skipped += 1,
-                    None => {
-                        stored_groups.insert(group, None);
-                    }
-                },
-            }
+/// Once the records of a commit (ending at log position `end_offset`) were committed in the
+/// in-sync replicas, or not (Kafka's `onOffsetCommitAppend` / `failPendingOffsetWrite`): a
+/// committed offset becomes visible unless it was removed meanwhile or a newer commit of the
+/// same partition is visible already; a pending entry is cleared if it was this commit's.
+fn settle_pending_offsets(
+    group: &mut Group,
+    offsets: Vec<((String, i32), CommittedOffset)>,
+    end_offset: i64,
+    committed: bool,
+) {
+    for (key, offset) in offsets {
+        let Some(&pending) = group.pending_offsets.get(&key) else {
+            // Removed (deleted, expired) since it was appended.
+            continue;
+        };
+        if committed
+            && group
+                .offset_positions
+                .get(&key)
+                .is_none_or(|&position| position < end_offset)
+        {
+            group.offset_positions.insert(key.clone(), end_offset);
+            group.offsets.insert(key.clone(), offset);
         }
-        for (group_id, stored) in stored_groups {
-            match stored {
-                Some(stored) => self.with_group(&group_id, Some(now_ms), |group| {
-                    if let Some(group) = group {
-                        group.restore(stored, now_ms);
-                    }
-                }),
-                // A deleted group is forgotten unless offsets were committed after its tombstone.
-                None => self.with_group(&group_id, None, |group| {
-                    if let Some(group) = group.filter(|g| g.offsets.is_empty()) {
-                        group.transition(GroupState::Dead, now_ms);
-                    }
-                }),
-            }
+        if pending == end_offset {
+            group.pending_offsets.remove(&key);
         }
-        if skipped > 0 {
-            tracing::warn!(skipped, "skipped unreadable __consumer_offsets records");
-        }
-        tracing::info!(groups = self.read_groups().len(), "loaded consumer groups");
     }
+}
+
+/// The leader's assignment, appended to the offsets log and waiting for the in-sync replicas:
+/// the generation it is for, the log position after its record, and each member's share.
+type StoredAssignment = (i32, i64, HashMap<String, Bytes>);
+
+/// SyncGroup under the group's lock: the response (or the channel it will come through) and,
+/// when the leader's assignment was appended, what must happen once it is committed.
+fn sync_member(
+    group: &mut Group,
+    request: SyncGroupRequest,
+    ctx: &Context<'_>,
+) -> (Pending<SyncGroupResponse>, Option<StoredAssignment>) {
+    let now_ms = ctx.now_ms;
+    let member_id = request.member_id.as_str();
+    if let Err(code) = check_member(
+        group,
+        request.group_instance_id.as_deref(),
+        member_id,
+        request.generation_id,
+    ) {
+        return (Pending::Ready(sync_error(code)), None);
+    }
+    let type_mismatch = request
+        .protocol_type
+        .as_ref()
+        .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
+    let name_mismatch = request
+        .protocol_name
+        .as_ref()
+        .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
+    if type_mismatch || name_mismatch {
+        return (
+            Pending::Ready(sync_error(ErrorCode::InconsistentGroupProtocol)),
+            None,
+        );
+    }
+    group.pending_sync.remove(member_id);
+    if group.pending_sync.is_empty() {
+        group.sync_deadline_ms = None;
+    }
+    match group.state {
+        GroupState::Empty | GroupState::Dead => {
+            (Pending::Ready(sync_error(ErrorCode::UnknownMemberId)), None)
+        }
+        GroupState::PreparingRebalance => (
+            Pending::Ready(sync_error(ErrorCode::RebalanceInProgress)),
+            None,
+        ),
+        GroupState::Stable => {
+            let assignment = match group.members.get_mut(member_id) {
+                Some(member) => {
+                    member.last_heartbeat_ms = now_ms;
+                    member.assignment.clone()
+                }
+                None => Bytes::new(),
+            };
+            (Pending::Ready(sync_ok(group, assignment)), None)
+        }
+        GroupState::CompletingRebalance => {
+            let (sender, receiver) = oneshot::channel();
+            if let Some(member) = group.members.get_mut(member_id) {
+                member.sync_waiter = Some(sender);
+                member.last_heartbeat_ms = now_ms;
+            }
+            if !group.is_leader(member_id) {
+                return (Pending::Waiting(receiver), None);
+            }
+            // Members the leader left out get an empty assignment.
+            let mut given: HashMap<String, Bytes> = request
+                .assignments
+                .into_iter()
+                .map(|a| (a.member_id, a.assignment))
+                .collect();
+            let assignments: HashMap<String, Bytes> = group
+                .members
+                .keys()
+                .map(|id| (id.clone(), given.remove(id).unwrap_or_default()))
+                .collect();
+            let mut stored = group.to_stored();
+            for member in &mut stored.members {
+                member.assignment = assignments
+                    .get(&member.member_id)
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            let key = OffsetsKey::Group {
+                group: group.id.clone(),
+            };
+            match ctx.write(&group.id, &[(key.encode(), Some(stored.encode()))]) {
+                Ok(end_offset) => (
+                    Pending::Waiting(receiver),
+                    Some((group.generation_id, end_offset, assignments)),
+                ),
+                Err(error) => {
+                    fail_assignment(group, &error, ctx);
+                    (Pending::Waiting(receiver), None)
+                }
+            }
+        }
+    }
+}
+
+/// Once the leader's assignment for `generation_id` was committed (or not): hands every member
+/// its share and makes the group Stable, or answers the error and rebalances (Kafka's
+/// `setAndPropagateAssignment` / `resetAndPropagateAssignmentError`). Nothing happens if the
+/// group moved on meanwhile (a member joined, or left, and a new rebalance began).
+fn complete_assignment(
+    group: &mut Group,
+    assignment: StoredAssignment,
+    committed: Result<(), OffsetsLogError>,
+    ctx: &Context<'_>,
+) {
+    let (generation_id, _, mut assignments) = assignment;
+    if group.state != GroupState::CompletingRebalance || group.generation_id != generation_id {
+        return;
+    }
+    if let Err(error) = committed {
+        fail_assignment(group, &error, ctx);
+        return;
+    }
+    for member in group.members.values_mut() {
+        member.assignment = assignments.remove(&member.member_id).unwrap_or_default();
+    }
+    group.transition(GroupState::Stable, ctx.now_ms);
+    tracing::info!(
+        group = %group.id,
+        generation = group.generation_id,
+        "group is stable"
+    );
+    let responses: Vec<(String, SyncGroupResponse)> = group
+        .members
+        .values()
+        .map(|m| (m.member_id.clone(), sync_ok(group, m.assignment.clone())))
+        .collect();
+    for (id, response) in responses {
+        if let Some(member) = group.members.get_mut(&id) {
+            member.answer_sync(response);
+        }
+    }
+}
+
+/// The leader's assignment could not be stored: every member waiting in SyncGroup gets the
+/// error, and the group rebalances.
+fn fail_assignment(group: &mut Group, error: &OffsetsLogError, ctx: &Context<'_>) {
+    let code = error.coordinator_error();
+    tracing::warn!(group = %group.id, %error, "could not store the group's assignment");
+    for member in group.members.values_mut() {
+        member.assignment = Bytes::new();
+        member.answer_sync(sync_error(code));
+    }
+    maybe_prepare_rebalance(group, ctx);
+}
+
+/// Drops a group whose partition this broker no longer leads (Kafka's `onGroupUnloaded`):
+/// requests parked by its members are answered NOT_COORDINATOR, so the clients look for the
+/// new coordinator, and the group is Dead for anyone still holding it.
+fn unload(group: &mut Group, now_ms: i64) {
+    for member in group.members.values_mut() {
+        member.answer_join(join_error(ErrorCode::NotCoordinator, &member.member_id));
+        member.answer_sync(sync_error(ErrorCode::NotCoordinator));
+    }
+    group.transition(GroupState::Dead, now_ms);
+}
+
+/// Locks the queue of scheduled loads.
+fn lock_loads(loads: &Mutex<VecDeque<(i32, i32)>>) -> MutexGuard<'_, VecDeque<(i32, i32)>> {
+    loads
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Locks one group. A panic while it was locked leaves the group as the panicking request left
@@ -1241,9 +1647,12 @@ fn expire_offsets(group: &mut Group, ctx: &Context<'_>) -> bool {
     }
     let deadline = ctx.now_ms.saturating_sub(ctx.config.offsets_retention_ms);
     let expired: Vec<(String, i32)> = match (group.state, &group.protocol_type) {
-        (GroupState::Empty, Some(_)) if group.state_since_ms <= deadline => {
-            group.offsets.keys().cloned().collect()
-        }
+        (GroupState::Empty, Some(_)) if group.state_since_ms <= deadline => group
+            .offsets
+            .keys()
+            .filter(|key| !group.pending_offsets.contains_key(*key))
+            .cloned()
+            .collect(),
         (GroupState::Empty, None) => committed_before(group, deadline, |_| true),
         (GroupState::Stable, Some(_)) => match group.subscribed_topics() {
             Some(subscribed) => {
@@ -1259,7 +1668,7 @@ fn expire_offsets(group: &mut Group, ctx: &Context<'_>) -> bool {
     if !expired.is_empty() {
         tracing::info!(group = %group.id, expired = expired.len(), "expired committed offsets");
     }
-    if group.state == GroupState::Empty && group.offsets.is_empty() {
+    if group.state == GroupState::Empty && !group.has_offsets() {
         if delete_group_records(group, ctx).is_err() {
             return false;
         }
@@ -1278,8 +1687,10 @@ fn committed_before(
     group
         .offsets
         .iter()
-        .filter(|((topic, _), offset)| {
-            offset.commit_timestamp_ms <= deadline && topic_filter(topic)
+        .filter(|(key, offset)| {
+            offset.commit_timestamp_ms <= deadline
+                && topic_filter(&key.0)
+                && !group.pending_offsets.contains_key(*key)
         })
         .map(|(key, _)| key.clone())
         .collect()
@@ -1309,19 +1720,20 @@ fn remove_offsets(
         tracing::warn!(group = %group.id, %error, "could not delete committed offsets");
     })?;
     for key in keys {
-        group.offsets.remove(key);
+        group.remove_offset(key);
     }
     Ok(())
 }
 
 /// Writes tombstones for all of a group's offsets and its metadata.
 fn delete_group_records(group: &mut Group, ctx: &Context<'_>) -> Result<(), OffsetsLogError> {
-    let keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+    let keys: Vec<(String, i32)> = group.offset_keys().into_iter().collect();
     remove_offsets(group, &keys, ctx)?;
     let key = OffsetsKey::Group {
         group: group.id.clone(),
     };
-    ctx.write(&group.id, &[(key.encode(), None)])
+    ctx.write(&group.id, &[(key.encode(), None)])?;
+    Ok(())
 }
 
 /// The checks Heartbeat and SyncGroup share: group alive, a member of it (not fenced), of the

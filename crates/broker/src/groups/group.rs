@@ -132,7 +132,18 @@ pub struct Group {
     /// are removed if they never do.
     pub pending_sync: BTreeSet<String>,
     pub sync_deadline_ms: Option<i64>,
+    /// Committed offsets: what OffsetFetch sees. An offset enters only once the in-sync
+    /// replicas of the offsets partition have its record.
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Offsets appended to the log whose commit is not acknowledged yet (Kafka's
+    /// `pendingOffsetCommits`): for each partition, the log position after the newest such
+    /// record. A removal of the offset forgets it, so a late acknowledgement does not bring it
+    /// back.
+    pub pending_offsets: HashMap<(String, i32), i64>,
+    /// The log position after the record of each offset this coordinator committed since the
+    /// group was loaded, so that acknowledgements arriving out of order never replace a newer
+    /// offset with an older one (loaded offsets have none: anything newer replaces them).
+    pub offset_positions: HashMap<(String, i32), i64>,
 }
 
 impl Group {
@@ -152,7 +163,30 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline_ms: None,
             offsets: BTreeMap::new(),
+            pending_offsets: HashMap::new(),
+            offset_positions: HashMap::new(),
         }
+    }
+
+    /// Whether the group holds offsets, committed or still pending (Kafka's `hasOffsets`).
+    pub fn has_offsets(&self) -> bool {
+        !self.offsets.is_empty() || !self.pending_offsets.is_empty()
+    }
+
+    /// The partitions with an offset, committed or pending.
+    pub fn offset_keys(&self) -> BTreeSet<(String, i32)> {
+        self.offsets
+            .keys()
+            .chain(self.pending_offsets.keys())
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets an offset, committed or pending.
+    pub fn remove_offset(&mut self, key: &(String, i32)) {
+        self.offsets.remove(key);
+        self.pending_offsets.remove(key);
+        self.offset_positions.remove(key);
     }
 
     pub fn transition(&mut self, state: GroupState, now_ms: i64) {

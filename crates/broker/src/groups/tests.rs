@@ -14,18 +14,26 @@ use strom_protocol::ErrorCode;
 
 use super::coordinator::{ClientIdentity, Committer, GroupConfig, GroupCoordinator, Pending};
 use super::group::GroupState;
-use super::records::{CommittedOffset, OffsetsKey};
+use super::load::LoadedPartition;
+use super::records::{partition_for_group, CommittedOffset, OffsetsKey};
 use super::store::{OffsetsLog, OffsetsLogError};
+use crate::partitions::PartitionError;
 
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;
 /// The OffsetCommit version the tests speak.
 const COMMIT_VERSION: i16 = 8;
 
-/// Records appended, as (partition, key, value).
+/// How a partition error is made from the partition's name (a variant of [`PartitionError`]).
+type MakeError = fn(String) -> PartitionError;
+
+/// Records appended, as (partition, key, value); the position after a record is its index + 1
+/// (one log for all partitions keeps positions increasing, which is all the coordinator needs).
 #[derive(Default)]
 struct MemoryLog {
     records: Mutex<Vec<(i32, Bytes, Option<Bytes>)>>,
+    /// When set, appended records never get committed: `await_committed` fails with this error.
+    uncommitted: Mutex<Option<MakeError>>,
 }
 
 impl OffsetsLog for MemoryLog {
@@ -34,31 +42,94 @@ impl OffsetsLog for MemoryLog {
         partition: i32,
         records: &[(Bytes, Option<Bytes>)],
         _now_ms: i64,
-    ) -> Result<(), OffsetsLogError> {
+    ) -> Result<i64, OffsetsLogError> {
         let mut stored = self.records.lock().unwrap();
         stored.extend(
             records
                 .iter()
                 .map(|(k, v)| (partition, k.clone(), v.clone())),
         );
-        Ok(())
+        Ok(i64::try_from(stored.len()).unwrap())
+    }
+
+    fn await_committed(&self, partition: i32, _end_offset: i64) -> Result<(), OffsetsLogError> {
+        match *self.uncommitted.lock().unwrap() {
+            Some(error) => Err(OffsetsLogError::NotCommitted {
+                partition,
+                source: error(format!("__consumer_offsets-{partition}")),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
 impl MemoryLog {
-    fn replay(&self) -> Vec<(Bytes, Option<Bytes>)> {
-        self.records
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, k, v)| (k.clone(), v.clone()))
-            .collect()
+    /// Makes every later commit fail to replicate with `error`.
+    fn fail_replication(&self, error: MakeError) {
+        *self.uncommitted.lock().unwrap() = Some(error);
     }
+
+    /// The records of offsets partition `partition`, replayed as a load would.
+    fn replay_partition(&self, partition: i32) -> LoadedPartition {
+        let mut loaded = LoadedPartition::default();
+        for (p, key, value) in self.records.lock().unwrap().iter() {
+            if *p == partition {
+                loaded.replay(key.clone(), value.clone());
+            }
+        }
+        loaded
+    }
+}
+
+/// Partitions of the offsets topic in the tests' configuration.
+const OFFSETS_PARTITIONS: i32 = 50;
+
+/// Every offsets partition in leader epoch `epoch`, led here or not.
+fn every_partition(epoch: i32, leads: bool) -> Vec<(i32, i32, bool)> {
+    (0..OFFSETS_PARTITIONS).map(|p| (p, epoch, leads)).collect()
+}
+
+/// The offsets partition of group `g`.
+fn partition_of_g() -> i32 {
+    partition_for_group("g", OFFSETS_PARTITIONS)
+}
+
+/// Every offsets partition led elsewhere in epoch 0, except `g`'s: in `epoch`, led here or not.
+fn g_partition_in(epoch: i32, leads: bool) -> Vec<(i32, i32, bool)> {
+    (0..OFFSETS_PARTITIONS)
+        .map(|p| {
+            if p == partition_of_g() {
+                (p, epoch, leads)
+            } else {
+                (p, 0, false)
+            }
+        })
+        .collect()
+}
+
+/// Runs every scheduled load from `log`, as the broker's loader does.
+fn run_loads(coordinator: &GroupCoordinator, log: &MemoryLog, now_ms: i64) {
+    while let Some((partition, epoch)) = coordinator.next_load() {
+        assert!(coordinator.finish_load(partition, epoch, log.replay_partition(partition), now_ms));
+    }
+}
+
+/// A coordinator that leads every offsets partition, loaded from `log` at `now_ms`.
+fn serving_from(config: GroupConfig, log: &MemoryLog, now_ms: i64) -> GroupCoordinator {
+    let coordinator = GroupCoordinator::new(config);
+    coordinator.follow_leadership(&every_partition(0, true), now_ms);
+    run_loads(&coordinator, log, now_ms);
+    coordinator
+}
+
+/// A coordinator that leads every (empty) offsets partition.
+fn serving(config: GroupConfig) -> GroupCoordinator {
+    serving_from(config, &MemoryLog::default(), 0)
 }
 
 fn config(initial_delay_ms: i32) -> GroupConfig {
     GroupConfig {
-        offsets_partitions: 50,
+        offsets_partitions: OFFSETS_PARTITIONS,
         min_session_timeout_ms: 6_000,
         max_session_timeout_ms: 300_000,
         initial_rebalance_delay_ms: initial_delay_ms,
@@ -140,7 +211,7 @@ struct Harness {
 impl Harness {
     fn new(initial_delay_ms: i32) -> Self {
         Harness {
-            coordinator: GroupCoordinator::new(config(initial_delay_ms)),
+            coordinator: serving(config(initial_delay_ms)),
             log: MemoryLog::default(),
         }
     }
@@ -528,7 +599,8 @@ fn commits_are_checked_against_membership_and_generation() {
     );
     let fetched = h
         .coordinator
-        .fetch_offsets("g", Some(vec![("t".into(), vec![0, 1])]));
+        .fetch_offsets("g", Some(vec![("t".into(), vec![0, 1])]))
+        .unwrap();
     assert_eq!(fetched[0].1[0], (0, Some(offset(7))));
     assert_eq!(fetched[0].1[1], (1, None));
 
@@ -541,7 +613,7 @@ fn commits_are_checked_against_membership_and_generation() {
         ErrorCode::UnknownMemberId,
         "simple commits need an empty group"
     );
-    let all = h.coordinator.fetch_offsets("g", None);
+    let all = h.coordinator.fetch_offsets("g", None).unwrap();
     assert_eq!(all, vec![("t".to_string(), vec![(0, Some(offset(9)))])]);
 }
 
@@ -712,9 +784,8 @@ fn offsets_and_groups_survive_a_reload() {
         Ok(vec![ErrorCode::None, ErrorCode::GroupSubscribedToTopic])
     );
 
-    let reloaded = GroupCoordinator::new(config(0));
-    reloaded.load(h.log.replay(), 1_000);
-    let fetched = reloaded.fetch_offsets("g", None);
+    let reloaded = serving_from(config(0), &h.log, 1_000);
+    let fetched = reloaded.fetch_offsets("g", None).unwrap();
     assert_eq!(fetched, vec![("t".to_string(), vec![(2, Some(committed))])]);
     let described = reloaded.describe_group("g");
     assert_eq!(described.group_state, "Stable");
@@ -730,9 +801,7 @@ fn offsets_and_groups_survive_a_reload() {
 
     // Records go to the group's partition, keys in Kafka's format.
     let records = h.log.records.lock().unwrap();
-    assert!(records
-        .iter()
-        .all(|(p, _, _)| *p == super::records::partition_for_group("g", 50)));
+    assert!(records.iter().all(|(p, _, _)| *p == partition_of_g()));
     assert!(records
         .iter()
         .any(|(_, k, v)| v.is_none() && OffsetsKey::decode(k.clone()).is_ok()));
@@ -754,11 +823,10 @@ fn delete_groups_only_removes_empty_groups() {
         vec![ErrorCode::None]
     );
     assert_eq!(h.state(), "Dead");
-    assert!(h.coordinator.list_groups().is_empty());
-    let reloaded = GroupCoordinator::new(config(0));
-    reloaded.load(h.log.replay(), 0);
+    assert!(h.coordinator.list_groups().unwrap().is_empty());
+    let reloaded = serving_from(config(0), &h.log, 0);
     assert!(
-        reloaded.list_groups().is_empty(),
+        reloaded.list_groups().unwrap().is_empty(),
         "tombstones delete the group on reload"
     );
 }
@@ -781,14 +849,14 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     );
     assert_eq!(result, ErrorCode::None);
     h.coordinator.tick(1_000, &h.log);
-    assert_eq!(h.coordinator.list_groups().len(), 1);
+    assert_eq!(h.coordinator.list_groups().unwrap().len(), 1);
     // Retention is 60 s and checked at most once a minute.
     h.coordinator.tick(61_000, &h.log);
     assert!(
-        h.coordinator.list_groups().is_empty(),
+        h.coordinator.list_groups().unwrap().is_empty(),
         "offsets expired, group removed"
     );
-    assert_eq!(h.coordinator.fetch_offsets("g", None), vec![]);
+    assert_eq!(h.coordinator.fetch_offsets("g", None).unwrap(), vec![]);
 }
 
 #[test]
@@ -844,7 +912,7 @@ fn stable_groups_lose_only_offsets_of_topics_nobody_subscribes_to() {
     );
     h.coordinator.tick(60_000, &h.log);
     assert_eq!(h.state(), "Stable");
-    let left = h.coordinator.fetch_offsets("g", None);
+    let left = h.coordinator.fetch_offsets("g", None).unwrap();
     assert_eq!(left, vec![("t".to_string(), vec![(0, Some(offset))])]);
 }
 
@@ -870,7 +938,7 @@ fn offsets_of_deleted_topics_are_removed_from_every_group() {
     assert_eq!(result, ErrorCode::None);
     h.coordinator
         .remove_topic_offsets(&["doomed".to_string()], 2_000, &h.log);
-    let remaining = h.coordinator.fetch_offsets("g", None);
+    let remaining = h.coordinator.fetch_offsets("g", None).unwrap();
     assert_eq!(
         remaining.len(),
         1,
@@ -911,7 +979,7 @@ impl OffsetsLog for GatedLog {
         partition: i32,
         records: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
-    ) -> Result<(), OffsetsLogError> {
+    ) -> Result<i64, OffsetsLogError> {
         let of_gated_group =
             records
                 .iter()
@@ -932,6 +1000,10 @@ impl OffsetsLog for GatedLog {
                 .expect("the test releases the gated append");
         }
         self.memory.append(partition, records, now_ms)
+    }
+
+    fn await_committed(&self, partition: i32, end_offset: i64) -> Result<(), OffsetsLogError> {
+        self.memory.await_committed(partition, end_offset)
     }
 }
 
@@ -964,7 +1036,7 @@ fn offset_one() -> CommittedOffset {
 /// meanwhile another group joins, syncs, heartbeats, commits and is described and fetched.
 #[test]
 fn a_slow_commit_does_not_hold_up_other_groups() {
-    let coordinator = GroupCoordinator::new(config(0));
+    let coordinator = serving(config(0));
     let (log, gated_append_waits, release_gated_append) = GatedLog::new("g");
     let (others_done, others_result) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -1009,7 +1081,7 @@ fn a_slow_commit_does_not_hold_up_other_groups() {
                 1,
                 &log,
             );
-            let fetched = coordinator.fetch_offsets("other", None);
+            let fetched = coordinator.fetch_offsets("other", None).unwrap();
             let state = coordinator.describe_group("other").group_state;
             // The receiver is gone only if the test already failed.
             let _ =
@@ -1028,7 +1100,7 @@ fn a_slow_commit_does_not_hold_up_other_groups() {
         assert_eq!(slow_commit.join().unwrap(), ErrorCode::None);
     });
     assert_eq!(
-        coordinator.fetch_offsets("g", None),
+        coordinator.fetch_offsets("g", None).unwrap(),
         vec![("t".into(), vec![(0, Some(offset_one()))])],
         "g's commit completed once the log let it through"
     );
@@ -1039,7 +1111,7 @@ fn a_slow_commit_does_not_hold_up_other_groups() {
 /// deletion; the old group's offsets stay deleted.
 #[test]
 fn a_join_that_waited_for_a_deleted_group_joins_a_new_one() {
-    let coordinator = GroupCoordinator::new(config(0));
+    let coordinator = serving(config(0));
     let (log, gated_append_waits, release_gated_append) = GatedLog::new("g");
     let committed = coordinator.commit_offsets(
         &committer(-1, ""),
@@ -1071,6 +1143,459 @@ fn a_join_that_waited_for_a_deleted_group_joins_a_new_one() {
         coordinator.describe_group("g").group_state,
         "CompletingRebalance"
     );
-    assert_eq!(coordinator.fetch_offsets("g", None), vec![]);
-    assert_eq!(coordinator.list_groups().len(), 1);
+    assert_eq!(coordinator.fetch_offsets("g", None).unwrap(), vec![]);
+    assert_eq!(coordinator.list_groups().unwrap().len(), 1);
+}
+
+/// The error each group API answers for group `g` (ListGroups: for the whole coordinator).
+#[derive(Debug, PartialEq, Eq)]
+struct Answers {
+    join: i16,
+    sync: i16,
+    heartbeat: ErrorCode,
+    leave: ErrorCode,
+    commit: ErrorCode,
+    fetch: Option<ErrorCode>,
+    describe: i16,
+    delete: ErrorCode,
+    delete_offsets: Option<ErrorCode>,
+    list: Option<ErrorCode>,
+}
+
+impl Answers {
+    /// What `coordinator` answers every group API for `g`.
+    fn of(coordinator: &GroupCoordinator, log: &MemoryLog) -> Self {
+        let join = coordinator.join(
+            join_request("", None, &range(&["t"])),
+            9,
+            client("c"),
+            0,
+            log,
+        );
+        let sync = SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: "m".into(),
+            ..Default::default()
+        };
+        Answers {
+            join: answered_now(join).error_code,
+            sync: answered_now(coordinator.sync(sync, 0, log)).error_code,
+            heartbeat: coordinator.heartbeat("g", 1, "m", None, 0),
+            leave: coordinator.leave("g", &[("m".into(), None)], 0, log).0,
+            commit: coordinator.commit_offsets(
+                &committer(-1, ""),
+                vec![(("t".into(), 0), offset_one())],
+                COMMIT_VERSION,
+                0,
+                log,
+            ),
+            fetch: coordinator.fetch_offsets("g", None).err(),
+            describe: coordinator.describe_group("g").error_code,
+            delete: coordinator.delete_groups(&["g".to_string()], 0, log)[0],
+            delete_offsets: coordinator
+                .delete_offsets("g", &[("t".into(), 0)], 0, log)
+                .err(),
+            list: coordinator.list_groups().err(),
+        }
+    }
+
+    /// Every group API refused with `error` (Heartbeat and ListGroups as given).
+    fn refused(error: ErrorCode, heartbeat: ErrorCode, list: Option<ErrorCode>) -> Self {
+        Answers {
+            join: error.code(),
+            sync: error.code(),
+            heartbeat,
+            leave: error,
+            commit: error,
+            fetch: Some(error),
+            describe: error.code(),
+            delete: error,
+            delete_offsets: Some(error),
+            list,
+        }
+    }
+}
+
+/// The response of a request that must be answered at once.
+fn answered_now<T: Clone>(mut pending: Pending<T>) -> T {
+    answered(&mut pending).expect("answered at once")
+}
+
+/// Kafka's `validateGroupStatus`: a group whose offsets partition is led elsewhere gets
+/// NOT_COORDINATOR from every group API, one whose partition is still loading
+/// COORDINATOR_LOAD_IN_PROGRESS (Heartbeat answers NONE, as in Kafka, and ListGroups refuses
+/// to give a partial list); once loaded, the group is served.
+#[test]
+fn groups_are_served_only_where_their_partition_is_led_and_loaded() {
+    let log = MemoryLog::default();
+    let coordinator = GroupCoordinator::new(config(0));
+    assert_eq!(
+        Answers::of(&coordinator, &log),
+        Answers::refused(ErrorCode::NotCoordinator, ErrorCode::NotCoordinator, None),
+        "nothing led yet"
+    );
+    coordinator.follow_leadership(&every_partition(1, false), 0);
+    assert_eq!(
+        Answers::of(&coordinator, &log),
+        Answers::refused(ErrorCode::NotCoordinator, ErrorCode::NotCoordinator, None),
+        "another broker leads every partition"
+    );
+    assert_eq!(coordinator.list_groups().unwrap(), vec![]);
+
+    coordinator.follow_leadership(&every_partition(2, true), 0);
+    let loading = ErrorCode::CoordinatorLoadInProgress;
+    assert_eq!(
+        Answers::of(&coordinator, &log),
+        Answers::refused(loading, ErrorCode::None, Some(loading)),
+        "elected, loading"
+    );
+    assert!(
+        log.records.lock().unwrap().is_empty(),
+        "nothing was written"
+    );
+
+    run_loads(&coordinator, &log, 0);
+    let served = Answers::of(&coordinator, &log);
+    assert_eq!(served.join, ErrorCode::MemberIdRequired.code());
+    assert_eq!(served.commit, ErrorCode::None);
+    assert_eq!(served.fetch, None);
+    assert_eq!(served.list, None);
+}
+
+/// Only the groups of the partitions this broker leads are served: another partition's group
+/// gets NOT_COORDINATOR and is not listed.
+#[test]
+fn a_broker_serves_the_groups_of_its_partitions_only() {
+    let log = MemoryLog::default();
+    let coordinator = GroupCoordinator::new(config(0));
+    coordinator.follow_leadership(&g_partition_in(0, true), 0);
+    run_loads(&coordinator, &log, 0);
+    let elsewhere = (0..)
+        .map(|i| format!("group-{i}"))
+        .find(|id| partition_for_group(id, OFFSETS_PARTITIONS) != partition_of_g())
+        .unwrap();
+    let commit = |group_id: &str| {
+        coordinator.commit_offsets(
+            &Committer {
+                group_id,
+                ..committer(-1, "")
+            },
+            vec![(("t".into(), 0), offset_one())],
+            COMMIT_VERSION,
+            0,
+            &log,
+        )
+    };
+    assert_eq!(commit("g"), ErrorCode::None);
+    assert_eq!(commit(&elsewhere), ErrorCode::NotCoordinator);
+    assert_eq!(
+        coordinator.fetch_offsets(&elsewhere, None),
+        Err(ErrorCode::NotCoordinator)
+    );
+    let listed: Vec<String> = coordinator
+        .list_groups()
+        .unwrap()
+        .into_iter()
+        .map(|g| g.group_id)
+        .collect();
+    assert_eq!(listed, vec!["g".to_string()]);
+}
+
+/// Kafka's `onResignation`: when this broker stops leading a partition, members' parked
+/// JoinGroup and SyncGroup requests are answered NOT_COORDINATOR (so they look for the new
+/// coordinator), the groups leave memory, and the partition's groups get NOT_COORDINATOR.
+#[test]
+fn resigning_a_partition_answers_parked_requests_and_drops_its_groups() {
+    // A parked SyncGroup: b waits for the leader's assignment.
+    let h = Harness::new(0);
+    let (_a, b) = h.joined_pair();
+    let mut b_sync = h.sync(&b, 2, &[], 0);
+    assert!(answered(&mut b_sync).is_none(), "b waits for the leader");
+    // A parked JoinGroup in another group of the same partition: a new member of a stable
+    // group waits for the others to rejoin.
+    let other = (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|id| partition_for_group(id, OFFSETS_PARTITIONS) == partition_of_g())
+        .unwrap();
+    let joined = join_alone(&h.coordinator, &other, &h.log);
+    let sync = SyncGroupRequest {
+        group_id: other.clone(),
+        generation_id: joined.generation_id,
+        member_id: joined.member_id.clone(),
+        assignments: vec![SyncGroupRequestAssignment {
+            member_id: joined.member_id.clone(),
+            assignment: Bytes::from_static(b"all"),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        answered_now(h.coordinator.sync(sync, 0, &h.log)).error_code,
+        0
+    );
+    let mut parked_join = h.coordinator.join(
+        JoinGroupRequest {
+            group_id: other.clone(),
+            ..join_request("", None, &range(&["t"]))
+        },
+        3,
+        client("late"),
+        0,
+        &h.log,
+    );
+    assert!(answered(&mut parked_join).is_none(), "the newcomer waits");
+
+    let mut leadership = every_partition(0, true);
+    leadership[usize::try_from(partition_of_g()).unwrap()].2 = false;
+    h.coordinator.follow_leadership(&leadership, 0);
+
+    assert_eq!(
+        answered(&mut b_sync).unwrap().error_code,
+        ErrorCode::NotCoordinator.code()
+    );
+    assert_eq!(
+        answered(&mut parked_join).unwrap().error_code,
+        ErrorCode::NotCoordinator.code()
+    );
+    assert_eq!(
+        h.coordinator.heartbeat("g", 2, &b, None, 0),
+        ErrorCode::NotCoordinator
+    );
+    assert_eq!(
+        h.coordinator.describe_group("g").error_code,
+        ErrorCode::NotCoordinator.code()
+    );
+    assert_eq!(h.coordinator.list_groups().unwrap(), vec![]);
+}
+
+/// Kafka's coordinator epoch check: a load that finishes after its partition was resigned, or
+/// elected again in a newer epoch, is discarded; leadership news older than the newest epoch
+/// known is ignored.
+#[test]
+fn loads_and_resignations_of_older_epochs_are_discarded() {
+    let log = MemoryLog::default();
+    let p = partition_of_g();
+    // The partition's log: group g's offset.
+    let writer = serving(config(0));
+    assert_eq!(
+        writer.commit_offsets(
+            &committer(-1, ""),
+            vec![(("t".into(), 0), offset_one())],
+            COMMIT_VERSION,
+            0,
+            &log,
+        ),
+        ErrorCode::None
+    );
+
+    let coordinator = GroupCoordinator::new(config(0));
+    coordinator.follow_leadership(&g_partition_in(1, true), 0);
+    assert_eq!(coordinator.next_load(), Some((p, 1)));
+    // Resigned (another broker leads in epoch 2) before the epoch-1 load finished.
+    coordinator.follow_leadership(&g_partition_in(2, false), 0);
+    assert!(!coordinator.finish_load(p, 1, log.replay_partition(p), 0));
+    assert_eq!(
+        coordinator.fetch_offsets("g", None),
+        Err(ErrorCode::NotCoordinator)
+    );
+
+    // Elected in epoch 3, and in epoch 4 before that load ran: only the newest load runs.
+    coordinator.follow_leadership(&g_partition_in(3, true), 0);
+    coordinator.follow_leadership(&g_partition_in(4, true), 0);
+    assert_eq!(coordinator.next_load(), Some((p, 4)));
+    assert_eq!(coordinator.next_load(), None, "the epoch-3 load is dropped");
+    assert!(!coordinator.finish_load(p, 3, log.replay_partition(p), 0));
+    assert_eq!(
+        coordinator.fetch_offsets("g", None),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    );
+    assert!(coordinator.finish_load(p, 4, log.replay_partition(p), 0));
+    assert_eq!(
+        coordinator.fetch_offsets("g", None).unwrap(),
+        vec![("t".into(), vec![(0, Some(offset_one()))])]
+    );
+
+    // A stale resignation (epoch 2 < 4) changes nothing.
+    coordinator.follow_leadership(&g_partition_in(2, false), 0);
+    assert!(coordinator.fetch_offsets("g", None).is_ok());
+}
+
+/// Led again in a newer epoch (leadership went elsewhere and came back between two images):
+/// the partition's groups are unloaded and read again from the log, which is the truth now.
+#[test]
+fn a_partition_led_again_in_a_newer_epoch_is_reloaded_from_its_log() {
+    let h = Harness::new(0);
+    let (_a, b) = h.joined_pair();
+    let mut b_sync = h.sync(&b, 2, &[], 0);
+    let p = partition_of_g();
+    h.coordinator.follow_leadership(&g_partition_in(5, true), 0);
+    assert_eq!(
+        answered(&mut b_sync).unwrap().error_code,
+        ErrorCode::NotCoordinator.code(),
+        "unloaded: parked requests answered"
+    );
+    assert_eq!(h.state(), "");
+    assert_eq!(h.coordinator.next_load(), Some((p, 5)));
+    assert!(h
+        .coordinator
+        .finish_load(p, 5, h.log.replay_partition(p), 1_000));
+    let described = h.coordinator.describe_group("g");
+    assert_eq!(
+        (described.group_state.as_str(), described.members.len()),
+        ("Stable", 1),
+        "as stored: generation 1, one member (generation 2 never completed)"
+    );
+}
+
+/// An offsets log whose first wait for the in-sync replicas blocks until the test lets it
+/// through (reporting when it starts waiting).
+struct SlowReplicationLog {
+    memory: MemoryLog,
+    /// (where to report that the wait began, what ends it), taken by the first wait.
+    gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+}
+
+impl SlowReplicationLog {
+    fn new() -> (Self, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (waiting_tx, waiting_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let log = SlowReplicationLog {
+            memory: MemoryLog::default(),
+            gate: Mutex::new(Some((waiting_tx, release_rx))),
+        };
+        (log, waiting_rx, release_tx)
+    }
+}
+
+impl OffsetsLog for SlowReplicationLog {
+    fn append(
+        &self,
+        partition: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        now_ms: i64,
+    ) -> Result<i64, OffsetsLogError> {
+        self.memory.append(partition, records, now_ms)
+    }
+
+    fn await_committed(&self, partition: i32, end_offset: i64) -> Result<(), OffsetsLogError> {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((waiting, release)) = gate {
+            waiting.send(()).unwrap();
+            release
+                .recv_timeout(DEADLINE)
+                .expect("the test ends the wait");
+        }
+        self.memory.await_committed(partition, end_offset)
+    }
+}
+
+/// A commit is acknowledged, and its offset shown, only once the in-sync replicas have it;
+/// meanwhile the group's lock is free (its members heartbeat, a newer commit of the same
+/// partition goes through), and the late acknowledgement of the older commit does not hide
+/// the newer offset.
+#[test]
+fn a_commit_is_shown_once_replicated_without_holding_up_its_group() {
+    let coordinator = serving(config(0));
+    let (log, replication_waits, release) = SlowReplicationLog::new();
+    let member = join_alone(&coordinator, "g", &log).member_id;
+    let sync = SyncGroupRequest {
+        group_id: "g".into(),
+        generation_id: 1,
+        member_id: member.clone(),
+        assignments: vec![SyncGroupRequestAssignment {
+            member_id: member.clone(),
+            assignment: Bytes::from_static(b"all"),
+        }],
+        ..Default::default()
+    };
+    // The sync's store takes the slow wait's gate: let it through first.
+    std::thread::scope(|scope| {
+        let synced = scope.spawn(|| answered_now(coordinator.sync(sync, 0, &log)));
+        replication_waits.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(
+            coordinator.describe_group("g").group_state,
+            "CompletingRebalance"
+        );
+        release.send(()).unwrap();
+        assert_eq!(synced.join().unwrap().error_code, 0);
+    });
+    assert_eq!(coordinator.describe_group("g").group_state, "Stable");
+
+    let (log, replication_waits, release) = SlowReplicationLog::new();
+    let commit = |value: i64| {
+        coordinator.commit_offsets(
+            &committer(1, &member),
+            vec![(
+                ("t".into(), 0),
+                CommittedOffset {
+                    offset: value,
+                    ..offset_one()
+                },
+            )],
+            COMMIT_VERSION,
+            0,
+            &log,
+        )
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| commit(10));
+        replication_waits.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(
+            coordinator.fetch_offsets("g", None).unwrap(),
+            vec![],
+            "not committed yet: not shown"
+        );
+        assert_eq!(
+            coordinator.heartbeat("g", 1, &member, None, 0),
+            ErrorCode::None
+        );
+        assert_eq!(commit(20), ErrorCode::None, "a newer commit goes through");
+        release.send(()).unwrap();
+        assert_eq!(first.join().unwrap(), ErrorCode::None);
+    });
+    let fetched = coordinator.fetch_offsets("g", None).unwrap();
+    assert_eq!(fetched[0].1[0].1.as_ref().map(|o| o.offset), Some(20));
+}
+
+/// Kafka's mapping of append errors for commits: a replication timeout (or too few replicas) is
+/// COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR; the offset is not shown.
+#[test]
+fn a_commit_the_replicas_do_not_get_fails_with_the_coordinator_error() {
+    for (error, expected) in [
+        (
+            PartitionError::ReplicationTimedOut as MakeError,
+            ErrorCode::CoordinatorNotAvailable,
+        ),
+        (PartitionError::NotLeader, ErrorCode::NotCoordinator),
+        (PartitionError::Offline, ErrorCode::NotCoordinator),
+    ] {
+        let h = Harness::new(0);
+        h.log.fail_replication(error);
+        let result = h.coordinator.commit_offsets(
+            &committer(-1, ""),
+            vec![(("t".into(), 0), offset_one())],
+            COMMIT_VERSION,
+            0,
+            &h.log,
+        );
+        assert_eq!(result, expected);
+        assert_eq!(h.coordinator.fetch_offsets("g", None).unwrap(), vec![]);
+    }
+}
+
+/// The leader's assignment must reach the in-sync replicas before anyone gets it: if it does
+/// not, every waiting member gets the error and the group rebalances (Kafka's
+/// `resetAndPropagateAssignmentError`).
+#[test]
+fn an_assignment_the_replicas_do_not_get_fails_the_sync_and_rebalances() {
+    let h = Harness::new(0);
+    let (member, mut join) = h.join_new(&range(&["t"]), 0);
+    assert_eq!(answered(&mut join).unwrap().generation_id, 1);
+    h.log.fail_replication(PartitionError::ReplicationTimedOut);
+    let mut sync = h.sync(&member, 1, &[(member.as_str(), b"all")], 0);
+    assert_eq!(
+        answered(&mut sync).unwrap().error_code,
+        ErrorCode::CoordinatorNotAvailable.code()
+    );
+    assert_eq!(h.state(), "PreparingRebalance");
 }

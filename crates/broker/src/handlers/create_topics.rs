@@ -328,7 +328,9 @@ pub(super) mod tests {
     }
 
     /// A broker (node 1, default config) with its metadata and logs in a new temporary directory,
-    /// started like a real one (controller, publisher, registration, offsets topic).
+    /// started like a real one (controller, publisher, registration, offsets topic). It
+    /// advertises two listeners: PLAINTEXT at localhost:9092 and EXTERNAL at
+    /// external.example:19092.
     pub(in crate::handlers) async fn test_broker() -> (TestDir, Arc<Broker>) {
         let temp_dir = tempfile::tempdir().expect("temp dir");
         let config = BrokerConfig {
@@ -336,7 +338,11 @@ pub(super) mod tests {
             ..BrokerConfig::default()
         };
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let broker = crate::server::open_broker(config, "localhost".into(), 9092, shutdown_rx)
+        let advertised = vec![
+            crate::server::plaintext_endpoint("PLAINTEXT", "localhost", 9092),
+            crate::server::plaintext_endpoint("EXTERNAL", "external.example", 19092),
+        ];
+        let broker = crate::server::open_broker(config, advertised, shutdown_rx)
             .await
             .expect("open broker");
         let dir = TestDir {

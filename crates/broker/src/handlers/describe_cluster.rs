@@ -1,7 +1,11 @@
-//! DescribeCluster (API 60): the cluster id, this node as the controller, and the registered
-//! brokers from the metadata image — fenced ones too, each with Strom's tagged fields (see
-//! `xtask/extensions/DescribeClusterResponse.json`: fenced, in controlled shutdown, every
-//! registered listener), which `strom cluster describe` reads and Kafka's clients skip.
+//! DescribeCluster (API 60): the cluster id, the active controller, and the live (unfenced)
+//! brokers of the metadata image at their endpoints on the listener the request arrived on; a
+//! broker without that listener is left out, as Kafka does.
+//!
+//! Strom's tagged fields (`xtask/extensions/DescribeCluster*.json`, which Kafka's clients skip):
+//! a request with `StromIncludeFencedBrokers` (like Kafka 4.0's `IncludeFencedBrokers`) gets the
+//! fenced brokers too, and every broker comes with its state (fenced, in controlled shutdown) and
+//! every listener it registered — what `strom cluster describe` shows.
 //!
 //! A broker endpoint answers only for `endpoint_type` 1 (brokers); asking it about controllers is
 //! MISMATCHED_ENDPOINT_TYPE, as in Kafka. Without an authorizer every cluster operation is allowed,
@@ -14,7 +18,7 @@ use strom_protocol::messages::describe_cluster_response::{
 use strom_protocol::ErrorCode;
 
 use super::authorized_operations;
-use crate::state::Broker;
+use crate::state::{endpoint_on, Broker};
 
 /// `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
@@ -23,6 +27,7 @@ pub fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.image();
     let mut response = DescribeClusterResponse {
@@ -31,7 +36,7 @@ pub fn handle(
         error_message: None,
         endpoint_type: ENDPOINT_TYPE_BROKER,
         cluster_id: image.cluster_id.clone(),
-        controller_id: broker.controller.active_controller_id().unwrap_or(-1),
+        controller_id: super::metadata::controller_id_for_clients(broker, &image, listener),
         brokers: Vec::new(),
         cluster_authorized_operations: authorized_operations::NOT_REQUESTED,
     };
@@ -50,23 +55,27 @@ pub fn handle(
     response.brokers = image
         .brokers
         .values()
-        .map(|registration| DescribeClusterBroker {
-            broker_id: registration.id,
-            host: registration.host.clone(),
-            port: registration.port,
-            rack: registration.rack.clone(),
-            strom_fenced: registration.fenced,
-            strom_in_controlled_shutdown: registration.in_controlled_shutdown,
-            strom_listeners: registration
-                .listeners
-                .iter()
-                .map(|listener| StromListener {
-                    name: listener.name.clone(),
-                    host: listener.host.clone(),
-                    port: i32::from(listener.port),
-                    security_protocol: listener.security_protocol,
-                })
-                .collect(),
+        .filter(|registration| request.strom_include_fenced_brokers || !registration.fenced)
+        .filter_map(|registration| {
+            let endpoint = endpoint_on(registration, listener)?;
+            Some(DescribeClusterBroker {
+                broker_id: registration.id,
+                host: endpoint.host.clone(),
+                port: i32::from(endpoint.port),
+                rack: registration.rack.clone(),
+                strom_fenced: registration.fenced,
+                strom_in_controlled_shutdown: registration.in_controlled_shutdown,
+                strom_listeners: registration
+                    .listeners
+                    .iter()
+                    .map(|l| StromListener {
+                        name: l.name.clone(),
+                        host: l.host.clone(),
+                        port: i32::from(l.port),
+                        security_protocol: l.security_protocol,
+                    })
+                    .collect(),
+            })
         })
         .collect();
     if request.include_cluster_authorized_operations {
@@ -86,34 +95,47 @@ mod tests {
         let request = DescribeClusterRequest {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
+            strom_include_fenced_brokers: false,
         };
-        let response = handle(&broker, request.clone(), 1);
+        let response = handle(&broker, request.clone(), 1, "PLAINTEXT");
         assert_eq!(response.error_code, ErrorCode::None.code());
         assert_eq!(response.controller_id, broker.node_id);
         assert_eq!(response.cluster_id, broker.image().cluster_id);
         assert_eq!(response.cluster_authorized_operations, i32::MIN);
-        let listed: Vec<(i32, &str, i32)> = response
-            .brokers
-            .iter()
-            .map(|b| (b.broker_id, b.host.as_str(), b.port))
-            .collect();
-        assert_eq!(listed, [(broker.node_id, "localhost", 9092)]);
-        // Strom's tagged fields: registered and unfenced, with the listener it registered.
-        let registered = &response.brokers[0];
+        let listed = |response: DescribeClusterResponse| -> Vec<(i32, String, i32)> {
+            response
+                .brokers
+                .into_iter()
+                .map(|b| (b.broker_id, b.host, b.port))
+                .collect()
+        };
+        assert_eq!(
+            listed(response),
+            [(broker.node_id, "localhost".to_string(), 9092)]
+        );
+        // Each listener sees the endpoints of its own name; an unknown listener sees none.
+        assert_eq!(
+            listed(handle(&broker, request.clone(), 1, "EXTERNAL")),
+            [(broker.node_id, "external.example".to_string(), 19092)]
+        );
+        assert!(listed(handle(&broker, request.clone(), 1, "OTHER")).is_empty());
+        // Strom's tagged fields: unfenced, not shutting down, with every listener it registered.
+        let described = handle(&broker, request.clone(), 1, "PLAINTEXT");
+        let registered = &described.brokers[0];
         assert!(!registered.strom_fenced && !registered.strom_in_controlled_shutdown);
         let listeners: Vec<(&str, i32)> = registered
             .strom_listeners
             .iter()
-            .map(|l| (l.host.as_str(), l.port))
+            .map(|l| (l.name.as_str(), l.port))
             .collect();
-        assert_eq!(listeners, [("localhost", 9092)]);
+        assert_eq!(listeners, [("PLAINTEXT", 9092), ("EXTERNAL", 19092)]);
 
         let with_ops = DescribeClusterRequest {
             include_cluster_authorized_operations: true,
             ..request.clone()
         };
         assert_eq!(
-            handle(&broker, with_ops, 0).cluster_authorized_operations,
+            handle(&broker, with_ops, 0, "PLAINTEXT").cluster_authorized_operations,
             authorized_operations::CLUSTER
         );
         let controllers = DescribeClusterRequest {
@@ -121,7 +143,7 @@ mod tests {
             ..request
         };
         assert_eq!(
-            handle(&broker, controllers, 1).error_code,
+            handle(&broker, controllers, 1, "PLAINTEXT").error_code,
             ErrorCode::MismatchedEndpointType.code()
         );
     }

@@ -1,5 +1,7 @@
 //! DescribeGroups (key 15): state, protocol and members (client id, host, assignment, and the
-//! subscription while Stable) of each requested group; unknown groups are reported as Dead.
+//! subscription while Stable) of each requested group; unknown groups are reported as Dead,
+//! groups coordinated by another broker get NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS while
+//! their offsets partition is being loaded here), as every group API does.
 //! Called on the blocking pool, as each group's lock may be held by a request writing to
 //! `__consumer_offsets`.
 

@@ -15,6 +15,14 @@
 //! other partitions do not wake it. A partition whose storage failed answers
 //! KAFKA_STORAGE_ERROR; an error on any partition answers at once, as in Kafka.
 //!
+//! Followers fetch with the same request, naming their broker id (`replica_id`, or
+//! `replica_state` from v15): they read up to the log end rather than the high watermark, their
+//! fetch offset tells the leader how far they have come (which may move the high watermark and
+//! grow the ISR: [`Partition::fetch`]), and a follower's long poll waits for the leader's log end
+//! to move instead of its high watermark. For every fetcher the leader epoch it names is checked
+//! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH), and one that names its last fetched epoch is
+//! told where its log diverges (`diverging_epoch`) rather than given records.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
 //! to send full fetch requests. With no transactions yet, the last stable offset is the high
 //! watermark for both isolation levels.
@@ -30,13 +38,26 @@ use strom_protocol::messages::fetch_response::{
 };
 use tokio::time::Instant;
 
-use crate::partitions::{off_worker, Partition, ReadBound};
+use crate::partitions::{off_worker, FetchOutcome, FetchPosition, Partition};
 use crate::purgatory::{HighWatermarkWatchers, Wake};
+use crate::replication;
 use crate::state::Broker;
 
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13 and later name topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+/// Fetch v15 and later carry the follower's id in `replica_state`.
+const FIRST_VERSION_WITH_REPLICA_STATE: i16 = 15;
+
+/// The broker id of the follower sending `request`, `None` for a consumer.
+fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= FIRST_VERSION_WITH_REPLICA_STATE {
+        request.replica_state.replica_id
+    } else {
+        request.replica_id
+    };
+    (id >= 0).then_some(id)
+}
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     long_poll(broker, request, version).await.0
@@ -48,19 +69,32 @@ async fn long_poll(broker: &Broker, request: FetchRequest, version: i16) -> (Fet
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let follower = follower_id(&request, version);
     let mut wakeups = 0;
     loop {
-        // Watch before reading, so that no move of a high watermark after the read is missed.
+        // Watch before reading, so that no move of a high watermark (a follower: of a log end)
+        // after the read is missed.
         let mut watchers = HighWatermarkWatchers::default();
         for partition in requested_partitions(broker, &request, version)
             .into_iter()
             .flatten()
         {
-            watchers.watch(&partition);
+            match follower {
+                Some(_) => watchers.watch_log_end(&partition),
+                None => watchers.watch(&partition),
+            }
         }
         // A consumer that has caught up needs nothing from the disk: answered here. Anything
-        // else is read off the worker.
-        let mut pass = read_once(broker, &request, version, Source::PublishedOnly);
+        // else, and every follower's fetch, is read off the worker.
+        let first_source = match follower {
+            Some(_) => Source::Log,
+            None => Source::PublishedOnly,
+        };
+        let mut pass = if first_source == Source::Log {
+            off_worker(|| read_once(broker, &request, version, Source::Log))
+        } else {
+            read_once(broker, &request, version, Source::PublishedOnly)
+        };
         if pass.needs_log {
             pass = off_worker(|| read_once(broker, &request, version, Source::Log));
         }
@@ -144,6 +178,8 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Sour
     let mut has_error = false;
     let mut needs_log = false;
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let follower = follower_id(request, version);
+    let eligible = |replica: i32| strom_metadata::leadership::is_live(&image, replica);
 
     let responses = request
         .topics
@@ -179,21 +215,36 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Sour
                     // With the budget spent, the read still checks the offset and reports
                     // the partition's offsets, as Kafka's does.
                     let min_one_message = total == 0;
-                    let read = match partition.read_caught_up(wanted.fetch_offset) {
-                        Some(caught_up) => Ok(caught_up),
+                    let caught_up = match follower {
+                        Some(_) => None,
+                        None => partition
+                            .read_caught_up(wanted.fetch_offset, wanted.current_leader_epoch),
+                    };
+                    let read = match caught_up {
+                        Some(caught_up) => Ok(FetchOutcome::Records(caught_up)),
                         None if source == Source::PublishedOnly => {
                             needs_log = true;
                             return data;
                         }
-                        None => partition.read(
-                            wanted.fetch_offset,
-                            limit,
-                            ReadBound::HighWatermark,
-                            min_one_message,
-                        ),
+                        None => {
+                            let position = FetchPosition {
+                                replica_id: follower,
+                                fetch_offset: wanted.fetch_offset,
+                                current_leader_epoch: wanted.current_leader_epoch,
+                                last_fetched_epoch: wanted.last_fetched_epoch,
+                            };
+                            partition
+                                .fetch(position, limit, min_one_message, &eligible)
+                                .map(|(outcome, isr_change)| {
+                                    if let Some(change) = isr_change {
+                                        replication::propose_isr_change(broker, &partition, change);
+                                    }
+                                    outcome
+                                })
+                        }
                     };
                     match read {
-                        Ok(read) => {
+                        Ok(FetchOutcome::Records(read)) => {
                             data.high_watermark = read.high_watermark;
                             data.last_stable_offset = read.high_watermark;
                             data.log_start_offset = read.log_start_offset;
@@ -201,8 +252,28 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16, source: Sour
                             total += read.records.len();
                             data.records = Some(read.records);
                         }
+                        Ok(FetchOutcome::Diverging {
+                            epoch,
+                            end_offset,
+                            high_watermark,
+                            log_start_offset,
+                        }) => {
+                            data.diverging_epoch.epoch = epoch;
+                            data.diverging_epoch.end_offset = end_offset;
+                            data.high_watermark = high_watermark;
+                            data.last_stable_offset = high_watermark;
+                            data.log_start_offset = log_start_offset;
+                            // Nothing to wait for: the fetcher must truncate first.
+                            has_error = true;
+                        }
                         Err(error) => {
                             data.error_code = error.error_code();
+                            if data.error_code == ErrorCode::OffsetOutOfRange.code() {
+                                // What a follower needs to reset its position.
+                                let published = *partition.subscribe().borrow();
+                                data.high_watermark = published.high_watermark;
+                                data.log_start_offset = published.log_start_offset;
+                            }
                             has_error = true;
                         }
                     }

@@ -1,5 +1,7 @@
 //! FindCoordinator (key 10): names the broker that coordinates a group, the leader of the group's
-//! `__consumer_offsets` partition (this broker on a single node).
+//! `__consumer_offsets` partition (this broker on a single node), at its endpoint on the listener
+//! the request arrived on (COORDINATOR_NOT_AVAILABLE when the leader lacks that listener, as in
+//! Kafka).
 //! Batched lookups (`coordinator_keys`, v4+) are answered key by key. Transaction coordinators
 //! (key type 1) do not exist yet: the lookup fails with a non-retriable error (see
 //! [`TRANSACTIONS_UNSUPPORTED`]).
@@ -11,7 +13,7 @@ use strom_protocol::ErrorCode;
 use crate::groups::records::partition_for_group;
 use crate::groups::store::ensure_offsets_topic;
 use crate::groups::OFFSETS_TOPIC;
-use crate::state::Broker;
+use crate::state::{endpoint_on, Broker};
 
 /// The answer to a transaction coordinator lookup while transactions do not exist:
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED. A retriable error (COORDINATOR_NOT_AVAILABLE)
@@ -33,18 +35,19 @@ pub async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if version >= FIRST_BATCHED_VERSION {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            coordinators.push(lookup(broker, key, request.key_type).await);
+            coordinators.push(lookup(broker, key, request.key_type, listener).await);
         }
         return FindCoordinatorResponse {
             coordinators,
             ..Default::default()
         };
     }
-    let found = lookup(broker, request.key, request.key_type).await;
+    let found = lookup(broker, request.key, request.key_type, listener).await;
     FindCoordinatorResponse {
         error_code: found.error_code,
         error_message: found.error_message,
@@ -55,7 +58,7 @@ pub async fn handle(
     }
 }
 
-async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
+async fn lookup(broker: &Broker, key: String, key_type: i8, listener: &str) -> Coordinator {
     let failed = |key: String, error: ErrorCode, message: &str| Coordinator {
         key,
         node_id: -1,
@@ -72,7 +75,7 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
         );
     }
     match key_type {
-        GROUP_KEY_TYPE => match group_coordinator(broker, &key) {
+        GROUP_KEY_TYPE => match group_coordinator(broker, &key, listener) {
             Some((node_id, host, port)) => Coordinator {
                 key,
                 node_id,
@@ -84,7 +87,7 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
             None => failed(
                 key,
                 ErrorCode::CoordinatorNotAvailable,
-                "the group's offsets partition has no available leader",
+                "the group's offsets partition has no available leader on this listener",
             ),
         },
         TRANSACTION_KEY_TYPE => failed(
@@ -100,9 +103,14 @@ async fn lookup(broker: &Broker, key: String, key_type: i8) -> Coordinator {
     }
 }
 
-/// The broker coordinating `group_id` (node id, advertised host and port): the leader of the
-/// group's `__consumer_offsets` partition, when it is known and unfenced.
-fn group_coordinator(broker: &Broker, group_id: &str) -> Option<(i32, String, i32)> {
+/// The broker coordinating `group_id` (node id, host and port advertised on `listener`): the
+/// leader of the group's `__consumer_offsets` partition, when it is known, unfenced and has that
+/// listener.
+fn group_coordinator(
+    broker: &Broker,
+    group_id: &str,
+    listener: &str,
+) -> Option<(i32, String, i32)> {
     let image = broker.image();
     let topic = image.topic(OFFSETS_TOPIC)?;
     let partitions = i32::try_from(topic.partitions.len()).ok()?;
@@ -110,15 +118,12 @@ fn group_coordinator(broker: &Broker, group_id: &str) -> Option<(i32, String, i3
         .partitions
         .get(&partition_for_group(group_id, partitions))?
         .leader;
-    if leader == broker.node_id {
-        return Some((
-            leader,
-            broker.advertised_host.clone(),
-            i32::from(broker.advertised_port),
-        ));
-    }
-    let registration = image.brokers.get(&leader).filter(|b| !b.fenced)?;
-    Some((leader, registration.host.clone(), registration.port))
+    let endpoint = if leader == broker.node_id {
+        broker.advertised_listener(listener)?
+    } else {
+        endpoint_on(image.brokers.get(&leader).filter(|b| !b.fenced)?, listener)?
+    };
+    Some((leader, endpoint.host.clone(), i32::from(endpoint.port)))
 }
 
 /// Whether `__consumer_offsets` exists, creating it if it could not be created at start.

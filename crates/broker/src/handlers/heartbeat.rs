@@ -16,12 +16,6 @@ pub async fn handle(
     request: HeartbeatRequest,
     _version: i16,
 ) -> HeartbeatResponse {
-    if !broker.coordinates_group(&request.group_id) {
-        return HeartbeatResponse {
-            error_code: ErrorCode::NotCoordinator.code(),
-            ..Default::default()
-        };
-    }
     let error = on_blocking_pool(broker, move |broker| {
         broker.groups.heartbeat(
             &request.group_id,

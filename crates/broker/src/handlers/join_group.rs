@@ -25,12 +25,6 @@ pub async fn handle(
         protocol_name: None,
         ..Default::default()
     };
-    if !broker.coordinates_group(&request.group_id) {
-        return JoinGroupResponse {
-            error_code: ErrorCode::NotCoordinator.code(),
-            ..unavailable()
-        };
-    }
     let pending = on_blocking_pool(broker, move |broker| {
         let log = OffsetsTopic::new(broker);
         broker.groups.join(request, version, client, now_ms(), &log)

@@ -19,12 +19,6 @@ pub async fn handle(
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
-    if !broker.coordinates_group(&request.group_id) {
-        return LeaveGroupResponse {
-            error_code: ErrorCode::NotCoordinator.code(),
-            ..Default::default()
-        };
-    }
     let leaving: Vec<(String, Option<String>)> = if version >= FIRST_BATCHED_VERSION {
         request
             .members

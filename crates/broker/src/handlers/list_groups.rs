@@ -1,6 +1,7 @@
-//! ListGroups (key 16): every group with its protocol type and state, filtered by state (v4+)
-//! and group type (v5+; every group here is "classic"). Called on the blocking pool, as each
-//! group's lock may be held by a request writing to `__consumer_offsets`.
+//! ListGroups (key 16): every group this broker coordinates with its protocol type and state,
+//! filtered by state (v4+) and group type (v5+; every group here is "classic");
+//! COORDINATOR_LOAD_IN_PROGRESS while an offsets partition is being loaded. Called on the
+//! blocking pool, as each group's lock may be held by a request writing to `__consumer_offsets`.
 
 use std::sync::Arc;
 
@@ -22,12 +23,17 @@ pub async fn handle(
         filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
     };
     let groups = if wanted(&request.types_filter, CLASSIC_GROUP_TYPE) {
-        let Some(listed) = on_blocking_pool(broker, |broker| broker.groups.list_groups()).await
-        else {
-            return ListGroupsResponse {
-                error_code: ErrorCode::CoordinatorNotAvailable.code(),
-                ..Default::default()
-            };
+        let listed = on_blocking_pool(broker, |broker| broker.groups.list_groups())
+            .await
+            .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                return ListGroupsResponse {
+                    error_code: error.code(),
+                    ..Default::default()
+                }
+            }
         };
         listed
             .into_iter()

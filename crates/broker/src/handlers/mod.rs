@@ -6,6 +6,7 @@
 //! newest stable version in the schemas the codec was generated from.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 pub mod api_versions;
 mod authorized_operations;
 mod create_partitions;
@@ -16,8 +17,10 @@ mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_quorum;
 mod describe_topic_partitions;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -27,10 +30,12 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -47,6 +52,10 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The client's address, as group descriptions show it.
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the connection arrived on: Metadata, FindCoordinator and
+    /// DescribeCluster answer with the brokers' endpoints of this listener (Kafka's
+    /// `RequestContext.listenerName`).
+    pub listener: Arc<str>,
 }
 
 /// The APIs we serve, with the lowest version of each.
@@ -69,11 +78,16 @@ const SERVED_APIS: &[(i16, i16)] = &[
     (20, 0), // DeleteTopics
     (21, 0), // DeleteRecords
     (22, 0), // InitProducerId
+    (23, 2), // OffsetForLeaderEpoch (v2: current leader epoch, as KIP-320 clients send)
     (32, 0), // DescribeConfigs
     (33, 0), // AlterConfigs
+    (35, 1), // DescribeLogDirs (v0 is gone from Kafka 4.0)
     (37, 0), // CreatePartitions
     (42, 0), // DeleteGroups
+    (43, 0), // ElectLeaders
     (44, 0), // IncrementalAlterConfigs
+    (45, 0), // AlterPartitionReassignments
+    (46, 0), // ListPartitionReassignments
     (47, 0), // OffsetDelete
     (55, 0), // DescribeQuorum
     (60, 0), // DescribeCluster
@@ -112,7 +126,7 @@ pub async fn handle(
     let response = match request {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(api_versions::handle(r, version)),
         RequestBody::Metadata(r) => {
-            ResponseBody::Metadata(metadata::handle(broker, r, version).await)
+            ResponseBody::Metadata(metadata::handle(broker, r, version, &context.listener).await)
         }
         RequestBody::Produce(r) => {
             let internal_topics_allowed =
@@ -122,6 +136,12 @@ pub async fn handle(
                 .map(ResponseBody::Produce);
         }
         RequestBody::Fetch(r) => ResponseBody::Fetch(fetch::handle(broker, r, version).await),
+        RequestBody::DescribeLogDirs(r) => {
+            ResponseBody::DescribeLogDirs(describe_log_dirs::handle(broker, r))
+        }
+        RequestBody::OffsetForLeaderEpoch(r) => {
+            ResponseBody::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
         RequestBody::ListOffsets(r) => {
             ResponseBody::ListOffsets(list_offsets::handle(broker, r, version).await)
         }
@@ -149,18 +169,21 @@ pub async fn handle(
         RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
             incremental_alter_configs::handle(broker, r, version).await,
         ),
-        RequestBody::DescribeCluster(r) => {
-            ResponseBody::DescribeCluster(describe_cluster::handle(broker, r, version))
-        }
+        RequestBody::DescribeCluster(r) => ResponseBody::DescribeCluster(describe_cluster::handle(
+            broker,
+            r,
+            version,
+            &context.listener,
+        )),
         RequestBody::DescribeQuorum(r) => {
             ResponseBody::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
         }
         RequestBody::DescribeTopicPartitions(r) => {
             ResponseBody::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r))
         }
-        RequestBody::FindCoordinator(r) => {
-            ResponseBody::FindCoordinator(find_coordinator::handle(broker, r, version).await)
-        }
+        RequestBody::FindCoordinator(r) => ResponseBody::FindCoordinator(
+            find_coordinator::handle(broker, r, version, &context.listener).await,
+        ),
         RequestBody::JoinGroup(r) => ResponseBody::JoinGroup(
             join_group::handle(broker, r, version, client_identity(context)).await,
         ),
@@ -191,6 +214,15 @@ pub async fn handle(
         RequestBody::DeleteGroups(r) => {
             ResponseBody::DeleteGroups(delete_groups::handle(broker, r, version).await)
         }
+        RequestBody::ElectLeaders(r) => {
+            ResponseBody::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
+        RequestBody::AlterPartitionReassignments(r) => ResponseBody::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(broker, r, version).await,
+        ),
+        RequestBody::ListPartitionReassignments(r) => ResponseBody::ListPartitionReassignments(
+            list_partition_reassignments::handle(broker, r, version).await,
+        ),
         other => {
             // The connection only dispatches APIs listed in SERVED_APIS.
             tracing::warn!(

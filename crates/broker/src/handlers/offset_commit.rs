@@ -2,8 +2,9 @@
 //! refused one by one; the committer is then checked against the group's membership and
 //! generation ([`crate::groups::GroupCoordinator::commit_offsets`]), whose verdict answers every
 //! other partition; if it passes, partitions with oversized metadata are refused and the rest
-//! are written to `__consumer_offsets` (on the blocking pool: the append may fsync) before the
-//! answer.
+//! are written to `__consumer_offsets` (on the blocking pool: the append may fsync) and
+//! acknowledged once the partition's in-sync replicas have them (COORDINATOR_NOT_AVAILABLE after
+//! `offsets.commit.timeout.ms`, NOT_COORDINATOR if the leadership moved meanwhile).
 
 use std::sync::Arc;
 
@@ -49,8 +50,6 @@ pub async fn handle(
             let metadata = partition.committed_metadata.clone().unwrap_or_default();
             let outcome = if request.group_id.is_empty() {
                 PartitionOutcome::Refused(ErrorCode::InvalidGroupId)
-            } else if !broker.coordinates_group(&request.group_id) {
-                PartitionOutcome::Refused(ErrorCode::NotCoordinator)
             } else if !known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index))
             {
                 PartitionOutcome::Refused(ErrorCode::UnknownTopicOrPartition)

@@ -1,7 +1,8 @@
 //! OffsetFetch (key 9): a group's committed offsets. Versions 0-7 ask for one group, v8+ for a
 //! batch of groups; a null topic list means every partition with a committed offset. Partitions
-//! without one answer offset -1. With no transactions there are never pending offsets, so
-//! `require_stable` is always satisfied. Called on the blocking pool, as a group's lock may be
+//! without one answer offset -1. Offsets whose commit is not yet acknowledged are not shown (the
+//! coordinator shows an offset once the in-sync replicas have it), and with no transactions
+//! there are no pending transactional offsets, so `require_stable` is always satisfied. Called on the blocking pool, as a group's lock may be
 //! held by a request writing to `__consumer_offsets`.
 
 use std::sync::Arc;
@@ -19,9 +20,11 @@ use crate::state::Broker;
 
 /// OffsetFetch v8 and later fetch a batch of groups.
 const FIRST_BATCHED_VERSION: i16 = 8;
+/// OffsetFetch v2 and later report a group's error at the top level.
+const FIRST_VERSION_WITH_TOP_LEVEL_ERROR: i16 = 2;
 
-/// The committed offsets of one group as response topics of the given types: the single-group
-/// and batched versions use different types with the same fields.
+/// The committed offsets of one group as response topics of the given types (the single-group
+/// and batched versions use different types with the same fields), or the group's error.
 macro_rules! fetch_group {
     ($broker:expr, $group_id:expr, $topics:expr, $topic:ident, $partition:ident) => {{
         let wanted = $topics.map(|topics| {
@@ -30,17 +33,24 @@ macro_rules! fetch_group {
                 .map(|t| (t.name, t.partition_indexes))
                 .collect()
         });
-        shape(
-            $broker.groups.fetch_offsets($group_id, wanted),
-            |name, partitions| $topic { name, partitions },
-            |partition_index, committed_offset, committed_leader_epoch, metadata| $partition {
-                partition_index,
-                committed_offset,
-                committed_leader_epoch,
-                metadata,
-                error_code: ErrorCode::None.code(),
-            },
-        )
+        $broker
+            .groups
+            .fetch_offsets($group_id, wanted)
+            .map(|found| {
+                shape(
+                    found,
+                    |name, partitions| $topic { name, partitions },
+                    |partition_index, committed_offset, committed_leader_epoch, metadata| {
+                        $partition {
+                            partition_index,
+                            committed_offset,
+                            committed_leader_epoch,
+                            metadata,
+                            error_code: ErrorCode::None.code(),
+                        }
+                    },
+                )
+            })
     }};
 }
 
@@ -66,22 +76,35 @@ pub async fn handle(
         })
 }
 
-/// The response, built with the coordinator's (blocking) answers.
+/// The response, built with the coordinator's (blocking) answers. A group this broker does not
+/// coordinate (or is still loading) gets the error as Kafka reports it: per group from v8, at
+/// the top level in v2-v7, and in every requested partition in v0-v1, which have no top-level
+/// error.
 fn respond(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= FIRST_BATCHED_VERSION {
         let groups = request
             .groups
             .into_iter()
-            .map(|group| OffsetFetchResponseGroup {
-                topics: fetch_group!(
+            .map(|group| {
+                let fetched = fetch_group!(
                     broker,
                     &group.group_id,
                     group.topics,
                     OffsetFetchResponseTopics,
                     OffsetFetchResponsePartitions
-                ),
-                group_id: group.group_id,
-                error_code: ErrorCode::None.code(),
+                );
+                match fetched {
+                    Ok(topics) => OffsetFetchResponseGroup {
+                        group_id: group.group_id,
+                        topics,
+                        error_code: ErrorCode::None.code(),
+                    },
+                    Err(error) => OffsetFetchResponseGroup {
+                        group_id: group.group_id,
+                        error_code: error.code(),
+                        ..Default::default()
+                    },
+                }
             })
             .collect();
         return OffsetFetchResponse {
@@ -89,15 +112,44 @@ fn respond(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offset
             ..Default::default()
         };
     }
-    OffsetFetchResponse {
-        topics: fetch_group!(
-            broker,
-            &request.group_id,
-            request.topics,
-            OffsetFetchResponseTopic,
-            OffsetFetchResponsePartition
-        ),
-        ..Default::default()
+    let requested = request.topics.clone();
+    let fetched = fetch_group!(
+        broker,
+        &request.group_id,
+        request.topics,
+        OffsetFetchResponseTopic,
+        OffsetFetchResponsePartition
+    );
+    match fetched {
+        Ok(topics) => OffsetFetchResponse {
+            topics,
+            ..Default::default()
+        },
+        Err(error) if version < FIRST_VERSION_WITH_TOP_LEVEL_ERROR => OffsetFetchResponse {
+            topics: requested
+                .unwrap_or_default()
+                .into_iter()
+                .map(|topic| OffsetFetchResponseTopic {
+                    name: topic.name,
+                    partitions: topic
+                        .partition_indexes
+                        .into_iter()
+                        .map(|partition_index| OffsetFetchResponsePartition {
+                            partition_index,
+                            committed_offset: -1,
+                            committed_leader_epoch: -1,
+                            metadata: Some(String::new()),
+                            error_code: error.code(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            ..Default::default()
+        },
+        Err(error) => OffsetFetchResponse {
+            error_code: error.code(),
+            ..Default::default()
+        },
     }
 }
 

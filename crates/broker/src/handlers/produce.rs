@@ -41,6 +41,9 @@ struct PendingAck {
     partition: usize,
     owner: Arc<Partition>,
     committed_at: i64,
+    /// The effective `min.insync.replicas`: once committed, an ISR that shrank below it meanwhile
+    /// answers NOT_ENOUGH_REPLICAS_AFTER_APPEND, as Kafka's delayed produce does.
+    min_insync_replicas: usize,
 }
 
 pub async fn handle(
@@ -56,12 +59,24 @@ pub async fn handle(
     if acks == -1 {
         let deadline = Instant::now() + timeout;
         for ack in pending {
-            if let Err(error) =
-                purgatory::await_high_watermark(&ack.owner, ack.committed_at, deadline).await
-            {
-                let response = &mut responses[ack.topic].partition_responses[ack.partition];
-                response.error_code = error.error_code();
-                response.error_message = Some(error.to_string());
+            let response = &mut responses[ack.topic].partition_responses[ack.partition];
+            match purgatory::await_high_watermark(&ack.owner, ack.committed_at, deadline).await {
+                Ok(()) => {
+                    let isr = ack.owner.isr();
+                    if isr.len() < ack.min_insync_replicas {
+                        response.error_code = ErrorCode::NotEnoughReplicasAfterAppend.code();
+                        response.error_message = Some(format!(
+                            "the records of partition {} were appended, but the ISR {isr:?} \
+                             shrank below min.insync.replicas={} before they were committed",
+                            ack.owner.name(),
+                            ack.min_insync_replicas
+                        ));
+                    }
+                }
+                Err(error) => {
+                    response.error_code = error.error_code();
+                    response.error_message = Some(error.to_string());
+                }
             }
         }
     }
@@ -98,7 +113,6 @@ fn append_all(
         .into_iter()
         .enumerate()
         .map(|(topic_position, topic)| {
-            let topic_image = image.topic(&topic.name);
             let partition_responses = topic
                 .partition_data
                 .into_iter()
@@ -119,10 +133,11 @@ fn append_all(
                     let Some(partition) = broker.partitions.get(&topic.name, data.index) else {
                         return failed(broker.partition_not_hosted_error(&topic.name, data.index));
                     };
+                    let mut min_insync_replicas = 1;
                     if acks == -1 {
-                        let isr: &[i32] = topic_image
-                            .and_then(|t| t.partitions.get(&data.index))
-                            .map_or(&[], |p| p.isr.as_slice());
+                        // The ISR as the partition's leader knows it (committed changes, which
+                        // it may learn from the controller before the image shows them).
+                        let isr = partition.isr();
                         // The effective min.insync.replicas, layered exactly as DescribeConfigs
                         // reports it (topic override, this broker's and the cluster-wide dynamic
                         // configs, server.properties, default). Values are validated on write;
@@ -133,6 +148,7 @@ fn append_all(
                             .topic_value("min.insync.replicas")
                             .and_then(|(value, _)| value.parse::<usize>().ok())
                             .unwrap_or(1);
+                        min_insync_replicas = min_isr;
                         if isr.len() < min_isr {
                             let members: Vec<String> = isr.iter().map(i32::to_string).collect();
                             return PartitionProduceResponse {
@@ -158,6 +174,7 @@ fn append_all(
                                 partition: partition_position,
                                 owner: partition,
                                 committed_at: appended.last_offset + 1,
+                                min_insync_replicas,
                             });
                             PartitionProduceResponse {
                                 index: data.index,

@@ -22,12 +22,6 @@ pub async fn handle(
         protocol_name: None,
         ..Default::default()
     };
-    if !broker.coordinates_group(&request.group_id) {
-        return SyncGroupResponse {
-            error_code: ErrorCode::NotCoordinator.code(),
-            ..unavailable()
-        };
-    }
     let pending = on_blocking_pool(broker, move |broker| {
         broker
             .groups

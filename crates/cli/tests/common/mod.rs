@@ -1,15 +1,18 @@
 //! Test harness for end-to-end tests of the `strom` binary: starts a broker process on a free port
 //! with its own data directory, waits until it accepts connections, and builds rdkafka clients
-//! pointed at it. The child process is always killed and reaped on drop.
+//! pointed at it. The child process is always killed and reaped on drop. A three-node cluster
+//! runs on loopback, or on a private network of network namespaces ([`netns::Lan`]) when a test
+//! needs to cut nodes off from each other.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+pub mod netns;
 pub mod raw;
 pub mod typed;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +24,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use strom_protocol::messages::metadata_request::MetadataRequest;
+use strom_protocol::messages::metadata_response::MetadataResponse;
 
 /// How long a broker gets to start accepting TCP connections.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
@@ -28,12 +33,18 @@ pub const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound for waiting on a condition in a test.
 pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
+/// Kafka's API key of Metadata.
+const METADATA: i16 = 3;
 /// Interval between two checks of a polled condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A running `strom server` child process with its own temporary data directory.
 pub struct StromProcess {
     child: Option<Child>,
+    /// The address the listeners bind: 127.0.0.1, or the node's address on a [`netns::Lan`].
+    host: IpAddr,
+    /// The network namespace the process runs in (`ip netns exec`), if not the test's own.
+    netns: Option<String>,
     port: u16,
     dir: tempfile::TempDir,
     config_path: PathBuf,
@@ -51,6 +62,23 @@ impl StromProcess {
     /// Like `start`, with extra command-line arguments after `server --config FILE`.
     pub fn start_with_args(extra_props: &[(&str, &str)], extra_args: &[&str]) -> StromProcess {
         let mut process = StromProcess::prepare(extra_props, extra_args);
+        process.spawn_and_wait_ready();
+        process
+    }
+
+    /// Starts a broker whose settings `props_for` derives from its listener port (the one
+    /// [`StromProcess::bootstrap`] names), on top of the test defaults, and waits until that
+    /// port accepts TCP connections.
+    pub fn start_with_port_props(
+        props_for: impl FnOnce(u16) -> Vec<(String, String)>,
+    ) -> StromProcess {
+        let mut process = StromProcess::prepare(&[], &[]);
+        let props = props_for(process.port);
+        let props: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        process.rewrite_config(&props);
         process.spawn_and_wait_ready();
         process
     }
@@ -122,6 +150,8 @@ impl StromProcess {
         let log_path = dir.path().join("strom.log");
         StromProcess {
             child: None,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: None,
             port,
             dir,
             config_path,
@@ -132,7 +162,7 @@ impl StromProcess {
 
     /// `host:port` for rdkafka's `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.addr().to_string()
     }
 
     /// The listener port.
@@ -142,7 +172,7 @@ impl StromProcess {
 
     /// The socket address of the listener.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.host, self.port)
     }
 
     /// The broker's `log.dirs` directory.
@@ -180,19 +210,12 @@ impl StromProcess {
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for a clean exit; falls back to SIGKILL.
-    #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
     pub fn terminate(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-            // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        if self.signal(libc::SIGTERM) {
             let deadline = Instant::now() + STARTUP_DEADLINE;
             while Instant::now() < deadline {
-                if child.try_wait().expect("try_wait on broker").is_some() {
-                    self.child = None;
+                if !self.is_running() {
                     return;
                 }
                 std::thread::sleep(POLL_INTERVAL);
@@ -204,14 +227,50 @@ impl StromProcess {
         }
     }
 
-    /// Sends `signal` to the running broker (`libc::SIGSTOP` freezes it as a hung process
-    /// would, `libc::SIGCONT` thaws it).
+    /// Freezes the broker with SIGSTOP (its sockets stay open, it answers nothing).
+    pub fn pause(&mut self) {
+        assert!(
+            self.signal(libc::SIGSTOP),
+            "pausing a broker that is not running"
+        );
+    }
+
+    /// Lets a broker frozen by [`StromProcess::pause`] go on with SIGCONT.
+    pub fn resume(&mut self) {
+        assert!(
+            self.signal(libc::SIGCONT),
+            "resuming a broker that is not running"
+        );
+    }
+
+    /// Whether the broker process is running (reaps it if it has exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(child) => {
+                if child.try_wait().expect("try_wait on broker").is_some() {
+                    self.child = None;
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the broker process; false if it is not running.
     #[allow(unsafe_code)] // the `kill(2)` call; see its SAFETY comment
-    pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
-        // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    fn signal(&mut self, signal: libc::c_int) -> bool {
+        match self.child.as_ref() {
+            None => false,
+            Some(child) => {
+                let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+                // SAFETY: plain syscall on the pid of a child we own and have not reaped yet.
+                let result = unsafe { libc::kill(pid, signal) };
+                assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+                true
+            }
+        }
     }
 
     /// Restarts the broker on the same port and data directory (SIGKILLs it first if it is
@@ -235,7 +294,18 @@ impl StromProcess {
             .expect("open broker log file");
         writeln!(log, "=== starting strom on port {} ===", self.port).expect("write log");
         let stderr_log = log.try_clone().expect("clone log file handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_strom"))
+        // `ip netns exec` execs the binary, so the child's pid is the broker's own.
+        let mut command = match &self.netns {
+            None => Command::new(env!("CARGO_BIN_EXE_strom")),
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(env!("CARGO_BIN_EXE_strom"));
+                command
+            }
+        };
+        let child = command
             .arg("server")
             .arg("--config")
             .arg(&self.config_path)
@@ -313,6 +383,21 @@ impl StromProcess {
     /// An AdminClient.
     pub fn admin(&self) -> AdminClient<DefaultClientContext> {
         self.base_config().create().expect("create admin client")
+    }
+
+    /// The full metadata as this broker itself answers it (Metadata v12 on a connection of its
+    /// own, where rdkafka would ask any broker it knows), or `None` if it cannot answer now.
+    pub fn metadata(&self) -> Option<MetadataResponse> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut client = typed::TypedClient::connect(self, "strom-it-metadata");
+            let request = MetadataRequest {
+                topics: None,
+                allow_auto_topic_creation: false,
+                ..MetadataRequest::default()
+            };
+            client.call::<MetadataResponse>(METADATA, 12, &request)
+        }))
+        .ok()
     }
 
     /// Number of partitions of `topic` as reported by metadata, waiting until it is known.
@@ -541,36 +626,112 @@ impl Drop for StromProcess {
 
 /// Three `strom` processes in combined mode (`process.roles=broker,controller`) forming one
 /// cluster: each has a PLAINTEXT listener and a CONTROLLER listener on free ports, and all three
-/// are voters of the metadata quorum, formatted with one cluster id. Dropping it kills and reaps
-/// every node.
+/// are voters of the metadata quorum, formatted with one cluster id. Node `i` (from 0) has node id
+/// `i + 1`. Dropping it kills and reaps every node, then removes its network, if it has one.
 pub struct StromCluster {
+    /// The nodes with the broker role, node ids `controllers.len() + 1` upwards.
     pub nodes: Vec<StromProcess>,
+    /// Controller-only nodes (`process.roles=controller`, node ids 1, 2, ...), whose only
+    /// listener is CONTROLLER on their [`StromProcess::port`]; empty in plain combined mode.
+    pub controllers: Vec<StromProcess>,
     /// The CONTROLLER listener port of each node, in the order of `nodes`.
     pub controller_ports: Vec<u16>,
+    /// The EXTERNAL listener port of each node, in the order of `nodes`, when the cluster was
+    /// started with [`StromCluster::start_with_external_listeners`]; else empty.
+    pub external_ports: Vec<u16>,
+    /// The private network the nodes run on, if not loopback (declared after `nodes`, so the
+    /// processes are gone before their namespaces are removed).
+    pub lan: Option<netns::Lan>,
 }
 
 impl StromCluster {
-    /// Formats and starts the three nodes (node ids 1, 2, 3) with `extra_props` on each.
+    /// Formats and starts the three nodes (node ids 1, 2, 3) on loopback with `extra_props` on
+    /// each.
     pub fn start(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(None, extra_props, false, 0)
+    }
+
+    /// Split roles: three controller-only voters (node ids 1, 2, 3) and three combined nodes
+    /// (ids 4, 5, 6, voters too: broker-only nodes cannot follow the quorum yet), `extra_props`
+    /// on the combined ones.
+    pub fn start_with_controller_only_voters(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(None, extra_props, false, 3)
+    }
+
+    /// Like [`StromCluster::start`], each node with a second client listener, EXTERNAL, bound
+    /// on 127.0.0.1 and advertised as `localhost:<port>`; PLAINTEXT stays the inter-broker
+    /// listener, advertised as `127.0.0.1:<port>`.
+    pub fn start_with_external_listeners(extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(None, extra_props, true, 0)
+    }
+
+    /// Like [`StromCluster::start`], on `lan` if given: node `i` then runs in the namespace
+    /// `lan.node_netns(i)` and listens on `lan.node_host(i)`.
+    pub fn start_on(lan: Option<netns::Lan>, extra_props: &[(&str, &str)]) -> StromCluster {
+        StromCluster::start_nodes(lan, extra_props, false, 0)
+    }
+
+    fn start_nodes(
+        lan: Option<netns::Lan>,
+        extra_props: &[(&str, &str)],
+        external: bool,
+        controller_only: usize,
+    ) -> StromCluster {
         let output = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(["storage", "random-uuid"])
             .output()
             .expect("run strom storage random-uuid");
         let cluster_id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let mut controllers: Vec<StromProcess> = (0..controller_only)
+            .map(|_| StromProcess::prepare(&[], &[]))
+            .collect();
+        let hosts: Vec<IpAddr> = (0..3)
+            .map(|i| match &lan {
+                Some(lan) => lan.node_host(i),
+                None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            })
+            .collect();
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters = controller_ports
+        let voters = controllers
             .iter()
+            .map(|c| (c.port, IpAddr::V4(Ipv4Addr::LOCALHOST)))
+            .chain(controller_ports.iter().copied().zip(hosts.iter().copied()))
             .enumerate()
-            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .map(|(i, (port, host))| format!("{}@{host}:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let mut nodes = Vec::new();
-        for (i, controller_port) in controller_ports.iter().enumerate() {
+        for (i, controller) in controllers.iter_mut().enumerate() {
             let node_id = (i + 1).to_string();
+            let listeners = format!("CONTROLLER://127.0.0.1:{}", controller.port);
+            controller.rewrite_config(&[
+                ("node.id", &node_id),
+                ("process.roles", "controller"),
+                ("controller.quorum.voters", &voters),
+                ("controller.listener.names", "CONTROLLER"),
+                ("listeners", &listeners),
+                ("advertised.listeners", &listeners),
+            ]);
+            controller.format_storage(&cluster_id);
+        }
+        let external_ports: Vec<u16> = if external {
+            (0..3).map(|_| free_port()).collect()
+        } else {
+            Vec::new()
+        };
+        let mut nodes = Vec::new();
+        for (i, (controller_port, host)) in controller_ports.iter().zip(&hosts).enumerate() {
+            let node_id = (controller_only + i + 1).to_string();
             let mut process = StromProcess::prepare(&[], &[]);
+            process.host = *host;
+            process.netns = lan.as_ref().map(|lan| lan.node_netns(i));
             let port = process.port;
-            let listeners =
-                format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}");
+            let mut listeners =
+                format!("PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}");
+            let mut advertised = format!("PLAINTEXT://{host}:{port}");
+            if let Some(external_port) = external_ports.get(i) {
+                listeners.push_str(&format!(",EXTERNAL://127.0.0.1:{external_port}"));
+                advertised.push_str(&format!(",EXTERNAL://localhost:{external_port}"));
+            }
             let mut props: Vec<(&str, &str)> = vec![
                 ("node.id", &node_id),
                 ("process.roles", "broker,controller"),
@@ -578,20 +739,48 @@ impl StromCluster {
                 ("controller.listener.names", "CONTROLLER"),
                 ("listeners", &listeners),
             ];
+            if external {
+                props.push((
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:PLAINTEXT",
+                ));
+                props.push(("inter.broker.listener.name", "PLAINTEXT"));
+            }
             props.extend_from_slice(extra_props);
-            let advertised = format!("PLAINTEXT://127.0.0.1:{port}");
             props.push(("advertised.listeners", &advertised));
             process.rewrite_config(&props);
             process.format_storage(&cluster_id);
             nodes.push(process);
         }
-        for node in &mut nodes {
+        for node in controllers.iter_mut().chain(&mut nodes) {
             node.spawn_and_wait_ready();
         }
         StromCluster {
             nodes,
+            controllers,
             controller_ports,
+            external_ports,
+            lan,
         }
+    }
+
+    /// Every node's client listener, for rdkafka's `bootstrap.servers`.
+    pub fn bootstrap_all(&self) -> String {
+        self.nodes
+            .iter()
+            .map(StromProcess::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every node's log, each under a heading naming its node id.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("--- node {} ---\n{}", i + 1, node.log_contents()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -630,7 +819,7 @@ fn unique_suffix() -> u64 {
 /// Picks a currently unused TCP port on 127.0.0.1 *below* the kernel's ephemeral range, so that
 /// while a broker is down for a restart the kernel cannot hand its port to another test's
 /// `bind(:0)` or to an outgoing client connection.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
 use strom_protocol::codec::{Decode, Encode, Encoder};
 use strom_protocol::messages::request_header::RequestHeader;
@@ -28,7 +28,12 @@ pub struct TypedClient {
 impl TypedClient {
     /// Connects with `client_id` in every request header; reads give up after [`WAIT_DEADLINE`].
     pub fn connect(broker: &StromProcess, client_id: &str) -> TypedClient {
-        let stream = TcpStream::connect(broker.addr()).expect("connect to broker");
+        TypedClient::connect_to(broker.addr(), client_id)
+    }
+
+    /// Like [`TypedClient::connect`], to any address (another listener of a broker).
+    pub fn connect_to(address: SocketAddr, client_id: &str) -> TypedClient {
+        let stream = TcpStream::connect(address).expect("connect to broker");
         stream
             .set_read_timeout(Some(WAIT_DEADLINE))
             .expect("set read timeout");

@@ -508,6 +508,17 @@ impl RaftQuorum {
         if leader == metrics.id && unacknowledged {
             return None;
         }
+        // A new leader acts as the active controller only once its state machine has applied an
+        // entry of its own term (the blank entry it commits on election), hence every entry
+        // committed before: a restarted node elected at once must not validate, fence or unfence
+        // against the image of a log it has not replayed yet (Kafka's controller likewise waits
+        // until it has caught up with the log before it acts).
+        let caught_up = metrics
+            .last_applied
+            .is_some_and(|applied| applied.leader_id.term == metrics.current_term);
+        if leader == metrics.id && !caught_up {
+            return None;
+        }
         Some(kafka_node_id(leader))
     }
 

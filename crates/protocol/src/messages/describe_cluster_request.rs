@@ -13,6 +13,8 @@ pub struct DescribeClusterRequest {
     pub include_cluster_authorized_operations: bool,
     /// The endpoint type to describe. 1=brokers, 2=controllers.
     pub endpoint_type: i8,
+    /// Strom: list fenced brokers too (each with its state in the response's Strom fields).
+    pub strom_include_fenced_brokers: bool,
 }
 
 impl Default for DescribeClusterRequest {
@@ -20,6 +22,7 @@ impl Default for DescribeClusterRequest {
         Self {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
+            strom_include_fenced_brokers: false,
         }
     }
 }
@@ -31,7 +34,12 @@ impl Decode for DescribeClusterRequest {
         if version >= 1 {
             this.endpoint_type = get_i8(buf)?;
         }
-        get_tagged_fields(buf, |_, _| Ok(()))?;
+        get_tagged_fields(buf, |tag, mut payload| {
+            if tag == 10000 {
+                this.strom_include_fenced_brokers = get_bool(&mut payload)?;
+            }
+            Ok(())
+        })?;
         Ok(this)
     }
 }
@@ -42,6 +50,12 @@ impl Encode for DescribeClusterRequest {
         if version >= 1 {
             out.put_i8(self.endpoint_type);
         }
-        out.put_uvarint(0);
+        let write_tag_10000 = self.strom_include_fenced_brokers;
+        out.put_uvarint(u32::from(write_tag_10000));
+        if write_tag_10000 {
+            out.put_tagged_field(10000, |out| {
+                out.put_bool(self.strom_include_fenced_brokers);
+            });
+        }
     }
 }
