@@ -61,13 +61,21 @@ impl GroupConfig {
 /// partitions (and its replication factor, capped by the brokers available) spread over all of
 /// them, where a broker starting first would have found itself alone. If the topic cannot be
 /// created, the broker starts without it and FindCoordinator tries again (answering
-/// COORDINATOR_NOT_AVAILABLE meanwhile).
-pub async fn start(broker: &Broker) {
-    if !broker.config.controller_quorum_voters.is_empty() {
-        return;
+/// COORDINATOR_NOT_AVAILABLE meanwhile). Then the groups of the offsets partitions this broker
+/// leads at start are loaded before it serves clients, so a restarted broker answers committed
+/// offsets at once rather than COORDINATOR_LOAD_IN_PROGRESS (which kafka-python's admin client,
+/// for one, does not retry); later leadership changes load in the background.
+pub async fn start(broker: &Arc<Broker>) {
+    if broker.config.controller_quorum_voters.is_empty() {
+        if let Err(error) = store::ensure_offsets_topic(broker).await {
+            tracing::warn!(message = %error.message, "cannot create {OFFSETS_TOPIC} yet");
+        }
     }
-    if let Err(error) = store::ensure_offsets_topic(broker).await {
-        tracing::warn!(message = %error.message, "cannot create {OFFSETS_TOPIC} yet");
+    while let Some((partition, epoch)) = broker.groups.next_load() {
+        on_blocking_pool(broker, move |broker| {
+            load_partition(broker, partition, epoch);
+        })
+        .await;
     }
 }
 
