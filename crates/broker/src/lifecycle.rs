@@ -243,12 +243,17 @@ pub async fn run_fencing(
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_active = false;
+    let mut last_round = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
             () = controller.suspects_added() => {}
         }
+        // A controller that stood still itself (paused, starved) heard no heartbeats meanwhile:
+        // the brokers' silence is its own, so their sessions start afresh.
+        let stalled = last_round.elapsed() > session_timeout / 2;
+        last_round = Instant::now();
         let status = controller.quorum().status();
         let active = status.leader_id == Some(controller.node_id());
         if !active {
@@ -264,6 +269,11 @@ pub async fn run_fencing(
             // suspect every broker at once: take_suspects sees no heartbeat from any).
             controller.reset_sessions();
             was_active = true;
+        } else if stalled {
+            tracing::info!(
+                "this controller stood still for a while: brokers' sessions start afresh"
+            );
+            controller.reset_sessions();
         }
         // A heartbeat missed by more than this is reason to check the broker's process.
         let silence = heartbeat_interval + PROBE_TICK;

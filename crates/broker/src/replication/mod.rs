@@ -175,13 +175,28 @@ pub fn propose_isr_change(broker: &Broker, partition: &Arc<Partition>, change: I
 
 /// Every `replica.lag.time.max.ms / 2`, proposes to drop from the ISR of each partition this
 /// broker leads the followers that have not caught up for `replica.lag.time.max.ms`.
+///
+/// A round that comes much later than its tick means this broker itself stood still (paused,
+/// starved): its followers could not fetch from it meanwhile, so their lag says nothing about
+/// them, and that round is skipped — otherwise a leader resuming from a pause would drop every
+/// follower from its ISR.
 pub async fn run_isr_expiration(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let max_lag_ms = broker.config.replication.lag_time_max_ms.max(1);
     let tick = Duration::from_millis(u64::try_from(max_lag_ms / 2).unwrap_or(1).max(1));
+    let mut last_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(tick) => {}
+        }
+        let now = tokio::time::Instant::now();
+        let stalled = now.duration_since(last_round) > tick * 3 / 2;
+        last_round = now;
+        if stalled {
+            tracing::info!(
+                "this broker stood still for a while: skipping one lagging-follower check"
+            );
+            continue;
         }
         let scan = {
             let broker = broker.clone();
